@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1.7
+# Two images from one file:
+#   docker build --target bot     -t REGISTRY/ganops-bot:TAG .      (Slack bot: no torch)
+#   docker build --target trainer -t REGISTRY/ganops-trainer:TAG .  (pipeline steps, serving)
+# Base images are pinned by tag and digest-free on purpose only where noted; bump them together.
+
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
+
+# ---- wheels: build the project wheel once, shared by both targets ----------------------
+FROM ${PYTHON_IMAGE} AS wheels
+WORKDIR /src
+RUN pip install --no-cache-dir build==1.2.2
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY pipeline ./pipeline
+COPY model ./model
+RUN python -m build --wheel --outdir /wheels .
+
+# ---- bot: the Slack bot, launcher and deployer clients; no torch ----------------------
+FROM ${PYTHON_IMAGE} AS bot
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN useradd --create-home --uid 10001 ganops
+COPY --from=wheels /wheels /wheels
+RUN pip install /wheels/*.whl && rm -rf /wheels
+USER 10001
+ENV GANOPS_STATE_DIR=/home/ganops/state
+WORKDIR /home/ganops
+EXPOSE 3000
+ENTRYPOINT ["ganops", "bot"]
+
+# ---- trainer: torch + CUDA; runs the pipeline steps and the model server --------------
+FROM ${CUDA_IMAGE} AS trainer
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DEBIAN_FRONTEND=noninteractive VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3.12 python3.12-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3.12 -m venv /opt/venv \
+    && useradd --create-home --uid 10001 ganops
+COPY --from=wheels /wheels /wheels
+RUN pip install "$(ls /wheels/*.whl)[trainer]" && rm -rf /wheels
+USER 10001
+WORKDIR /home/ganops
+EXPOSE 8080
+ENTRYPOINT ["ganops"]
+CMD ["serve", "--port", "8080"]

@@ -1,0 +1,44 @@
+# The README's commands. Every target installs what it needs, so a fresh clone works with
+# `make demo` or `make test` alone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.ganops-installed
+export TMPDIR ?= /tmp
+
+.PHONY: setup prometheus demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# pip (not uv/poetry): torch and torchvision come from the wheels on local disk.
+	$(PIP) install -q -e '.[all]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+prometheus:
+	@bash scripts/ensure-prometheus.sh
+
+demo: setup prometheus
+	$(VENV)/bin/ganops train --synthetic --preset tiny --steps 300 --out .ganops/demo-train
+
+test: setup prometheus lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Unit and contract tests only: no training runs, pipelines or external processes.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: setup prometheus
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .ganops build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""The `ganops` command: one entry point, subcommands resolved lazily.
+
+Each subcommand lives with the package that owns it. They are named here as strings and
+imported only when used, so `ganops bot` in the slim bot image never imports torch, and
+`ganops train` in the trainer image never imports Slack.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# name -> ("module:function", one-line help). Each function takes argv (without the
+# subcommand) and returns an exit code.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("model.cli:train_main", "train the GAN (synthetic data or a CycleGAN folder)"),
+    "evaluate": ("model.cli:evaluate_main", "evaluate a checkpoint, optionally vs a champion"),
+    "stylize": ("model.cli:stylize_main", "apply a model to a folder of images"),
+    "validate": ("model.cli:validate_main", "check a data set folder before training"),
+    "serve": ("model.serve:main", "run the model server (HTTP, /metrics, drift score)"),
+    "pipeline": ("pipeline.cli:main", "compile or run the CT pipeline"),
+    "bot": ("bot.__main__:main", "run the bot (shell, Socket Mode or HTTP)"),
+    "approvals": ("bot.admin:approvals_main", "list or decide approvals from the terminal"),
+    "demo": ("bot.demo:main", "run the whole loop on embedded defaults"),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in SUBCOMMANDS)
+    lines = ["usage: ganops <command> [args...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    lines += ["", "Run 'ganops <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def _resolve(target: str) -> Callable[[Sequence[str]], int]:
+    module_name, func_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or "a dependency"
+        if missing.split(".")[0] in {"torch", "torchvision", "scipy"}:
+            raise SystemExit(
+                f"ganops: this command needs the trainer extras ({missing} is missing): "
+                "pip install 'ganops[trainer]'"
+            ) from None
+        raise
+    func: Callable[[Sequence[str]], int] = getattr(module, func_name)
+    return func
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in SUBCOMMANDS:
+        print(f"ganops: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    return _resolve(SUBCOMMANDS[name][0])(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

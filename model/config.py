@@ -1,0 +1,100 @@
+"""Frozen configuration for the GAN: networks, training and evaluation.
+
+Every size comes from here. Nothing below `main(argv)` sees an argparse namespace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ModelName = Literal["cut", "cyclegan"]
+MODEL_NAMES: tuple[str, ...] = ("cut", "cyclegan")
+PresetName = Literal["tiny", "full"]
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Architecture of one model: a resnet generator with a PatchGAN discriminator."""
+
+    model: ModelName = "cut"
+    image_size: int = 32
+    ngf: int = 16
+    ndf: int = 16
+    n_blocks: int = 3
+    n_layers_d: int = 3
+    input_nc: int = 3
+    output_nc: int = 3
+    norm: Literal["instance", "batch", "none"] = "instance"
+    # CUT: patches sampled per layer for PatchNCE, the MLP head width, and the layers used.
+    num_patches: int = 256
+    netf_nc: int = 256
+    nce_layers: tuple[int, ...] = (0, 4, 8, 12, 16)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "nce_layers" in kwargs:
+            kwargs["nce_layers"] = tuple(kwargs["nce_layers"])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. `steps`, when set, overrides `epochs`."""
+
+    net: NetConfig = field(default_factory=NetConfig)
+    epochs: int = 5
+    steps: int | None = None
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    batch_size: int = 4
+    seed: int = 0
+    lambda_gan: float = 1.0
+    lambda_nce: float = 1.0
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    amp: bool = True
+    checkpoint_every: int = 50
+    log_every: int = 10
+    num_workers: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Fixed evaluation: the same inputs and seeds for challenger and champion."""
+
+    seed: int = 1234
+    num_images: int = 64
+    batch_size: int = 16
+    grid_images: int = 8
+
+
+PRESETS: dict[str, NetConfig] = {
+    # Trains on 2 CPU cores in minutes.
+    "tiny": NetConfig(image_size=32, ngf=16, ndf=16, n_blocks=3, num_patches=64, netf_nc=64),
+    # The GPU default: the published CUT/CycleGAN sizes.
+    "full": NetConfig(image_size=256, ngf=64, ndf=64, n_blocks=9, num_patches=256, netf_nc=256),
+}
+
+
+def preset(name: str, model: str = "cut", **overrides: Any) -> NetConfig:
+    """Return the named preset for `model`, with overrides applied.
+
+    Raises:
+        ValueError: on an unknown preset or model name.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return dataclasses.replace(PRESETS[name], model=model, **overrides)  # type: ignore[arg-type]

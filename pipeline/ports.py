@@ -1,0 +1,176 @@
+"""The contracts that the bot relies on: pipeline launchers and deployers.
+
+These are small Protocols with frozen dataclasses. `pipeline/launch.py` and
+`pipeline/deploy.py` hold the implementations; `bot/` sees only what is here.
+Nothing in this module imports torch, kfp or kubernetes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+# Every state a run can be in. The last five are final.
+RunState = Literal[
+    "queued",
+    "running",
+    "failed",  # a step failed; see RunStatus.failed_step and .error
+    "gated",  # rejected by the evaluation gate; see RunResult.gate_reason
+    "awaiting_approval",  # a challenger is registered and waits for a human
+    "deployed",  # auto_deploy=true and the gate passed
+    "cancelled",
+]
+FINAL_STATES: frozenset[str] = frozenset(
+    {"failed", "gated", "awaiting_approval", "deployed", "cancelled"}
+)
+
+# The pipeline's steps, in order. Progress is reported against this list.
+PIPELINE_STEPS: tuple[str, ...] = ("ingest", "validate", "train", "evaluate", "register", "gate")
+
+
+class PipelineError(Exception):
+    """Base class for errors a launcher reports to its caller."""
+
+
+class UpstreamError(PipelineError):
+    """KFP, MLflow or the local runner could not be reached or answered badly."""
+
+
+class ConcurrentRunError(PipelineError):
+    """A run for the same model is already going; `run_id` names it."""
+
+    def __init__(self, model: str, run_id: str) -> None:
+        super().__init__(f"a run for model {model!r} is already going: {run_id}")
+        self.model = model
+        self.run_id = run_id
+
+
+class InvalidParamsError(PipelineError):
+    """The run parameters are unknown, ill-typed or out of range."""
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Parameters of one CT pipeline run (the `/retrain` keys)."""
+
+    model: str = "cut"
+    data: str = "synthetic"
+    epochs: int = 5
+    steps: int | None = None
+    lr: float = 2e-4
+    batch_size: int = 4
+    gpus: int = 0
+    image_size: int | None = None
+    preset: str | None = None  # None: tiny without a GPU, full with one
+    seed: int = 0
+    auto_deploy: bool = False
+    min_score: float = 0.0  # the gate's floor when no champion exists
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    run_id: str
+    url: str | None  # the KFP UI link; None for local runs
+    created: bool  # False when the request_id was seen before (idempotent repeat)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run produced, as far as the bot needs it."""
+
+    model: str  # "cut" | "cyclegan"
+    registered_model: str | None  # e.g. "ganops-cut"
+    version: str | None  # MLflow model version of the challenger
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    champion_metrics: Mapping[str, float] | None = None
+    champion_version: str | None = None
+    deploy_score: float | None = None
+    gate_passed: bool | None = None
+    gate_reason: str | None = None
+    data_digest: str | None = None
+    image: str | None = None
+    # name -> local path or MLflow artifact URI: "sample_grid", "loss_curve".
+    artifacts: Mapping[str, str] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run_id: str
+    state: RunState
+    request_id: str | None = None
+    model: str = "cut"
+    current_step: str | None = None
+    steps_done: int = 0
+    steps_total: int = len(PIPELINE_STEPS)
+    created_at: float | None = None  # unix seconds
+    updated_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    failed_step: str | None = None
+    # Training progress inside the train step, when known.
+    train_step: int | None = None
+    train_total: int | None = None
+    losses: Mapping[str, float] = field(default_factory=dict)
+    url: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    result: RunResult | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class PipelineLauncher(Protocol):
+    """Starts and follows CT pipeline runs. Implementations: KubeflowLauncher, LocalLauncher."""
+
+    def launch(self, params: RunParams, request_id: str) -> LaunchResult:
+        """Start a run, or return the run already started for `request_id`.
+
+        Raises:
+            ConcurrentRunError: a run for the same model is still going.
+            UpstreamError: the backend could not be reached.
+        """
+        ...
+
+    def status(self, run_id: str) -> RunStatus: ...
+
+    def cancel(self, run_id: str) -> None: ...
+
+    def list_runs(self, limit: int = 20) -> list[RunStatus]: ...
+
+
+# --- deploys -------------------------------------------------------------------------
+
+
+class DeployError(Exception):
+    """A deploy could not start (bad config, RBAC, unreachable API)."""
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    ok: bool
+    model_uri: str  # what is (now) served
+    version: str  # the version asked for
+    previous_version: str | None
+    rolled_back: bool
+    seconds: float
+    message: str  # one human line: "rolled out 3/3 replicas in 12.4 s", or why it failed
+
+
+class Deployer(Protocol):
+    """Rolls the serving endpoint to a model version. Implementations: Kubernetes, local."""
+
+    def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
+        """Roll out `model_uri`; on failure roll back by itself and say so in the result."""
+        ...
+
+    def current(self, model: str) -> str | None:
+        """The version now served, or None."""
+        ...
