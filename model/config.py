@@ -28,9 +28,11 @@ class NetConfig:
     output_nc: int = 3
     norm: Literal["instance", "batch", "none"] = "instance"
     # CUT: patches sampled per layer for PatchNCE, the MLP head width, and the layers used.
+    # Layer indices count the generator's modules (model/networks.py): 0 the padded input,
+    # 4 and 7 the two downsampling convs, 10 the first resnet block, 10 + k block k + 1.
     num_patches: int = 256
     netf_nc: int = 256
-    nce_layers: tuple[int, ...] = (0, 4, 8, 12, 16)
+    nce_layers: tuple[int, ...] = (0, 4, 7, 10, 12)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,7 +85,15 @@ PRESETS: dict[str, NetConfig] = {
     # Trains on 2 CPU cores in minutes.
     "tiny": NetConfig(image_size=32, ngf=16, ndf=16, n_blocks=3, num_patches=64, netf_nc=64),
     # The GPU default: the published CUT/CycleGAN sizes.
-    "full": NetConfig(image_size=256, ngf=64, ndf=64, n_blocks=9, num_patches=256, netf_nc=256),
+    "full": NetConfig(
+        image_size=256,
+        ngf=64,
+        ndf=64,
+        n_blocks=9,
+        num_patches=256,
+        netf_nc=256,
+        nce_layers=(0, 4, 7, 10, 14),
+    ),
 }
 
 

@@ -1,0 +1,76 @@
+"""GAN, PatchNCE, cycle and identity losses."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+GAN_MODES: tuple[str, ...] = ("lsgan", "vanilla")
+
+
+class GANLoss(nn.Module):
+    """The adversarial loss against a constant real or fake target.
+
+    The targets are buffers, so `.to(device)` moves them with the module and no tensor is
+    built per call. Predictions are compared in float32, so bf16 autocast outputs are fine.
+    """
+
+    real_label: Tensor
+    fake_label: Tensor
+
+    def __init__(self, mode: str = "lsgan", real_label: float = 1.0, fake_label: float = 0.0):
+        super().__init__()
+        if mode not in GAN_MODES:
+            raise ValueError(f"unknown gan mode {mode!r}; choose one of {', '.join(GAN_MODES)}")
+        self.mode = mode
+        self.register_buffer("real_label", torch.tensor(real_label))
+        self.register_buffer("fake_label", torch.tensor(fake_label))
+
+    def forward(self, prediction: Tensor, target_is_real: bool) -> Tensor:
+        prediction = prediction.float()
+        target = (self.real_label if target_is_real else self.fake_label).expand_as(prediction)
+        if self.mode == "lsgan":
+            return F.mse_loss(prediction, target)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+
+
+class PatchNCELoss(nn.Module):
+    """InfoNCE between query patches and key patches at the same positions (CUT).
+
+    Each query's positive is the key at its own position; the negatives are the other
+    positions of the same image, as CUT recommends for unpaired translation.
+    """
+
+    def __init__(self, temperature: float = 0.07) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, feat_q: Tensor, feat_k: Tensor) -> Tensor:
+        """Mean loss over all patches. Both inputs are (B, P, C) and L2-normalised."""
+        feat_q = feat_q.float()
+        feat_k = feat_k.detach().float()
+        positives = (feat_q * feat_k).sum(dim=-1, keepdim=True)  # (B, P, 1)
+        negatives = torch.bmm(feat_q, feat_k.transpose(1, 2))  # (B, P, P)
+        patches = feat_q.shape[1]
+        # The diagonal is each query's positive again: push it to ~exp(-10) as CUT does.
+        diagonal = torch.eye(patches, dtype=torch.bool, device=feat_q.device)
+        negatives = negatives.masked_fill(diagonal, -10.0)
+        logits = torch.cat([positives, negatives], dim=-1).flatten(0, 1) / self.temperature
+        target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        return F.cross_entropy(logits, target)
+
+
+def reconstruction_loss(output: Tensor, target: Tensor) -> Tensor:
+    """L1 in float32. CycleGAN uses it twice, under two names:
+
+    - `cycle_loss(G_B(G_A(a)), a)`: the round trip through both generators returns the input;
+    - `identity_loss(G_A(b), b)`: a target-domain image passes through unchanged.
+    """
+    return F.l1_loss(output.float(), target.float())
+
+
+cycle_loss = reconstruction_loss
+identity_loss = reconstruction_loss

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.losses import GANLoss, PatchNCELoss, cycle_loss, identity_loss
+
+
+def test_gan_loss_targets_are_buffers_that_move_with_the_module() -> None:
+    loss = GANLoss("lsgan")
+    assert {name for name, _ in loss.named_buffers()} == {"real_label", "fake_label"}
+    moved = loss.to(torch.float64)
+    assert moved.real_label.dtype == torch.float64
+    assert "real_label" in loss.state_dict()
+
+
+@pytest.mark.parametrize("mode", ["lsgan", "vanilla"])
+def test_gan_loss_is_low_when_the_prediction_matches_the_target(mode: str) -> None:
+    loss = GANLoss(mode)
+    confident_real = torch.full((2, 1, 4, 4), 1.0 if mode == "lsgan" else 8.0)
+    confident_fake = torch.full((2, 1, 4, 4), 0.0 if mode == "lsgan" else -8.0)
+    assert loss(confident_real, True) < 0.01
+    assert loss(confident_fake, False) < 0.01
+    assert loss(confident_real, False) > 0.5
+    assert loss(confident_fake, True) > 0.5
+
+
+def test_lsgan_loss_is_the_mean_squared_error() -> None:
+    pred = torch.tensor([[0.5, -1.0]])
+    assert torch.isclose(GANLoss("lsgan")(pred, True), torch.tensor((0.25 + 4.0) / 2))
+
+
+def test_gan_loss_accepts_bf16_predictions_and_returns_float32() -> None:
+    out = GANLoss()(torch.ones(1, 1, 2, 2, dtype=torch.bfloat16), True)
+    assert out.dtype == torch.float32
+
+
+def test_gan_loss_rejects_unknown_modes() -> None:
+    with pytest.raises(ValueError, match="unknown gan mode"):
+        GANLoss("wgan")
+
+
+def _unit(*shape: int) -> torch.Tensor:
+    return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(0)), dim=-1)
+
+
+def test_patch_nce_is_lower_for_matching_features() -> None:
+    keys = _unit(2, 32, 16)
+    nce = PatchNCELoss(temperature=0.07)
+    matching = nce(keys.clone(), keys)
+    unrelated = nce(_unit(2, 32, 16).roll(1, dims=1), keys)
+    assert matching < 0.1
+    assert unrelated > matching + 1.0
+
+
+def test_patch_nce_trains_only_the_queries() -> None:
+    queries = _unit(1, 8, 4).requires_grad_()
+    keys = _unit(1, 8, 4).requires_grad_()
+    PatchNCELoss()(queries, keys).backward()
+    assert queries.grad is not None
+    assert keys.grad is None
+
+
+def test_l1_losses() -> None:
+    a, b = torch.zeros(2, 3), torch.ones(2, 3)
+    assert cycle_loss(a, b) == 1.0
+    assert identity_loss(a, a) == 0.0
