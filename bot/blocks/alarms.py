@@ -1,0 +1,143 @@
+"""Pure Block Kit builders for drift alarms. No I/O: data in, typed blocks out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+ALARM_ACTIONS = ("alarm_retrain", "alarm_snooze", "alarm_ignore")
+
+
+@dataclass(frozen=True)
+class AlarmView:
+    """What an alarm card shows; built from an `alarms` row."""
+
+    episode_id: str
+    model: str
+    version: str
+    state: str  # firing | snoozed | ignored | resolved
+    score: float
+    peak_score: float
+    features: Mapping[str, float]
+    opened_at: float
+    updated_at: float
+    resolved_at: float | None = None
+    snoozed_until: float | None = None
+    acted_by: str | None = None  # who snoozed / ignored / retrained
+    retrain_run_id: str | None = None
+
+
+def _hhmm(ts: float) -> str:
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+def moved_features(features: Mapping[str, float], limit: int = 4) -> list[tuple[str, float]]:
+    """The features that moved most, largest first; > 1 means past its own threshold."""
+    ranked = sorted(features.items(), key=lambda kv: kv[1], reverse=True)
+    return [(name, score) for name, score in ranked[:limit] if score > 0]
+
+
+def alarm_text(view: AlarmView) -> str:
+    """The notification text (shown in notifications and by clients without blocks)."""
+    if view.state == "resolved":
+        return f"Resolved: input drift on {view.model} v{view.version}"
+    return f"Input drift on {view.model} v{view.version}: score {view.score:.2f} (>1 is drift)"
+
+
+def alarm_card(view: AlarmView) -> list[Block]:
+    """The alarm card: model and version, the score, the moved features, and the buttons
+    while the alarm is open. The score plot is uploaded beside it as a file."""
+    icon = {"firing": ":rotating_light:", "snoozed": ":zzz:", "ignored": ":no_bell:"}.get(
+        view.state, ":white_check_mark:"
+    )
+    title = "Input drift" if view.state != "resolved" else "Input drift resolved"
+    moved = moved_features(view.features)
+    feature_lines = "\n".join(f"• `{name}` {score:.2f}" for name, score in moved) or "• (none)"
+    blocks: list[Block] = [
+        HeaderBlock(text=f"{title}: {view.model} v{view.version}"),
+        SectionBlock(
+            fields=[
+                MarkdownTextObject(
+                    text=f"*Score*\n{icon} {view.score:.2f} (peak {view.peak_score:.2f})"
+                ),
+                MarkdownTextObject(text=f"*Since*\n{_hhmm(view.opened_at)}"),
+                MarkdownTextObject(text=f"*Features that moved*\n{feature_lines}"),
+                MarkdownTextObject(text=f"*Episode*\n`{view.episode_id}`"),
+            ]
+        ),
+    ]
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_status_line(view))]))
+    if view.state in ("firing", "snoozed") and view.retrain_run_id is None:
+        blocks.append(alarm_buttons(view.episode_id, snoozed=view.state == "snoozed"))
+    return blocks
+
+
+def _status_line(view: AlarmView) -> str:
+    who = f" by <@{view.acted_by}>" if view.acted_by else ""
+    parts: list[str] = []
+    if view.state == "resolved" and view.resolved_at is not None:
+        parts.append(f"Resolved at {_hhmm(view.resolved_at)}; the score is back under 1.")
+    elif view.state == "snoozed" and view.snoozed_until is not None:
+        parts.append(f"Snoozed{who} until {_hhmm(view.snoozed_until)}.")
+    elif view.state == "ignored":
+        parts.append(f"Ignored{who} for this episode; the card still resolves by itself.")
+    else:
+        parts.append(f"Firing; updated {_hhmm(view.updated_at)}. >1 means the inputs moved.")
+    if view.retrain_run_id:
+        parts.append(f"Retrain started{who}: run `{view.retrain_run_id}` (progress in the thread).")
+    return " ".join(parts)
+
+
+def alarm_buttons(episode_id: str, snoozed: bool = False) -> ActionsBlock:
+    """Buttons carry only the episode id; everything else is looked up on the server."""
+    elements = [
+        ButtonElement(
+            text="Retrain now", action_id="alarm_retrain", value=episode_id, style="primary"
+        ),
+        ButtonElement(text="Snooze 1h", action_id="alarm_snooze", value=episode_id),
+        ButtonElement(text="Ignore", action_id="alarm_ignore", value=episode_id, style="danger"),
+    ]
+    if snoozed:
+        elements = [elements[0], elements[2]]
+    return ActionsBlock(block_id=f"alarm:{episode_id}", elements=elements)
+
+
+def prometheus_down_text(url: str, error: str, retry_in_s: float) -> str:
+    return (
+        f":warning: Prometheus at {url} is unreachable ({error}). Drift alarms are paused; "
+        f"retrying with backoff (next try in {retry_in_s:.0f} s). I will say when it is back."
+    )
+
+
+def prometheus_back_text(url: str, down_for_s: float) -> str:
+    return f":white_check_mark: Prometheus at {url} is reachable again after {down_for_s:.0f} s."
+
+
+def alarm_thread_note(kind: str, user: str | None, detail: str = "") -> str:
+    who = f"<@{user}>" if user else "someone"
+    notes = {
+        "snooze": f"{who} snoozed this alarm for 1 hour.",
+        "ignore": f"{who} chose to ignore this episode.",
+        "refire": "The snooze ended and the drift is still there.",
+        "retrain": f"{who} started a retrain: {detail}",
+    }
+    return notes.get(kind, detail)
+
+
+def alarm_summary_lines(views: Sequence[AlarmView]) -> list[str]:
+    """One line per alarm, for `/ganops status`."""
+    return [
+        f"{v.model} v{v.version}: {v.state}, score {v.score:.2f} since {_hhmm(v.opened_at)}"
+        for v in views
+    ]
