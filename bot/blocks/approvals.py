@@ -1,0 +1,145 @@
+"""Pure builders for approvals: the decided card, the decision line, the deploy result message,
+and the one-line texts that every path (buttons, `/ganops`, CLI) shows. No I/O.
+
+The results card itself is the bot's (`bot.blocks`); a decision re-renders it from the blocks
+as posted: the Approve/Reject buttons go, a context line says who decided and when.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
+
+from bot.ports import Approval, DeployResult
+from bot.store import AuditRow
+
+DECISION_ACTIONS = ("approve", "reject")
+DECISION_BLOCK_ID = "ganops_decision"
+
+
+def hhmm(ts: float) -> str:
+    """A time as people read it on a card: 14:02 (the bot's local time)."""
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+def label(a: Approval) -> str:
+    """ "deploy of cut v7" / "rollback to cut v5"."""
+    what = "rollback to" if a.kind == "rollback" else "deploy of"
+    return f"{what} {a.model} v{a.version}"
+
+
+def who_decided(a: Approval) -> str:
+    """ "approved by <@U1> at 14:02", "expired at 09:00", "superseded at 10:30"."""
+    if a.state == "expired":
+        return f"expired at {hhmm(a.decided_at or a.expires_at)}"
+    by = ""
+    if a.state == "approved" and len(a.approvers) > 1:
+        by = " by " + " and ".join(f"<@{u}>" for u in a.approvers)
+    elif a.decided_by and a.state != "superseded":
+        by = f" by <@{a.decided_by}>"
+    at = f" at {hhmm(a.decided_at)}" if a.decided_at else ""
+    return f"{a.state}{by}{at}"
+
+
+def decision_text(a: Approval, deploying: bool = False) -> str:
+    """The card's decision line: ":white_check_mark: Approved by <@U1> at 14:02"."""
+    icon = {
+        "approved": ":white_check_mark:",
+        "rejected": ":no_entry_sign:",
+        "expired": ":hourglass:",
+        "superseded": ":fast_forward:",
+    }.get(a.state, ":hourglass_flowing_sand:")
+    if a.state == "pending":
+        votes = ", ".join(f"<@{u}>" for u in a.approvers)
+        return f"{icon} Approved by {votes}; waiting for a second approver"
+    line = who_decided(a)
+    line = f"{icon} {line[0].upper()}{line[1:]}"
+    if a.state == "expired":
+        line += " (rejected: nobody decided in time)"
+    if a.state == "superseded":
+        line += " by a newer request for this model"
+    if deploying:
+        line += f" · deploying {a.model} v{a.version}…"
+    return line
+
+
+def decision_context(a: Approval, deploying: bool = False) -> ContextBlock:
+    return ContextBlock(
+        block_id=DECISION_BLOCK_ID,
+        elements=[MarkdownTextObject(text=decision_text(a, deploying))],
+    )
+
+
+def decided_card(
+    blocks: Sequence[dict[str, Any]], a: Approval, deploying: bool = False
+) -> list[dict[str, Any]]:
+    """The card as posted, with the decision buttons removed once decided and the decision
+    line (re)placed at the bottom. Other buttons (links) stay. Idempotent."""
+    out: list[dict[str, Any]] = []
+    for block in blocks:
+        if block.get("block_id") == DECISION_BLOCK_ID:
+            continue
+        if block.get("type") == "actions" and a.state != "pending":
+            kept = [
+                e for e in block.get("elements", []) if e.get("action_id") not in DECISION_ACTIONS
+            ]
+            if not kept:
+                continue
+            block = {**copy.deepcopy(block), "elements": kept}
+        out.append(block)
+    if a.state != "pending" or a.approvers:
+        out.append(decision_context(a, deploying).to_dict())
+    return out
+
+
+def fallback_card(a: Approval, deploying: bool = False) -> list[dict[str, Any]]:
+    """When the posted blocks are unknown: a short card naming the version and the decision."""
+    title = SectionBlock(text=MarkdownTextObject(text=f"*{label(a).capitalize()}*"))
+    return [title.to_dict(), decision_context(a, deploying).to_dict()]
+
+
+def deploy_result_text(a: Approval, result: DeployResult) -> str:
+    """The thread reply under the card: rollout status and the time it took."""
+    took = f"{result.seconds:.1f} s"
+    if result.ok:
+        prev = f" (was v{result.previous_version})" if result.previous_version else ""
+        return (
+            f":rocket: Deployed {a.model} v{a.version}{prev} in {took}: {result.message}. "
+            f"`champion` now points at v{a.version}."
+        )
+    if result.rolled_back:
+        back = f"v{result.previous_version}" if result.previous_version else "the previous version"
+        return (
+            f":rewind: Deploy of {a.model} v{a.version} failed after {took} and was rolled "
+            f"back; {back} keeps serving. {result.message}. The aliases did not move."
+        )
+    return (
+        f":x: Deploy of {a.model} v{a.version} failed after {took}: {result.message}. "
+        "The aliases did not move."
+    )
+
+
+def deploy_result_blocks(a: Approval, result: DeployResult) -> list[Block]:
+    return [SectionBlock(text=MarkdownTextObject(text=deploy_result_text(a, result)))]
+
+
+def approval_line(a: Approval) -> str:
+    """One line per approval for `ganops approvals list` and `/ganops approvals`."""
+    state = a.state if a.state == "pending" else who_decided(a)
+    votes = f" votes={','.join(a.approvers)}" if a.approvers and a.state == "pending" else ""
+    return (
+        f"{a.approval_id}  {label(a)}  by {a.requested_by}  {state}{votes}"
+        f"  (expires {time.strftime('%Y-%m-%d %H:%M', time.localtime(a.expires_at))})"
+    )
+
+
+def audit_line(row: AuditRow) -> str:
+    """One line per audit row, for `/ganops audit` and `ganops approvals audit`."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.ts))
+    detail = ", ".join(f"{k}={v}" for k, v in row.detail.items() if v not in (None, "", {}))
+    tail = f"  ({detail})" if detail else ""
+    return f"{when}  {row.actor}  {row.action}  {row.object}  {row.outcome}{tail}"

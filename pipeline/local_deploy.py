@@ -1,0 +1,280 @@
+"""LocalDeployer: the model server as a local process on loopback, replaced without a gap.
+
+A deploy starts the new version on a fresh port and switches only once its /readyz answers
+200; then the old server is stopped. If the new one never gets ready, it is killed and the
+old one keeps serving: that is the local rollback. Servers run in their own session, so they
+outlive a bot restart; `<state_dir>/serving/current.json` records pid, port and version, and a
+restarted bot re-adopts the server if the pid is alive and /healthz answers.
+`serving/targets.json` is a Prometheus file_sd list that follows the current port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.ports import DeployResult
+
+
+def default_server_cmd() -> list[str]:
+    """`ganops serve --model-uri URI --port P`, through this interpreter's own console
+    script (or the same CLI module where the script is not installed)."""
+    script = Path(sys.executable).with_name("ganops")
+    ganops = [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
+    return [*ganops, "serve", "--model-uri", "{model_uri}", "--port", "{port}"]
+
+
+@dataclass(frozen=True)
+class ServerRecord:
+    model: str
+    version: str
+    model_uri: str
+    pid: int
+    port: int
+    host: str
+    log: str
+    started_at: float
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class LocalDeployer:
+    """Implements `pipeline.ports.Deployer` with one local model server."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        mlflow_uri: str | None = None,
+        *,
+        server_cmd: Sequence[str] | None = None,
+        host: str = "127.0.0.1",
+        ready_timeout_s: float = 180.0,
+        stop_timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.dir = state_dir / "serving"
+        self.mlflow_uri = mlflow_uri
+        self.server_cmd = list(server_cmd) if server_cmd is not None else default_server_cmd()
+        self.host = host
+        self.ready_timeout_s = ready_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.clock = clock
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+
+    # --- the Deployer protocol ------------------------------------------------------------
+
+    def current(self, model: str) -> str | None:
+        record = self.serving()
+        return record.version if record is not None and record.model == model else None
+
+    def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
+        started = self.clock()
+        with self._lock, self._file_lock():
+            old = self.serving()
+            port = _free_port(self.host)
+            log_path = self.dir / f"{model}-v{version}-{port}.log"
+            proc = self._start(model_uri, port, log_path)
+            why = self._wait_ready(proc, f"http://{self.host}:{port}")
+            if why is not None:
+                self._stop(proc.pid)
+                return self._kept_old(version, old, why, log_path, started)
+            record = ServerRecord(
+                model, version, model_uri, proc.pid, port, self.host, str(log_path), time.time()
+            )
+            self._save(record)
+            if old is not None:
+                self._stop(old.pid)
+        seconds = self.clock() - started
+        return DeployResult(
+            ok=True,
+            model_uri=model_uri,
+            version=version,
+            previous_version=old.version if old is not None and old.model == model else None,
+            rolled_back=False,
+            seconds=seconds,
+            message=f"ready on {record.url} (pid {proc.pid}) after {seconds:.1f} s",
+        )
+
+    # --- extras for the demo and the CLI --------------------------------------------------
+
+    def serving(self) -> ServerRecord | None:
+        """The recorded server, if its pid is alive and its /healthz answers."""
+        record = self._load()
+        if record is None or not self._alive(record.pid):
+            return None
+        return record if _get_ok(record.url + "/healthz") else None
+
+    def stop(self) -> None:
+        """Stop the current server and forget it (the demo's clean shutdown)."""
+        with self._lock, self._file_lock():
+            record = self._load()
+            if record is not None and self._alive(record.pid):
+                self._stop(record.pid)
+            for name in ("current.json", "targets.json"):
+                (self.dir / name).unlink(missing_ok=True)
+
+    # --- processes ------------------------------------------------------------------------
+
+    def _start(self, model_uri: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+        values = {"model_uri": model_uri, "port": str(port), "host": self.host}
+        cmd = [part.format(**values) for part in self.server_cmd]
+        # The server inherits the bot's environment, plus where MLflow is for models:/ URIs.
+        env = _env_for(self.mlflow_uri, os.environ)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # its own process group: it outlives a bot restart
+            )
+        self._children[proc.pid] = proc
+        return proc
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], url: str) -> str | None:
+        """None once /readyz answers 200; else why not."""
+        deadline = self.clock() + self.ready_timeout_s
+        while self.clock() < deadline:
+            code = proc.poll()
+            if code is not None:
+                return f"the server exited with code {code}"
+            if _get_ok(url + "/readyz"):
+                return None
+            time.sleep(0.2)
+        return f"/readyz not ready within {self.ready_timeout_s:.0f} s"
+
+    def _stop(self, pid: int) -> None:
+        """SIGTERM the server's process group, SIGKILL it if it lingers, reap our children."""
+        _signal_group(pid, signal.SIGTERM)
+        deadline = self.clock() + self.stop_timeout_s
+        while self._alive(pid) and self.clock() < deadline:
+            time.sleep(0.05)
+        if self._alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+        child = self._children.pop(pid, None)
+        if child is not None:
+            child.wait(timeout=self.stop_timeout_s)
+
+    def _alive(self, pid: int) -> bool:
+        child = self._children.get(pid)
+        if child is not None:
+            return child.poll() is None
+        return _pid_alive(pid)
+
+    def _kept_old(
+        self, version: str, old: ServerRecord | None, why: str, log_path: Path, started: float
+    ) -> DeployResult:
+        tail = _last_line(log_path)
+        kept = f"v{old.version} keeps serving on {old.url}" if old else "nothing was serving"
+        message = f"v{version} failed its health check ({why}); {kept}"
+        if tail:
+            message += f". Its log ends: {tail}"
+        return DeployResult(
+            ok=False,
+            model_uri=old.model_uri if old is not None else "",
+            version=version,
+            previous_version=old.version if old is not None else None,
+            rolled_back=old is not None,
+            seconds=self.clock() - started,
+            message=message,
+        )
+
+    # --- state on disk --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """One deploy at a time across processes (the bot and `ganops approvals decide`)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "deploy.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _load(self) -> ServerRecord | None:
+        try:
+            data = json.loads((self.dir / "current.json").read_text())
+            data.pop("url", None)  # derived; written for readers such as the demo
+            return ServerRecord(**data)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+
+    def _save(self, record: ServerRecord) -> None:
+        _write_json(self.dir / "current.json", {**asdict(record), "url": record.url})
+        target = [{"targets": [f"{record.host}:{record.port}"], "labels": {"job": "ganops-serve"}}]
+        _write_json(self.dir / "targets.json", target)
+
+
+def _write_json(path: Path, data: object) -> None:
+    """Atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _get_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status) == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (a process we started and that died is reaped here)."""
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _last_line(path: Path, limit: int = 300) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:limit] if lines else ""
+
+
+def _env_for(mlflow_uri: str | None, base: Mapping[str, str]) -> dict[str, str]:
+    env = dict(base)
+    if mlflow_uri:
+        env["MLFLOW_TRACKING_URI"] = mlflow_uri
+    return env

@@ -1,0 +1,91 @@
+"""Test doubles for the approval tests: an in-memory model registry and a recording deployer.
+
+The registry keeps versions, aliases and tags the way MLflow does (an alias points at one
+version; tags merge). The deployer records every call, so tests can count deploys exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.ports import DeployResult, ModelVersionInfo
+
+
+@dataclass
+class MemoryRegistry:
+    versions: dict[str, list[str]] = field(default_factory=dict)
+    aliases: dict[tuple[str, str], str] = field(default_factory=dict)
+    tags: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    fail: bool = False  # simulate MLflow being down
+
+    def add(self, model: str, *versions: str) -> None:
+        self.versions.setdefault(model, []).extend(versions)
+
+    def _check(self) -> None:
+        if self.fail:
+            raise ConnectionError("mlflow unreachable")
+
+    def _info(self, model: str, version: str) -> ModelVersionInfo:
+        names = tuple(a for (m, a), v in self.aliases.items() if m == model and v == version)
+        return ModelVersionInfo(model, version, names, dict(self.tags.get((model, version), {})))
+
+    def get_alias(self, model: str, alias: str) -> ModelVersionInfo | None:
+        self._check()
+        version = self.aliases.get((model, alias))
+        return self._info(model, version) if version is not None else None
+
+    def get_version(self, model: str, version: str) -> ModelVersionInfo | None:
+        self._check()
+        return self._info(model, version) if version in self.versions.get(model, []) else None
+
+    def list_versions(self, model: str, limit: int = 20) -> list[ModelVersionInfo]:
+        return [self._info(model, v) for v in self.versions.get(model, [])][:limit]
+
+    def set_alias(self, model: str, alias: str, version: str) -> None:
+        self._check()
+        self.aliases[(model, alias)] = version
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        self.aliases.pop((model, alias), None)
+
+    def set_tags(self, model: str, version: str, tags: Mapping[str, str]) -> None:
+        self._check()
+        self.tags.setdefault((model, version), {}).update(tags)
+
+    def download(self, uri: str, dst: Path) -> Path:
+        raise NotImplementedError
+
+
+@dataclass
+class RecordingDeployer:
+    """Counts deploys; `ok=False` makes every deploy fail and roll back."""
+
+    ok: bool = True
+    delay_s: float = 0.0
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+    served: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
+        with self.lock:
+            self.calls.append((model, version, model_uri))
+        time.sleep(self.delay_s)
+        previous = self.served.get(model)
+        if self.ok:
+            self.served[model] = version
+        return DeployResult(
+            ok=self.ok,
+            model_uri=model_uri if self.ok else "",
+            version=version,
+            previous_version=previous,
+            rolled_back=not self.ok,
+            seconds=self.delay_s,
+            message="rolled out 1/1 replicas" if self.ok else "readiness failed",
+        )
+
+    def current(self, model: str) -> str | None:
+        return self.served.get(model)
