@@ -77,7 +77,8 @@ def _check_image(path: Path, rel: str, min_side: int, report: ValidationReport) 
                 width, height = image.size
                 rgb = image.convert("RGB")
     except Exception as exc:  # any decoder failure is a property of the file, not a crash
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # PIL names the full path in some messages; the report names the file already.
+        reason = (str(exc).replace(str(path), path.name).splitlines() or [type(exc).__name__])[0]
         report.errors.append(f"{rel}: unreadable or corrupt image ({reason})")
         return None
     if min(width, height) < min_side:
