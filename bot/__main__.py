@@ -1,0 +1,94 @@
+"""`ganops bot [--http [--port N]] [--user NAME]`: settings, services, transport.
+
+No Slack tokens → the shell adapter; SLACK_BOT_TOKEN + SLACK_APP_TOKEN → Socket Mode;
+`--http` → Bolt's HTTP endpoint at /slack/events. A bad setting stops start-up with one line
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sqlite3
+import sys
+from collections.abc import Sequence
+
+from bot.errors import ConfigError
+from bot.settings import Settings, load_settings
+
+log = logging.getLogger("ganops.bot")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ganops bot", description="Run the ganops Slack bot.")
+    p.add_argument("--http", action="store_true", help="serve Slack's HTTP requests")
+    p.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
+    p.add_argument("--host", default="0.0.0.0", help="HTTP address (default 0.0.0.0)")
+    p.add_argument("--user", default=None, help="shell adapter: who is typing (default alice)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        settings = load_settings(os.environ, http=args.http, port=args.port)
+        if args.user is not None and settings.transport != "shell":
+            raise ConfigError("--user only applies to the shell adapter (no Slack tokens set)")
+    except ConfigError as exc:
+        print(f"ganops: {exc}", file=sys.stderr)
+        return 2
+    _logging(settings, args.verbose)
+    try:
+        return _run(settings, args.user or "alice", args.host)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"ganops: cannot use GANOPS_STATE_DIR={settings.state_dir}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _logging(settings: Settings, verbose: bool) -> None:
+    # In the shell, the terminal is the chat: logs go to a file beside the state.
+    level = logging.DEBUG if verbose else logging.INFO
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    if settings.transport == "shell":
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(level=level, format=fmt, filename=settings.state_dir / "bot.log")
+    else:
+        logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+
+
+def _run(settings: Settings, user: str, host: str) -> int:
+    if settings.transport == "shell":
+        from bot.shell import run_shell
+
+        return run_shell(settings, user, sys.stdin, sys.stdout)
+    from bot.app import create_app
+    from bot.scheduler import build_jobs
+    from bot.services import build_services
+    from bot.transports import HttpTransport, run_socket_mode
+
+    services = build_services(settings)
+    app = create_app(settings, services)
+    jobs = build_jobs(settings, services)
+    jobs.start()
+    try:
+        if settings.transport == "http":
+            assert settings.http_port is not None
+            HttpTransport(app, settings.http_port, host).serve_forever()
+        else:
+            run_socket_mode(app, settings)
+    finally:
+        jobs.shutdown(wait=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

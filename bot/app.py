@@ -1,0 +1,73 @@
+"""`create_app(settings, services) -> App`: wiring only.
+
+The same App serves all three transports. Its WebClient has no token of its own: the
+`authorize` function hands each request the bot token from settings, which skips the
+`auth.test` call Bolt would otherwise make (at start-up, or on the first request).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from slack_bolt import App, BoltContext
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk import WebClient
+
+from bot.errors import report_unexpected
+from bot.listeners import register_listeners
+from bot.services import Services
+from bot.settings import Settings
+
+log = logging.getLogger("ganops.bot")
+
+# Stable ids for the bot itself; Slack's real ones are not needed for what the bot does.
+BOT_USER_ID = "U_GANOPS_BOT"
+BOT_ID = "B_GANOPS_BOT"
+
+
+def _authorize(settings: Settings) -> Callable[..., AuthorizeResult]:
+    token = settings.bot_token.reveal() if settings.bot_token else "xoxb-ganops-local"
+
+    def authorize(enterprise_id: str | None, team_id: str | None, **_: Any) -> AuthorizeResult:
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            bot_token=token,
+            bot_user_id=BOT_USER_ID,
+            bot_id=BOT_ID,
+        )
+
+    return authorize
+
+
+def create_app(
+    settings: Settings, services: Services, *, listener_executor: Executor | None = None
+) -> App:
+    """The Bolt app with every listener. `listener_executor` runs the lazy listeners (the
+    shell adapter passes one that can tell when they are all done)."""
+    app = App(
+        name="ganops",
+        logger=log,
+        client=WebClient(token=None, base_url=settings.slack_api_base, timeout=15),
+        # Explicit "" (not None): Bolt would read SLACK_SIGNING_SECRET from the environment.
+        signing_secret=settings.signing_secret.reveal() if settings.signing_secret else "",
+        authorize=_authorize(settings),
+        listener_executor=listener_executor,
+    )
+
+    @app.middleware
+    def provide_services(context: BoltContext, next: Callable[[], None]) -> None:
+        # Listeners (ours and bot.listeners.approvals) find their ports here.
+        context["services"] = services
+        context["settings"] = settings
+        next()
+
+    @app.error
+    def handle_error(error: Exception, body: dict[str, Any], client: WebClient) -> None:
+        report_unexpected(error, body, client, log)
+
+    register_listeners(app)
+    return app

@@ -1,0 +1,256 @@
+"""Builders for a run's life in the channel: the progress message, the outcome replies and the
+results card with its Approve / Reject buttons. Pure: views in, blocks and text out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+)
+
+from bot.blocks import clip, code, section
+from pipeline.ports import PIPELINE_STEPS
+
+APPROVE_ACTION = "approve"
+REJECT_ACTION = "reject"
+_ICONS = {
+    "queued": ":hourglass_flowing_sand:",
+    "running": ":arrows_counterclockwise:",
+    "failed": ":x:",
+    "gated": ":no_entry:",
+    "awaiting_approval": ":white_check_mark:",
+    "deployed": ":rocket:",
+    "cancelled": ":black_square_for_stop:",
+}
+# Keys shown for a run's parameters, in this order; None values are left out.
+_PARAM_ORDER = ("model", "data", "epochs", "steps", "lr", "batch_size", "gpus", "preset")
+_PARAM_TAIL = ("image_size", "seed", "auto_deploy")
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What the run message shows: the `runs` row joined with the launcher's latest status."""
+
+    run_id: str
+    model: str
+    requested_by: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    state: str = "queued"
+    url: str | None = None
+    current_step: str | None = None
+    steps_done: int = 0
+    steps_total: int = len(PIPELINE_STEPS)
+    train_step: int | None = None
+    train_total: int | None = None
+    losses: Mapping[str, float] = field(default_factory=dict)
+    elapsed_s: float | None = None
+    failed_step: str | None = None
+    error: str | None = None
+    gate_reason: str | None = None
+    version: str | None = None
+    source: str = "/retrain"
+
+
+@dataclass(frozen=True)
+class CardView:
+    """What the results card shows about a challenger that waits for a decision."""
+
+    run_id: str
+    model: str
+    version: str
+    requested_by: str
+    metrics: Mapping[str, float]
+    champion_metrics: Mapping[str, float] | None = None
+    champion_version: str | None = None
+    deploy_score: float | None = None
+    data_digest: str | None = None
+    image: str | None = None
+    url: str | None = None
+    files_note: str | None = None  # e.g. "sample grid and loss curve in the thread"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def params_line(params: Mapping[str, Any]) -> str:
+    keys = [
+        *_PARAM_ORDER,
+        *(k for k in params if k not in _PARAM_ORDER + _PARAM_TAIL),
+        *_PARAM_TAIL,
+    ]
+    shown = [f"{k}={_fmt(params[k])}" for k in keys if k in params and params[k] is not None]
+    return " ".join(shown)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def run_link(run_id: str, url: str | None) -> str:
+    return f"<{url}|KFP run `{run_id}`>" if url else f"local run `{run_id}`"
+
+
+def step_track(view: RunView) -> str:
+    """`✓ ingest  ✓ validate  ▸ train  · evaluate …`: where the run is, at a glance."""
+    marks = []
+    for i, step in enumerate(PIPELINE_STEPS):
+        if view.failed_step == step:
+            mark = "✗"
+        elif i < view.steps_done:
+            mark = "✓"
+        elif step == view.current_step:
+            mark = "▸"
+        else:
+            mark = "·"
+        marks.append(f"{mark} {step}")
+    return "  ".join(marks)
+
+
+def losses_line(losses: Mapping[str, float]) -> str:
+    return " · ".join(f"{k} {v:.3f}" for k, v in sorted(losses.items()))
+
+
+def _progress_line(view: RunView) -> str:
+    parts = [f"{view.steps_done}/{view.steps_total} steps"]
+    if view.current_step and view.state in ("queued", "running"):
+        step = view.current_step
+        if step == "train" and view.train_step is not None and view.train_total:
+            step += f" (step {view.train_step}/{view.train_total})"
+        parts.append(f"now: {step}")
+    parts.append(f"elapsed {duration(view.elapsed_s)}")
+    return " · ".join(parts)
+
+
+def _outcome_line(view: RunView) -> str | None:
+    if view.state == "failed":
+        return f"Failed at *{view.failed_step or 'an unknown step'}*; the error is in the thread."
+    if view.state == "gated":
+        return f"Rejected by the gate: {view.gate_reason or 'no reason given'}"
+    if view.state == "awaiting_approval":
+        version = f" v{view.version}" if view.version else ""
+        return f"Challenger{version} is registered and awaits approval (results card below)."
+    if view.state == "deployed":
+        return "Gate passed and auto_deploy is on: deployed."
+    if view.state == "cancelled":
+        return "Cancelled."
+    return None
+
+
+def run_text(view: RunView) -> str:
+    state = view.state.replace("_", " ")
+    return f"Retrain {view.model} ({state}) by <@{view.requested_by}>: {_progress_line(view)}"
+
+
+def run_blocks(view: RunView) -> list[Block]:
+    icon = _ICONS.get(view.state, ":grey_question:")
+    head = (
+        f"{icon} *Retrain `{view.model}`* requested by <@{view.requested_by}> "
+        f"via {view.source} — _{view.state.replace('_', ' ')}_\n{code(params_line(view.params))}"
+    )
+    body = f"{step_track(view)}\n{_progress_line(view)}"
+    if view.losses:
+        body += f"\nlosses: {losses_line(view.losses)}"
+    outcome = _outcome_line(view)
+    if outcome:
+        body += f"\n{outcome}"
+    return [
+        section(head),
+        section(body),
+        ContextBlock(elements=[MarkdownTextObject(text=run_link(view.run_id, view.url))]),
+    ]
+
+
+def failure_text(view: RunView) -> str:
+    step = view.failed_step or "an unknown step"
+    return f":x: Run `{view.run_id}` failed at *{step}*."
+
+
+def failure_blocks(view: RunView) -> list[Block]:
+    return [section(failure_text(view)), section(code(view.error or "no error text was recorded"))]
+
+
+def gated_text(view: RunView) -> str:
+    return (
+        f":no_entry: Run `{view.run_id}`: the challenger was rejected by the gate: "
+        f"{view.gate_reason or 'no reason given'}. Nothing is deployed."
+    )
+
+
+def metrics_table(metrics: Mapping[str, float], champion: Mapping[str, float] | None) -> str:
+    """Challenger next to champion with the deltas, as an aligned monospace table."""
+    names = sorted(metrics, key=lambda n: (n != "deploy_score", n))
+    rows = [("metric", "challenger", "champion", "delta")]
+    for name in names:
+        new = metrics[name]
+        old = None if champion is None else champion.get(name)
+        delta = "—" if old is None else f"{new - old:+.4f}"
+        rows.append((name, f"{new:.4f}", "—" if old is None else f"{old:.4f}", delta))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{r[0]:<{width}}  {r[1]:>10}  {r[2]:>10}  {r[3]:>9}" for r in rows)
+
+
+def results_card_text(view: CardView) -> str:
+    return f"Challenger {view.model} v{view.version} is ready for review"
+
+
+def results_card(view: CardView, approval_id: str | None) -> list[Block]:
+    """The results card. With an `approval_id` it ends in Approve / Reject buttons whose value
+    is that opaque id and nothing else; without one (already decided) it has no buttons."""
+    versus = (
+        f"champion v{view.champion_version}"
+        if view.champion_version
+        else "no champion yet (compared with the floor)"
+    )
+    facts = [
+        f"*Run*: {run_link(view.run_id, view.url)}",
+        f"*Data*: `{view.data_digest or 'unknown'}`",
+        f"*Image*: `{view.image or 'unknown'}`",
+    ]
+    if view.deploy_score is not None:
+        facts.insert(0, f"*Deploy score*: {view.deploy_score:.4f}")
+    blocks: list[Block] = [
+        HeaderBlock(text=clip(results_card_text(view), 150)),
+        section(f"Requested by <@{view.requested_by}> · challenger vs {versus}"),
+        section(code(metrics_table(view.metrics, view.champion_metrics))),
+        section(" · ".join(facts)),
+    ]
+    if view.files_note:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=view.files_note)]))
+    if approval_id is not None:
+        blocks += [DividerBlock(), approval_buttons(approval_id)]
+    return blocks
+
+
+def approval_buttons(approval_id: str) -> ActionsBlock:
+    return ActionsBlock(
+        block_id=f"approval:{approval_id}",
+        elements=[
+            ButtonElement(
+                text="Approve", action_id=APPROVE_ACTION, value=approval_id, style="primary"
+            ),
+            ButtonElement(
+                text="Reject", action_id=REJECT_ACTION, value=approval_id, style="danger"
+            ),
+        ],
+    )

@@ -1,0 +1,58 @@
+"""`/retrain key=value ...`: ack at once, launch in a lazy listener.
+
+The ack parses the text (pure and fast): bad input is answered in the ack itself, as an
+ephemeral usage message, and nothing is launched. A good request acks empty; the lazy
+listener starts the run, whose one channel message says who asked and with what.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from bot.blocks.ops import concurrent_text, upstream_text, usage_blocks, usage_text
+from bot.errors import ConcurrentRunError, UpstreamError, UsageError, guarded
+from bot.listeners import services_of
+from bot.parsing import parse_retrain, request_id_for
+from bot.runs import start_run
+
+
+def register(app: App) -> None:
+    app.command("/retrain")(ack=ack_retrain, lazy=[launch_retrain])
+
+
+def ack_retrain(ack: Ack, command: dict[str, Any]) -> None:
+    try:
+        parse_retrain(command.get("text") or "")
+    except UsageError as exc:
+        ack(
+            response_type="ephemeral",
+            text=usage_text(exc.problem),
+            blocks=usage_blocks(exc.problem, exc.usage),
+        )
+        return
+    ack()
+
+
+@guarded
+def launch_retrain(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    text = body.get("text") or ""
+    try:
+        params = parse_retrain(text)
+    except UsageError:
+        return  # the ack already told the user
+    channel, user = body["channel_id"], body["user_id"]
+    request_id = request_id_for(
+        body.get("team_id") or "", channel, user, text, body.get("trigger_id") or ""
+    )
+    services = services_of(context)
+    try:
+        start_run(services, params, request_id, requested_by=user, channel=channel)
+    except ConcurrentRunError as exc:
+        client.chat_postEphemeral(
+            channel=channel, user=user, text=concurrent_text(exc.model, exc.run_id)
+        )
+    except UpstreamError as exc:
+        client.chat_postMessage(channel=channel, text=upstream_text("start the run", str(exc)))

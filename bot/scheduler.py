@@ -1,0 +1,73 @@
+"""The bot's background jobs on one APScheduler BackgroundScheduler.
+
+A job is a name, an interval and a function with no arguments. Each runs at most once at a
+time (a slow tick is not stacked) and missed ticks are merged into one. Adding a job (the
+drift watcher, approval expiry) is one `jobs.every(...)` line in `start_jobs`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot.services import Services
+from bot.settings import Settings
+
+log = logging.getLogger("ganops.bot")
+
+
+class Jobs:
+    def __init__(self) -> None:
+        self._scheduler = BackgroundScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+
+    def every(
+        self, name: str, seconds: float, func: Callable[[], object], first_in: float = 0.0
+    ) -> None:
+        """Run `func` every `seconds`, the first time after `first_in` seconds."""
+        self._scheduler.add_job(
+            _logged(name, func),
+            "interval",
+            seconds=seconds,
+            id=name,
+            name=name,
+            replace_existing=True,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=first_in),
+        )
+
+    def names(self) -> list[str]:
+        return sorted(job.id for job in self._scheduler.get_jobs())
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=wait)
+
+
+def _logged(name: str, func: Callable[[], object]) -> Callable[[], None]:
+    """A job's unexpected error is logged with its traceback; the job keeps its schedule."""
+
+    def run() -> None:
+        try:
+            func()
+        except Exception:
+            log.exception("background job %s failed; it runs again on its next tick", name)
+
+    return run
+
+
+def build_jobs(settings: Settings, services: Services) -> Jobs:
+    """Every background job of the bot process, not yet started."""
+    from bot.run_watch import RunWatcher
+
+    jobs = Jobs()
+    watcher = RunWatcher(services, files_dir=settings.state_dir / "slack-files")
+    jobs.every("run-watch", settings.poll_interval_s, watcher.tick)
+    return jobs

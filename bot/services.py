@@ -1,0 +1,106 @@
+"""The ONE place where the bot's real clients are built: store, launcher, registry, deployer,
+approvals, metrics and the Slack Web API client for background jobs.
+
+Listeners reach them through `context["services"]` (set by `bot.app.create_app`); tests build
+a `Services` by hand with the same implementations pointed at local servers, or fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot.approvals import ApprovalBook
+from bot.metrics import PrometheusMetrics
+from bot.ports import Deployer, MetricsSource, ModelRegistry, PipelineLauncher
+from bot.registry import MlflowRegistry
+from bot.runbook import RunBook
+from bot.settings import Settings
+from bot.store import Store
+from pipeline.deploy import KubeTarget, make_deployer
+from pipeline.launch import make_launcher
+
+log = logging.getLogger("ganops.bot")
+
+
+@dataclass
+class Services:
+    """Handles on everything with side effects. Shared by all threads; never copied."""
+
+    store: Store
+    runbook: RunBook
+    launcher: PipelineLauncher
+    registry: ModelRegistry
+    slack: WebClient  # the bot's own client (token set) for jobs outside a request
+    approvals: ApprovalBook | None = None
+    deployer: Deployer | None = None
+    metrics: MetricsSource | None = None
+
+    # Bolt deep-copies the request context for lazy listeners; handles must stay shared.
+    def __deepcopy__(self, memo: dict[int, Any]) -> Services:
+        return self
+
+    def __copy__(self) -> Services:
+        return self
+
+
+def slack_client(settings: Settings) -> WebClient:
+    token = settings.bot_token.reveal() if settings.bot_token else None
+    return WebClient(token=token, base_url=settings.slack_api_base, timeout=15)
+
+
+def build_services(settings: Settings) -> Services:
+    """Build the real clients from settings. Slow clients (kfp.Client, MLflow) connect lazily."""
+    store = Store(settings.state_dir)
+    registry = MlflowRegistry(settings.mlflow_uri)
+    slack = slack_client(settings)
+    deployer = make_deployer(settings.state_dir, settings.mlflow_uri, kube_target(settings))
+    approvals = ApprovalBook(
+        store,
+        registry,
+        deployer,
+        approvers=frozenset(settings.approvers),
+        approver_groups=frozenset(settings.approver_groups),
+        group_members=group_members(slack),
+        allow_self=settings.allow_self_approval,
+        required=settings.approvals_required,
+        ttl_s=settings.approval_ttl_s,
+    )
+    return Services(
+        store=store,
+        runbook=RunBook(store),
+        launcher=make_launcher(
+            settings.state_dir, settings.kfp_host, settings.mlflow_uri, settings.image
+        ),
+        registry=registry,
+        slack=slack,
+        approvals=approvals,
+        deployer=deployer,
+        metrics=PrometheusMetrics(settings.prometheus_url),
+    )
+
+
+def kube_target(settings: Settings) -> KubeTarget | None:
+    if settings.deployer != "kubernetes":
+        return None
+    return KubeTarget(
+        namespace=settings.serving_namespace,
+        deployment=settings.serving_deployment,
+        container=settings.serving_container,
+        in_cluster=settings.in_cluster,
+        image=settings.serving_image,
+    )
+
+
+def group_members(slack: WebClient) -> Callable[[str], set[str]]:
+    """Members of a Slack user group (usergroups.users.list), for approver groups."""
+
+    def members(group_id: str) -> set[str]:
+        resp = slack.usergroups_users_list(usergroup=group_id)
+        return set(resp.get("users") or [])
+
+    return members

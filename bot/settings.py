@@ -1,0 +1,280 @@
+"""The bot's settings: one frozen, validated object, built once at start-up from the environment.
+
+Nothing below `bot.__main__` reads `os.environ`; everything gets values from here. A missing or
+malformed setting raises `ConfigError` with one line that names the variable, the bad value
+(never a secret's) and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bot.errors import ConfigError
+
+Transport = Literal["shell", "socket", "http"]
+DeployerKind = Literal["local", "kubernetes"]
+
+DEFAULT_API_URL = "https://slack.com/api/"
+DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
+DEFAULT_IMAGE = "ganops-trainer:latest"
+SHELL_CHANNEL = "C_GANOPS"  # the shell adapter's one channel, #ganops
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+# Slack ids: users U…/W…, user groups S…. Underscores allow the shell adapter's U_ALICE.
+_USER_ID = re.compile(r"^[UW][A-Z0-9_]+$")
+_GROUP_ID = re.compile(r"^S[A-Z0-9_]+$")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+
+class Secret:
+    """A token that never shows itself in repr, str or logs; `reveal()` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the bot process. Build it with `load_settings`, then pass it down."""
+
+    state_dir: Path
+    mlflow_uri: str
+    bot_token: Secret | None = None
+    app_token: Secret | None = None
+    signing_secret: Secret | None = None
+    slack_api_url: str = DEFAULT_API_URL
+    channel: str = SHELL_CHANNEL
+    approvers: tuple[str, ...] = ()
+    approver_groups: tuple[str, ...] = ()
+    kfp_host: str | None = None
+    prometheus_url: str = DEFAULT_PROMETHEUS_URL
+    approval_ttl_s: float = 24 * 3600.0
+    allow_self_approval: bool = False
+    approvals_required: int = 1
+    image: str = DEFAULT_IMAGE
+    drift_interval_s: float = 30.0
+    poll_interval_s: float = 2.0
+    transport: Transport = "shell"
+    http_port: int | None = None
+    # Where approved models go: a local model server, or a Kubernetes Deployment.
+    deployer: DeployerKind = "local"
+    serving_namespace: str = "ganops"
+    serving_deployment: str = "ganops-serving"
+    serving_container: str = "server"
+    serving_image: str | None = None  # e.g. "registry/ganops-trainer:{version}"
+    in_cluster: bool = False
+
+    @property
+    def slack_api_base(self) -> str:
+        """The Web API base URL with the trailing slash WebClient expects."""
+        return self.slack_api_url if self.slack_api_url.endswith("/") else self.slack_api_url + "/"
+
+
+def load_settings(
+    env: Mapping[str, str], *, http: bool = False, port: int | None = None
+) -> Settings:
+    """Validate `env` (normally `os.environ`) into Settings.
+
+    The transport follows from the flags and tokens: `http` → HTTP (needs the signing secret
+    and the bot token); both tokens → Socket Mode; no token at all → the shell adapter.
+
+    Raises:
+        ConfigError: one line naming the first bad or missing setting.
+    """
+    state_dir = Path(_get(env, "GANOPS_STATE_DIR") or ".ganops").expanduser()
+    bot_token = _secret(env, "SLACK_BOT_TOKEN")
+    app_token = _secret(env, "SLACK_APP_TOKEN")
+    signing = _secret(env, "SLACK_SIGNING_SECRET")
+    transport = _transport(http, bot_token, app_token, signing)
+    approvers, groups = _approvers(_get(env, "GANOPS_APPROVERS"))
+    return Settings(
+        state_dir=state_dir,
+        mlflow_uri=_get(env, "MLFLOW_TRACKING_URI")
+        or f"sqlite:///{state_dir.resolve() / 'mlflow.db'}",
+        bot_token=bot_token,
+        app_token=app_token,
+        signing_secret=signing,
+        slack_api_url=_url(env, "SLACK_API_URL", DEFAULT_API_URL),
+        channel=_channel(env, transport),
+        approvers=approvers,
+        approver_groups=groups,
+        kfp_host=_optional_url(env, "KFP_HOST"),
+        prometheus_url=_url(env, "PROMETHEUS_URL", DEFAULT_PROMETHEUS_URL),
+        approval_ttl_s=_duration(env, "GANOPS_APPROVAL_TTL", "24h"),
+        allow_self_approval=_bool(env, "GANOPS_ALLOW_SELF_APPROVAL"),
+        approvals_required=_choice_int(env, "GANOPS_APPROVALS_REQUIRED", (1, 2), 1),
+        image=_image(env),
+        drift_interval_s=_duration(env, "GANOPS_DRIFT_INTERVAL", "30"),
+        poll_interval_s=_duration(env, "GANOPS_POLL_INTERVAL", "2"),
+        transport=transport,
+        http_port=_port(port) if transport == "http" else None,
+        deployer=_deployer(env),
+        serving_namespace=_name(env, "GANOPS_SERVING_NAMESPACE", "ganops"),
+        serving_deployment=_name(env, "GANOPS_SERVING_DEPLOYMENT", "ganops-serving"),
+        serving_container=_name(env, "GANOPS_SERVING_CONTAINER", "server"),
+        serving_image=_get(env, "GANOPS_SERVING_IMAGE"),
+        in_cluster=_get(env, "KUBERNETES_SERVICE_HOST") is not None,
+    )
+
+
+# --- one checker per kind of value ------------------------------------------------------
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    value = _get(env, name)
+    if value is not None and any(c.isspace() for c in value):
+        raise ConfigError(f"{name} contains whitespace (paste the token alone)")
+    return Secret(value) if value else None
+
+
+def _transport(
+    http: bool, bot: Secret | None, app: Secret | None, signing: Secret | None
+) -> Transport:
+    if http:
+        if signing is None:
+            raise ConfigError(
+                "--http needs SLACK_SIGNING_SECRET (Basic Information > App Credentials)"
+            )
+        if bot is None:
+            raise ConfigError("--http needs SLACK_BOT_TOKEN (xoxb-…, OAuth & Permissions)")
+        return "http"
+    if bot is None and app is None:
+        return "shell"
+    if bot is None or app is None:
+        missing = "SLACK_BOT_TOKEN" if bot is None else "SLACK_APP_TOKEN"
+        raise ConfigError(
+            f"Socket Mode needs both SLACK_BOT_TOKEN and SLACK_APP_TOKEN; {missing} is missing "
+            "(or unset both for the shell adapter, or pass --http)"
+        )
+    if not app.reveal().startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN is not an app-level token (it starts with xapp-)")
+    return "socket"
+
+
+def _approvers(raw: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    users: list[str] = []
+    groups: list[str] = []
+    for item in (raw or "").split(","):
+        ident = item.strip().lstrip("@")
+        if not ident:
+            continue
+        if _USER_ID.match(ident):
+            users.append(ident)
+        elif _GROUP_ID.match(ident):
+            groups.append(ident)
+        else:
+            raise ConfigError(
+                f"GANOPS_APPROVERS={raw!r}: {ident!r} is not a Slack user id (U…/W…) "
+                "or user group id (S…)"
+            )
+    return tuple(dict.fromkeys(users)), tuple(dict.fromkeys(groups))
+
+
+def _channel(env: Mapping[str, str], transport: Transport) -> str:
+    value = _get(env, "GANOPS_CHANNEL")
+    if value is None:
+        if transport == "shell":
+            return SHELL_CHANNEL
+        raise ConfigError("GANOPS_CHANNEL is required with Slack (the channel id, e.g. C0123ABCD)")
+    if any(c.isspace() for c in value):
+        raise ConfigError(f"GANOPS_CHANNEL={value!r} is not a channel id (e.g. C0123ABCD)")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _get(env, name) or default
+    if not _URL.match(value):
+        raise ConfigError(f"{name}={value!r} is not an http(s) URL")
+    return value
+
+
+def _optional_url(env: Mapping[str, str], name: str) -> str | None:
+    return _url(env, name, "") if _get(env, name) else None
+
+
+def _duration(env: Mapping[str, str], name: str, default: str) -> float:
+    raw = _get(env, name) or default
+    match = _DURATION.match(raw.lower())
+    if match is None:
+        raise ConfigError(f"{name}={raw!r} is not a duration (try 24h, 90m or 3600)")
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"{name}={raw!r} must be longer than zero")
+    return seconds
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (_get(env, name) or "").lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (true or false)")
+
+
+def _choice_int(env: Mapping[str, str], name: str, choices: tuple[int, ...], default: int) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) not in choices:
+        allowed = " or ".join(str(c) for c in choices)
+        raise ConfigError(f"{name}={raw!r} must be {allowed}")
+    return int(raw)
+
+
+def _image(env: Mapping[str, str]) -> str:
+    value = _get(env, "GANOPS_IMAGE") or DEFAULT_IMAGE
+    if any(c.isspace() for c in value):
+        raise ConfigError(f"GANOPS_IMAGE={value!r} is not an image reference (repo/name:tag)")
+    return value
+
+
+def _deployer(env: Mapping[str, str]) -> DeployerKind:
+    raw = (_get(env, "GANOPS_DEPLOYER") or "local").lower()
+    if raw == "local":
+        return "local"
+    if raw in ("kubernetes", "k8s"):
+        return "kubernetes"
+    raise ConfigError(f"GANOPS_DEPLOYER={raw!r} must be local or kubernetes")
+
+
+def _name(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _get(env, name) or default
+    if not _K8S_NAME.match(value):
+        raise ConfigError(f"{name}={value!r} is not a Kubernetes name (lower case, digits, -)")
+    return value
+
+
+def _port(port: int | None) -> int:
+    if port is None or not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port (0..65535)")
+    return port
