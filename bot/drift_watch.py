@@ -303,27 +303,7 @@ class DriftWatcher:
             self.render(opened.episode_id)
 
     def render(self, episode_id: str) -> None:
-        """Post the card if it has no message yet, else update it in place if it changed."""
-        view = self.book.get(episode_id)
-        if view is None:
-            return
-        channel, ts, last = self.book.row_meta(episode_id)
-        channel = channel or self.config.channel
-        blocks = alarm_card(view)
-        rendered = json.dumps([b.to_dict() for b in blocks], sort_keys=True)
-        if ts is not None and rendered == last:
-            return
-        if ts is None:
-            resp = self.client.chat_postMessage(
-                channel=channel, text=alarm_text(view), blocks=blocks
-            )
-            ts = str(resp["ts"])
-            channel = str(resp.get("channel") or channel)
-            self.book.set_message(episode_id, channel, ts)
-            self._upload_plot(view, channel, ts)
-        else:
-            self.client.chat_update(channel=channel, ts=ts, text=alarm_text(view), blocks=blocks)
-        self.book.set_rendered(episode_id, rendered)
+        render_card(self.book, self.client, episode_id, self.config.channel, self._upload_plot)
 
     def _upload_plot(self, view: AlarmView, channel: str, thread_ts: str) -> None:
         try:
@@ -374,3 +354,35 @@ class DriftWatcher:
         self._failures = 0
         self._next_try = 0.0
         self._down_since = None
+
+
+def render_card(
+    book: AlarmBook,
+    client: WebClient,
+    episode_id: str,
+    default_channel: str,
+    on_first_post: Callable[[AlarmView, str, str], None] | None = None,
+) -> None:
+    """Post an episode's card if it has no message yet, else update it in place if it changed.
+
+    Shared by the watcher and the alarm buttons, so both render the one card the same way.
+    """
+    view = book.get(episode_id)
+    if view is None:
+        return
+    channel, ts, last = book.row_meta(episode_id)
+    channel = channel or default_channel
+    blocks = alarm_card(view)
+    rendered = json.dumps([b.to_dict() for b in blocks], sort_keys=True)
+    if ts is not None and rendered == last:
+        return
+    if ts is None:
+        resp = client.chat_postMessage(channel=channel, text=alarm_text(view), blocks=blocks)
+        ts = str(resp["ts"])
+        channel = str(resp.get("channel") or channel)
+        book.set_message(episode_id, channel, ts)
+        if on_first_post is not None:
+            on_first_post(view, channel, ts)
+    else:
+        client.chat_update(channel=channel, ts=ts, text=alarm_text(view), blocks=blocks)
+    book.set_rendered(episode_id, rendered)

@@ -1,0 +1,132 @@
+"""The drift alarm's buttons: Retrain now, Snooze 1h, Ignore.
+
+Each button carries only the episode id. Retrain goes through `start_run`, the same path as
+`/retrain`, with the episode id as the request id: clicks, double clicks and Slack retries
+start one run, threaded under the alarm, and the one-run-per-model rule still holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from bot.blocks.alarms import alarm_thread_note
+from bot.blocks.ops import concurrent_text, upstream_text
+from bot.drift_watch import AlarmBook, render_card
+from bot.errors import ConcurrentRunError, UpstreamError, guarded
+from bot.listeners import services_of, settings_of
+from bot.ports import RunParams
+from bot.runs import start_run
+from bot.services import Services
+
+log = logging.getLogger("ganops.bot")
+
+SNOOZE_S = 3600.0
+
+
+def register(app: App) -> None:
+    app.action("alarm_retrain")(ack=_ack, lazy=[retrain_now])
+    app.action("alarm_snooze")(ack=_ack, lazy=[snooze])
+    app.action("alarm_ignore")(ack=_ack, lazy=[ignore])
+
+
+def _ack(ack: Ack) -> None:
+    ack()
+
+
+def _click(body: dict[str, Any]) -> tuple[str, str, str]:
+    """(episode id, user id, channel id) of a block_actions payload."""
+    action = body["actions"][0]
+    channel = (body.get("channel") or {}).get("id") or ""
+    return str(action["value"]), str(body["user"]["id"]), channel
+
+
+def _ephemeral(client: WebClient, channel: str, user: str, text: str) -> None:
+    if channel:
+        client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+
+def retrain_params(services: Services, model: str, version: str) -> RunParams:
+    """Retrain on the same data source as the drifting version, when its tags say which."""
+    data = "synthetic"
+    try:
+        info = services.registry.get_version(model, version)
+    except UpstreamError:
+        info = None
+    if info is not None and info.tags.get("params"):
+        try:
+            data = str(json.loads(info.tags["params"]).get("data") or data)
+        except (ValueError, AttributeError):
+            log.warning("version %s of %s has unreadable params tag", version, model)
+    return RunParams(model=model, data=data)
+
+
+@guarded
+def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    episode_id, user, channel = _click(body)
+    services = services_of(context)
+    book = AlarmBook(services.store)
+    view = book.get(episode_id)
+    if view is None:
+        _ephemeral(client, channel, user, "That alarm is no longer known to me.")
+        return
+    alarm_channel, alarm_ts, _ = book.row_meta(episode_id)
+    try:
+        outcome = start_run(
+            services,
+            retrain_params(services, view.model, view.version),
+            episode_id,
+            requested_by=user,
+            channel=alarm_channel or channel,
+            thread_ts=alarm_ts,
+            source="drift-alarm",
+        )
+    except ConcurrentRunError as exc:
+        _ephemeral(client, channel, user, concurrent_text(exc.model, exc.run_id))
+        return
+    except UpstreamError as exc:
+        _ephemeral(client, channel, user, upstream_text("start the retrain", str(exc)))
+        return
+    if outcome.created:
+        book.set_retrain(episode_id, user, outcome.run_id)
+        render_card(book, client, episode_id, settings_of(context).channel)
+    else:
+        _ephemeral(
+            client,
+            channel,
+            user,
+            f"A retrain for this alarm is already running: `{outcome.run_id}`.",
+        )
+
+
+@guarded
+def snooze(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    _act(body, client, context, "snooze")
+
+
+@guarded
+def ignore(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    _act(body, client, context, "ignore")
+
+
+def _act(body: dict[str, Any], client: WebClient, context: BoltContext, kind: str) -> None:
+    episode_id, user, channel = _click(body)
+    book = AlarmBook(services_of(context).store)
+    done = (
+        book.snooze(episode_id, user, SNOOZE_S)
+        if kind == "snooze"
+        else book.ignore(episode_id, user)
+    )
+    if not done:
+        _ephemeral(client, channel, user, "That alarm has already ended or been handled.")
+        return
+    render_card(book, client, episode_id, settings_of(context).channel)
+    alarm_channel, alarm_ts, _ = book.row_meta(episode_id)
+    if alarm_channel and alarm_ts:
+        client.chat_postMessage(
+            channel=alarm_channel, thread_ts=alarm_ts, text=alarm_thread_note(kind, user)
+        )
