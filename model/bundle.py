@@ -86,17 +86,20 @@ def bundle_files(bundle_dir: str | Path) -> list[Path]:
     return [Path(bundle_dir) / n for n in BUNDLE_FILES if (Path(bundle_dir) / n).is_file()]
 
 
-def load_bundle(uri: str | Path, device: str | torch.device = "cpu") -> Bundle:
+def load_bundle(
+    uri: str | Path, device: str | torch.device = "cpu", tracking_uri: str | None = None
+) -> Bundle:
     """Load a bundle folder, a training checkpoint, or an MLflow `models:/` URI.
 
-    MLflow URIs use MLflow's configured tracking / registry URI.
+    `models:/` URIs are resolved on `tracking_uri` (also used as the registry URI), or, when
+    it is None, on MLflow's configured default.
 
     Raises:
         BundleError: the source is missing, corrupt, or does not match its config.
     """
     text = str(uri)
     if text.startswith("models:/"):
-        return _load_registered(text, device)
+        return _load_registered(text, device, tracking_uri)
     path = Path(text)
     if path.is_dir():
         return _load_dir(path, device, source_uri=text)
@@ -186,7 +189,7 @@ def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
     raise BundleError(f"bad model URI {uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION")
 
 
-def _load_registered(uri: str, device: str | torch.device) -> Bundle:
+def _load_registered(uri: str, device: str | torch.device, tracking_uri: str | None) -> Bundle:
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -194,9 +197,15 @@ def _load_registered(uri: str, device: str | torch.device) -> Bundle:
     tmp = Path(tempfile.mkdtemp(prefix="ganops-bundle-"))
     try:
         if alias is not None:
-            version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
-        extra = local / "extra_files"
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            version = client.get_model_version_by_alias(name, alias).version
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}",
+            dst_path=str(tmp),
+            tracking_uri=tracking_uri,
+            registry_uri=tracking_uri,
+        )
+        extra = Path(local) / "extra_files"
         if not (extra / BUNDLE_JSON).is_file():
             raise BundleError(f"{uri}: the model version carries no bundle files")
         bundle = _load_dir(extra, device, source_uri=uri)
