@@ -50,6 +50,10 @@ class InvalidParamsError(PipelineError):
     """The run parameters are unknown, ill-typed or out of range."""
 
 
+class UnknownRunError(PipelineError):
+    """No run with this id is known to the launcher."""
+
+
 @dataclass(frozen=True)
 class RunParams:
     """Parameters of one CT pipeline run (the `/retrain` keys)."""
@@ -66,6 +70,8 @@ class RunParams:
     seed: int = 0
     auto_deploy: bool = False
     min_score: float = 0.0  # the gate's floor when no champion exists
+    # Synthetic data only: training images per domain (None: the generator's default).
+    synthetic_n: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

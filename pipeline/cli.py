@@ -1,0 +1,186 @@
+"""`ganops pipeline ...`: compile the CT pipeline, run it (locally or on KFP_HOST), follow it.
+
+    ganops pipeline compile -o ct_pipeline.yaml [--image IMG]
+    ganops pipeline run [key=value ...] [--no-follow] [--request-id ID]
+    ganops pipeline status RUN_ID
+    ganops pipeline list [--limit N]
+    ganops pipeline cancel RUN_ID
+
+The environment (GANOPS_STATE_DIR, KFP_HOST, MLFLOW_TRACKING_URI, GANOPS_IMAGE) is read here
+in `main` and nowhere below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from pipeline.params import known_keys, params_from_strings
+from pipeline.ports import PIPELINE_STEPS, PipelineError, PipelineLauncher, RunStatus
+
+DEFAULT_IMAGE = "ganops-trainer:latest"
+POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class CliEnv:
+    state_dir: Path
+    kfp_host: str | None
+    mlflow_uri: str
+    image: str
+
+
+def env_from(environ: Mapping[str, str]) -> CliEnv:
+    state_dir = Path(environ.get("GANOPS_STATE_DIR") or ".ganops").resolve()
+    uri = environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir / 'mlflow.db'}"
+    return CliEnv(
+        state_dir,
+        environ.get("KFP_HOST") or None,
+        uri,
+        environ.get("GANOPS_IMAGE") or DEFAULT_IMAGE,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ganops pipeline", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    comp = sub.add_parser("compile", help="write the pipeline YAML for Kubeflow")
+    comp.add_argument("-o", "--output", type=Path, default=Path("ct_pipeline.yaml"))
+    comp.add_argument("--image", help="the trainer image every step runs in")
+    run = sub.add_parser(
+        "run", help="launch a run and follow it", epilog="parameters: " + ", ".join(known_keys())
+    )
+    run.add_argument("params", nargs="*", metavar="key=value")
+    run.add_argument("--no-follow", action="store_true", help="print the run id and return")
+    run.add_argument("--request-id", help="idempotency key (default: a new one)")
+    status = sub.add_parser("status", help="show one run")
+    status.add_argument("run_id")
+    listing = sub.add_parser("list", help="recent runs")
+    listing.add_argument("--limit", type=int, default=20)
+    cancel = sub.add_parser("cancel", help="stop a run")
+    cancel.add_argument("run_id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    env = env_from(os.environ)
+    try:
+        if args.command == "compile":
+            from pipeline.ct_pipeline import compile_pipeline
+
+            path = compile_pipeline(args.output, args.image or env.image)
+            print(f"wrote {path}")
+            return 0
+        if args.command == "run":
+            return _run(parser, args, env)
+        launcher = _launcher(env)
+        if args.command == "status":
+            print(format_status(launcher.status(args.run_id), final_details=True))
+        elif args.command == "list":
+            for st in launcher.list_runs(args.limit):
+                print(format_status(st))
+        elif args.command == "cancel":
+            launcher.cancel(args.run_id)
+            print(f"cancelled {args.run_id}")
+    except PipelineError as exc:
+        print(f"ganops pipeline: {exc}", file=sys.stderr)
+        return 2 if type(exc).__name__ == "InvalidParamsError" else 1
+    return 0
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, env: CliEnv) -> int:
+    from pipeline.ports import InvalidParamsError
+
+    pairs: dict[str, str] = {}
+    for item in args.params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            return _usage(parser, f"expected key=value, got {item!r}")
+        pairs[key.strip()] = value
+    try:
+        params = params_from_strings(pairs)
+    except InvalidParamsError as exc:
+        return _usage(parser, str(exc))
+    launcher = _launcher(env)
+    launched = launcher.launch(params, args.request_id or f"cli-{uuid.uuid4().hex}")
+    where = launched.url or f"local run, files in {env.state_dir / 'runs' / launched.run_id}"
+    print(f"run {launched.run_id} ({where})" + ("" if launched.created else " [already started]"))
+    if args.no_follow:
+        return 0
+    final = follow(launcher, launched.run_id, sys.stdout)
+    print(format_status(final, final_details=True))
+    return 0 if final.state in {"awaiting_approval", "deployed", "gated"} else 1
+
+
+def follow(launcher: PipelineLauncher, run_id: str, out: TextIO, poll: float = POLL_S) -> RunStatus:
+    """Poll until the run is final, keeping one progress line up to date."""
+    tty, last = out.isatty(), ""
+    start = time.monotonic()
+    try:
+        while True:
+            st = launcher.status(run_id)
+            line = progress_line(st, time.monotonic() - start)
+            if tty:
+                out.write("\r\033[K" + line)
+            elif line.split(" | ")[0] != last.split(" | ")[0]:
+                out.write(line + "\n")
+            out.flush()
+            last = line
+            if st.final:
+                out.write("\n" if tty else "")
+                return st
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        out.write(f"\nstopped following; the run goes on: ganops pipeline status {run_id}\n")
+        raise SystemExit(130) from None
+
+
+def progress_line(st: RunStatus, elapsed: float) -> str:
+    step = st.current_step or ("-" if not st.final else st.state)
+    text = f"[{st.run_id}] {st.state} {st.steps_done}/{st.steps_total} {step}"
+    if st.current_step == "train" and st.train_total:
+        text += f" step {st.train_step or 0}/{st.train_total}"
+    losses = " ".join(f"{k}={v:.3f}" for k, v in list(st.losses.items())[:3])
+    return f"{text} | {losses} {elapsed:.0f}s".rstrip()
+
+
+def format_status(st: RunStatus, final_details: bool = False) -> str:
+    done = ",".join(PIPELINE_STEPS[: st.steps_done]) or "-"
+    lines = [
+        f"{st.run_id}  {st.model}  {st.state}  steps {st.steps_done}/{st.steps_total} ({done})"
+    ]
+    if not final_details:
+        return lines[0]
+    if st.failed_step or st.error:
+        lines.append(f"  failed at {st.failed_step or '?'}: {st.error}")
+    res = st.result
+    if res is not None:
+        if res.version:
+            lines.append(f"  model {res.registered_model} version {res.version} (challenger)")
+        if res.deploy_score is not None:
+            lines.append(f"  deploy score {res.deploy_score:.4f}; gate: {res.gate_reason}")
+        for name, path in res.artifacts.items():
+            lines.append(f"  {name}: {path}")
+    return "\n".join(lines)
+
+
+def _launcher(env: CliEnv) -> PipelineLauncher:
+    from pipeline.launch import make_launcher
+
+    return make_launcher(env.state_dir, env.kfp_host, env.mlflow_uri, env.image)
+
+
+def _usage(parser: argparse.ArgumentParser, problem: str) -> int:
+    print(f"ganops pipeline run: {problem}", file=sys.stderr)
+    print(parser.format_usage().rstrip(), file=sys.stderr)
+    print("  run parameters: " + ", ".join(known_keys()), file=sys.stderr)
+    return 2

@@ -1,0 +1,280 @@
+"""The pipeline's steps as lightweight KFP component functions.
+
+Each function is plain Python: `make_components(image)` turns them into `@dsl.component`s
+whose base image is our trainer image, given at compile time. KFP copies each function's
+source into the container (or a kfp.local subprocess), so every import sits inside the body
+and the real work is delegated to `pipeline.steps`, which the image has installed.
+
+No `from __future__ import annotations` here: KFP reads the annotations as types.
+"""
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import (
+    Artifact,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+    PipelineTaskFinalStatus,
+)
+from kfp.dsl.python_component import PythonComponent
+
+
+def ingest(
+    source: str,
+    image_size: int,
+    preset: str,
+    gpus: int,
+    seed: int,
+    synthetic_n: int,
+    events_dir: str,
+    dataset: Output[Dataset],
+) -> str:
+    """Fetch the data (synthetic, a folder, or a URI) into a Dataset; return its digest."""
+    from pipeline.steps import data, train
+
+    size = train.resolve_net_size(preset, gpus, image_size)
+    digest = data.ingest(source, dataset.path, size, seed, synthetic_n, events_dir)
+    dataset.metadata["digest"] = digest
+    return digest
+
+
+def validate(
+    dataset: Input[Dataset],
+    image_size: int,
+    preset: str,
+    gpus: int,
+    events_dir: str,
+    report: Output[Markdown],
+) -> None:
+    """Fail the run here, before any GPU time, when the data set is unusable."""
+    from pipeline.steps import data, train
+
+    size = train.resolve_net_size(preset, gpus, image_size)
+    data.validate(dataset.path, size, report.path, events_dir)
+
+
+def train(
+    dataset: Input[Dataset],
+    data_digest: str,
+    model_name: str,
+    data: str,
+    epochs: int,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    gpus: int,
+    image_size: int,
+    preset: str,
+    seed: int,
+    auto_deploy: bool,
+    min_score: float,
+    synthetic_n: int,
+    mlflow_uri: str,
+    events_dir: str,
+    run_id: str,
+    job_id: str,
+    image: str,
+    model: Output[Model],
+    loss_curve: Output[Artifact],
+) -> str:
+    """Train the GAN (under torchrun with gpus > 1); resume from the artifact's checkpoints."""
+    from pipeline.params import params_from_arguments
+    from pipeline.steps import train as train_step
+
+    params = params_from_arguments(
+        model=model_name,
+        data=data,
+        epochs=epochs,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        gpus=gpus,
+        image_size=image_size,
+        preset=preset,
+        seed=seed,
+        auto_deploy=auto_deploy,
+        min_score=min_score,
+        synthetic_n=synthetic_n,
+    )
+    # The curve artifact is a folder holding loss_curve.png, so the file keeps its extension.
+    return train_step.run_train_step(
+        params,
+        dataset.path,
+        model.path,
+        loss_curve.path + "/loss_curve.png",
+        data_digest,
+        mlflow_uri,
+        events_dir,
+        run_id or job_id,
+        image,
+    )
+
+
+def evaluate(
+    dataset: Input[Dataset],
+    model: Input[Model],
+    model_name: str,
+    min_score: float,
+    mlflow_uri: str,
+    mlflow_run_id: str,
+    events_dir: str,
+    metrics: Output[Metrics],
+    summary: Output[Markdown],
+    sample_grid: Output[Artifact],
+) -> NamedTuple(  # type: ignore[valid-type]
+    "EvalOutputs",
+    [("deploy_score", float), ("gate_bar", float), ("champion_version", str), ("scores", str)],
+):
+    """Score the challenger against the champion (or the untrained generator) on fixed inputs."""
+    from pipeline.steps import evaluate as steps
+
+    # The grid artifact is a folder holding sample_grid.png, so the file keeps its extension.
+    out = steps.run_evaluate_step(
+        dataset.path,
+        model.path,
+        model_name,
+        min_score,
+        mlflow_uri,
+        mlflow_run_id,
+        events_dir,
+        summary.path,
+        sample_grid.path + "/sample_grid.png",
+    )
+    for name, value in out.metrics.items():
+        metrics.log_metric(name, value)
+    metrics.log_metric("gate_bar", out.gate_bar)
+    # A plain tuple: the NamedTuple class exists only in the annotation inside the container.
+    return (out.deploy_score, out.gate_bar, out.champion_version, out.scores_json)
+
+
+def register(
+    model: Input[Model],
+    model_name: str,
+    mlflow_uri: str,
+    mlflow_run_id: str,
+    champion_version: str,
+    scores: str,
+    run_id: str,
+    job_id: str,
+    events_dir: str,
+) -> str:
+    """Log the bundle as an MLflow model version aliased `challenger`, with its tags."""
+    from pipeline.steps import registry
+
+    return registry.run_register_step(
+        model.path,
+        model_name,
+        mlflow_uri,
+        mlflow_run_id,
+        champion_version,
+        scores,
+        run_id or job_id,
+        events_dir,
+    )
+
+
+def gate_pass(
+    version: str,
+    model_name: str,
+    deploy_score: float,
+    gate_bar: float,
+    scores: str,
+    auto_deploy: bool,
+    mlflow_uri: str,
+    events_dir: str,
+) -> str:
+    """The challenger beat the bar: wait for a human, or promote it when auto_deploy is on."""
+    from pipeline.steps import registry
+
+    return registry.run_gate_step(
+        True,
+        version,
+        model_name,
+        deploy_score,
+        gate_bar,
+        scores,
+        auto_deploy,
+        mlflow_uri,
+        events_dir,
+    )
+
+
+def gate_reject(
+    version: str,
+    model_name: str,
+    deploy_score: float,
+    gate_bar: float,
+    scores: str,
+    mlflow_uri: str,
+    events_dir: str,
+) -> str:
+    """The challenger did not beat the bar: the run ends gated, with the reason."""
+    from pipeline.steps import registry
+
+    return registry.run_gate_step(
+        False, version, model_name, deploy_score, gate_bar, scores, False, mlflow_uri, events_dir
+    )
+
+
+def finalize(
+    status: PipelineTaskFinalStatus,
+    model_name: str,
+    auto_deploy: bool,
+    image: str,
+    mlflow_uri: str,
+    run_id: str,
+    job_id: str,
+    events_dir: str,
+    summary: Output[Markdown],
+) -> str:
+    """Exit handler: record the final state (succeeded, failed at step X, gated) for the bot."""
+    from pipeline.steps import finish
+
+    return finish.run_finalize_step(
+        status.state,
+        status.error_message or "",
+        model_name,
+        auto_deploy,
+        image,
+        mlflow_uri,
+        run_id or job_id,
+        events_dir,
+        summary.path,
+    )
+
+
+@dataclass(frozen=True)
+class Components:
+    ingest: PythonComponent
+    validate: PythonComponent
+    train: PythonComponent
+    evaluate: PythonComponent
+    register: PythonComponent
+    gate_pass: PythonComponent
+    gate_reject: PythonComponent
+    finalize: PythonComponent
+
+
+def make_components(image: str) -> Components:
+    """Every step as a component on `image`, which must have ganops (and kfp) installed."""
+
+    def wrap(func: object) -> PythonComponent:
+        # kfp itself comes with ganops in the image: no pip install at task start.
+        return dsl.component(func=func, base_image=image, install_kfp_package=False)
+
+    return Components(
+        ingest=wrap(ingest),
+        validate=wrap(validate),
+        train=wrap(train),
+        evaluate=wrap(evaluate),
+        register=wrap(register),
+        gate_pass=wrap(gate_pass),
+        gate_reject=wrap(gate_reject),
+        finalize=wrap(finalize),
+    )

@@ -1,0 +1,194 @@
+"""Validation of `RunParams`: one function for both launchers, the CLI and the bot.
+
+Every problem becomes an `InvalidParamsError` whose message names the key and the accepted
+range, so it can be shown to a user as is. Nothing here imports torch or kfp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.ports import InvalidParamsError, RunParams
+
+MODELS: tuple[str, ...] = ("cut", "cyclegan")  # mirrors model.config.MODEL_NAMES (no torch here)
+PRESETS: tuple[str, ...] = ("tiny", "full")
+# Schemes whose data the trainer image can read; anything else is refused up front.
+DATA_SCHEMES: tuple[str, ...] = ("file", "s3", "gs", "gcs", "az", "abfs", "http", "https")
+
+# key -> (low, high) for the numeric fields (inclusive).
+_RANGES: dict[str, tuple[float, float]] = {
+    "epochs": (1, 10_000),
+    "steps": (1, 10_000_000),
+    "lr": (1e-7, 1.0),
+    "batch_size": (1, 1024),
+    "gpus": (0, 16),
+    "image_size": (16, 1024),
+    "seed": (0, 2**31 - 1),
+    "min_score": (-1e9, 1e9),
+    "synthetic_n": (2, 100_000),
+}
+_FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(RunParams)}
+_KEY_TYPES: dict[str, type] = {
+    "model": str,
+    "data": str,
+    "preset": str,
+    "epochs": int,
+    "steps": int,
+    "batch_size": int,
+    "gpus": int,
+    "image_size": int,
+    "seed": int,
+    "synthetic_n": int,
+    "lr": float,
+    "min_score": float,
+    "auto_deploy": bool,
+}
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def validate_params(params: RunParams) -> RunParams:
+    """Check every field of `params`; return it with the preset resolved.
+
+    A `preset` of None becomes "full" when GPUs are asked for and "tiny" otherwise, so the
+    run record shows what was actually trained.
+
+    Raises:
+        InvalidParamsError: on the first bad field, naming it.
+    """
+    for name, kind in _KEY_TYPES.items():
+        _check_type(name, getattr(params, name), kind)
+    for name, (low, high) in _RANGES.items():
+        value = getattr(params, name)
+        if value is not None and not low <= value <= high:
+            raise InvalidParamsError(f"{name}={value} is out of range ({_fmt(low)}..{_fmt(high)})")
+    if params.model not in MODELS:
+        raise InvalidParamsError(f"model={params.model!r}: choose one of {', '.join(MODELS)}")
+    if params.preset is not None and params.preset not in PRESETS:
+        raise InvalidParamsError(f"preset={params.preset!r}: choose one of {', '.join(PRESETS)}")
+    if params.image_size is not None and params.image_size % 4:
+        raise InvalidParamsError(f"image_size={params.image_size} must be a multiple of 4")
+    _check_data(params.data)
+    if params.preset is None:
+        params = dataclasses.replace(params, preset="full" if params.gpus > 0 else "tiny")
+    return params
+
+
+def params_from_strings(values: Mapping[str, str], base: RunParams | None = None) -> RunParams:
+    """Build validated RunParams from `key=value` strings (CLI, chat).
+
+    Raises:
+        InvalidParamsError: an unknown key, a value of the wrong type, or out of range.
+    """
+    changes: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in _KEY_TYPES:
+            raise InvalidParamsError(f"unknown parameter {key!r}; known: {', '.join(_KEY_TYPES)}")
+        changes[key] = _convert(key, raw, _KEY_TYPES[key])
+    return validate_params(dataclasses.replace(base or RunParams(), **changes))
+
+
+def known_keys() -> tuple[str, ...]:
+    return tuple(_KEY_TYPES)
+
+
+def _convert(key: str, raw: str, kind: type) -> Any:
+    text = raw.strip()
+    if text.lower() in {"none", "null", ""} and _optional(key):
+        return None
+    try:
+        if kind is bool:
+            if text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError
+        if kind is int:
+            return int(text)
+        if kind is float:
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+    except ValueError:
+        raise InvalidParamsError(f"{key}={raw!r} is not {_article(kind)}") from None
+    return text
+
+
+def _check_type(name: str, value: Any, kind: type) -> None:
+    if value is None and _optional(name):
+        return
+    # bool is a subclass of int: `epochs=True` is a typing mistake, not 1 epoch.
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if kind is float and ok and not math.isfinite(value):
+        ok = False
+    if not ok:
+        raise InvalidParamsError(f"{name}={value!r} is not {_article(kind)}")
+
+
+def _check_data(data: str) -> None:
+    if not data.strip():
+        raise InvalidParamsError("data is empty: give 'synthetic', a folder, or a URI")
+    if any(c in data for c in "\n\r\t\0"):
+        raise InvalidParamsError("data contains control characters")
+    match = _SCHEME.match(data)
+    if match and match.group(1).lower() not in DATA_SCHEMES:
+        raise InvalidParamsError(
+            f"data={data!r}: unsupported scheme {match.group(1)!r} "
+            f"(use one of {', '.join(DATA_SCHEMES)}, a folder, or 'synthetic')"
+        )
+
+
+def _optional(name: str) -> bool:
+    field = _FIELDS[name]
+    return field.default is None
+
+
+def _article(kind: type) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false"}.get(kind, "a string")
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# --- the pipeline's parameters (KFP has no optional ints: None travels as 0 or "") ---
+
+
+def pipeline_arguments(
+    params: RunParams, mlflow_uri: str, events_dir: str = "", run_id: str = ""
+) -> dict[str, Any]:
+    """The pipeline's parameters for validated `params` (None becomes the 0 / "" defaults)."""
+    return {
+        "model": params.model,
+        "data": params.data,
+        "epochs": params.epochs,
+        "steps": params.steps or 0,
+        "lr": float(params.lr),
+        "batch_size": params.batch_size,
+        "gpus": params.gpus,
+        "image_size": params.image_size or 0,
+        "preset": params.preset or "",
+        "seed": params.seed,
+        "auto_deploy": params.auto_deploy,
+        "min_score": float(params.min_score),
+        "synthetic_n": params.synthetic_n or 0,
+        "mlflow_uri": mlflow_uri,
+        "events_dir": events_dir,
+        "run_id": run_id,
+    }
+
+
+def params_from_arguments(**args: Any) -> RunParams:
+    """The inverse of `pipeline_arguments` for the run's own parameters (0 / "" become None)."""
+    optional = {"steps", "image_size", "preset", "synthetic_n"}
+    known = RunParams.__dataclass_fields__
+    values: dict[str, Any] = {
+        k: (v or None) if k in optional else v for k, v in args.items() if k in known
+    }
+    return RunParams(**values)

@@ -1,0 +1,118 @@
+"""The ingest and validate steps: get the data into the run, then refuse bad data early."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from pipeline.events import step_scope
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+# fsspec protocol -> the package that implements it (not installed in the slim images).
+_FS_PACKAGES = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
+# Synthetic test images per domain, relative to the training images.
+_TEST_FRACTION = 4
+
+
+class IngestError(Exception):
+    """The data source cannot be read (missing folder, missing client package...)."""
+
+
+class DataValidationError(Exception):
+    """The data set failed validation; the message lists every problem by file name."""
+
+
+def ingest(
+    source: str, out_dir: str, image_size: int, seed: int, synthetic_n: int, events_dir: str
+) -> str:
+    """Materialise `source` under `out_dir` and return its content digest (the data version).
+
+    `source` is "synthetic", a local or mounted folder (or archive), or an fsspec URI.
+    `synthetic_n` is the number of training images per domain (0: the generator's default).
+    """
+    from model.data import dataset_digest
+
+    with step_scope(events_dir, "ingest") as facts:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if source == "synthetic":
+            _synthetic(out, image_size, seed, synthetic_n)
+        elif "://" in source and not source.startswith("file://"):
+            _remote(source, out)
+        else:
+            _local(Path(source.removeprefix("file://")), out)
+        digest = dataset_digest(out)
+        facts.update(data_digest=digest, source=source)
+        print(f"ingest: {source} -> {out} ({digest})", flush=True)
+        return digest
+
+
+def validate(data_dir: str, image_size: int, report_path: str, events_dir: str) -> dict[str, int]:
+    """Check the data set; write a Markdown report; fail naming every bad file.
+
+    Returns the image counts per folder.
+
+    Raises:
+        DataValidationError: the data set is unusable.
+    """
+    from model.data import validate_dataset
+
+    with step_scope(events_dir, "validate") as facts:
+        report = validate_dataset(data_dir, image_size=image_size)
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_path).write_text(report.to_markdown())
+        for line in report.errors:
+            print(f"validate: ERROR {line}", flush=True)
+        for line in report.warnings:
+            print(f"validate: warning {line}", flush=True)
+        facts.update(counts=dict(report.counts), warnings=len(report.warnings))
+        if not report.ok:
+            problems = "; ".join(report.errors)
+            raise DataValidationError(f"bad data, {len(report.errors)} problem(s): {problems}")
+        return dict(report.counts)
+
+
+def _synthetic(out: Path, image_size: int, seed: int, synthetic_n: int) -> None:
+    from model.data import make_synthetic
+
+    if synthetic_n > 0:
+        n_test = max(2, synthetic_n // _TEST_FRACTION)
+        make_synthetic(out, n_train=synthetic_n, n_test=n_test, image_size=image_size, seed=seed)
+    else:
+        make_synthetic(out, image_size=image_size, seed=seed)
+
+
+def _local(path: Path, out: Path) -> None:
+    if path.is_dir():
+        shutil.copytree(path, out, dirs_exist_ok=True)
+    elif path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
+        shutil.unpack_archive(str(path), str(out))
+    else:
+        raise IngestError(f"data source {path} is not a folder or an archive on this machine")
+
+
+def _remote(uri: str, out: Path) -> None:
+    """Copy a folder or an archive from an fsspec URI (s3://, gs://, https://...)."""
+    scheme = uri.split("://", 1)[0].lower()
+    try:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(uri)
+    except ImportError as exc:
+        package = _FS_PACKAGES.get(scheme, exc.name or "an fsspec backend")
+        raise IngestError(
+            f"reading {scheme}:// data needs the {package!r} package in the trainer image "
+            f"(pip install {package})"
+        ) from None
+    except ValueError as exc:
+        raise IngestError(f"cannot read {uri}: {exc}") from None
+    if uri.endswith(ARCHIVE_SUFFIXES):
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(path).name
+            fs.get(path, str(local))
+            shutil.unpack_archive(str(local), str(out))
+        return
+    if not fs.isdir(path):
+        raise IngestError(f"{uri} is not a folder (or a .zip/.tar.gz archive)")
+    fs.get(path.rstrip("/") + "/", str(out), recursive=True)

@@ -1,0 +1,145 @@
+"""The register and gate steps: a model version aliased `challenger`, then the verdict."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.events import step_scope
+from pipeline.results import registered_name
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# Run tags the train step sets, copied onto the model version.
+_COPIED_RUN_TAGS = ("data_digest", "image", "params", "kfp_run_id", "loss_curve")
+
+
+class RegistryError(Exception):
+    """The model registry is not configured or refused a change."""
+
+
+def client_for(mlflow_uri: str) -> MlflowClient:
+    if not mlflow_uri:
+        raise RegistryError("no MLflow tracking URI was given to the pipeline (mlflow_uri)")
+    from mlflow import MlflowClient
+
+    from model.tracking import quiet_mlflow
+
+    quiet_mlflow()
+    return MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+
+
+def run_register_step(
+    model_dir: str,
+    model: str,
+    mlflow_uri: str,
+    mlflow_run_id: str,
+    champion_version: str,
+    scores_json: str,
+    kfp_run_id: str,
+    events_dir: str,
+) -> str:
+    """Log the bundle as a new version of `ganops-<model>`, tag it, alias it `challenger`."""
+    from model.bundle import load_bundle
+    from model.tracking import make_tracker
+
+    with step_scope(events_dir, "register") as facts:
+        name = registered_name(model)
+        client = client_for(mlflow_uri)
+        bundle_dir = Path(model_dir) / "bundle"
+        bundle = load_bundle(bundle_dir)
+        tracker = make_tracker(mlflow_uri, experiment=name)
+        with tracker.start_run(run_id=mlflow_run_id):
+            version = tracker.log_bundle(bundle_dir, bundle.generator, name)
+        if version is None:
+            raise RegistryError(f"MLflow did not register a version of {name}")
+        run_tags = client.get_run(mlflow_run_id).data.tags
+        scores = json.loads(scores_json or "{}")
+        tags = {k: run_tags[k] for k in _COPIED_RUN_TAGS if k in run_tags}
+        tags.update(
+            kfp_run_id=kfp_run_id,
+            deploy_score=_text(scores.get("deploy_score")),
+            champion_version=champion_version,
+            champion_score=_text(scores.get("champion_score")),
+            scores=scores_json,
+        )
+        if scores.get("sample_grid_uri"):
+            tags["sample_grid"] = scores["sample_grid_uri"]
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        client.set_registered_model_alias(name, "challenger", version)
+        facts.update(registered_model=name, version=version)
+        print(f"register: {name} version {version} aliased 'challenger'", flush=True)
+        return version
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def gate_reason(passed: bool, deploy_score: float, bar: float, scores: dict[str, Any]) -> str:
+    """One line that says what the bar was and how the challenger did against it."""
+    kind = scores.get("bar_kind", "")
+    if kind == "champion":
+        what = f"the champion (version {scores.get('champion_version')}) scores {bar:.4f}"
+    else:
+        base, floor = scores.get("baseline_score"), scores.get("min_score")
+        what = f"no champion yet; bar {bar:.4f} = max(untrained generator {base:.4f}, min_score {floor:g})"
+    verdict = "beats" if passed else "does not beat"
+    return f"deploy score {deploy_score:.4f} {verdict} the bar: {what}"
+
+
+def run_gate_step(
+    passed: bool,
+    version: str,
+    model: str,
+    deploy_score: float,
+    bar: float,
+    scores_json: str,
+    auto_deploy: bool,
+    mlflow_uri: str,
+    events_dir: str,
+) -> str:
+    """Record the gate's verdict on the version; with auto_deploy, promote it to champion.
+
+    Returns the run's final state: "gated", "awaiting_approval" or "deployed".
+    """
+    with step_scope(events_dir, "gate") as facts:
+        name = registered_name(model)
+        client = client_for(mlflow_uri)
+        reason = gate_reason(passed, deploy_score, bar, json.loads(scores_json or "{}"))
+        client.set_model_version_tag(name, version, "gate_passed", str(passed).lower())
+        client.set_model_version_tag(name, version, "gate_reason", reason)
+        deployed = passed and auto_deploy
+        if deployed:
+            _promote(client, name, version)
+        state = "deployed" if deployed else ("awaiting_approval" if passed else "gated")
+        facts.update(gate_passed=passed, gate_reason=reason, deployed=deployed)
+        print(f"gate: {state}: {reason}", flush=True)
+        return state
+
+
+def _promote(client: MlflowClient, name: str, version: str) -> None:
+    """auto_deploy: champion -> this version, the old champion kept as previous_champion.
+
+    The serving rollout itself is the deployer's job (the bot sees the "deployed" state).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        old = client.get_model_version_by_alias(name, "champion").version
+    except MlflowException:
+        old = None
+    if old is not None and str(old) != str(version):
+        client.set_registered_model_alias(name, "previous_champion", str(old))
+    client.set_registered_model_alias(name, "champion", version)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for key, value in (
+        ("decision", "auto_deploy"),
+        ("approved_by", "auto_deploy"),
+        ("approved_at", stamp),
+    ):
+        client.set_model_version_tag(name, version, key, value)

@@ -1,0 +1,170 @@
+"""A small KFP v2beta1 REST server for tests: healthz, experiments, runs (create, get, list,
+terminate). It keeps runs in memory; tests move them along with `set_state` and
+`set_tasks`, the way a cluster's run would progress. Real HTTP, real kfp.Client."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+API = "/apis/v2beta1"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeKfp:
+    def __init__(self) -> None:
+        self.experiments: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    # --- test controls -------------------------------------------------------------
+
+    def set_state(self, run_id: str, state: str, error: str | None = None) -> None:
+        with self.lock:
+            run = self.runs[run_id]
+            run["state"] = state
+            if state in {"SUCCEEDED", "FAILED", "CANCELED"}:
+                run["finished_at"] = _now()
+            if error:
+                run["error"] = {"code": 2, "message": error}
+
+    def set_tasks(
+        self, run_id: str, tasks: dict[str, str], errors: dict[str, str] | None = None
+    ) -> None:
+        """`tasks`: display name -> state, in start order."""
+        errors = errors or {}
+        details = []
+        for i, (name, state) in enumerate(tasks.items()):
+            task: dict[str, Any] = {
+                "run_id": run_id,
+                "task_id": f"t{i}",
+                "display_name": name,
+                "state": state,
+                "create_time": f"2026-01-01T00:00:{i:02d}Z",
+                "start_time": f"2026-01-01T00:00:{i:02d}Z",
+            }
+            if name in errors:
+                task["error"] = {"code": 1, "message": errors[name]}
+            details.append(task)
+        with self.lock:
+            self.runs[run_id]["run_details"] = {"task_details": details}
+
+    # --- API -----------------------------------------------------------------------
+
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], body: Any
+    ) -> tuple[int, Any]:
+        self.requests.append((method, path))
+        with self.lock:
+            if path == f"{API}/healthz":
+                return 200, {"commit_sha": "fake", "tag_name": "2.5.0", "multi_user": False}
+            if path == f"{API}/experiments":
+                return self._experiments(method, query, body)
+            if path == f"{API}/runs":
+                return self._create_run(body) if method == "POST" else self._list_runs(query)
+            if path.startswith(f"{API}/runs/"):
+                return self._one_run(method, path.removeprefix(f"{API}/runs/"))
+        return 404, {"error": f"no route {method} {path}", "code": 5}
+
+    def _experiments(self, method: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        if method == "POST":
+            exp = {
+                "experiment_id": uuid.uuid4().hex,
+                "display_name": body["display_name"],
+                "created_at": _now(),
+                "storage_state": "AVAILABLE",
+            }
+            self.experiments[exp["experiment_id"]] = exp
+            return 200, exp
+        found = list(self.experiments.values())
+        if "filter" in query:
+            predicates = json.loads(query["filter"][0]).get("predicates", [])
+            for p in predicates:
+                found = [
+                    e
+                    for e in found
+                    if e.get(p["key"]) == p.get("stringValue", p.get("string_value"))
+                ]
+        return 200, {"experiments": found, "total_size": len(found)}
+
+    def _create_run(self, body: dict[str, Any]) -> tuple[int, Any]:
+        if "pipeline_spec" not in body or "experiment_id" not in body:
+            return 400, {"error": "pipeline_spec and experiment_id are required", "code": 3}
+        run = dict(
+            body,
+            run_id=uuid.uuid4().hex,
+            state="PENDING",
+            created_at=_now(),
+            storage_state="AVAILABLE",
+        )
+        self.runs[run["run_id"]] = run
+        return 200, run
+
+    def _list_runs(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        runs = list(self.runs.values())
+        if "experiment_id" in query:
+            runs = [r for r in runs if r["experiment_id"] == query["experiment_id"][0]]
+        runs.sort(key=lambda r: r["created_at"], reverse=True)
+        size = int(query.get("page_size", ["10"])[0])
+        return 200, {"runs": runs[:size], "total_size": len(runs), "next_page_token": ""}
+
+    def _one_run(self, method: str, rest: str) -> tuple[int, Any]:
+        run_id, _, verb = rest.partition(":")
+        run = self.runs.get(run_id)
+        if run is None:
+            return 404, {"error": f"run {run_id} not found", "code": 5}
+        if method == "POST" and verb == "terminate":
+            run["state"] = "CANCELING"
+            return 200, {}
+        return 200, run
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeKfp
+
+    def _serve(self, method: str) -> None:
+        url = urlparse(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"null") if length else None
+        code, payload = self.fake.handle(method, url.path, parse_qs(url.query), body)
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@contextmanager
+def serve_fake_kfp() -> Iterator[tuple[str, FakeKfp]]:
+    """A FakeKfp on a free loopback port; yields (host URL, fake)."""
+    fake = FakeKfp()
+    handler = type("Handler", (_Handler,), {"fake": fake})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", fake
+    finally:
+        server.shutdown()
+        server.server_close()
