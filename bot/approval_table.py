@@ -159,6 +159,16 @@ def card_blocks(row: sqlite3.Row) -> list[dict[str, Any]] | None:
     return cast(list[dict[str, Any]], json.loads(raw)) if raw else None
 
 
+def card_state_of(a: Approval, result: DeployResult | None) -> str:
+    """What the card should show: the state, or "deploying" while an approved deploy runs."""
+    return "deploying" if a.state == "approved" and result is None else a.state
+
+
+_CARD_STATE_SQL = (
+    "(CASE WHEN state='approved' AND deploy_result IS NULL THEN 'deploying' ELSE state END)"
+)
+
+
 class CardLedger:
     """Where each approval's card is in Slack and what it shows, so that a decision made
     anywhere (button, slash command, CLI, expiry) reaches the card, once, even after a
@@ -180,15 +190,22 @@ class CardLedger:
         return card_blocks(row) if row is not None else None
 
     def to_sync(self) -> list[Approval]:
-        """Decided approvals whose card still shows an older state."""
+        """Decided approvals whose card shows something else than `card_state_of` says."""
         with self.store.connect() as conn:
             rows = select(
                 conn,
-                "message_ts IS NOT NULL AND state!='pending' AND COALESCE(card_state,'')!=state",
+                f"message_ts IS NOT NULL AND state!='pending' AND COALESCE(card_state,'')!={_CARD_STATE_SQL}",
             )
         return [to_approval(r) for r in rows]
 
+    def shown(self, approval_id: str) -> str | None:
+        """What the card in Slack shows now, as last recorded by `mark`."""
+        with self.store.connect() as conn:
+            row = fetch(conn, approval_id)
+        return row["card_state"] if row is not None else None
+
     def mark(self, approval_id: str, state: str) -> None:
+        """Record what the card in Slack shows now (a `card_state_of` value)."""
         with self.store.connect() as conn:
             conn.execute(
                 "UPDATE approvals SET card_state=? WHERE approval_id=?", (state, approval_id)

@@ -14,9 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipeline import procs
 from pipeline.ports import DeployResult
 
 
@@ -47,6 +46,7 @@ class ServerRecord:
     host: str
     log: str
     started_at: float
+    proc_start: str | None = None  # the kernel's start time: a reused pid is not ours
 
     @property
     def url(self) -> str:
@@ -74,7 +74,6 @@ class LocalDeployer:
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.clock = clock
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
     # --- the Deployer protocol ------------------------------------------------------------
@@ -89,17 +88,25 @@ class LocalDeployer:
             old = self.serving()
             port = _free_port(self.host)
             log_path = self.dir / f"{model}-v{version}-{port}.log"
-            proc = self._start(model_uri, port, log_path)
-            why = self._wait_ready(proc, f"http://{self.host}:{port}")
+            pid = self._start(model_uri, port, log_path)
+            why = self._wait_ready(pid, f"http://{self.host}:{port}")
             if why is not None:
-                self._stop(proc.pid)
+                procs.stop_group(pid, self.stop_timeout_s)
                 return self._kept_old(version, old, why, log_path, started)
             record = ServerRecord(
-                model, version, model_uri, proc.pid, port, self.host, str(log_path), time.time()
+                model,
+                version,
+                model_uri,
+                pid,
+                port,
+                self.host,
+                str(log_path),
+                time.time(),
+                procs.start_time(pid),
             )
             self._save(record)
             if old is not None:
-                self._stop(old.pid)
+                procs.stop_group(old.pid, self.stop_timeout_s)
         seconds = self.clock() - started
         return DeployResult(
             ok=True,
@@ -108,7 +115,7 @@ class LocalDeployer:
             previous_version=old.version if old is not None and old.model == model else None,
             rolled_back=False,
             seconds=seconds,
-            message=f"ready on {record.url} (pid {proc.pid}) after {seconds:.1f} s",
+            message=f"ready on {record.url} (pid {pid}) after {seconds:.1f} s",
         )
 
     # --- extras for the demo and the CLI --------------------------------------------------
@@ -116,7 +123,7 @@ class LocalDeployer:
     def serving(self) -> ServerRecord | None:
         """The recorded server, if its pid is alive and its /healthz answers."""
         record = self._load()
-        if record is None or not self._alive(record.pid):
+        if record is None or not procs.alive(record.pid, record.proc_start):
             return None
         return record if _get_ok(record.url + "/healthz") else None
 
@@ -124,59 +131,31 @@ class LocalDeployer:
         """Stop the current server and forget it (the demo's clean shutdown)."""
         with self._lock, self._file_lock():
             record = self._load()
-            if record is not None and self._alive(record.pid):
-                self._stop(record.pid)
+            if record is not None and procs.alive(record.pid, record.proc_start):
+                procs.stop_group(record.pid, self.stop_timeout_s)
             for name in ("current.json", "targets.json"):
                 (self.dir / name).unlink(missing_ok=True)
 
     # --- processes ------------------------------------------------------------------------
 
-    def _start(self, model_uri: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    def _start(self, model_uri: str, port: int, log_path: Path) -> int:
         values = {"model_uri": model_uri, "port": str(port), "host": self.host}
         cmd = [part.format(**values) for part in self.server_cmd]
-        # The server inherits the bot's environment, plus where MLflow is for models:/ URIs.
+        # The server inherits the bot's environment, plus where MLflow is for models:/ URIs;
+        # its own session lets it outlive a bot restart. Relative paths mean the bot's cwd.
         env = _env_for(self.mlflow_uri, os.environ)
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # its own process group: it outlives a bot restart
-            )
-        self._children[proc.pid] = proc
-        return proc
+        return procs.spawn(cmd, log_path, Path.cwd(), env)
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes], url: str) -> str | None:
+    def _wait_ready(self, pid: int, url: str) -> str | None:
         """None once /readyz answers 200; else why not."""
         deadline = self.clock() + self.ready_timeout_s
         while self.clock() < deadline:
-            code = proc.poll()
-            if code is not None:
-                return f"the server exited with code {code}"
+            if not procs.alive(pid, None):
+                return "the server exited"
             if _get_ok(url + "/readyz"):
                 return None
             time.sleep(0.2)
         return f"/readyz not ready within {self.ready_timeout_s:.0f} s"
-
-    def _stop(self, pid: int) -> None:
-        """SIGTERM the server's process group, SIGKILL it if it lingers, reap our children."""
-        _signal_group(pid, signal.SIGTERM)
-        deadline = self.clock() + self.stop_timeout_s
-        while self._alive(pid) and self.clock() < deadline:
-            time.sleep(0.05)
-        if self._alive(pid):
-            _signal_group(pid, signal.SIGKILL)
-        child = self._children.pop(pid, None)
-        if child is not None:
-            child.wait(timeout=self.stop_timeout_s)
-
-    def _alive(self, pid: int) -> bool:
-        child = self._children.get(pid)
-        if child is not None:
-            return child.poll() is None
-        return _pid_alive(pid)
 
     def _kept_old(
         self, version: str, old: ServerRecord | None, why: str, log_path: Path, started: float
@@ -243,26 +222,6 @@ def _get_ok(url: str, timeout: float = 2.0) -> bool:
             return int(resp.status) == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
-
-
-def _pid_alive(pid: int) -> bool:
-    """Alive and not a zombie (a process we started and that died is reaped here)."""
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
 
 
 def _last_line(path: Path, limit: int = 300) -> str:

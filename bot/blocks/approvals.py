@@ -45,8 +45,9 @@ def who_decided(a: Approval) -> str:
     return f"{a.state}{by}{at}"
 
 
-def decision_text(a: Approval, deploying: bool = False) -> str:
-    """The card's decision line: ":white_check_mark: Approved by <@U1> at 14:02"."""
+def decision_text(a: Approval, result: DeployResult | None = None) -> str:
+    """The card's decision line: ":white_check_mark: Approved by <@U1> at 14:02 · live in 3.1 s".
+    An approved card without a deploy result says the deploy is running."""
     icon = {
         "approved": ":white_check_mark:",
         "rejected": ":no_entry_sign:",
@@ -54,28 +55,39 @@ def decision_text(a: Approval, deploying: bool = False) -> str:
         "superseded": ":fast_forward:",
     }.get(a.state, ":hourglass_flowing_sand:")
     if a.state == "pending":
-        votes = ", ".join(f"<@{u}>" for u in a.approvers)
+        votes = " and ".join(f"<@{u}>" for u in a.approvers)
         return f"{icon} Approved by {votes}; waiting for a second approver"
     line = who_decided(a)
     line = f"{icon} {line[0].upper()}{line[1:]}"
     if a.state == "expired":
         line += " (rejected: nobody decided in time)"
-    if a.state == "superseded":
+    elif a.state == "superseded":
         line += " by a newer request for this model"
-    if deploying:
-        line += f" · deploying {a.model} v{a.version}…"
+    elif a.state == "approved" and result is None:
+        line += f" · deploying v{a.version}…"
+    elif a.state == "approved" and result is not None:
+        line += " · " + deploy_summary(result)
     return line
 
 
-def decision_context(a: Approval, deploying: bool = False) -> ContextBlock:
+def deploy_summary(result: DeployResult) -> str:
+    """A few words for the card; the thread reply has the whole story."""
+    if result.ok:
+        return f"v{result.version} live in {result.seconds:.1f} s"
+    if result.rolled_back:
+        return f"deploy failed, rolled back to v{result.previous_version or '?'}"
+    return "deploy failed"
+
+
+def decision_context(a: Approval, result: DeployResult | None = None) -> ContextBlock:
     return ContextBlock(
         block_id=DECISION_BLOCK_ID,
-        elements=[MarkdownTextObject(text=decision_text(a, deploying))],
+        elements=[MarkdownTextObject(text=decision_text(a, result))],
     )
 
 
 def decided_card(
-    blocks: Sequence[dict[str, Any]], a: Approval, deploying: bool = False
+    blocks: Sequence[dict[str, Any]], a: Approval, result: DeployResult | None = None
 ) -> list[dict[str, Any]]:
     """The card as posted, with the decision buttons removed once decided and the decision
     line (re)placed at the bottom. Other buttons (links) stay. Idempotent."""
@@ -92,14 +104,14 @@ def decided_card(
             block = {**copy.deepcopy(block), "elements": kept}
         out.append(block)
     if a.state != "pending" or a.approvers:
-        out.append(decision_context(a, deploying).to_dict())
+        out.append(decision_context(a, result).to_dict())
     return out
 
 
-def fallback_card(a: Approval, deploying: bool = False) -> list[dict[str, Any]]:
+def fallback_card(a: Approval, result: DeployResult | None = None) -> list[dict[str, Any]]:
     """When the posted blocks are unknown: a short card naming the version and the decision."""
     title = SectionBlock(text=MarkdownTextObject(text=f"*{label(a).capitalize()}*"))
-    return [title.to_dict(), decision_context(a, deploying).to_dict()]
+    return [title.to_dict(), decision_context(a, result).to_dict()]
 
 
 def deploy_result_text(a: Approval, result: DeployResult) -> str:
