@@ -1,0 +1,57 @@
+"""The Approve / Reject buttons: ack at once, decide and deploy in a lazy listener.
+
+The button's value is the opaque approval id and nothing else; who may decide, and what,
+is looked up on the server side by `ApprovalBook.decide`, the same function as `/ganops
+approve|reject` and the CLI. A refusal is told to the clicker alone and leaves the card as it
+is. A decision updates the card in place at once ("Approved by @x at 14:02 · deploying…"),
+then again with the outcome, and the deploy result goes in the card's thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from bot.approval_jobs import show_decision, update_card
+from bot.blocks.approvals import DECISION_ACTIONS
+from bot.errors import guarded
+from bot.listeners import services_of
+from bot.ports import Approval
+
+# Outcomes the clicker is told about privately; the others show on the card for everyone.
+_PRIVATE = ("refused", "not_found", "already_decided", "expired", "recorded")
+
+
+def register(app: App) -> None:
+    for action_id in DECISION_ACTIONS:
+        app.action(action_id)(ack=ack_decision, lazy=[decide_clicked])
+
+
+def ack_decision(ack: Ack) -> None:
+    ack()
+
+
+@guarded
+def decide_clicked(
+    body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
+    book = services_of(context).approvals
+    user = body["user"]["id"]
+    channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+    if book is None:
+        client.chat_postEphemeral(channel=channel, user=user, text="Approvals are not set up.")
+        return
+    approval_id = str(action.get("value") or "")
+    posted = (body.get("message") or {}).get("blocks")
+    if posted and book.cards.blocks(approval_id) is None:
+        book.cards.save_blocks(approval_id, posted)  # the card as Slack shows it, to re-render
+
+    def on_decided(a: Approval) -> None:
+        update_card(book, client, a)  # the decision shows before the (slow) deploy
+
+    outcome = book.decide(approval_id, user, action["action_id"], on_decided=on_decided)
+    if outcome.status in _PRIVATE:
+        client.chat_postEphemeral(channel=channel, user=user, text=outcome.message)
+    show_decision(book, client, outcome)
