@@ -2,9 +2,10 @@
 the buttons, `/ganops`, the CLI and expiry all converge on.
 
 A decision is committed first and shown second. `approval_tick` (every half minute on the
-bot's scheduler) expires due approvals, re-renders every card whose state in Slack lags the
-store, and posts every deploy result not yet posted. So a decision made by the CLI, a card
-update that failed while Slack was down, or a restart mid-way all end with the right card.
+bot's scheduler) expires due approvals, records deploys that a dead process never finished,
+re-renders every card whose state in Slack lags the store, and posts every deploy result not
+yet posted. So a decision made by the CLI, a card update that failed while Slack was down, or
+a restart mid-way all end with the right card.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def approval_tick(book: ApprovalBook, client: WebClient) -> int:
     expired = book.expire_due()
     if expired:
         log.info("expired %d approval(s): %s", len(expired), [a.approval_id for a in expired])
+    for a in book.settle_interrupted():
+        log.warning("approval %s was approved but its deploy never finished", a.approval_id)
     done = sum(update_card(book, client, a) for a in book.cards.to_sync())
     return done + sum(post_result(book, client, a) for a in book.cards.results_to_post())
 

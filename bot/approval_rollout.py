@@ -56,12 +56,22 @@ class Rollout:
                 log.exception("deploy of %s crashed", a.approval_id)
                 result = _failed(a, f"deploy crashed: {exc!r}", time.monotonic() - started)
             aliases_moved = result.ok and self._move_aliases(a)
+        self._record(a, result, aliases_moved)
+        return result
+
+    def record_interrupted(self, a: Approval) -> None:
+        message = (
+            "the deploy was interrupted (the bot stopped before it finished); "
+            "check /ganops status, and ask for a new deploy or a rollback"
+        )
+        self._record(a, _failed(a, message, 0.0), False)
+
+    def _record(self, a: Approval, result: DeployResult, aliases_moved: bool) -> None:
         with self.store.tx() as conn:
             table.set_deploy_result(conn, a.approval_id, result)
             outcome = "ok" if result.ok else ("rolled_back" if result.rolled_back else "failed")
             detail = {**_detail(result), "aliases_moved": aliases_moved}
             self.store.audit(SYSTEM, "deploy", a.approval_id, outcome, detail, conn=conn)
-        return result
 
     def _move_aliases(self, a: Approval) -> bool:
         """champion -> the deployed version, previous_champion -> the old champion. A rollback

@@ -217,7 +217,10 @@ class ApprovalBook:
             return outcome
         self.rollout.tag_decision(decided)
         if on_decided is not None:
-            on_decided(decided)
+            try:
+                on_decided(decided)
+            except Exception:  # showing the decision must never stop the approved deploy
+                log.exception("on_decided failed for %s", approval_id)
         if outcome.status == "rejected":
             return outcome
         result = self.rollout.deploy(decided)
@@ -297,7 +300,20 @@ class ApprovalBook:
         self.store.audit(user_id, "decide", a.approval_id, "approved", detail, conn=conn)
         return DecisionOutcome("approved", "", _approval(table.fetch(conn, a.approval_id)))
 
-    # --- expiry -------------------------------------------------------------------------
+    # --- expiry and recovery ----------------------------------------------------------------
+
+    def settle_interrupted(self, older_than_s: float = 3600.0) -> list[Approval]:
+        """Approved long ago but with no deploy result: the process died mid-deploy. Record
+        that (the deployers give up long before), so the card and the audit say so."""
+        cutoff = self.clock() - older_than_s
+        with self.store.connect() as conn:
+            rows = table.select(
+                conn, "state='approved' AND deploy_result IS NULL AND decided_at<?", (cutoff,)
+            )
+        settled = [table.to_approval(r) for r in rows]
+        for a in settled:
+            self.rollout.record_interrupted(a)
+        return settled
 
     def expire_due(self) -> list[Approval]:
         """Expire pending approvals past their TTL; return those that just expired."""

@@ -147,20 +147,31 @@ class KubernetesDeployer:
             restored = self._wait(patched["metadata"].get("generation") or 0, self.clock())
         except DeployError as exc:
             message = f"rollout of v{version} failed ({why}); rollback to {back_to} FAILED: {exc}"
-            return self._result(version, previous, False, started, message)
+            return self._result(version, previous, None, started, message)
         state = "ready" if restored.done else f"not ready yet: {restored.summary}"
         message = f"rollout of v{version} failed ({why}); rolled back to {back_to} ({state})"
-        return self._result(version, previous, True, started, message)
+        return self._result(version, previous, self._uri_in(old_template), started, message)
+
+    def _uri_in(self, template: Obj) -> str:
+        """The model URI a pod template serves (its env var on our container), or ""."""
+        for container in template.get("spec", {}).get("containers", []):
+            if container.get("name") == self.target.container:
+                for env in container.get("env") or []:
+                    if env.get("name") == self.target.model_uri_env:
+                        return str(env.get("value") or "")
+        return ""
 
     def _result(
-        self, version: str, previous: str | None, rolled_back: bool, started: float, message: str
+        self, version: str, previous: str | None, served: str | None, started: float, message: str
     ) -> DeployResult:
+        """A failed deploy; `served` is the URI back in service after a rollback, None if the
+        rollback failed too."""
         return DeployResult(
             ok=False,
-            model_uri="",
+            model_uri=served or "",
             version=version,
             previous_version=previous,
-            rolled_back=rolled_back,
+            rolled_back=served is not None,
             seconds=self.clock() - started,
             message=message,
         )

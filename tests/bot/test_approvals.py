@@ -433,3 +433,36 @@ def test_card_ledger_tracks_what_slack_shows(
     assert book.cards.claim_result(a.approval_id) is True
     assert book.cards.claim_result(a.approval_id) is False
     assert book.cards.results_to_post() == []
+
+
+def test_a_failing_on_decided_does_not_stop_the_deploy(
+    tmp_path: Path, registry: MemoryRegistry, deployer: RecordingDeployer
+) -> None:
+    book = make_book(tmp_path, registry, deployer)
+    a = ask(book)
+
+    def broken(_: Approval) -> None:
+        raise ConnectionError("slack down")
+
+    assert book.decide(a.approval_id, BOB, "approve", on_decided=broken).status == "approved"
+    assert len(deployer.calls) == 1
+
+
+def test_a_deploy_that_never_finished_is_settled(
+    tmp_path: Path, registry: MemoryRegistry, deployer: RecordingDeployer, clock: Clock
+) -> None:
+    book = make_book(tmp_path, registry, deployer, clock=clock)
+    a = ask(book)
+    with book.store.tx() as conn:  # what a crash between the decision and the deploy leaves
+        conn.execute(
+            "UPDATE approvals SET state='approved', decided_by=?, decided_at=? WHERE approval_id=?",
+            (BOB, clock.now, a.approval_id),
+        )
+    assert book.settle_interrupted() == []  # a deploy may still be running
+    clock.now += 3601
+    assert [x.approval_id for x in book.settle_interrupted()] == [a.approval_id]
+    result = book.deploy_result(a.approval_id)
+    assert result is not None
+    assert "interrupted" in result.message
+    assert book.settle_interrupted() == []
+    assert ("ganops", "deploy", "failed") in actions(book, a.approval_id)

@@ -245,6 +245,7 @@ def test_a_rollout_that_never_becomes_available_is_rolled_back(
     assert not result.ok
     assert result.rolled_back
     assert result.previous_version == "6"
+    assert result.model_uri == URI_V6  # what serves again
     why = "ProgressDeadlineExceeded" if deadline_exceeded else "not ready within 2 s"
     assert why in result.message
     assert "rolled back to v6 (ready)" in result.message
