@@ -45,6 +45,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def terminate(process: subprocess.Popen[Any], timeout: float = 10.0) -> int:
+    """SIGTERM a child, SIGKILL it if it outlives `timeout`; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    return int(process.returncode)
+
+
 def rules_with_for(src: Path, dst: Path, duration: str = "5s") -> Path:
     """Copy the rules file `src` to `dst` with every alerting rule's `for:` set to `duration`."""
     doc = yaml.safe_load(src.read_text())
@@ -122,13 +134,7 @@ class PrometheusServer:
         if self._stopped:
             return
         self._stopped = True
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        terminate(self.process, timeout)
 
     def __enter__(self) -> PrometheusServer:
         return self
