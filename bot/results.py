@@ -99,8 +99,10 @@ def _upload(
         uri = artifacts.get(name)
         if not uri:
             continue
+        local = Path(uri.removeprefix("file://"))
         try:
-            path = services.registry.download(uri, files_dir)
+            # A local run's artifacts are files already; remote ones come through MLflow.
+            path = local if local.is_file() else services.registry.download(uri, files_dir)
         except UpstreamError as exc:
             log.warning("cannot fetch %s of run %s: %s", name, row.run_id, exc)
             continue

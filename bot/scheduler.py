@@ -70,4 +70,9 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
     jobs = Jobs()
     watcher = RunWatcher(services, files_dir=settings.state_dir / "slack-files")
     jobs.every("run-watch", settings.poll_interval_s, watcher.tick)
+    book = services.approvals
+    if book is not None:
+        from bot.approval_jobs import TICK_S, approval_tick
+
+        jobs.every("approvals", TICK_S, lambda: approval_tick(book, services.slack), first_in=1.0)
     return jobs

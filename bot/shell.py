@@ -31,6 +31,7 @@ from bot.shell_render import Button, mrkdwn, render
 
 LOCAL_TOKEN = "xoxb-ganops-local"
 TEAM = "T_LOCAL"
+DISPATCH_WAIT_S = 600.0  # a click may deploy: wait for it, within reason
 SHELL_HELP = """shell commands:
   /retrain k=v ...   start a training run (try: /retrain epochs=1)
   /ganops help       what the bot can do (status, runs, models, approve, ...)
@@ -104,7 +105,7 @@ class Shell:
     def run(self, lines: Iterable[str], eof_wait_s: float = 1800.0) -> int:
         """Handle each line; at the end of input, wait for the bot to go idle, then stop."""
         self.jobs.start()
-        approvers = ", ".join(self.names.get(u, u) for u in self.settings.approvers) or "none"
+        approvers = ", ".join(_name_of(u) for u in self.settings.approvers) or "none"
         self.say(
             f"ganops shell: you are {self.user} ({self.uid}) in #ganops; approvers: {approvers}. "
             "Type /help."
@@ -164,6 +165,11 @@ class Shell:
         self.slack.users[self.uid] = self.user
         if not quiet:
             self.say(f"you are now {self.user} ({self.uid})")
+
+    def _settle(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.executor.busy and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def wait_idle(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -231,7 +237,10 @@ class Shell:
         raise ValueError(f"no button {choice!r} (type its number, or /help)")
 
     def _dispatch(self, payload: dict[str, Any]) -> None:
+        """Dispatch like Socket Mode does, then let the lazy work finish before the next line,
+        so a script reads in order (bob's refusal before carol's approval)."""
         response = self.app.dispatch(BoltRequest(body=payload, mode="socket_mode"))
+        self._settle(DISPATCH_WAIT_S)
         if response.status != 200:
             self.say(f"(the bot answered {response.status}: {response.body})")
             return
@@ -296,6 +305,11 @@ class Shell:
         path = self.files_dir / f"{file['id']}-{file.get('name') or 'file'}"
         path.write_bytes(self.slack.file_bytes(file["id"]))
         return path.resolve()
+
+
+def _name_of(uid: str) -> str:
+    """U_CAROL -> carol (the shell's own ids); real Slack ids stay as they are."""
+    return uid[2:].lower() if uid.startswith("U_") else uid
 
 
 def lines_from(stream: TextIO, prompt: Callable[[], str] | None) -> Iterable[str]:

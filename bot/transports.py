@@ -80,7 +80,7 @@ class HttpTransport:
 
     def start(self) -> HttpTransport:
         """Serve in a background thread (tests, benchmarks)."""
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 

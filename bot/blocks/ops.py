@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from dataclasses import dataclass
 from slack_sdk.models.blocks import Block
 
 from bot.blocks import code, section
+from bot.blocks.approvals import audit_line
 from bot.blocks.runs import approval_buttons, duration, run_link
 from bot.parsing import GANOPS_USAGE, RETRAIN_USAGE
 from bot.ports import Approval, ModelVersionInfo
@@ -147,12 +147,8 @@ def models_blocks(model: str, versions: Sequence[ModelVersionInfo]) -> list[Bloc
 def audit_blocks(rows: Sequence[AuditRow]) -> list[Block]:
     if not rows:
         return [section("The audit log is empty.")]
-    lines = []
-    for r in rows:
-        when = time.strftime("%m-%d %H:%M:%S", time.localtime(r.ts))
-        detail = json.dumps(r.detail, sort_keys=True) if r.detail else ""
-        lines.append(f"{when} {r.actor} {r.action} {r.object} {r.outcome} {detail}".rstrip())
-    return [section(f"*Audit log (newest first, {len(rows)})*"), section(code("\n".join(lines)))]
+    lines = "\n".join(audit_line(r) for r in rows)
+    return [section(f"*Audit log (newest first, {len(rows)})*"), section(code(lines))]
 
 
 def approvers_blocks(

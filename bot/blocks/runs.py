@@ -90,11 +90,7 @@ def duration(seconds: float | None) -> str:
 
 
 def params_line(params: Mapping[str, Any]) -> str:
-    keys = [
-        *_PARAM_ORDER,
-        *(k for k in params if k not in _PARAM_ORDER + _PARAM_TAIL),
-        *_PARAM_TAIL,
-    ]
+    keys = (*_PARAM_ORDER, *_PARAM_TAIL)  # operator-only keys (min_score, ...) stay out
     shown = [f"{k}={_fmt(params[k])}" for k in keys if k in params and params[k] is not None]
     return " ".join(shown)
 

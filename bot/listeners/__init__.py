@@ -23,16 +23,16 @@ def settings_of(context: Any) -> Settings:
 
 
 def register_listeners(app: App) -> None:
-    from bot.listeners import ganops_command, retrain
+    from bot.listeners import approvals, ganops_command, retrain
 
     retrain.register(app)
     ganops_command.register(app)
-    _register_optional(app, "bot.listeners.approvals")
+    approvals.register(app)
     _register_optional(app, "bot.listeners.alarms")
 
 
 def _register_optional(app: App, module_name: str) -> None:
-    """Listener modules of later features (approvals, drift alarms) join when present."""
+    """The drift alarm buttons join when their module has landed."""
     import importlib
 
     try:

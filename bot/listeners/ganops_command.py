@@ -13,6 +13,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.models.blocks import Block
 
+from bot.approval_jobs import show_decision
 from bot.blocks.ops import (
     ModelStatus,
     RunLine,
@@ -70,7 +71,7 @@ def answer_ganops(body: dict[str, Any], client: WebClient, context: BoltContext)
     channel, user = body["channel_id"], body["user_id"]
     services, settings = services_of(context), settings_of(context)
     try:
-        blocks = _answer(cmd, services, settings, user, channel)
+        blocks = _answer(cmd, services, settings, user, channel, client)
     except UsageError as exc:
         blocks = usage_blocks(exc.problem, exc.usage)
         client.chat_postEphemeral(
@@ -86,7 +87,12 @@ def answer_ganops(body: dict[str, Any], client: WebClient, context: BoltContext)
 
 
 def _answer(
-    cmd: GanopsCommand, services: Services, settings: Settings, user: str, channel: str
+    cmd: GanopsCommand,
+    services: Services,
+    settings: Settings,
+    user: str,
+    channel: str,
+    client: WebClient,
 ) -> list[Block]:
     if cmd.name == "status":
         return _status(services)
@@ -99,7 +105,7 @@ def _answer(
     if cmd.name == "audit":
         return audit_blocks(services.store.list_audit(parse_count(cmd.args, 20, 200, GANOPS_USAGE)))
     if cmd.name in ("approve", "reject"):
-        return _decide(cmd, services, user)
+        return _decide(cmd, services, user, client)
     if cmd.name == "rollback":
         return request_rollback(services, cmd.args, user, channel)
     return help_blocks()
@@ -133,10 +139,11 @@ def _status(services: Services) -> list[Block]:
     return status_blocks(models, active, pending)
 
 
-def _decide(cmd: GanopsCommand, services: Services, user: str) -> list[Block]:
+def _decide(cmd: GanopsCommand, services: Services, user: str, client: WebClient) -> list[Block]:
     if len(cmd.args) != 1:
         raise UsageError(f"/ganops {cmd.name} needs exactly one approval id", GANOPS_USAGE)
     if services.approvals is None:
         return text_blocks("Approvals are not configured in this bot.")
     outcome = services.approvals.decide(cmd.args[0], user, cmd.name)
-    return text_blocks(outcome.message)
+    show_decision(services.approvals, client, outcome)  # the card follows, as for a click
+    return text_blocks(outcome.message or f"Done: {cmd.name}d.")

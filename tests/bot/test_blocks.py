@@ -1,0 +1,171 @@
+"""The pure Block Kit builders: typed blocks that Slack accepts, and the facts they show."""
+
+from __future__ import annotations
+
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
+
+from bot.blocks import SECTION_LIMIT, blocks_to_dicts, clip
+from bot.blocks.ops import (
+    ModelStatus,
+    RunLine,
+    approvers_blocks,
+    audit_blocks,
+    help_blocks,
+    models_blocks,
+    rollback_card,
+    runs_blocks,
+    status_blocks,
+    usage_blocks,
+)
+from bot.blocks.runs import (
+    CardView,
+    RunView,
+    duration,
+    failure_blocks,
+    metrics_table,
+    params_line,
+    results_card,
+    run_blocks,
+    run_text,
+    step_track,
+)
+from bot.ports import ModelVersionInfo
+from bot.store import AuditRow
+
+
+def text(blocks: list[Block]) -> str:
+    return str(blocks_to_dicts(blocks))
+
+
+def valid(blocks: list[Block]) -> None:
+    """slack_sdk validates lengths and shapes in to_dict(); Slack allows 50 blocks."""
+    assert 0 < len(blocks) <= 50
+    for block in blocks:
+        assert isinstance(block, Block)
+        block.to_dict()
+
+
+def test_the_run_message_shows_progress_losses_and_link() -> None:
+    view = RunView(
+        run_id="run-9",
+        model="cut",
+        requested_by="U1",
+        params={"model": "cut", "epochs": 2, "lr": 2e-4, "min_score": 0.0},
+        state="running",
+        url="http://kfp/#/runs/details/run-9",
+        current_step="train",
+        steps_done=2,
+        train_step=40,
+        train_total=200,
+        losses={"G": 0.8123, "NCE": 1.5},
+        elapsed_s=135,
+    )
+    blocks = run_blocks(view)
+    valid(blocks)
+    shown = text(blocks)
+    assert "<@U1>" in shown
+    assert "epochs=2" in shown
+    assert "lr=0.0002" in shown
+    assert "min_score" not in shown  # operator-only keys stay out of the channel
+    assert "✓ ingest  ✓ validate  ▸ train  · evaluate" in shown
+    assert "now: train (step 40/200)" in shown
+    assert "elapsed 2m 15s" in shown
+    assert "G 0.812 · NCE 1.500" in shown
+    assert "<http://kfp/#/runs/details/run-9|KFP run `run-9`>" in shown
+    assert run_text(view).startswith("Retrain cut (running) by <@U1>: 2/6 steps")
+
+
+def test_a_local_run_and_a_failure() -> None:
+    view = RunView(run_id="local-1", model="cut", requested_by="U1", state="failed",
+                   steps_done=1, failed_step="validate", error="bad.png is corrupt")  # fmt: skip
+    shown = text(run_blocks(view))
+    assert "local run `local-1`" in shown
+    assert "✗ validate" in shown
+    assert "bad.png is corrupt" in text(failure_blocks(view))
+
+
+def test_the_metrics_table_puts_the_deploy_score_first_with_deltas() -> None:
+    table = metrics_table({"ssim": 0.7, "deploy_score": 0.8}, {"ssim": 0.75, "deploy_score": 0.6})
+    header, first, second = table.splitlines()
+    assert header.split() == ["metric", "challenger", "champion", "delta"]
+    assert first.split() == ["deploy_score", "0.8000", "0.6000", "+0.2000"]
+    assert second.split() == ["ssim", "0.7000", "0.7500", "-0.0500"]
+    assert metrics_table({"ssim": 0.7}, None).splitlines()[1].split() == [
+        "ssim",
+        "0.7000",
+        "—",
+        "—",
+    ]
+
+
+def card() -> CardView:
+    return CardView(run_id="run-1", model="cut", version="7", requested_by="U1",
+                    metrics={"deploy_score": 0.8}, champion_metrics={"deploy_score": 0.7},
+                    champion_version="6", deploy_score=0.8, data_digest="sha256:d1",
+                    image="img:1", files_note="pictures in the thread")  # fmt: skip
+
+
+def test_the_results_card_buttons_carry_only_the_approval_id() -> None:
+    blocks = results_card(card(), "opaque-id-123")
+    valid(blocks)
+    [actions] = [b for b in blocks if isinstance(b, ActionsBlock)]
+    approve, reject = actions.elements
+    assert isinstance(approve, ButtonElement)
+    assert isinstance(reject, ButtonElement)
+    assert (approve.action_id, approve.value, approve.style) == (
+        "approve",
+        "opaque-id-123",
+        "primary",
+    )
+    assert (reject.action_id, reject.value, reject.style) == ("reject", "opaque-id-123", "danger")
+    shown = text(blocks)
+    assert "v7" in shown
+    assert "champion v6" in shown
+    assert "sha256:d1" in shown
+    assert "img:1" in shown
+    assert "pictures in the thread" in shown
+
+
+def test_a_decided_card_has_no_buttons() -> None:
+    blocks = results_card(card(), None)
+    valid(blocks)
+    assert not [b for b in blocks if isinstance(b, ActionsBlock)]
+
+
+def test_long_texts_are_clipped_to_slack_limits() -> None:
+    assert len(clip("x" * 10_000)) <= SECTION_LIMIT
+    view = RunView(run_id="r", model="cut", requested_by="U", state="failed", error="e" * 9000)
+    valid(failure_blocks(view))
+
+
+def test_ops_answers() -> None:
+    v = ModelVersionInfo("cut", "4", ("champion",), deploy_score=0.75, created_at=1.7e9)
+    valid(models_blocks("cut", [v]))
+    assert "champion" in text(models_blocks("cut", [v]))
+    assert "0.7500" in text(models_blocks("cut", [v]))
+    assert "No versions" in text(models_blocks("cut", []))
+    status = status_blocks([ModelStatus("cut", v, None, "4")], [], [])
+    assert "champion: v4 (score 0.7500)" in text(status)
+    assert "serving v4" in text(status)
+    runs = runs_blocks([RunLine("run-1", "cut", "awaiting_approval", "U1", 100.0)], now=400.0)
+    assert "awaiting approval" in text(runs)
+    assert "5m 00s ago" in text(runs)
+    audit = audit_blocks([AuditRow(1, 1.7e9, "U1", "decide", "a-1", "approved", {})])
+    assert "U1  decide  a-1  approved" in text(audit)
+    assert "I don't know `foo`" in text(help_blocks("foo"))
+    assert "<@U1>" in text(approvers_blocks(["U1"], ["S1"], False, 2))
+    assert "GANOPS_APPROVERS" in text(approvers_blocks([], [], False, 1))
+    assert "epochs is bad" in text(usage_blocks("epochs is bad", "usage"))
+    rollback = rollback_card("cut", "3", "4", "U1", "a-9")
+    valid(rollback)
+    assert "from v4 back to v3" in text(rollback)
+    assert "'value': 'a-9'" in text(rollback)
+
+
+def test_small_formatters() -> None:
+    assert [duration(s) for s in (None, 5, 75, 7300)] == ["—", "5s", "1m 15s", "2h 01m"]
+    assert params_line({"model": "cut", "auto_deploy": False, "steps": None}) == (
+        "model=cut auto_deploy=false"
+    )
+    track = step_track(RunView("r", "cut", "U", steps_done=6, state="awaiting_approval"))
+    assert track.count("✓") == 6
