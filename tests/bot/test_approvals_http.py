@@ -32,6 +32,7 @@ from bot.registry import MlflowRegistry
 from bot.runbook import RunBook
 from bot.services import Services
 from bot.settings import Secret, Settings
+from bot.shell import TrackingExecutor
 from bot.store import Store
 from bot.transports import HttpTransport
 from tests.bot.fakes_approvals import RecordingDeployer
@@ -83,12 +84,22 @@ class Bot:
     deployer: RecordingDeployer
     registry: MlflowRegistry
     clock: Clock
+    executor: TrackingExecutor
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http.port}/slack/events"
 
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every lazy listener started so far has finished."""
+        deadline = time.monotonic() + timeout
+        while self.executor.busy and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.executor.busy == 0, "lazy listeners still running"
+
     def stop(self) -> None:
+        self.settle()
+        self.executor.shutdown(wait=True)
         self.http.stop()
 
 
@@ -120,8 +131,10 @@ def start_bot(state_dir: Path, slack: LocalSlack, mlflow_uri: str, ttl_s: float 
         approvals=book,
         deployer=deployer,
     )
-    http = HttpTransport(create_app(settings, services), 0, host="127.0.0.1").start()
-    return Bot(slack, http, book, deployer, registry, clock)
+    executor = TrackingExecutor()
+    app = create_app(settings, services, listener_executor=executor)
+    http = HttpTransport(app, 0, host="127.0.0.1").start()
+    return Bot(slack, http, book, deployer, registry, clock, executor)
 
 
 @pytest.fixture
@@ -249,6 +262,7 @@ def test_an_allowed_click_deploys_and_updates_the_card(bot: Bot, model: str) -> 
 def test_an_unauthorized_click_is_refused_and_audited(bot: Bot, model: str) -> None:
     approval, message = post_card(bot, model)
     assert click(bot, MALLORY, "approve", approval, message) == 200
+    bot.settle()
     assert ephemeral_to(bot.slack, MALLORY) == "You are not an approver."
     assert bot.slack.calls("chat.update") == []  # the card is unchanged
     assert card(bot.slack, message["ts"])["blocks"] == message["blocks"]
@@ -272,10 +286,10 @@ def test_a_double_click_and_a_retry_deploy_once(bot: Bot, model: str) -> None:
         t.join()
     assert statuses == [200, 200]
     assert send(bot, bodies[0], retry=1) == 200  # Slack's retry of the first click
-    bot.slack.wait_for(lambda s: thread(s, message["ts"]))
-    late = bot.slack.wait_for(lambda s: len(s.ephemerals()) >= 2 and s.ephemerals())
+    bot.settle()
+    late = bot.slack.ephemerals()
+    assert len(late) == 2
     assert all("Already approved by <@" in e["text"] for e in late)
-    time.sleep(0.3)  # any stray lazy listener would have deployed by now
     assert len(bot.deployer.calls) == 1
     assert len(thread(bot.slack, message["ts"])) == 1
 
@@ -299,7 +313,7 @@ def test_a_forged_or_stale_request_gets_401(
     approval, message = post_card(bot, model)
     body = click_payload(BOB, "approve", approval, message)
     assert send(bot, body, secret=secret, age_s=age_s) == 401
-    time.sleep(0.3)
+    bot.settle()
     assert bot.deployer.calls == []
     assert [r.action for r in bot.book.store.list_audit(obj=approval.approval_id)] == ["request"]
 
@@ -313,7 +327,8 @@ def test_a_pending_approval_survives_a_bot_restart(
     second = start_bot(tmp_path / "state", slack, mlflow_uri)
     try:
         assert click(second, CAROL, "approve", approval, message) == 200
-        slack.wait_for(lambda s: thread(s, message["ts"]))
+        second.settle()
+        assert len(thread(slack, message["ts"])) == 1
         assert second.deployer.calls == [(model, "3", f"models:/ganops-{model}/3")]
         assert first.deployer.calls == []
         assert second.registry.get_alias(model, "champion").version == "3"  # type: ignore[union-attr]
