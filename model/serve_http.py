@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -113,6 +114,12 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "ganops-serve"
     timeout = 30  # seconds an idle keep-alive connection may hold its thread
     server: GanServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes; with Nagle on, the second waits for the
+        # client's delayed ACK (~40 ms on Linux) on every keep-alive request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         state = self.server.state

@@ -36,8 +36,11 @@ def scenes(n: int, seed: int, image_size: int = 32) -> np.ndarray:
     return np.stack([render(random_scene(rng), "A", image_size) for _ in range(n)])
 
 
-def make_bundle(out_dir: Path, version: str = "7", window: int = 32) -> Path:
-    """A tiny untrained CUT generator with a drift reference fitted on 200 scenes (seed 0)."""
+def make_bundle(
+    out_dir: Path, version: str = "7", window: int = 32, preset_name: str = "tiny"
+) -> Path:
+    """An untrained CUT generator (seeded) with a drift reference fitted on 200 scenes
+    (seed 0) at the preset's image size."""
     import torch
 
     from model.bundle import save_bundle
@@ -45,9 +48,10 @@ def make_bundle(out_dir: Path, version: str = "7", window: int = 32) -> Path:
     from model.drift import fit_reference
     from model.networks import build_generator
 
-    net = preset("tiny")
+    net = preset(preset_name)
     generator = build_generator(net, generator=torch.Generator().manual_seed(0))
-    reference = fit_reference(scenes(200, seed=0), window=window, seed=0)
+    images = scenes(200, seed=0, image_size=net.image_size)
+    reference = fit_reference(images, window=window, seed=0)
     meta = {"version": version, "data_digest": "sha256:test"}
     return save_bundle(out_dir, generator, net, meta, drift_reference=reference.to_dict())
 
