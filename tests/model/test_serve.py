@@ -259,3 +259,33 @@ def test_cli_exits_1_with_one_line_when_the_model_cannot_load(tmp_path: Path) ->
     assert code == 1, output
     assert "cannot load" in output
     assert "Traceback" not in output
+
+
+def test_a_bundle_without_reference_serves_without_drift_gauges(
+    tmp_path: Path, bundle: Path
+) -> None:
+    from model.bundle import save_bundle
+    from model.predictor import Predictor
+
+    source = load_bundle(bundle)
+    plain = save_bundle(tmp_path / "without", source.generator, source.net, {"version": "2"})
+    predictor = Predictor.from_bundle(load_bundle(plain))
+    assert predictor.monitor is None
+    state = ServerState(ServeConfig(model_uri=str(plain)))
+    state.ready(predictor)
+    outputs = predictor.predict([predictor.decode(png_bytes(scenes(1, seed=1)[0]))]).outputs
+    assert outputs[0].shape == (32, 32, 3)
+    exposition = state.metrics.exposition().decode()
+    assert 'gan_model_info{model="cut",version="2"} 1.0' in exposition
+    assert "gan_input_drift_score{" not in exposition
+    assert "gan_drift_window_fill{" not in exposition
+
+
+def test_drift_reference_override_and_window(tmp_path: Path, bundle: Path) -> None:
+    override = tmp_path / "reference.json"
+    override.write_text((bundle / "drift_reference.json").read_text())
+    config = ServeConfig(model_uri=str(bundle), drift_reference=override, window=24, device="cpu")
+    predictor = load_predictor(config)
+    assert predictor.monitor is not None
+    assert predictor.monitor.reference.window == 24
+    assert predictor.monitor.count == 0  # the warm-up forward does not touch the window
