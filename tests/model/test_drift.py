@@ -94,7 +94,7 @@ def test_batched_null_equals_one_split_at_a_time() -> None:
 
 def test_calibration_reports_its_rates(reference: DriftReference) -> None:
     cal = reference.calibration
-    assert cal["design_fpr"] == pytest.approx(0.01 * 0.25)
+    assert cal["design_fpr"] == pytest.approx(0.01 * 0.1)
     assert cal["n_reference"] + cal["n_held_out"] == 200
     assert cal["n_held_out"] >= WINDOW
     # Measured on simulated windows independent of those that set the threshold.
