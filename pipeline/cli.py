@@ -106,12 +106,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, env: CliEnv)
         if not sep or not key:
             return _usage(parser, f"expected key=value, got {item!r}")
         pairs[key.strip()] = value
+    launcher = _launcher(env)
     try:
         params = params_from_strings(pairs)
+        launched = launcher.launch(params, args.request_id or f"cli-{uuid.uuid4().hex}")
     except InvalidParamsError as exc:
         return _usage(parser, str(exc))
-    launcher = _launcher(env)
-    launched = launcher.launch(params, args.request_id or f"cli-{uuid.uuid4().hex}")
     where = launched.url or f"local run, files in {env.state_dir / 'runs' / launched.run_id}"
     print(f"run {launched.run_id} ({where})" + ("" if launched.created else " [already started]"))
     if args.no_follow:

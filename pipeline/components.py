@@ -37,7 +37,9 @@ def ingest(
 ) -> str:
     """Fetch the data (synthetic, a folder, or a URI) into a Dataset; return its digest."""
     from pipeline.steps import data, train
+    from pipeline.steps.fastexit import exit_fast_when_done
 
+    exit_fast_when_done()
     size = train.resolve_net_size(preset, gpus, image_size)
     digest = data.ingest(source, dataset.path, size, seed, synthetic_n, events_dir)
     dataset.metadata["digest"] = digest
@@ -54,7 +56,9 @@ def validate(
 ) -> None:
     """Fail the run here, before any GPU time, when the data set is unusable."""
     from pipeline.steps import data, train
+    from pipeline.steps.fastexit import exit_fast_when_done
 
+    exit_fast_when_done()
     size = train.resolve_net_size(preset, gpus, image_size)
     data.validate(dataset.path, size, report.path, events_dir)
 
@@ -86,7 +90,9 @@ def train(
     """Train the GAN (under torchrun with gpus > 1); resume from the artifact's checkpoints."""
     from pipeline.params import params_from_arguments
     from pipeline.steps import train as train_step
+    from pipeline.steps.fastexit import exit_fast_when_done
 
+    exit_fast_when_done()
     params = params_from_arguments(
         model=model_name,
         data=data,
@@ -133,7 +139,9 @@ def evaluate(
 ):
     """Score the challenger against the champion (or the untrained generator) on fixed inputs."""
     from pipeline.steps import evaluate as steps
+    from pipeline.steps.fastexit import exit_fast_when_done
 
+    exit_fast_when_done()
     # The grid artifact is a folder holding sample_grid.png, so the file keeps its extension.
     out = steps.run_evaluate_step(
         dataset.path,
@@ -166,7 +174,9 @@ def register(
 ) -> str:
     """Log the bundle as an MLflow model version aliased `challenger`, with its tags."""
     from pipeline.steps import registry
+    from pipeline.steps.fastexit import exit_fast_when_done
 
+    exit_fast_when_done()
     return registry.run_register_step(
         model.path,
         model_name,
@@ -191,7 +201,9 @@ def gate_pass(
 ) -> str:
     """The challenger beat the bar: wait for a human, or promote it when auto_deploy is on."""
     from pipeline.steps import registry
+    from pipeline.steps.fastexit import exit_fast_when_done
 
+    exit_fast_when_done()
     return registry.run_gate_step(
         True,
         version,
@@ -216,7 +228,9 @@ def gate_reject(
 ) -> str:
     """The challenger did not beat the bar: the run ends gated, with the reason."""
     from pipeline.steps import registry
+    from pipeline.steps.fastexit import exit_fast_when_done
 
+    exit_fast_when_done()
     return registry.run_gate_step(
         False, version, model_name, deploy_score, gate_bar, scores, False, mlflow_uri, events_dir
     )
@@ -235,7 +249,9 @@ def finalize(
 ) -> str:
     """Exit handler: record the final state (succeeded, failed at step X, gated) for the bot."""
     from pipeline.steps import finish
+    from pipeline.steps.fastexit import exit_fast_when_done
 
+    exit_fast_when_done()
     return finish.run_finalize_step(
         status.state,
         status.error_message or "",

@@ -66,11 +66,11 @@ class ProgressThrottle:
     def __init__(self, events_dir: str, interval: float = 0.5) -> None:
         self.events_dir = events_dir
         self.interval = interval
-        self._last = 0.0
+        self._last: float | None = None
 
     def __call__(self, step: int, total: int, losses: Mapping[str, float]) -> None:
         now = time.monotonic()
-        if step < total and now - self._last < self.interval:
+        if step < total and self._last is not None and now - self._last < self.interval:
             return
         self._last = now
         clean = {k: float(v) for k, v in losses.items()}

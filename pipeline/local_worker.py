@@ -9,6 +9,7 @@ step's log) go to `<state_dir>/runs/<run_id>/worker.log`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import threading
@@ -106,6 +107,7 @@ def run_pipeline(
 
     from pipeline.ct_pipeline import build_pipeline
     from pipeline.params import pipeline_arguments
+    from pipeline.placement import DEFAULT_PLACEMENT
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -114,8 +116,10 @@ def run_pipeline(
         raise_on_error=True,  # the exit handler still runs; the error names the failed task
     )
     args = pipeline_arguments(params, mlflow_uri, str(run_dir / "events"), run_id)
+    # No task retries here: a local failure is deterministic, not a preempted GPU node.
+    placement = dataclasses.replace(DEFAULT_PLACEMENT, train_retries=0)
     try:
-        build_pipeline(image)(**args)
+        build_pipeline(image, placement)(**args)
     except RuntimeError as exc:
         task = failed_task(str(exc))
         if task is None:

@@ -31,9 +31,9 @@ def ingest(
     `source` is "synthetic", a local or mounted folder (or archive), or an fsspec URI.
     `synthetic_n` is the number of training images per domain (0: the generator's default).
     """
-    from model.data import dataset_digest
-
     with step_scope(events_dir, "ingest") as facts:
+        from model.data import dataset_digest
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         if source == "synthetic":
@@ -56,9 +56,10 @@ def validate(data_dir: str, image_size: int, report_path: str, events_dir: str) 
     Raises:
         DataValidationError: the data set is unusable.
     """
-    from model.data import validate_dataset
-
     with step_scope(events_dir, "validate") as facts:
+        # The validator itself, not model.data: this step needs no torch.
+        from model.validation import validate_dataset
+
         report = validate_dataset(data_dir, image_size=image_size)
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         Path(report_path).write_text(report.to_markdown())
@@ -74,7 +75,7 @@ def validate(data_dir: str, image_size: int, report_path: str, events_dir: str) 
 
 
 def _synthetic(out: Path, image_size: int, seed: int, synthetic_n: int) -> None:
-    from model.data import make_synthetic
+    from model.synthetic import make_synthetic
 
     if synthetic_n > 0:
         n_test = max(2, synthetic_n // _TEST_FRACTION)

@@ -38,12 +38,12 @@ def run_evaluate_step(
     summary_path: str,
     grid_path: str,
 ) -> EvalOut:
-    from model.bundle import load_bundle
-    from model.config import EvalConfig
-    from model.evaluate import evaluate, load_eval_data, untrained_baseline
-    from pipeline.steps.train import pick_device
-
     with step_scope(events_dir, "evaluate") as facts:
+        from model.bundle import load_bundle
+        from model.config import EvalConfig
+        from model.evaluate import evaluate, load_eval_data, untrained_baseline
+        from pipeline.steps.train import pick_device
+
         device = pick_device()
         challenger = load_bundle(Path(model_dir) / "bundle", device)
         champion, champion_version = load_champion(model, mlflow_uri, device)

@@ -43,10 +43,10 @@ def run_register_step(
     events_dir: str,
 ) -> str:
     """Log the bundle as a new version of `ganops-<model>`, tag it, alias it `challenger`."""
-    from model.bundle import load_bundle
-    from model.tracking import make_tracker
-
     with step_scope(events_dir, "register") as facts:
+        from model.bundle import load_bundle
+        from model.tracking import make_tracker
+
         name = registered_name(model)
         client = client_for(mlflow_uri)
         bundle_dir = Path(model_dir) / "bundle"

@@ -166,7 +166,7 @@ class Reporter:
     def __init__(self, events_dir: str, tracker: Tracker) -> None:
         self.events = ProgressThrottle(events_dir) if events_dir else None
         self.tracker = tracker
-        self._last_mlflow = 0.0
+        self._last_mlflow: float | None = None
         self._total_tagged = False
 
     def __call__(self, ev: ProgressEvent) -> None:
@@ -177,7 +177,8 @@ class Reporter:
             self.tracker.set_tags({"train_total": str(ev.total_steps)})
             self._total_tagged = True
         now = time.monotonic()
-        if now - self._last_mlflow >= KFP_PROGRESS_EVERY_S or ev.step == ev.total_steps:
+        last = self._last_mlflow
+        if last is None or now - last >= KFP_PROGRESS_EVERY_S or ev.step == ev.total_steps:
             self.tracker.log_metrics({"progress_step": ev.step}, step=ev.step)
             self._last_mlflow = now
 

@@ -1,0 +1,68 @@
+"""`ganops pipeline`: usage errors exit 2 without a traceback; status and list read the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import format_status, main, progress_line
+from pipeline.ports import RunStatus
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANOPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("KFP_HOST", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["run", "epochs=three"], "epochs='three' is not an integer"),
+        (["run", "epochz=3"], "unknown parameter 'epochz'"),
+        (["run", "lr"], "expected key=value, got 'lr'"),
+        (["run", "gpus=-2"], "gpus=-2 is out of range"),
+        (["run", "data=/no/such/folder"], "no such folder"),
+    ],
+)
+def test_bad_run_parameters_print_usage_and_exit_2(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert problem in err
+    assert "usage: ganops pipeline" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "state" / "runs").exists()  # nothing was launched
+
+
+def test_unknown_option_is_an_argparse_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--epochs", "3"])
+    assert exit_.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_status_of_an_unknown_run_and_an_empty_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "local-nope"]) == 1
+    assert "no local run 'local-nope'" in capsys.readouterr().err
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_progress_line_shows_step_training_and_losses() -> None:
+    st = RunStatus(
+        run_id="r1",
+        state="running",
+        current_step="train",
+        steps_done=2,
+        train_step=40,
+        train_total=100,
+        losses={"G": 1.25, "D": 0.5},
+    )
+    line = progress_line(st, 12.3)
+    assert line == "[r1] running 2/6 train step 40/100 | G=1.250 D=0.500 12s"
+    failed = RunStatus(run_id="r2", state="failed", failed_step="validate", error="bad: a.png")
+    assert "failed at validate: bad: a.png" in format_status(failed, final_details=True)

@@ -1,0 +1,90 @@
+"""The compiled pipeline YAML: every step, GPU placement on train, the gate as a condition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.ct_pipeline import compile_pipeline
+from pipeline.ports import PIPELINE_STEPS
+
+IMAGE = "registry.example/ganops-trainer:9.9"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
+    path = compile_pipeline(tmp_path_factory.mktemp("yaml") / "ct_pipeline.yaml", IMAGE)
+    spec, platform = yaml.safe_load_all(path.read_text())
+    return spec, platform
+
+
+def _all_tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for comp in spec["components"].values():
+        tasks.update(comp.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def test_every_step_is_a_task_on_our_image(compiled: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    spec, _ = compiled
+    tasks = _all_tasks(spec)
+    for step in [s for s in PIPELINE_STEPS if s != "gate"] + ["gate-pass", "gate-reject"]:
+        assert step in tasks, step
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {IMAGE}
+    # kfp comes with ganops in the image: no task installs packages at start-up.
+    assert not any("pip install" in " ".join(e["container"]["command"]) for e in executors.values())
+
+
+def test_train_asks_for_gpus_and_tolerates_gpu_taints(
+    compiled: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    spec, platform = compiled
+    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert "pipelinechannel--gpus" in resources["accelerator"]["resourceCount"]
+    assert float(resources["cpuRequest"]) >= 1
+    assert resources["memoryRequest"] > 1
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in k8s[
+        "tolerations"
+    ]
+    assert _all_tasks(spec)["train"]["retryPolicy"]["maxRetryCount"] >= 1
+
+
+def test_the_gate_is_a_condition_on_the_deploy_score(
+    compiled: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    spec, _ = compiled
+    conditions = [
+        t["triggerPolicy"]["condition"]
+        for t in _all_tasks(spec).values()
+        if t.get("triggerPolicy", {}).get("condition")
+    ]
+    assert len(conditions) == 2  # dsl.If and its dsl.Else
+    passed = next(c for c in conditions if not c.startswith("!"))
+    assert "evaluate-deploy_score" in passed
+    assert "evaluate-gate_bar" in passed
+    assert any(c.startswith("!(") for c in conditions)
+
+
+def test_an_exit_handler_records_the_final_state(
+    compiled: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    spec, _ = compiled
+    finalize = spec["root"]["dag"]["tasks"]["finalize"]
+    assert finalize["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert "taskFinalStatus" in finalize["inputs"]["parameters"]["status"]
+
+
+def test_cli_compile_writes_the_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sub" / "ct.yaml"
+    assert main(["compile", "-o", str(out), "--image", "my/image:1"]) == 0
+    spec = next(yaml.safe_load_all(out.read_text()))
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {"my/image:1"}
+    assert str(out) in capsys.readouterr().out

@@ -1,0 +1,117 @@
+"""The gate and finalize steps against a real MLflow registry (sqlite), without training:
+the verdict tags, auto_deploy's alias moves, and the Kubeflow-side result read back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline.events import fold, read_events
+from pipeline.kfp_status import MlflowFacts
+from pipeline.kubeflow import KubeflowLauncher
+from pipeline.ports import RunParams
+from pipeline.steps.finish import run_finalize_step
+from pipeline.steps.registry import client_for, run_gate_step
+from tests.pipeline.kfp_fake import serve_fake_kfp
+
+pytestmark = pytest.mark.slow
+NAME = "ganops-cut"
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite file with its schema made once (the migrations take seconds)."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    client_for(f"sqlite:///{path}").search_registered_models()
+    return path
+
+
+@pytest.fixture
+def registry(tmp_path: Path, empty_store: Path) -> str:
+    """A registry with version 1 as champion and version 2 as the new challenger."""
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = client_for(uri)
+    client.create_registered_model(NAME)
+    for _ in range(2):
+        client.create_model_version(NAME, source=(tmp_path / "model").as_uri())
+    client.set_registered_model_alias(NAME, "champion", "1")
+    client.set_registered_model_alias(NAME, "challenger", "2")
+    return uri
+
+
+def _scores(champion_score: float) -> str:
+    return json.dumps(
+        {
+            "bar_kind": "champion",
+            "champion_version": "1",
+            "champion_score": champion_score,
+            "metrics": {"ssim": 0.5},
+        }
+    )
+
+
+def test_a_rejected_challenger_is_tagged_and_nothing_moves(registry: str, tmp_path: Path) -> None:
+    events = str(tmp_path / "events")
+    state = run_gate_step(False, "2", "cut", 0.21, 0.35, _scores(0.35), True, registry, events)
+    assert state == "gated"
+    client = client_for(registry)
+    tags = client.get_model_version(NAME, "2").tags
+    assert tags["gate_passed"] == "false"
+    assert "0.2100 does not beat the bar" in tags["gate_reason"]
+    assert "champion (version 1) scores 0.3500" in tags["gate_reason"]
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+    gate = fold(read_events(events)).facts["gate"]
+    assert (gate["gate_passed"], gate["deployed"]) == (False, False)
+
+
+def test_auto_deploy_promotes_and_keeps_the_previous_champion(registry: str) -> None:
+    state = run_gate_step(True, "2", "cut", 0.5, 0.35, _scores(0.35), True, registry, "")
+    assert state == "deployed"
+    client = client_for(registry)
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"
+    assert str(client.get_model_version_by_alias(NAME, "previous_champion").version) == "1"
+    tags = client.get_model_version(NAME, "2").tags
+    assert (tags["decision"], tags["approved_by"]) == ("auto_deploy", "auto_deploy")
+
+
+def test_kubeflow_runs_read_their_result_from_the_model_version(
+    registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    client = client_for(registry)
+    with serve_fake_kfp() as (host, fake):
+        launcher = KubeflowLauncher(tmp_path / "state", host, registry, "img:1")
+        run_id = launcher.launch(RunParams(), "r").run_id
+        for key, value in {
+            "kfp_run_id": run_id,
+            "deploy_score": "0.5",
+            "scores": _scores(0.35),
+            "champion_version": "1",
+            "data_digest": "sha256:ab",
+        }.items():
+            client.set_model_version_tag(NAME, "2", key, value)
+        run_gate_step(True, "2", "cut", 0.5, 0.35, _scores(0.35), False, registry, "")
+        # The exit handler on Kubeflow (no events dir) finds the version by the run id.
+        summary = tmp_path / "summary.md"
+        record = json.loads(
+            run_finalize_step(
+                "SUCCEEDED", "", "cut", False, "img:1", registry, run_id, "", str(summary)
+            )
+        )
+        assert record["state"] == "awaiting_approval"
+        assert client.get_model_version(NAME, "2").tags["pipeline_state"] == "awaiting_approval"
+        assert "awaiting_approval" in summary.read_text()
+        steps = dict.fromkeys(("ingest", "validate", "train", "evaluate", "register"), "SUCCEEDED")
+        fake.set_tasks(run_id, {**steps, "gate-pass": "SUCCEEDED", "finalize": "SUCCEEDED"})
+        fake.set_state(run_id, "SUCCEEDED")
+        st = launcher.status(run_id)
+    assert st.state == "awaiting_approval"
+    assert st.result is not None
+    assert (st.result.version, st.result.champion_version) == ("2", "1")
+    assert (st.result.deploy_score, st.result.gate_passed) == (0.5, True)
+    assert st.result.metrics == {"ssim": 0.5}
+    assert MlflowFacts(registry).result("cut", "no-such-run") is None
