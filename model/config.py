@@ -62,6 +62,11 @@ class TrainConfig:
     lambda_nce: float = 1.0
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
+    gan_mode: str = "lsgan"
+    # The learning rate stays at `lr` for this fraction of the steps, then falls linearly to
+    # zero (CycleGAN's schedule, by steps instead of epochs); 1.0 keeps it constant.
+    lr_decay_start: float = 0.5
+    nce_temperature: float = 0.07
     amp: bool = True
     checkpoint_every: int = 50
     log_every: int = 10
@@ -108,3 +113,22 @@ def preset(name: str, model: str = "cut", **overrides: Any) -> NetConfig:
     if model not in MODEL_NAMES:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
     return dataclasses.replace(PRESETS[name], model=model, **overrides)  # type: ignore[arg-type]
+
+
+# Training defaults per preset; explicit flags and /retrain keys override them. The tiny
+# values are tuned on the synthetic set (bench/learning.py); full uses the papers' values.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"lr": 2e-4, "batch_size": 4, "epochs": 5, "steps": None},
+    "full": {"lr": 2e-4, "batch_size": 1, "epochs": 200, "steps": None},
+}
+
+
+def train_defaults(name: str) -> dict[str, Any]:
+    """The TrainConfig fields that the named preset sets (a fresh dict).
+
+    Raises:
+        ValueError: on an unknown preset name.
+    """
+    if name not in TRAIN_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(TRAIN_PRESETS)}")
+    return dict(TRAIN_PRESETS[name])

@@ -211,7 +211,8 @@ def init_weights(module: M, std: float = 0.02, generator: torch.Generator | None
     return module
 
 
-def _check_sizes(net: NetConfig) -> None:
+def check_net_config(net: NetConfig) -> None:
+    """Raise `ValueError` (one line) when the factories cannot build `net`."""
     if net.model not in MODEL_NAMES:
         raise ValueError(f"unknown model {net.model!r}; choose one of {', '.join(MODEL_NAMES)}")
     get_norm_layer(net.norm)
@@ -224,6 +225,12 @@ def _check_sizes(net: NetConfig) -> None:
         raise ValueError(
             f"image_size {net.image_size} is too small for a {net.n_layers_d}-layer "
             f"discriminator; use at least {3 * 2**net.n_layers_d} or fewer layers"
+        )
+    encoder = _ENCODER_STEM + net.n_blocks
+    if net.model == "cut" and not all(0 <= i < encoder for i in net.nce_layers or [-1]):
+        raise ValueError(
+            f"nce layers {list(net.nce_layers)} must be non-empty indices in [0, {encoder}) "
+            f"for {net.n_blocks} resnet blocks"
         )
 
 
@@ -240,7 +247,7 @@ def build_generator(net: NetConfig, generator: torch.Generator | None = None) ->
     Raises:
         ValueError: on an unknown model or norm name, or sizes the layers cannot handle.
     """
-    _check_sizes(net)
+    check_net_config(net)
     return init_weights(ResnetGenerator(net), generator=generator)
 
 
@@ -252,7 +259,7 @@ def build_discriminator(
     Raises:
         ValueError: on an unknown name or an image too small for `n_layers_d`.
     """
-    _check_sizes(net)
+    check_net_config(net)
     return init_weights(NLayerDiscriminator(net), generator=generator)
 
 

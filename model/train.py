@@ -1,0 +1,326 @@
+"""`train(cfg, data, device, tracker, out_dir)`: the training loop around model/steps.py.
+
+The loop owns what the steps do not: data on the device, the deterministic batch order,
+logging, progress, checkpoints and resume, DDP and the final bundle. The caller picks the
+device once (`pick_device`), opens the tracker's run and, under torchrun, joins the process
+group (`model.distributed.setup`); `train` then finds its rank with `distributed.current()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DistributedSampler
+
+from model import distributed
+from model.bundle import save_bundle
+from model.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
+from model.config import TrainConfig
+from model.data import dataset_digest, list_images, load_image
+from model.distributed import pick_device
+from model.steps import GanTrainer, StepOptions, make_trainer
+from model.tracking import NullTracker, Tracker
+
+__all__ = ["ProgressEvent", "TrainError", "TrainResult", "pick_device", "train"]
+
+
+class TrainError(Exception):
+    """Training cannot start: bad data, a config the data cannot feed, a foreign checkpoint."""
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    step: int  # steps done so far (1-based after the first step)
+    total_steps: int
+    epoch: int
+    losses: dict[str, float]
+    elapsed_s: float
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    final_losses: dict[str, float]
+    checkpoint_path: Path
+    bundle_dir: Path
+    seconds: float
+    images_per_s: float
+    history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 where the hardware runs it natively (Ampere+ GPUs, CPUs with AVX512-BF16/AMX).
+
+    Elsewhere bf16 is emulated and slower than fp32 on CPU, so the step stays in fp32.
+    """
+    if not enabled:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        with contextlib.suppress(AttributeError, RuntimeError):
+            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                return torch.bfloat16
+    return None
+
+
+def step_options(cfg: TrainConfig, device: torch.device) -> StepOptions:
+    # Channels-last pays off with tensor cores; on CPU (oneDNN) it measured no faster.
+    return StepOptions(device, amp_dtype(device, cfg.amp), channels_last=device.type == "cuda")
+
+
+def _load_domain(folder: Path, image_size: int) -> torch.Tensor:
+    """Every image of `folder` as uint8 NCHW (4x smaller than float; converted per batch)."""
+    paths = list_images(folder)
+    if not paths:
+        raise TrainError(f"no images in {folder}")
+    try:
+        images = [load_image(p, image_size) for p in paths]
+    except OSError as exc:
+        raise TrainError(f"cannot read {folder}: {exc} (run `ganops validate`)") from None
+    return ((torch.stack(images) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def _to_float(batch: torch.Tensor) -> torch.Tensor:
+    return batch.float().div_(127.5).sub_(1.0)
+
+
+@contextlib.contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels on CPU for the run, restored afterwards; cuDNN autotune on GPU."""
+    before = torch.are_deterministic_algorithms_enabled()
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class _Batches:
+    """The batch order: A through DistributedSampler (reshuffled per epoch, sharded per rank),
+    B drawn at random from a generator seeded by (seed, step, rank). Both depend only on the
+    step, so a resumed run sees exactly the batches an uninterrupted run would."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig, rank: int, world: int):
+        self.a, self.b, self.cfg, self.rank, self.world = a, b, cfg, rank, world
+        # The sampler only needs len(); the images stay in one tensor on the device.
+        self.sampler: DistributedSampler[int] = DistributedSampler(
+            range(len(a)),  # type: ignore[arg-type]
+            num_replicas=world,
+            rank=rank,
+            shuffle=True,
+            seed=cfg.seed,
+        )
+        self.per_epoch = len(self.sampler) // cfg.batch_size
+        if self.per_epoch < 1:
+            raise TrainError(
+                f"{len(a)} training images cannot fill one batch of {cfg.batch_size} "
+                f"per process ({world} processes); lower --batch-size"
+            )
+        self._epoch, self._order = -1, list[int]()
+
+    def total_steps(self) -> int:
+        return self.cfg.steps if self.cfg.steps is not None else self.cfg.epochs * self.per_epoch
+
+    def get(self, step: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        epoch, pos = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self.sampler.set_epoch(epoch)
+            self._epoch, self._order = epoch, list(self.sampler)
+        bs = self.cfg.batch_size
+        idx_a = torch.tensor(self._order[pos * bs : (pos + 1) * bs])
+        rng = torch.Generator().manual_seed((self.cfg.seed << 32) + step * self.world + self.rank)
+        idx_b = torch.randint(len(self.b), (bs,), generator=rng)
+        return epoch, _to_float(self.a[idx_a]), _to_float(self.b[idx_b])
+
+
+class TrainSession:
+    """One call of `train`; kept as an object so tests can look at the networks afterwards."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: Path,
+        device: torch.device,
+        tracker: Tracker,
+        out_dir: Path,
+        progress: Callable[[ProgressEvent], None] | None = None,
+    ) -> None:
+        self.cfg, self.data, self.device, self.out_dir = cfg, Path(data), device, Path(out_dir)
+        self.dist = distributed.current()
+        # Only rank 0 reports: the others would log the same run N times.
+        self.tracker: Tracker = tracker if self.dist.is_main else NullTracker()
+        self.progress = progress if self.dist.is_main else None
+        self.ckpt_path = checkpoint_path(self.out_dir)
+        self.history: list[tuple[int, dict[str, float]]] = []
+        size = cfg.net.image_size
+        a = _load_domain(self.data / "trainA", size).to(device)
+        b = _load_domain(self.data / "trainB", size).to(device)
+        self.batches = _Batches(a, b, cfg, self.dist.rank, self.dist.world_size)
+        self.digest = dataset_digest(self.data) if self.dist.is_main else ""
+        _seed_everything(cfg.seed)
+        self.trainer: GanTrainer = make_trainer(
+            cfg,
+            step_options(cfg, device),
+            lambda m: distributed.wrap(m, self.dist, device),
+        )
+
+    def resume(self) -> int:
+        """Load the last checkpoint, if any; returns the step to continue from."""
+        if not self.ckpt_path.is_file():
+            return 0
+        try:
+            ckpt = load_checkpoint(self.ckpt_path)
+        except CheckpointError as exc:
+            raise TrainError(str(exc)) from None
+        if ckpt.get("net") != self.cfg.net.to_dict():
+            raise TrainError(
+                f"{self.ckpt_path} was trained with a different network config; "
+                "use another --out or the same model, preset and image size"
+            )
+        state = {"nets": {**ckpt["nets"], "G": ckpt["generator"]}, "optims": ckpt["optims"]}
+        self.trainer.load_state_dict(state)
+        restore_rng(ckpt["rng"], self.device)
+        self.history = [(int(s), dict(v)) for s, v in ckpt.get("history", [])]
+        return int(ckpt["step"])
+
+    def checkpoint(self, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        state = self.trainer.state_dict()
+        nets = dict(state["nets"])
+        save_checkpoint(
+            self.ckpt_path,
+            {
+                "step": step,
+                "net": self.cfg.net.to_dict(),
+                "train": self.cfg.to_dict(),
+                "seed": self.cfg.seed,
+                "data_digest": self.digest,
+                "generator": nets.pop("G"),
+                "nets": nets,
+                "optims": state["optims"],
+                "rng": rng_state(self.device),
+                "history": self.history,
+            },
+        )
+
+    def run(self, resume: bool) -> TrainResult:
+        start = self.resume() if resume else 0
+        total = self.batches.total_steps()
+        if start == 0:
+            self.tracker.log_params({"train": self.cfg.to_dict(), "data_digest": self.digest})
+            self.tracker.set_tags({"data_digest": self.digest})
+        per_step = self.cfg.batch_size * self.dist.world_size
+        losses: dict[str, float] = {}
+        began = time.perf_counter()
+        for step in range(start, total):
+            epoch, real_a, real_b = self.batches.get(step)
+            self.trainer.set_lr_for_step(step, total)
+            raw = self.trainer.train_step(real_a, real_b)
+            done = step + 1
+            if done % self.cfg.log_every == 0 or done == total or step == start:
+                elapsed = time.perf_counter() - began
+                rate = (done - start) * per_step / max(elapsed, 1e-9)
+                losses = {k: float(v) for k, v in raw.items()}
+                self._report(done, total, epoch, losses, elapsed, rate)
+            if done % self.cfg.checkpoint_every == 0 or done == total:
+                self.checkpoint(done)
+        seconds = time.perf_counter() - began
+        rate = (total - start) * per_step / max(seconds, 1e-9)
+        return self._finish(total, losses, seconds, rate)
+
+    def _report(
+        self,
+        done: int,
+        total: int,
+        epoch: int,
+        losses: dict[str, float],
+        elapsed: float,
+        rate: float,
+    ) -> None:
+        self.history.append((done, losses))
+        self.tracker.log_metrics({f"loss_{k}": v for k, v in losses.items()}, step=done)
+        if self.progress is not None:
+            self.progress(ProgressEvent(done, total, epoch, losses, elapsed, rate))
+
+    def _finish(
+        self, total: int, losses: dict[str, float], seconds: float, rate: float
+    ) -> TrainResult:
+        bundle_dir = self.out_dir / "bundle"
+        if self.dist.is_main:
+            self.tracker.log_metrics({"images_per_s": rate, "train_seconds": seconds}, step=total)
+            meta = {
+                "data_digest": self.digest,
+                "train": self.cfg.to_dict(),
+                "steps": total,
+                "final_losses": losses,
+            }
+            save_bundle(bundle_dir, self.trainer.generator, self.cfg.net, meta)
+        distributed.barrier()
+        return TrainResult(
+            steps=total,
+            final_losses=losses,
+            checkpoint_path=self.ckpt_path,
+            bundle_dir=bundle_dir,
+            seconds=seconds,
+            images_per_s=rate,
+            history=list(self.history),
+        )
+
+
+def train(
+    cfg: TrainConfig,
+    data: Path,
+    device: torch.device,
+    tracker: Tracker,
+    out_dir: Path,
+    resume: bool = False,
+    progress: Callable[[ProgressEvent], None] | None = None,
+) -> TrainResult:
+    """Train `cfg.net.model` on the CycleGAN-layout folder `data`; write a bundle.
+
+    Args:
+        cfg: the run; `cfg.steps` (when set) overrides `cfg.epochs`.
+        data: a folder with trainA/ and trainB/ (validate it first).
+        device: picked once by the caller (`pick_device()`); under torchrun, the caller has
+            joined the process group and the device is this process's GPU.
+        tracker: where params and losses go; the caller has opened its run.
+        out_dir: checkpoints/last.pt (every `cfg.checkpoint_every` steps) and bundle/.
+        resume: continue from out_dir's checkpoint (same step, optimizer and RNG state).
+        progress: called on rank 0 every `cfg.log_every` steps and at the end.
+
+    Returns:
+        TrainResult; `bundle_dir` holds the generator, its config and the data digest.
+
+    Raises:
+        TrainError: unusable data, a batch the data cannot fill, or a foreign checkpoint.
+        ValueError: a network config the factories reject.
+    """
+    with _deterministic(device):
+        session = TrainSession(cfg, data, device, tracker, out_dir, progress)
+        return session.run(resume)
