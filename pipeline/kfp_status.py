@@ -125,7 +125,8 @@ class MlflowFacts:
         if not runs:
             return {}
         tags, metrics = runs[0].data.tags, runs[0].data.metrics
-        losses = {k: v for k, v in metrics.items() if k.startswith("loss")}
+        # model.train logs "loss_<name>"; local events say "<name>": report the same keys.
+        losses = {k.removeprefix("loss_"): v for k, v in metrics.items() if k.startswith("loss_")}
         total = tags.get("train_total")
         step = metrics.get("progress_step")
         return {

@@ -49,10 +49,14 @@ class KubeflowLauncher:
         ui_host: str | None = None,
         pending_wait_s: float = 30.0,
         client_factory: Any = None,
+        pipeline_mlflow_uri: str | None = None,
     ) -> None:
+        """`mlflow_uri` is where this process reads results; the pipeline's pods get
+        `pipeline_mlflow_uri` when given (an in-cluster service URL), else the same URI."""
         self.state_dir = Path(state_dir).resolve()
         self.host = host.rstrip("/")
         self.mlflow_uri = mlflow_uri
+        self.pipeline_mlflow_uri = pipeline_mlflow_uri or mlflow_uri
         self.image = image
         self.experiment = experiment
         self.max_active = max_active_per_model
@@ -173,7 +177,7 @@ class KubeflowLauncher:
                 "create a run",
                 self.client().create_run_from_pipeline_package,
                 str(self.package()),
-                arguments=pipeline_arguments(params, self.mlflow_uri),
+                arguments=pipeline_arguments(params, self.pipeline_mlflow_uri),
                 run_name=run_name(params.model, request_id),
                 experiment_name=self.experiment,
                 enable_caching=False,

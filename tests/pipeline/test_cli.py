@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
-from pipeline.cli import format_status, main, progress_line
-from pipeline.ports import RunStatus
+from pipeline.cli import follow, format_status, main, progress_line
+from pipeline.ports import LaunchResult, RunParams, RunState, RunStatus
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +67,52 @@ def test_progress_line_shows_step_training_and_losses() -> None:
     assert line == "[r1] running 2/6 train step 40/100 | G=1.250 D=0.500 12s"
     failed = RunStatus(run_id="r2", state="failed", failed_step="validate", error="bad: a.png")
     assert "failed at validate: bad: a.png" in format_status(failed, final_details=True)
+
+
+class _Scripted:
+    """Statuses in a fixed order: the follow loop's rendering, without a real run."""
+
+    def __init__(self, statuses: list[RunStatus]) -> None:
+        self.statuses = iter(statuses)
+
+    def launch(self, params: RunParams, request_id: str) -> LaunchResult:
+        raise NotImplementedError
+
+    def status(self, run_id: str) -> RunStatus:
+        return next(self.statuses)
+
+    def cancel(self, run_id: str) -> None:
+        raise NotImplementedError
+
+    def list_runs(self, limit: int = 20) -> list[RunStatus]:
+        raise NotImplementedError
+
+
+def test_follow_prints_a_line_per_change_until_final() -> None:
+    def st(state: RunState, step: str | None, done: int, train: int | None = None) -> RunStatus:
+        return RunStatus(
+            run_id="r",
+            state=state,
+            current_step=step,
+            steps_done=done,
+            train_step=train,
+            train_total=10 if train else None,
+        )
+
+    script = [
+        st("queued", None, 0),
+        st("running", "ingest", 0),
+        st("running", "train", 2, 3),
+        st("running", "train", 2, 3),
+        st("gated", None, 6),
+    ]
+    out = io.StringIO()
+    final = follow(_Scripted(script), "r", out, poll=0)
+    assert final.state == "gated"
+    lines = out.getvalue().splitlines()
+    assert [line.split(" | ")[0] for line in lines] == [
+        "[r] queued 0/6 -",
+        "[r] running 0/6 ingest",
+        "[r] running 2/6 train step 3/10",
+        "[r] gated 6/6 gated",
+    ]

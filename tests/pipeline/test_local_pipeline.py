@@ -197,3 +197,38 @@ def test_concurrent_runs_are_refused_and_a_dead_worker_is_reported(
     pid = launcher.store.get(second.run_id).pid  # type: ignore[union-attr]
     assert pid is not None
     assert not procs.alive(pid, None)
+
+
+def test_evaluate_compares_against_the_champion_on_the_same_inputs(
+    runs: dict[str, RunStatus], state: Path, tmp_path: Path
+) -> None:
+    """Make the good run's version the champion, evaluate that same model as a challenger:
+    both see the same fixed inputs, so the scores tie and the bar is not beaten."""
+    from mlflow import MlflowClient
+
+    from pipeline.steps.evaluate import run_evaluate_step
+
+    st = runs["good"]
+    assert st.result is not None
+    assert st.result.version is not None
+    client = MlflowClient(_uri(state), registry_uri=_uri(state))
+    client.set_registered_model_alias("ganops-cut", "champion", st.result.version)
+    [outputs] = (state / "runs" / st.run_id / "outputs").iterdir()
+    out = run_evaluate_step(
+        str(outputs / "ingest" / "dataset"),
+        str(outputs / "train" / "model"),
+        "cut",
+        0.0,
+        _uri(state),
+        str(st.result.mlflow_run_id),
+        "",
+        str(tmp_path / "summary.md"),
+        str(tmp_path / "grid" / "sample_grid.png"),
+    )
+    scores = json.loads(out.scores_json)
+    assert (out.champion_version, scores["bar_kind"]) == (st.result.version, "champion")
+    assert out.gate_bar == pytest.approx(out.deploy_score)
+    assert scores["champion_metrics"] == pytest.approx(scores["metrics"])
+    assert "| metric | challenger | champion | delta |" in (tmp_path / "summary.md").read_text()
+    with Image.open(tmp_path / "grid" / "sample_grid.png") as grid:
+        assert grid.format == "PNG"

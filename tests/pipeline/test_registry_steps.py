@@ -115,3 +115,23 @@ def test_kubeflow_runs_read_their_result_from_the_model_version(
     assert (st.result.deploy_score, st.result.gate_passed) == (0.5, True)
     assert st.result.metrics == {"ssim": 0.5}
     assert MlflowFacts(registry).result("cut", "no-such-run") is None
+
+
+def test_kubeflow_train_progress_comes_from_the_train_runs_metrics(
+    registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    client = client_for(registry)
+    with serve_fake_kfp() as (host, fake):
+        launcher = KubeflowLauncher(tmp_path / "state", host, registry, "img:1")
+        run_id = launcher.launch(RunParams(), "r").run_id
+        experiment = client.create_experiment(NAME)
+        train_run = client.create_run(experiment, tags={"kfp_run_id": run_id, "train_total": "50"})
+        for step in (10, 20):
+            client.log_metric(train_run.info.run_id, "loss_G", 1.0 / step, step=step)
+            client.log_metric(train_run.info.run_id, "progress_step", step, step=step)
+        fake.set_state(run_id, "RUNNING")
+        fake.set_tasks(run_id, {"ingest": "SUCCEEDED", "validate": "SUCCEEDED", "train": "RUNNING"})
+        st = launcher.status(run_id)
+    assert (st.current_step, st.train_step, st.train_total) == ("train", 20, 50)
+    assert st.losses == {"G": 0.05}  # the same keys as local runs report

@@ -1,0 +1,46 @@
+"""The ingest step's sources: synthetic, a folder, an archive, and URIs it cannot read."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline.events import fold, read_events
+from pipeline.steps.data import IngestError, ingest
+
+
+def test_synthetic_then_folder_then_archive_give_one_digest(tmp_path: Path) -> None:
+    events = str(tmp_path / "events")
+    digest = ingest("synthetic", str(tmp_path / "a"), 32, 0, 8, events)
+    assert digest.startswith("sha256:")
+    assert len(list((tmp_path / "a" / "trainA").iterdir())) == 8
+    assert ingest(str(tmp_path / "a"), str(tmp_path / "b"), 32, 0, 0, "") == digest
+    archive = shutil.make_archive(str(tmp_path / "set"), "zip", tmp_path / "a")
+    assert ingest(f"file://{archive}", str(tmp_path / "c"), 32, 0, 0, "") == digest
+    assert fold(read_events(events)).facts["ingest"]["data_digest"] == digest
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("s3://bucket/horses", "needs the 's3fs' package in the trainer image"),
+        ("gs://bucket/horses", "needs the 'gcsfs' package in the trainer image"),
+    ],
+)
+def test_a_uri_without_its_client_says_what_to_install(
+    tmp_path: Path, source: str, message: str
+) -> None:
+    events = str(tmp_path / "events")
+    with pytest.raises(IngestError, match=message):
+        ingest(source, str(tmp_path / "out"), 32, 0, 0, events)
+    progress = fold(read_events(events))
+    assert progress.failed_step == "ingest"
+    assert progress.error is not None
+    assert message in progress.error
+
+
+def test_a_missing_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match="/no/such/set is not a folder or an archive"):
+        ingest("/no/such/set", str(tmp_path / "out"), 32, 0, 0, "")

@@ -1,0 +1,51 @@
+"""The train step outside KFP: DDP under torchrun (2 CPU processes on gloo) and the resume of
+a retried task from the checkpoints on its artifact, in the same MLflow run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.events import fold, read_events
+from pipeline.ports import RunParams
+from pipeline.steps.train import run_train_step
+
+pytestmark = pytest.mark.slow
+
+
+def test_torchrun_training_then_a_retry_resumes(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from model.data import make_synthetic
+
+    data = make_synthetic(tmp_path / "data", n_train=8, n_test=2, image_size=32)
+    params = RunParams(steps=4, batch_size=2, gpus=2, preset="tiny", image_size=32)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    model_dir, events = tmp_path / "model", tmp_path / "events"
+    curve = tmp_path / "curve" / "loss_curve.png"
+
+    def train_once() -> str:
+        return run_train_step(params, str(data), str(model_dir), str(curve), "sha256:d", uri,
+                              str(events), "run-1", "img:1")  # fmt: skip
+
+    first = train_once()
+    progress = fold(read_events(events))
+    facts = progress.facts["train"]
+    assert (facts["steps"], facts["resumed"]) == (4, False)
+    assert (progress.train_step, progress.train_total) == (4, 4)
+    # Only rank 0 reports: one progress line per reported step, not one per process.
+    reported = [e["train_step"] for e in read_events(events) if e["event"] == "progress"]
+    assert reported == sorted(set(reported))
+    assert (model_dir / "bundle" / "generator.pt").is_file()
+    with Image.open(curve) as image:
+        assert image.format == "PNG"
+    run = MlflowClient(uri).get_run(first)
+    assert run.data.tags["kfp_run_id"] == "run-1"
+    assert run.data.tags["loss_curve"].endswith("loss_curve.png")
+    assert "loss_D" in run.data.metrics
+
+    again = train_once()  # a retried task: same artifact folder
+    assert again == first
+    assert fold(read_events(events)).facts["train"]["resumed"] is True
