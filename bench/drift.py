@@ -1,13 +1,14 @@
 """Drift detector benchmark: detection delay, false alarms, and cost per request. Prints JSON.
 
 - detection delay: a monitor holding a full window of drift-free requests, then shifted
-  requests one at a time (the server's every-8-images evaluation); requests until score > 1;
+  requests one at a time (the server's every-16-images evaluation); requests until score > 1;
 - false alarms: independent drift-free windows (the calibrated quantity, per window); >= 200
   drift-free streams (any alarm during a stream, and a sustained alarm: 4 evaluations in a
   row, as an alert `for:` would need); and the spread of the per-window rate over references
   fitted on different training sets;
-- cost: features per image plus the amortised window test, against the generator's forward
-  pass at the tiny (32 px) and full (256 px) presets.
+- cost: features per image (computed in batches of 16, as the monitor does) plus the
+  amortised window test, against the generator's forward pass on one image at the tiny
+  (32 px) and full (256 px) presets.
 
 Goals: +0.05 brightness detected within 100 requests; false alarms <= 1%; drift cost < 5% of
 inference. Run: `.venv/bin/python bench/drift.py [--quick]`.
@@ -28,13 +29,14 @@ import torch
 
 from model.config import preset
 from model.data import DriftKnobs, apply_knobs
-from model.drift import DriftMonitor, DriftReference, fit_reference
+from model.drift import DriftReference, fit_reference
+from model.drift_monitor import DriftMonitor
 from model.features import image_features
 from model.networks import build_generator
 from model.synthetic import random_scene, render
 
 WINDOW = 64
-EVERY = 8
+EVERY = 16
 SHIFTS = {
     "brightness+0.05": DriftKnobs(brightness=0.05),
     "brightness+0.15": DriftKnobs(brightness=0.15),
@@ -166,10 +168,12 @@ def cost(ref: DriftReference, clean: np.ndarray, full: bool) -> dict[str, Any]:
 
 
 def _feature_and_forward_s(name: str, size: int) -> tuple[float, float]:
-    image = scenes(1, seed=5, size=size)[0]
+    """Features per image, computed as the monitor does (in batches of EVERY), and the
+    generator's forward pass on one image."""
+    images = scenes(EVERY, seed=5, size=size)
     generator = build_generator(preset(name)).eval()
     x = torch.rand(1, 3, size, size)
-    features_s = _per_call(lambda: image_features(image), 200 if size < 100 else 20)
+    features_s = _per_call(lambda: image_features(images), 50 if size < 100 else 5) / EVERY
     with torch.inference_mode():
         forward_s = _per_call(lambda: generator(x), 50 if size < 100 else 3)
     return features_s, forward_s

@@ -26,7 +26,6 @@ held-out images when there are enough, are reported in `DriftReference.calibrati
 from __future__ import annotations
 
 import dataclasses
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import numpy as np
 from model.drift_stats import DriftScore, KernelReference, calibrate
 from model.features import FEATURE_NAMES, image_features
 
-__all__ = ["DriftMonitor", "DriftReference", "DriftScore", "fit_reference", "load_images"]
+__all__ = ["DriftReference", "DriftScore", "fit_reference", "load_images"]
 
 FORMAT_VERSION = 1
 
@@ -251,56 +250,3 @@ def _held_out_fpr(profile: DriftReference, rng: np.random.Generator, trials: int
         for _ in range(min(trials, 1000))
     )
     return hits / min(trials, 1000)
-
-
-class DriftMonitor:
-    """A sliding window of request features compared with a reference; thread-safe.
-
-    Features are added per image (cheap); the test runs once every `every` images once the
-    window is full, so its cost is amortised over requests. `last` is the latest evaluation.
-    """
-
-    def __init__(self, reference: DriftReference, every: int = 8) -> None:
-        self.reference = reference
-        self.every = max(1, every)
-        self._kernel = reference.kernel()
-        self._buffer = np.zeros((reference.window, len(reference.feature_names)))
-        self._count = 0  # images seen
-        self._since = 0  # images since the last evaluation
-        self._lock = threading.Lock()
-        self.last = self._kernel.empty(0.0)
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    @property
-    def fill(self) -> float:
-        return min(self._count, self.reference.window) / self.reference.window
-
-    def add(self, features: np.ndarray) -> DriftScore | None:
-        """Add rows of raw features. Returns a new score when an evaluation ran, else None."""
-        rows = self.reference.standardise(np.atleast_2d(features))
-        with self._lock:
-            for row in rows:
-                self._buffer[self._count % self.reference.window] = row
-                self._count += 1
-            self._since += len(rows)
-            if self._since < self.every or self._count < self.reference.window:
-                return None
-            return self._evaluate()
-
-    def add_images(self, images: np.ndarray) -> DriftScore | None:
-        return self.add(image_features(images))
-
-    def score(self) -> DriftScore:
-        """Evaluate the current window now (all zeros until it is full)."""
-        with self._lock:
-            if self._count < self.reference.window:
-                return self._kernel.empty(self.fill)
-            return self._evaluate()
-
-    def _evaluate(self) -> DriftScore:
-        self._since = 0
-        self.last = self._kernel.evaluate(self._buffer.copy())
-        return self.last

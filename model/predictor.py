@@ -17,8 +17,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from model.drift import DriftMonitor, DriftReference, DriftScore
-from model.features import image_features
+from model.drift import DriftReference, DriftScore
+from model.drift_monitor import DriftMonitor
 
 if TYPE_CHECKING:
     from model.bundle import Bundle
@@ -68,7 +68,7 @@ class Predictor:
         cls,
         bundle: Bundle,
         window: int | None = None,
-        drift_every: int = 8,
+        drift_every: int = 16,
         drift_reference: dict[str, Any] | None = None,
     ) -> Predictor:
         """Wrap a loaded bundle. `window` recalibrates the drift reference for that size;
@@ -123,7 +123,7 @@ class Predictor:
     def predict(self, images: list[np.ndarray]) -> Prediction:
         """Translate a batch of decoded images; record their features for drift."""
         batch = np.stack(images)
-        drift = self.monitor.add(image_features(batch)) if self.monitor is not None else None
+        drift = self.monitor.add_images(batch) if self.monitor is not None else None
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2.0 - 1.0
         with self._forward_lock, torch.inference_mode():
             y = self.generator(x)

@@ -43,7 +43,7 @@ class ServeConfig:
     window: int | None = None  # None: the window the drift reference was calibrated for
     max_bytes: int = 8 * 1024 * 1024
     max_batch: int = 16
-    drift_every: int = 8
+    drift_every: int = 16
     device: str = "auto"
     tracking_uri: str | None = None
     drift_reference: Path | None = None

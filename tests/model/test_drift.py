@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import pytest
 from scipy import stats
 
 from model.data import DriftKnobs, apply_knobs, make_synthetic
-from model.drift import DriftMonitor, DriftReference, fit_reference
+from model.drift import DriftReference, fit_reference
+from model.drift_monitor import DriftMonitor
 from model.drift_stats import (
     KernelReference,
+    SortedReference,
     ks_statistics,
     rbf_kernel,
     split_ks,
@@ -73,9 +76,13 @@ def test_ks_statistics_equal_scipy_with_ties() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(50, 4)).round(1)  # rounding makes ties
     y = rng.normal(0.3, 1.2, size=(37, 4)).round(1)
+    y[:5] += 40.0  # far outliers, as a badly drifted window has
     ours = ks_statistics(x, y)
+    presorted = SortedReference(x).distances(y)  # the server's path: x sorted once
     for j in range(4):
-        assert ours[j] == pytest.approx(stats.ks_2samp(x[:, j], y[:, j]).statistic, abs=1e-12)
+        expected = stats.ks_2samp(x[:, j], y[:, j]).statistic
+        assert ours[j] == pytest.approx(expected, abs=1e-12)
+        assert presorted[j] == pytest.approx(expected, abs=1e-12)
 
 
 def test_batched_null_equals_one_split_at_a_time() -> None:
@@ -156,17 +163,38 @@ def test_alarm_on_shifted_traffic(
 
 def test_monitor_is_quiet_until_the_window_is_full(reference: DriftReference) -> None:
     monitor = DriftMonitor(reference, every=4)
-    bright = np.clip(scenes(WINDOW, seed=2) + 0.3, 0, 1)
-    results = [monitor.add_images(image) for image in bright[: WINDOW - 1]]
+    bright = np.clip(scenes(WINDOW + 1, seed=2) + 0.3, 0, 1)
+    results = [monitor.add_images(image) for image in bright[: WINDOW - 4]]
     assert all(r is None for r in results)
-    assert monitor.fill == pytest.approx((WINDOW - 1) / WINDOW)
-    assert monitor.score().ready is False
-    assert monitor.score().score == 0.0
-    last = monitor.add_images(bright[WINDOW - 1])
+    assert monitor.fill == pytest.approx((WINDOW - 4) / WINDOW)
+    empty = monitor.score()
+    assert empty.ready is False
+    assert empty.score == 0.0
+    results = [monitor.add_images(image) for image in bright[WINDOW - 4 : WINDOW]]
+    assert results[:3] == [None, None, None]  # queued until `every` images are there
+    last = results[3]
     assert last is not None
     assert last.ready
     assert last.score > 1.0
-    assert monitor.add_images(bright[0]) is None  # the next evaluation waits for 4 more
+    assert monitor.last is last
+    assert monitor.add_images(bright[WINDOW]) is None  # the next test waits for 4 more
+
+
+def test_monitor_counts_images_from_concurrent_requests(reference: DriftReference) -> None:
+    monitor = DriftMonitor(reference, every=5)
+    images = scenes(40, seed=3)
+    threads = [
+        threading.Thread(target=lambda k=k: [monitor.add_images(im) for im in images[k::4]])
+        for k in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert monitor.count == 40
+    monitor.score()
+    assert monitor.count == 40
+    assert monitor.fill == pytest.approx(40 / WINDOW)
 
 
 def test_fit_from_a_data_folder_and_a_new_window(tmp_path: Path) -> None:
