@@ -151,7 +151,8 @@ class RunStore:
         return [r for r in map(_to_row, rows.fetchall()) if r is not None]
 
     def recent(self, limit: int, backend: str | None = None) -> list[RunRow]:
-        sql, args = "SELECT * FROM pipeline_runs", ()  # type: tuple[str, tuple[Any, ...]]
+        sql = "SELECT * FROM pipeline_runs"
+        args: tuple[Any, ...] = ()
         if backend is not None:
             sql, args = sql + " WHERE backend=?", (backend,)
         with self.connect() as conn:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,13 @@ def test_follow_prints_a_line_per_change_until_final() -> None:
         "[r] running 2/6 train step 3/10",
         "[r] gated 6/6 gated",
     ]
+
+
+def test_the_launchers_import_neither_torch_nor_mlflow() -> None:
+    # The bot imports these; its image has no torch, and MLflow loads only when needed.
+    code = (
+        "import sys, pipeline.launch, pipeline.kubeflow, pipeline.cli, pipeline.params; "
+        "print(sorted(m for m in ('torch', 'mlflow', 'model') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
