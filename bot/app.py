@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltContext
@@ -55,7 +55,11 @@ def create_app(
         # Explicit "" (not None): Bolt would read SLACK_SIGNING_SECRET from the environment.
         signing_secret=settings.signing_secret.reveal() if settings.signing_secret else "",
         authorize=_authorize(settings),
-        listener_executor=listener_executor,
+        # Ack functions run in the request's own thread and only parse: the ack never waits
+        # behind lazy work in the executor (Bolt's default polls for it every 10 ms).
+        process_before_response=True,
+        listener_executor=listener_executor
+        or ThreadPoolExecutor(max_workers=8, thread_name_prefix="ganops-lazy"),
     )
 
     @app.middleware

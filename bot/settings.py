@@ -88,6 +88,10 @@ class Settings:
     serving_image: str | None = None  # e.g. "registry/ganops-trainer:{version}"
     in_cluster: bool = False
 
+    # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
+    def __deepcopy__(self, memo: dict[int, object]) -> Settings:
+        return self
+
     @property
     def slack_api_base(self) -> str:
         """The Web API base URL with the trailing slash WebClient expects."""

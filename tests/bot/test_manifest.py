@@ -1,0 +1,48 @@
+"""The Slack app manifest declares what the bot really uses: its commands and scopes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.localslack import _METHODS
+
+MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "slack" / "app-manifest.yaml"
+# Web API method -> the bot scope it needs (https://api.slack.com/methods).
+SCOPE_OF = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "conversations.history": "channels:history",
+    "conversations.replies": "channels:history",
+    "usergroups.users.list": "usergroups:read",
+}
+NO_SCOPE = {"auth.test", "users.info"}  # served for completeness; users.info is never called
+
+
+def manifest() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(MANIFEST.read_text())
+    return data
+
+
+def test_commands_interactivity_and_socket_mode() -> None:
+    m = manifest()
+    commands = {c["command"] for c in m["features"]["slash_commands"]}
+    assert commands == {"/retrain", "/ganops"}
+    assert m["settings"]["interactivity"]["is_enabled"] is True
+    assert m["settings"]["socket_mode_enabled"] is True
+
+
+def test_every_web_api_method_the_bot_calls_has_its_scope() -> None:
+    scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
+    for method in _METHODS:
+        assert method in SCOPE_OF or method in NO_SCOPE, f"no scope known for {method}"
+        if method in SCOPE_OF:
+            assert SCOPE_OF[method] in scopes, method
+    assert "commands" in scopes
+    # nothing beyond what the calls need (plus private-channel history and public posting)
+    assert scopes <= {*SCOPE_OF.values(), "commands", "groups:history", "chat:write.public"}
