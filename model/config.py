@@ -27,6 +27,9 @@ class NetConfig:
     input_nc: int = 3
     output_nc: int = 3
     norm: Literal["instance", "batch", "none"] = "instance"
+    # "transpose": ConvTranspose2d as in the papers; "resize": nearest upsampling then a 3x3
+    # conv, which avoids checkerboard artifacts (same parameter count).
+    upsample: Literal["transpose", "resize"] = "transpose"
     # CUT: patches sampled per layer for PatchNCE, the MLP head width, and the layers used.
     # Layer indices count the generator's modules (model/networks.py): 0 the padded input,
     # 4 and 7 the two downsampling convs, 10 the first resnet block, 10 + k block k + 1.
@@ -66,6 +69,9 @@ class TrainConfig:
     # The learning rate stays at `lr` for this fraction of the steps, then falls linearly to
     # zero (CycleGAN's schedule, by steps instead of epochs); 1.0 keeps it constant.
     lr_decay_start: float = 0.5
+    # The shipped generator is an exponential moving average of G's weights with this
+    # decay (0 ships G itself).
+    ema_decay: float = 0.999
     nce_temperature: float = 0.07
     amp: bool = True
     checkpoint_every: int = 50

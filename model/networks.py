@@ -64,6 +64,20 @@ class ResnetBlock(nn.Module):
         return x + self.body(x)
 
 
+UPSAMPLE_NAMES: tuple[str, ...] = ("transpose", "resize")
+
+
+def _upsample(kind: str, c_in: int, c_out: int, bias: bool) -> list[nn.Module]:
+    if kind == "transpose":
+        return [nn.ConvTranspose2d(c_in, c_out, 3, 2, padding=1, output_padding=1, bias=bias)]
+    if kind == "resize":
+        return [
+            nn.Upsample(scale_factor=2.0, mode="nearest"),
+            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias),
+        ]
+    raise ValueError(f"unknown upsample {kind!r}; choose one of {', '.join(UPSAMPLE_NAMES)}")
+
+
 class ResnetGenerator(nn.Module):
     """Stem, two stride-2 downsamples, `n_blocks` resnet blocks, two upsamples, tanh.
 
@@ -97,11 +111,7 @@ class ResnetGenerator(nn.Module):
         channels += [ngf * 4] * net.n_blocks
         for mult in (4, 2):
             c_in, c_out = ngf * mult, ngf * mult // 2
-            layers += [
-                nn.ConvTranspose2d(c_in, c_out, 3, 2, padding=1, output_padding=1, bias=bias),
-                norm(c_out),
-                nn.ReLU(inplace=True),
-            ]
+            layers += [*_upsample(net.upsample, c_in, c_out, bias), norm(c_out), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, net.output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         self.encoder_layers = _ENCODER_STEM + net.n_blocks
@@ -216,6 +226,10 @@ def check_net_config(net: NetConfig) -> None:
     if net.model not in MODEL_NAMES:
         raise ValueError(f"unknown model {net.model!r}; choose one of {', '.join(MODEL_NAMES)}")
     get_norm_layer(net.norm)
+    if net.upsample not in UPSAMPLE_NAMES:
+        raise ValueError(
+            f"unknown upsample {net.upsample!r}; choose one of {', '.join(UPSAMPLE_NAMES)}"
+        )
     if min(net.ngf, net.ndf, net.n_blocks, net.n_layers_d, net.input_nc, net.output_nc) < 1:
         raise ValueError("ngf, ndf, n_blocks, n_layers_d and channel counts must be positive")
     if net.image_size < 8 or net.image_size % 4:

@@ -16,6 +16,7 @@ Both trainers own their networks, optimizers and losses, and expose the same sma
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -64,8 +65,35 @@ def _adam(module: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.op
     )
 
 
+class Ema:
+    """An exponential moving average of a generator's weights: what gets shipped.
+
+    Averaging over the last ~1/(1-decay) steps removes most of the step-to-step jitter of
+    adversarial training (speckle), at the cost of one fused lerp per step.
+    """
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        from model.bundle import unwrap
+
+        self.decay = decay
+        self.model = copy.deepcopy(unwrap(module)).requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        from model.bundle import unwrap
+
+        self.updates += 1
+        # Early on the average would still be mostly the random init: warm the decay up.
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        source = unwrap(module)
+        torch._foreach_lerp_(list(self.model.parameters()), list(source.parameters()), 1.0 - decay)
+        for mine, theirs in zip(self.model.buffers(), source.buffers(), strict=True):
+            mine.copy_(theirs)
+
+
 class GanTrainer:
-    """Shared plumbing: device placement, autocast, checkpoint state."""
+    """Shared plumbing: device placement, autocast, the weight average, checkpoint state."""
 
     nets: dict[str, nn.Module]
     optims: dict[str, torch.optim.Optimizer]
@@ -75,6 +103,11 @@ class GanTrainer:
         self.opts = opts
         self.gan = GANLoss(cfg.gan_mode).to(opts.device)
         self._init_rng = torch.Generator().manual_seed(cfg.seed)
+        self.ema: Ema | None = None
+
+    def _start_ema(self) -> None:
+        if self.cfg.ema_decay > 0:
+            self.ema = Ema(self.nets["G"], self.cfg.ema_decay)
 
     def _place(self, module: nn.Module, wrap: Wrap) -> nn.Module:
         module = module.to(self.opts.device)
@@ -113,6 +146,12 @@ class GanTrainer:
 
     def train_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         """One update of every network on a batch; returns the detached losses."""
+        losses = self._step(self._input(real_a), self._input(real_b))
+        if self.ema is not None:
+            self.ema.update(self.nets["G"])
+        return losses
+
+    def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
 
     @staticmethod
@@ -125,16 +164,20 @@ class GanTrainer:
 
     @property
     def generator(self) -> nn.Module:
-        """The A -> B generator (possibly DDP-wrapped)."""
-        return self.nets["G"]
+        """The A -> B generator to ship: the weight average when there is one, else G
+        (possibly DDP-wrapped)."""
+        return self.ema.model if self.ema is not None else self.nets["G"]
 
     def state_dict(self) -> dict[str, Any]:
         from model.bundle import unwrap
 
-        return {
+        state: dict[str, Any] = {
             "nets": {k: unwrap(v).state_dict() for k, v in self.nets.items()},
             "optims": {k: v.state_dict() for k, v in self.optims.items()},
         }
+        if self.ema is not None:
+            state["ema"] = {"model": self.ema.model.state_dict(), "updates": self.ema.updates}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         from model.bundle import unwrap
@@ -143,6 +186,11 @@ class GanTrainer:
             unwrap(net).load_state_dict(state["nets"][name])
         for name, opt in self.optims.items():
             opt.load_state_dict(state["optims"][name])
+        if self.ema is not None and "ema" in state:
+            self.ema.model.load_state_dict(state["ema"]["model"])
+            self.ema.updates = int(state["ema"]["updates"])
+        elif self.ema is not None:  # a checkpoint from a run without the average
+            self.ema = Ema(self.nets["G"], self.cfg.ema_decay)
 
 
 class CutTrainer(GanTrainer):
@@ -159,11 +207,11 @@ class CutTrainer(GanTrainer):
         self.nets["F"] = self._place(head, wrap)
         self.optims = {k: _adam(v, cfg, opts.device) for k, v in self.nets.items()}
         self.nce = PatchNCELoss(cfg.nce_temperature)
+        self._start_ema()
 
-    def train_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
+    def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         G, D, F = self.nets["G"], self.nets["D"], self.nets["F"]
         cfg, layers, n = self.cfg, self.cfg.net.nce_layers, real_a.shape[0]
-        real_a, real_b = self._input(real_a), self._input(real_b)
         with self.autocast():
             fake, keys = G(torch.cat([real_a, real_b]), layers=layers)
         fake_b = fake[:n]
@@ -204,11 +252,11 @@ class CycleGanTrainer(GanTrainer):
         }
         self.nets = {k: self._place(v, wrap) for k, v in nets.items()}
         self.optims = {k: _adam(v, cfg, opts.device) for k, v in self.nets.items()}
+        self._start_ema()
 
-    def train_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
+    def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         G, G_BA, D, D_A = (self.nets[k] for k in ("G", "G_BA", "D", "D_A"))
         cfg, n = self.cfg, real_a.shape[0]
-        real_a, real_b = self._input(real_a), self._input(real_b)
         lam_c, lam_i = cfg.lambda_cycle, cfg.lambda_cycle * cfg.lambda_identity
 
         set_requires_grad([D, D_A], False)

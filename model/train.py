@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -158,6 +159,25 @@ class _Batches:
         return epoch, _to_float(self.a[idx_a]), _to_float(self.b[idx_b])
 
 
+def _checkpoint_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's state in checkpoint form: "generator" holds what a bundle ships (the
+    weight average, or G itself, stored once), so `load_bundle(checkpoint)` serves it."""
+    nets = dict(state["nets"])
+    if "ema" in state:
+        ema = state["ema"]
+        return {"generator": ema["model"], "ema_updates": ema["updates"], "nets": nets,
+                "optims": state["optims"]}  # fmt: skip
+    return {"generator": nets.pop("G"), "nets": nets, "optims": state["optims"]}
+
+
+def _trainer_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `_checkpoint_state`."""
+    if "ema_updates" in ckpt:
+        ema = {"model": ckpt["generator"], "updates": ckpt["ema_updates"]}
+        return {"nets": ckpt["nets"], "optims": ckpt["optims"], "ema": ema}
+    return {"nets": {**ckpt["nets"], "G": ckpt["generator"]}, "optims": ckpt["optims"]}
+
+
 class TrainSession:
     """One call of `train`; kept as an object so tests can look at the networks afterwards."""
 
@@ -202,8 +222,7 @@ class TrainSession:
                 f"{self.ckpt_path} was trained with a different network config; "
                 "use another --out or the same model, preset and image size"
             )
-        state = {"nets": {**ckpt["nets"], "G": ckpt["generator"]}, "optims": ckpt["optims"]}
-        self.trainer.load_state_dict(state)
+        self.trainer.load_state_dict(_trainer_state(ckpt))
         restore_rng(ckpt["rng"], self.device)
         self.history = [(int(s), dict(v)) for s, v in ckpt.get("history", [])]
         return int(ckpt["step"])
@@ -211,8 +230,6 @@ class TrainSession:
     def checkpoint(self, step: int) -> None:
         if not self.dist.is_main:
             return
-        state = self.trainer.state_dict()
-        nets = dict(state["nets"])
         save_checkpoint(
             self.ckpt_path,
             {
@@ -221,9 +238,7 @@ class TrainSession:
                 "train": self.cfg.to_dict(),
                 "seed": self.cfg.seed,
                 "data_digest": self.digest,
-                "generator": nets.pop("G"),
-                "nets": nets,
-                "optims": state["optims"],
+                **_checkpoint_state(self.trainer.state_dict()),
                 "rng": rng_state(self.device),
                 "history": self.history,
             },
