@@ -12,22 +12,19 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, TextIO
 
 from slack_bolt import BoltRequest
 
 from bot.app import create_app
-from bot.localslack import Change, LocalSlack
+from bot.localslack import LocalSlack
 from bot.scheduler import build_jobs
 from bot.services import Services, build_services
 from bot.settings import Secret, Settings
-from bot.shell_render import Button, mrkdwn, render
+from bot.shell_view import TrackingExecutor, Transcript
 
 LOCAL_TOKEN = "xoxb-ganops-local"
 TEAM = "T_LOCAL"
@@ -47,33 +44,6 @@ def user_id(name: str) -> str:
     return "U_" + re.sub(r"[^A-Z0-9]", "_", name.strip().upper())
 
 
-class TrackingExecutor(ThreadPoolExecutor):
-    """Runs the lazy listeners and knows how many are still going (for `/wait`)."""
-
-    def __init__(self, max_workers: int = 8) -> None:
-        super().__init__(max_workers=max_workers, thread_name_prefix="lazy")
-        self._count = 0
-        self._count_lock = threading.Lock()
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        with self._count_lock:
-            self._count += 1
-
-        def tracked() -> Any:
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with self._count_lock:
-                    self._count -= 1
-
-        return super().submit(tracked)
-
-    @property
-    def busy(self) -> int:
-        with self._count_lock:
-            return self._count
-
-
 class Shell:
     def __init__(
         self,
@@ -82,18 +52,14 @@ class Shell:
         user: str = "alice",
         services_factory: Callable[[Settings], Services] = build_services,
     ) -> None:
-        self.out = out
-        self._lock = threading.RLock()
         self._ids = itertools.count(1)
-        self.names: dict[str, str] = {}
-        self.buttons: dict[int, tuple[str, str, Button]] = {}  # n -> (channel, ts, button)
-        self._shown: dict[str, tuple[list[str], bool]] = {}  # ts -> (lines, had buttons)
-        self.slack = LocalSlack(token=LOCAL_TOKEN, on_change=self._on_change).start()
+        self.view = Transcript(out, settings.state_dir / "shell-files")
+        self.slack = LocalSlack(token=LOCAL_TOKEN, on_change=self.view.on_change).start()
+        self.view.slack = self.slack
         self.settings = replace(
             settings, slack_api_url=self.slack.url, bot_token=Secret(LOCAL_TOKEN)
         )
         self.channel = self.settings.channel
-        self.files_dir = self.settings.state_dir / "shell-files"
         self.services = services_factory(self.settings)
         self.executor = TrackingExecutor()
         self.app = create_app(self.settings, self.services, listener_executor=self.executor)
@@ -125,8 +91,7 @@ class Shell:
         self.slack.stop()
 
     def say(self, text: str) -> None:
-        with self._lock:
-            print(text, file=self.out, flush=True)
+        self.view.say(text)
 
     # --- input ----------------------------------------------------------------------------
 
@@ -161,7 +126,7 @@ class Shell:
         if not name.strip():
             raise ValueError("usage: /user NAME")
         self.user, self.uid = name.strip().lower(), user_id(name)
-        self.names[self.uid] = self.user
+        self.view.names[self.uid] = self.user
         self.slack.users[self.uid] = self.user
         if not quiet:
             self.say(f"you are now {self.user} ({self.uid})")
@@ -198,7 +163,7 @@ class Shell:
         self._dispatch(payload)
 
     def click(self, choice: str) -> None:
-        channel, ts, button = self._pick(choice)
+        channel, ts, button = self.view.pick(choice)
         message = next((m for m in self.slack.messages(channel) if m["ts"] == ts), None)
         payload = {
             "type": "block_actions",
@@ -225,17 +190,6 @@ class Shell:
         self.say(f"({self.user} clicked {button.text})")
         self._dispatch(payload)
 
-    def _pick(self, choice: str) -> tuple[str, str, Button]:
-        with self._lock:
-            if choice.isdigit() and int(choice) in self.buttons:
-                return self.buttons[int(choice)]
-            wanted = choice.strip().lower()
-            for n in sorted(self.buttons, reverse=True):  # the newest card first
-                button = self.buttons[n][2]
-                if wanted in (button.text.lower(), button.action_id.lower()):
-                    return self.buttons[n]
-        raise ValueError(f"no button {choice!r} (type its number, or /help)")
-
     def _dispatch(self, payload: dict[str, Any]) -> None:
         """Dispatch like Socket Mode does, then let the lazy work finish before the next line,
         so a script reads in order (bob's refusal before carol's approval)."""
@@ -249,62 +203,9 @@ class Shell:
                 body = json.loads(response.body)
             except json.JSONDecodeError:
                 body = {"text": response.body}
-            self._show({"text": body.get("text", ""), "blocks": body.get("blocks") or []}, "ack")
-
-    # --- output ---------------------------------------------------------------------------
-
-    def _on_change(self, change: Change) -> None:
-        message = change.message
-        if change.kind == "ephemeral":
-            self._show(message, "ephemeral")
-        elif change.kind == "updated":
-            self._show(message, "updated")
-        else:
-            self._show(message, "posted")
-
-    def _show(self, message: dict[str, Any], kind: str) -> None:
-        lines, buttons = render(message, self.names)
-        with self._lock:
-            ts = str(message.get("ts", ""))
-            before = self._shown.get(ts)
-            if kind == "updated" and before is not None and before[0] == lines:
-                return
-            self._shown[ts] = (lines, bool(buttons))
-            self._forget_buttons(ts)
-            numbered = [self._number(message, b) for b in buttons]
-            # A progress update is one line; a card that gained or lost buttons is shown whole.
-            if kind == "updated" and before is not None and not before[1] and not buttons:
-                summary = mrkdwn(message.get("text", ""), self.names).strip() or " ".join(lines)
-                self.say(f"  ↻ {summary}")
-                return
-            head = {
-                "posted": "bot" if not message.get("thread_ts") else "bot (in thread)",
-                "updated": "bot (updated)",
-                "ephemeral": f"bot (only @{self.names.get(message.get('user', ''), 'you')} sees this)",
-                "ack": "bot (only you see this)",
-            }[kind]
-            self.say(f"── {head} ──")
-            for line in lines:
-                self.say(f"  {line}")
-            if numbered:
-                self.say("  " + "  ".join(f"[{n}] {b.text}" for n, b in numbered))
-            for f in message.get("files") or []:
-                self.say(f"  📎 {f.get('title') or f.get('name')}: {self._save(f)}")
-
-    def _number(self, message: dict[str, Any], button: Button) -> tuple[int, Button]:
-        n = max(self.buttons, default=0) + 1
-        self.buttons[n] = (str(message.get("channel")), str(message.get("ts")), button)
-        return n, button
-
-    def _forget_buttons(self, ts: str) -> None:
-        for n in [n for n, (_, t, _) in self.buttons.items() if t == ts]:
-            del self.buttons[n]
-
-    def _save(self, file: dict[str, Any]) -> Path:
-        self.files_dir.mkdir(parents=True, exist_ok=True)
-        path = self.files_dir / f"{file['id']}-{file.get('name') or 'file'}"
-        path.write_bytes(self.slack.file_bytes(file["id"]))
-        return path.resolve()
+            self.view.show(
+                {"text": body.get("text", ""), "blocks": body.get("blocks") or []}, "ack"
+            )
 
 
 def _name_of(uid: str) -> str:

@@ -134,8 +134,19 @@ def _progress_line(view: RunView) -> str:
         if step == "train" and view.train_step is not None and view.train_total:
             step += f" (step {view.train_step}/{view.train_total})"
         parts.append(f"now: {step}")
-    parts.append(f"elapsed {duration(view.elapsed_s)}")
+    going = view.state in ("queued", "running")
+    parts.append(
+        f"elapsed {coarse_duration(view.elapsed_s) if going else duration(view.elapsed_s)}"
+    )
     return " · ".join(parts)
+
+
+def coarse_duration(seconds: float | None) -> str:
+    """Elapsed time while a run goes, in 10 s steps: the clock alone changes the message (and
+    costs a `chat.update`) at most every 10 s; real progress still shows at once."""
+    if seconds is None:
+        return "—"
+    return duration(max(0, int(seconds)) // 10 * 10)
 
 
 def _outcome_line(view: RunView) -> str | None:

@@ -69,7 +69,7 @@ def test_the_run_message_shows_progress_losses_and_link() -> None:
     assert "min_score" not in shown  # operator-only keys stay out of the channel
     assert "✓ ingest  ✓ validate  ▸ train  · evaluate" in shown
     assert "now: train (step 40/200)" in shown
-    assert "elapsed 2m 15s" in shown
+    assert "elapsed 2m 10s" in shown  # while running, the clock moves in 10 s steps
     assert "G 0.812 · NCE 1.500" in shown
     assert "<http://kfp/#/runs/details/run-9|KFP run `run-9`>" in shown
     assert run_text(view).startswith("Retrain cut (running) by <@U1>: 2/6 steps")
@@ -169,3 +169,5 @@ def test_small_formatters() -> None:
     )
     track = step_track(RunView("r", "cut", "U", steps_done=6, state="awaiting_approval"))
     assert track.count("✓") == 6
+    done = RunView("r", "cut", "U", state="awaiting_approval", elapsed_s=135)
+    assert "elapsed 2m 15s" in run_text(done)  # a finished run shows its exact time

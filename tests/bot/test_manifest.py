@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from bot.localslack import _METHODS
+from bot.localslack import METHODS
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "slack" / "app-manifest.yaml"
 # Web API method -> the bot scope it needs (https://api.slack.com/methods).
@@ -39,7 +39,7 @@ def test_commands_interactivity_and_socket_mode() -> None:
 
 def test_every_web_api_method_the_bot_calls_has_its_scope() -> None:
     scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
-    for method in _METHODS:
+    for method in METHODS:
         assert method in SCOPE_OF or method in NO_SCOPE, f"no scope known for {method}"
         if method in SCOPE_OF:
             assert SCOPE_OF[method] in scopes, method
