@@ -20,17 +20,18 @@ in-flight requests finish (up to 10 s) and exits 0.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.cli import UsageError, _Parser, _positive, fail, tracking_uri_from
 from model.predictor import Predictor
 from model.serve_http import GanServer, Handler, ServerState
 
@@ -80,36 +81,32 @@ def load_predictor(config: ServeConfig) -> Predictor:
     return predictor
 
 
-def parse_args(argv: Sequence[str]) -> ServeConfig:
-    parser = argparse.ArgumentParser(prog="ganops serve", description=__doc__.split("\n")[0])
+def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeConfig:
+    """The CLI's config. Raises model.cli.UsageError on bad arguments."""
+    parser = _Parser(prog="ganops serve", description=__doc__.split("\n")[0])
     parser.add_argument("--model-uri", required=True, help="bundle dir, checkpoint or models:/")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--window", type=_positive, help="drift window (recalibrates)")
-    parser.add_argument("--max-bytes", type=_positive, default=ServeConfig.max_bytes)
-    parser.add_argument("--max-batch", type=_positive, default=ServeConfig.max_batch)
-    parser.add_argument("--drift-every", type=_positive, default=ServeConfig.drift_every)
+    parser.add_argument("--window", type=_positive(int), help="drift window (recalibrates)")
+    parser.add_argument("--max-bytes", type=_positive(int), default=ServeConfig.max_bytes)
+    parser.add_argument("--max-batch", type=_positive(int), default=ServeConfig.max_batch)
+    parser.add_argument("--drift-every", type=_positive(int), default=ServeConfig.drift_every)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--tracking-uri", help="MLflow URI for models:/ (default: MLflow's own)")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow URI for models:/ (default: MLFLOW_TRACKING_URI)"
+    )
     parser.add_argument("--drift-reference", type=Path, help="drift reference JSON override")
     args = parser.parse_args(list(argv))
-    fields = {k: v for k, v in vars(args).items() if v is not None}
-    return ServeConfig(**fields)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {value}")
-    return value
+    args.tracking_uri = tracking_uri_from(args.tracking_uri, env)
+    return ServeConfig(**{k: v for k, v in vars(args).items() if v is not None})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`ganops serve`: exit 0 after SIGTERM/SIGINT, 1 if the model fails to load, 2 on usage."""
-    config = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        config = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    except UsageError as exc:
+        return fail("serve", str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         server = make_server(config)
