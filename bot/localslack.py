@@ -50,6 +50,9 @@ class LocalSlack(SlackApi):
         self._ids = itertools.count(1)
         self._failures: dict[str, str] = {}
         self._server: ThreadingHTTPServer | None = None
+        # Socket Mode: apps.connections.open (with the app-level token) hands out this URL.
+        self.app_token: str | None = None
+        self.socket_url: str | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -115,6 +118,8 @@ class LocalSlack(SlackApi):
             failure = self._failures.pop(method, None)
             if failure is not None:
                 result: dict[str, Any] = {"ok": False, "error": failure}
+            elif method == "apps.connections.open":
+                result = self._open_socket(token)
             elif self.token is not None and token != self.token:
                 result = {"ok": False, "error": "invalid_auth"}
             else:
@@ -127,6 +132,11 @@ class LocalSlack(SlackApi):
             self._cond.notify_all()
         self._notify(changes)
         return result
+
+    def _open_socket(self, token: str | None) -> dict[str, Any]:
+        if self.socket_url is None or token != self.app_token:
+            return {"ok": False, "error": "invalid_auth"}
+        return {"ok": True, "url": self.socket_url}
 
     def _notify(self, changes: list[Change]) -> None:
         for change in changes:

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk import WebClient
 
 from bot.settings import Settings
@@ -93,11 +94,14 @@ class HttpTransport:
         self.server.server_close()
 
 
-def run_socket_mode(app: App, settings: Settings) -> None:
-    """Connect to Slack over a websocket (no public URL needed); blocks until stopped."""
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
+def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
+    """Bolt's Socket Mode adapter for `app`, not yet connected."""
     assert settings.app_token is not None, "settings guarantee both tokens in Socket Mode"
     # apps.connections.open goes to the same (possibly proxied) Web API as everything else.
     web = WebClient(base_url=settings.slack_api_base, timeout=15)
-    SocketModeHandler(app, app_token=settings.app_token.reveal(), web_client=web).start()
+    return SocketModeHandler(app, app_token=settings.app_token.reveal(), web_client=web)
+
+
+def run_socket_mode(app: App, settings: Settings) -> None:
+    """Connect to Slack over a websocket (no public URL needed); blocks until stopped."""
+    socket_mode_handler(app, settings).start()
