@@ -1,0 +1,155 @@
+"""The kustomize manifests render, and their wiring holds together.
+
+Rendered with the real `kubectl kustomize`; the probe paths are checked against a real
+`ganops serve` process, not against a list of strings.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+OVERLAYS = ("dev", "production")
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (it ships kustomize)")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(REPO / "manifests" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def docs(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return render(request.param)
+
+
+def test_every_object_lands_in_the_overlay_namespace(docs: list[dict[str, Any]]) -> None:
+    [ns] = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == ns, doc["metadata"]["name"]
+
+
+def test_deployment_selectors_match_their_pod_labels(docs: list[dict[str, Any]]) -> None:
+    for dep in (d for d in docs if d["kind"] == "Deployment"):
+        selector = dep["spec"]["selector"]["matchLabels"]
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), dep["metadata"]["name"]
+
+
+def test_service_and_servicemonitor_reach_the_serving_pods(docs: list[dict[str, Any]]) -> None:
+    serving = one(docs, "Deployment", "ganops-serving")
+    service = one(docs, "Service", "ganops-serving")
+    monitor = one(docs, "ServiceMonitor", "ganops-serving")
+    pod_labels = serving["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    container_ports = {
+        p["name"] for c in serving["spec"]["template"]["spec"]["containers"] for p in c["ports"]
+    }
+    service_ports = {p["name"] for p in service["spec"]["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= container_ports
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= service_ports
+    assert {e["path"] for e in monitor["spec"]["endpoints"]} == {"/metrics"}
+
+
+def test_rbac_allows_only_the_serving_deployment(docs: list[dict[str, Any]]) -> None:
+    bot = one(docs, "Deployment", "ganops-bot")
+    config = one(docs, "ConfigMap", "ganops-bot-config")["data"]
+    role = one(docs, "Role", "ganops-bot-deployer")
+    binding = one(docs, "RoleBinding", "ganops-bot-deployer")
+    serving_name = config["GANOPS_SERVING_DEPLOYMENT"]
+    one(docs, "Deployment", serving_name)  # the deployment the bot is told to roll exists
+    deployments = [r for r in role["rules"] if "deployments" in r["resources"]]
+    assert len(deployments) == 1
+    assert deployments[0]["resourceNames"] == [serving_name]
+    assert sorted(deployments[0]["verbs"]) == ["get", "patch", "watch"]
+    replicasets = [r for r in role["rules"] if "replicasets" in r["resources"]]
+    assert sorted(replicasets[0]["verbs"]) == ["get", "list"]
+    assert all(v in ("get", "list", "patch", "watch") for r in role["rules"] for v in r["verbs"])
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    [subject] = binding["subjects"]
+    assert subject["name"] == bot["spec"]["template"]["spec"]["serviceAccountName"]
+    assert subject["namespace"] == role["metadata"]["namespace"]
+    assert config["GANOPS_SERVING_NAMESPACE"] == role["metadata"]["namespace"]
+
+
+def test_bot_secrets_come_by_reference(docs: list[dict[str, Any]]) -> None:
+    bot = one(docs, "Deployment", "ganops-bot")
+    [container] = bot["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
+        assert "secretKeyRef" in env[name]["valueFrom"], name
+        assert "value" not in env[name]
+    assert not [d for d in docs if d["kind"] == "Secret"]
+
+
+def test_prometheus_rule_matches_the_plain_rules_file(docs: list[dict[str, Any]]) -> None:
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    plain = yaml.safe_load((REPO / "manifests" / "monitoring" / "rules.yaml").read_text())
+    assert rule["spec"]["groups"] == plain["groups"]
+    alerts = {r["alert"] for g in plain["groups"] for r in g["rules"] if "alert" in r}
+    assert "GanInputDrift" in alerts
+
+
+def test_grafana_dashboard_queries_the_served_metrics(docs: list[dict[str, Any]]) -> None:
+    cm = one(docs, "ConfigMap", "ganops-grafana-dashboard")
+    dashboard = json.loads(cm["data"]["grafana-dashboard.json"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in (
+        "gan_input_drift_score",
+        "gan_request_latency_seconds_bucket",
+        "gan_requests_total",
+        "gan_model_info",
+    ):
+        assert metric in exprs, metric
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.model.serving import make_bundle, start_server
+
+    bundle = make_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
+    proc = start_server(bundle)
+    try:
+        proc.wait_ready()
+        yield proc.url
+    finally:
+        proc.stop()
+
+
+@pytest.mark.slow
+def test_probe_paths_exist_in_the_real_server(server: str) -> None:
+    import urllib.request
+
+    docs = render("production")
+    serving = one(docs, "Deployment", "ganops-serving")
+    [container] = serving["spec"]["template"]["spec"]["containers"]
+    probes = [container[k]["httpGet"]["path"] for k in container if k.endswith("Probe")]
+    assert set(probes) >= {"/readyz", "/healthz"}
+    for path in probes:
+        with urllib.request.urlopen(server + path, timeout=10) as resp:
+            assert resp.status == 200, path
