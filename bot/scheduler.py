@@ -75,4 +75,10 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
         from bot.approval_jobs import TICK_S, approval_tick
 
         jobs.every("approvals", TICK_S, lambda: approval_tick(book, services.slack), first_in=1.0)
+    if services.metrics is not None:
+        from bot.drift_watch import AlarmBook, DriftWatchConfig, DriftWatcher
+
+        config = DriftWatchConfig(channel=settings.channel, prometheus_url=settings.prometheus_url)
+        drift = DriftWatcher(AlarmBook(services.store), services.metrics, services.slack, config)
+        jobs.every("drift-watch", settings.drift_interval_s, drift.tick, first_in=5.0)
     return jobs

@@ -23,22 +23,9 @@ def settings_of(context: Any) -> Settings:
 
 
 def register_listeners(app: App) -> None:
-    from bot.listeners import approvals, ganops_command, retrain
+    from bot.listeners import alarms, approvals, ganops_command, retrain
 
     retrain.register(app)
     ganops_command.register(app)
     approvals.register(app)
-    _register_optional(app, "bot.listeners.alarms")
-
-
-def _register_optional(app: App, module_name: str) -> None:
-    """The drift alarm buttons join when their module has landed."""
-    import importlib
-
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return
-    module.register(app)
+    alarms.register(app)

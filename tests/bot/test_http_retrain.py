@@ -179,3 +179,19 @@ def test_the_events_endpoint_only_answers_on_its_path(bot: Bot) -> None:
         bot.url.replace("/slack/events", "/other"), data=body, headers=sign(body), timeout=5
     )
     assert resp.status_code == 404
+
+
+def test_an_error_in_the_ack_reaches_app_error_which_apologises(
+    bot: Bot, launcher: ScriptedLauncher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.listeners.retrain as retrain
+
+    def broken(text: str) -> None:
+        raise KeyError("parser bug")
+
+    monkeypatch.setattr(retrain, "parse_retrain", broken)
+    resp = bot.slash("/retrain", "epochs=2")
+    assert resp.status_code == 500  # Slack tells the user the command failed...
+    apology = bot.slack.wait_for(lambda s: s.ephemerals(ALICE))
+    assert "KeyError" in apology[0]["text"]  # ...and the bot says sorry, once per failure
+    assert launcher.launches == 0

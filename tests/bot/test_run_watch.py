@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bot.metrics import PrometheusMetrics
 from bot.run_watch import ChannelLimiter
 from bot.runs import POST_EVENT
 from bot.scheduler import build_jobs
@@ -246,7 +247,9 @@ def test_the_scheduler_runs_the_watcher(bot: Bot, launcher: ScriptedLauncher) ->
     run_id, ts = start_run(bot)
     settings = bot.settings.__class__(**{**bot.settings.__dict__, "poll_interval_s": 0.2})
     jobs = build_jobs(settings, bot.services)
-    assert jobs.names() == ["approvals", "run-watch"]
+    assert jobs.names() == ["approvals", "run-watch"]  # no metrics source: no drift watcher
+    bot.services.metrics = PrometheusMetrics("http://127.0.0.1:9")
+    assert build_jobs(settings, bot.services).names() == ["approvals", "drift-watch", "run-watch"]
     jobs.start()
     try:
         launcher.move(run_id, state="running", current_step="evaluate", steps_done=3)
