@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -63,9 +64,13 @@ def _logging(settings: Settings, verbose: bool) -> None:
         logging.basicConfig(level=level, format=fmt, filename=settings.state_dir / "bot.log")
     else:
         logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    if not verbose:  # every job run is an INFO line otherwise
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _run(settings: Settings, user: str, host: str) -> int:
+    # A pod's SIGTERM stops the bot like Ctrl-C: jobs shut down, nothing is half-written.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if settings.transport == "shell":
         from bot.shell import run_shell
 

@@ -43,6 +43,17 @@ def _authorize(settings: Settings) -> Callable[..., AuthorizeResult]:
     return authorize
 
 
+class _TokenOnAuthorize(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself and then warns that the
+    client's (absent) token wins. The token reaches every request through `authorize`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+log.addFilter(_TokenOnAuthorize())
+
+
 def create_app(
     settings: Settings, services: Services, *, listener_executor: Executor | None = None
 ) -> App:
