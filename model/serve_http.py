@@ -182,7 +182,14 @@ class Handler(BaseHTTPRequestHandler):
         if length < 0 or length > limit:
             self.close_connection = True  # the unread body must not be parsed as a request
             raise InputError(f"body too large: {length} bytes > --max-bytes {limit}", 413)
-        return self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            body = b""
+        if len(body) < length:
+            self.close_connection = True
+            raise InputError(f"body ended after {len(body)} of {length} bytes", 408)
+        return body
 
     def _discard_body(self) -> None:
         try:
@@ -205,6 +212,24 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+        if self.close_connection:
+            self._linger()
+
+    def _linger(self, seconds: float = 2.0, limit: int = 64 << 20) -> None:
+        """Closing a socket with unread input resets the connection, and the client may then
+        lose our answer. So stop writing and drain what the client still sends, briefly."""
+        deadline = time.monotonic() + seconds
+        drained = 0
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while drained < limit and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                chunk = self.connection.recv(1 << 16)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:  # timeouts and resets: the client is gone or too slow; close anyway
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)

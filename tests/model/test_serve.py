@@ -6,6 +6,7 @@ import base64
 import http.client
 import io
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,7 +174,15 @@ def test_bad_input_gets_4xx_and_the_server_keeps_serving(
     assert_still_serving(url)
 
 
-def test_length_is_required_and_chunked_is_refused(url: str) -> None:
+def raw_post(host: str, port: int, rest: bytes) -> bytes:
+    """Send a hand-written POST (headers after Host, and body), then read the whole reply."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/stylize HTTP/1.1\r\nHost: x\r\n" + rest)
+        sock.shutdown(socket.SHUT_WR)
+        return sock.makefile("rb").read()
+
+
+def test_length_chunked_short_and_huge_bodies(url: str) -> None:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     conn.putrequest("POST", "/v1/stylize")
@@ -183,10 +192,16 @@ def test_length_is_required_and_chunked_is_refused(url: str) -> None:
     assert response.status == 411
     assert "Content-Length" in json.loads(response.read())["error"]
     conn.close()
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    conn.request("POST", "/v1/stylize", body=iter([b"abc"]), encode_chunked=True)
-    assert conn.getresponse().status == 411
-    conn.close()
+    chunked = b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    assert raw_post(host, int(port), chunked).startswith(b"HTTP/1.1 411")
+    # A body shorter than announced: the client gives up sending.
+    reply = raw_post(host, int(port), b"Content-Length: 1000\r\n\r\nabc")
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert b"ended after 3 of 1000 bytes" in reply
+    # Far over the limit and more than the socket buffers hold: still a clean 413.
+    big = 4_000_000
+    reply = raw_post(host, int(port), f"Content-Length: {big}\r\n\r\n".encode() + bytes(big))
+    assert reply.startswith(b"HTTP/1.1 413")
     assert_still_serving(url)
 
 
