@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import sys
 import time
@@ -133,6 +134,13 @@ def run_demo(cfg: DemoConfig, out: TextIO) -> int:
                 ui_url = ui.url
                 say(f"MLflow UI on {ui.url} (the same sqlite store the pipeline writes)")
             settings = load_settings(demo_env(cfg, prom.url))
+            # The terminal is the chat; the bot's log goes beside its state, as in `ganops bot`.
+            logging.basicConfig(
+                level=logging.INFO,
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                filename=cfg.state_dir / "bot.log",
+                force=True,
+            )
             shell = Shell(settings, out, user="alice")
             stack.callback(shell.close)
             deployer = shell.services.deployer

@@ -38,7 +38,9 @@ class PrometheusMetrics:
 
     def _query(self, promql: str) -> list[dict[str, Any]]:
         try:
-            result = self._client().custom_query(promql, params={"timeout": f"{self.timeout_s}s"})
+            result = self._client().custom_query(
+                promql, params={"timeout": _duration(self.timeout_s)}
+            )
         except Exception as exc:  # requests, JSON and HTTP errors all mean "not answering"
             raise UpstreamError(f"Prometheus at {self.url} did not answer: {exc}") from exc
         return list(result)
@@ -87,3 +89,8 @@ class PrometheusMetrics:
         if not series:
             return []
         return [(float(t), float(v)) for t, v in series[0].get("values", [])]
+
+
+def _duration(seconds: float) -> str:
+    """Prometheus durations take no decimals: 5.0 -> "5000ms"."""
+    return f"{max(1, round(seconds * 1000))}ms"
