@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import Block
 
 from bot.blocks.alarms import (
     AlarmView,
@@ -33,6 +34,8 @@ from bot.blocks.alarms import (
 )
 from bot.plots import drift_score_plot
 from bot.ports import DriftAlert, MetricsSource, UpstreamError
+from bot.runbook import RunBook
+from bot.runs import POST_EVENT, find_post
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -287,9 +290,12 @@ class DriftWatcher:
             self._on_down(now, str(exc))
             return
         self._on_up(now)
-        for episode_id in self.book.unsnooze_due():
-            self._thread_note(episode_id, alarm_thread_note("refire", None))
         firing = {(a.model, a.version): a for a in alerts}
+        for episode_id in self.book.unsnooze_due():
+            view = self.book.get(episode_id)
+            # A snooze that outlived the drift ends in "resolved" below, not in a wake-up call.
+            if view is not None and (view.model, view.version) in firing:
+                self._thread_note(episode_id, alarm_thread_note("refire", None))
         for view in self.book.open_episodes():
             alert = firing.pop((view.model, view.version), None)
             if alert is None:
@@ -376,13 +382,38 @@ def render_card(
     rendered = json.dumps([b.to_dict() for b in blocks], sort_keys=True)
     if ts is not None and rendered == last:
         return
+    posted = False
     if ts is None:
-        resp = client.chat_postMessage(channel=channel, text=alarm_text(view), blocks=blocks)
-        ts = str(resp["ts"])
-        channel = str(resp.get("channel") or channel)
+        channel, ts, posted = _post_card_once(book, client, view, channel, blocks)
         book.set_message(episode_id, channel, ts)
-        if on_first_post is not None:
+        if posted and on_first_post is not None:
             on_first_post(view, channel, ts)
-    else:
+    if not posted:  # an earlier card (this one, or one found after a crash) is brought up to date
         client.chat_update(channel=channel, ts=ts, text=alarm_text(view), blocks=blocks)
     book.set_rendered(episode_id, rendered)
+
+
+def _post_card_once(
+    book: AlarmBook, client: WebClient, view: AlarmView, channel: str, blocks: list[Block]
+) -> tuple[str, str, bool]:
+    """Post the episode's card at most once, even if the bot died between posting it and
+    recording its ts: the claim in `posts` makes a restarted bot look for the card (by its
+    metadata) before posting again. Returns (channel, ts, whether this call posted it)."""
+    key = f"{view.episode_id}:card"
+    posted: list[str] = []
+
+    def post() -> str:
+        resp = client.chat_postMessage(
+            channel=channel,
+            text=alarm_text(view),
+            blocks=blocks,
+            metadata={"event_type": POST_EVENT, "event_payload": {"key": key}},
+        )
+        posted.append(str(resp.get("channel") or channel))  # an id, even if given a #name
+        return str(resp["ts"])
+
+    def find(since: float) -> str | None:
+        return find_post(client, channel, None, key, since)
+
+    ts = RunBook(book.store).post_once(key, channel, None, post, find)
+    return (posted[0] if posted else channel), ts, bool(posted)
