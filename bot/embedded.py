@@ -88,9 +88,16 @@ def start_mlflow_server(state_dir: Path, timeout: float = 90.0) -> MlflowServer:
         "--workers",
         "1",
     ]
+    # The UI needs no background job runner (it would start a dozen worker processes).
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=state_dir, start_new_session=True
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=state_dir,
+            env=env,
+            start_new_session=True,
         )
     server = MlflowServer(f"http://127.0.0.1:{port}", proc, log_path)
     deadline = time.monotonic() + timeout
