@@ -74,7 +74,11 @@ def build_services(settings: Settings) -> Services:
         store=store,
         runbook=RunBook(store),
         launcher=make_launcher(
-            settings.state_dir, settings.kfp_host, settings.mlflow_uri, settings.image
+            settings.state_dir,
+            settings.kfp_host,
+            settings.mlflow_uri,
+            settings.image,
+            **_launcher_options(settings),
         ),
         registry=registry,
         slack=slack,
@@ -104,3 +108,10 @@ def group_members(slack: WebClient) -> Callable[[str], set[str]]:
         return set(resp.get("users") or [])
 
     return members
+
+
+def _launcher_options(settings: Settings) -> dict[str, object]:
+    """On Kubeflow, the pipeline's pods may need another MLflow URL than the bot's."""
+    if settings.kfp_host and settings.pipeline_mlflow_uri:
+        return {"pipeline_mlflow_uri": settings.pipeline_mlflow_uri}
+    return {}

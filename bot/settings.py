@@ -87,6 +87,8 @@ class Settings:
     serving_container: str = "server"
     serving_image: str | None = None  # e.g. "registry/ganops-trainer:{version}"
     in_cluster: bool = False
+    # MLflow as the pipeline's pods reach it (in-cluster URL); None: the same as mlflow_uri.
+    pipeline_mlflow_uri: str | None = None
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -142,6 +144,7 @@ def load_settings(
         serving_container=_name(env, "GANOPS_SERVING_CONTAINER", "server"),
         serving_image=_get(env, "GANOPS_SERVING_IMAGE"),
         in_cluster=_get(env, "KUBERNETES_SERVICE_HOST") is not None,
+        pipeline_mlflow_uri=_optional_url(env, "GANOPS_PIPELINE_MLFLOW_URI"),
     )
 
 

@@ -133,3 +133,17 @@ def test_bad_flags_are_one_line_too(
     assert capsys.readouterr().err == "ganops: argument --port: invalid int value: 'http'\n"
     assert main(["--http"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_pipeline_pods_may_get_their_own_mlflow_url() -> None:
+    from bot.services import _launcher_options
+
+    local = load_settings({"GANOPS_PIPELINE_MLFLOW_URI": "http://mlflow.mlflow:5000"})
+    assert local.pipeline_mlflow_uri == "http://mlflow.mlflow:5000"
+    assert _launcher_options(local) == {}  # the local runner shares the bot's MLflow
+    remote = load_settings(
+        {"KFP_HOST": "http://kfp:8888", "GANOPS_PIPELINE_MLFLOW_URI": "http://mlflow.mlflow:5000"}
+    )
+    assert _launcher_options(remote) == {"pipeline_mlflow_uri": "http://mlflow.mlflow:5000"}
+    with pytest.raises(ConfigError, match="GANOPS_PIPELINE_MLFLOW_URI"):
+        load_settings({"GANOPS_PIPELINE_MLFLOW_URI": "not a url"})
