@@ -2,11 +2,17 @@
 
 Metric and alert names are constructor arguments with the serving package's defaults, so the
 drift watcher and a test can point this at any rules file.
+
+Every request has a client-side timeout and at most one quick retry: the drift watcher does its
+own backoff, and a Prometheus that accepts connections but never answers must not hang the
+watcher's job for good. Failures become `UpstreamError` with one short line that the watcher
+can post in the channel as it is.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from bot.ports import DriftAlert, UpstreamError
@@ -22,7 +28,7 @@ class PrometheusMetrics:
         feature_metric: str = "gan_input_drift_feature_score",
         timeout_s: float = 5.0,
     ) -> None:
-        self.url = url
+        self.url = url.rstrip("/")
         self.alert = alert
         self.score_metric = score_metric
         self.feature_metric = feature_metric
@@ -32,17 +38,23 @@ class PrometheusMetrics:
     def _client(self) -> Any:
         if self._prom is None:
             from prometheus_api_client import PrometheusConnect
+            from urllib3.util.retry import Retry
 
-            self._prom = PrometheusConnect(url=self.url, disable_ssl=True)
+            # The library's default retries three times with 2 s and 4 s pauses: six seconds
+            # per failed query, spent inside the watcher's tick.
+            retry = Retry(total=1, backoff_factor=0.2, status_forcelist=(502, 503, 504))
+            self._prom = PrometheusConnect(
+                url=self.url, disable_ssl=True, retry=retry, timeout=self.timeout_s
+            )
         return self._prom
 
     def _query(self, promql: str) -> list[dict[str, Any]]:
+        # The server-side timeout too, so that a slow query is cut off where it runs.
+        params = {"timeout": _duration(self.timeout_s)}
         try:
-            result = self._client().custom_query(
-                promql, params={"timeout": _duration(self.timeout_s)}
-            )
-        except Exception as exc:  # requests, JSON and HTTP errors all mean "not answering"
-            raise UpstreamError(f"Prometheus at {self.url} did not answer: {exc}") from exc
+            result = self._client().custom_query(promql, params=params)
+        except Exception as exc:  # requests, JSON and HTTP errors all mean "no usable answer"
+            raise UpstreamError(self._failure(exc)) from exc
         return list(result)
 
     def firing_drift_alerts(self) -> list[DriftAlert]:
@@ -76,21 +88,46 @@ class PrometheusMetrics:
         step = max(15, int(hours * 3600 / 240))
         promql = f'max({self.score_metric}{{model="{model}",version="{version}"}})'
         try:
-            from datetime import datetime
-
             series = self._client().custom_query_range(
                 promql,
                 start_time=datetime.fromtimestamp(start),
                 end_time=datetime.fromtimestamp(end),
                 step=f"{step}s",
+                params={"timeout": _duration(self.timeout_s)},
             )
         except Exception as exc:
-            raise UpstreamError(f"Prometheus at {self.url} did not answer: {exc}") from exc
+            raise UpstreamError(self._failure(exc)) from exc
         if not series:
             return []
         return [(float(t), float(v)) for t, v in series[0].get("values", [])]
+
+    def _failure(self, exc: Exception) -> str:
+        """One line saying what went wrong, without the HTTP library's nested reprs."""
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+        from requests.exceptions import ConnectionError, RetryError, Timeout
+
+        if isinstance(exc, Timeout) or (
+            isinstance(exc, ConnectionError) and "timed out" in str(exc)
+        ):
+            why = f"no answer within {self.timeout_s:g} s"
+        elif isinstance(exc, ConnectionError):
+            why = "cannot connect (is it running, and is PROMETHEUS_URL right?)"
+        elif isinstance(exc, RetryError):
+            why = "it keeps answering with a server error (5xx)"
+        elif isinstance(exc, PrometheusApiClientException):
+            return f"Prometheus at {self.url} refused the query: {_short(str(exc))}"
+        elif isinstance(exc, ValueError):  # a 200 that is not JSON: not Prometheus's API
+            why = "the answer is not Prometheus's JSON API (is PROMETHEUS_URL right?)"
+        else:
+            why = _short(f"{type(exc).__name__}: {exc}")
+        return f"Prometheus at {self.url} did not answer: {why}"
 
 
 def _duration(seconds: float) -> str:
     """Prometheus durations take no decimals: 5.0 -> "5000ms"."""
     return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
