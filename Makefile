@@ -23,7 +23,7 @@ prometheus:
 	@bash scripts/ensure-prometheus.sh
 
 demo: setup prometheus
-	$(VENV)/bin/ganops train --synthetic --preset tiny --steps 300 --out .ganops/demo-train
+	$(VENV)/bin/ganops demo $(DEMO_ARGS)
 
 test: setup prometheus lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
