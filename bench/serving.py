@@ -102,6 +102,7 @@ def compare(raw: RawForward, port: int, batch: np.ndarray, repeats: int) -> dict
     for _ in range(4):
         forward += [raw.seconds(batch) for _ in range(block)]
         time.sleep(0.3)
+        client.conn.close()  # the server drops keep-alive connections idle for 30 s
         served += [client.seconds() for _ in range(block)]
         time.sleep(0.3)
     return {
