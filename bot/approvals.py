@@ -30,6 +30,7 @@ from bot.ports import (
 )
 from bot.store import Store
 
+AUTO_DEPLOY = "auto_deploy"  # the audit actor when a run asked for auto_deploy=true
 log = logging.getLogger(__name__)
 
 _VERBS = {"approve": "approve", "approved": "approve", "yes": "approve"}
@@ -212,6 +213,41 @@ class ApprovalBook:
         if refusal is not None:
             return refusal
         outcome = self._transition(approval_id, user_id, verb)
+        return self._after_decision(outcome, approval_id, on_decided)
+
+    def approve_by_policy(
+        self, approval_id: str, on_decided: Callable[[Approval], None] | None = None
+    ) -> DecisionOutcome:
+        """`auto_deploy=true`: the team chose no human gate for this run. The same
+        compare-and-set, audit row, MLflow tags and rollout as a click, with the actor
+        `auto_deploy`; approver lists and the two-person rule do not apply."""
+        self.store.audit(AUTO_DEPLOY, "click", approval_id, "approve", {"decision": "approve"})
+        now = self.clock()
+        with self.store.tx() as conn:
+            row = table.fetch(conn, approval_id)
+            if row is None:
+                return self._refuse(AUTO_DEPLOY, approval_id, "not_found", "No such approval.")
+            a = table.to_approval(row)
+            if a.state != "pending":
+                outcome = None
+            else:
+                table.finish(
+                    conn, approval_id, "approved", AUTO_DEPLOY, now, approvers=(AUTO_DEPLOY,)
+                )
+                self.store.audit(AUTO_DEPLOY, "decide", approval_id, "approved", {}, conn=conn)
+                outcome = DecisionOutcome("approved", "", _approval(table.fetch(conn, approval_id)))
+        if outcome is None:
+            return self._late(a, AUTO_DEPLOY)
+        return self._after_decision(outcome, approval_id, on_decided)
+
+    def _after_decision(
+        self,
+        outcome: DecisionOutcome,
+        approval_id: str,
+        on_decided: Callable[[Approval], None] | None,
+    ) -> DecisionOutcome:
+        """What follows a committed decision: tags, the card, and for an approval the
+        deploy. Only the caller whose compare-and-set won gets here with a decision."""
         decided = outcome.approval
         if outcome.status not in ("approved", "rejected") or decided is None:
             return outcome

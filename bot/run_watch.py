@@ -120,6 +120,23 @@ class RunWatcher:
             )
         elif status.state == "awaiting_approval":
             post_results(self.services, row, status, self.files_dir / row.run_id)
+        elif status.state == "deployed":
+            post_results(self.services, row, status, self.files_dir / row.run_id)
+            self._auto_deploy(row.run_id)
+
+    def _auto_deploy(self, run_id: str) -> None:
+        """The run asked for auto_deploy=true and passed the gate: roll it out through the
+        approvals path, so the deploy, the alias moves and the audit are those of a click."""
+        from bot.approval_jobs import show_decision
+
+        book, row = self.services.approvals, self.services.runbook.get(run_id)
+        if book is None or row is None or row.approval_id is None:
+            return
+        pending = book.get(row.approval_id)
+        if pending is None or pending.state != "pending":
+            return  # decided already (an earlier tick, or before a restart)
+        outcome = book.approve_by_policy(row.approval_id)
+        show_decision(book, self.services.slack, outcome)
 
     def _status_failed(self, row: RunRow, exc: UpstreamError) -> None:
         count = self._failures.get(row.run_id, 0) + 1

@@ -18,7 +18,7 @@ RunState = Literal[
     "failed",  # a step failed; see RunStatus.failed_step and .error
     "gated",  # rejected by the evaluation gate; see RunResult.gate_reason
     "awaiting_approval",  # a challenger is registered and waits for a human
-    "deployed",  # auto_deploy=true and the gate passed
+    "deployed",  # auto_deploy=true and the gate passed: approved by policy; the bot rolls out
     "cancelled",
 ]
 FINAL_STATES: frozenset[str] = frozenset(

@@ -32,15 +32,20 @@ def label(a: Approval) -> str:
     return f"{what} {a.model} v{a.version}"
 
 
+def mention(user: str) -> str:
+    """A Slack mention, except for the policy actor, which is no Slack user."""
+    return "policy (auto_deploy=true)" if user == "auto_deploy" else f"<@{user}>"
+
+
 def who_decided(a: Approval) -> str:
     """ "approved by <@U1> at 14:02", "expired at 09:00", "superseded at 10:30"."""
     if a.state == "expired":
         return f"expired at {hhmm(a.decided_at or a.expires_at)}"
     by = ""
     if a.state == "approved" and len(a.approvers) > 1:
-        by = " by " + " and ".join(f"<@{u}>" for u in a.approvers)
+        by = " by " + " and ".join(mention(u) for u in a.approvers)
     elif a.decided_by and a.state != "superseded":
-        by = f" by <@{a.decided_by}>"
+        by = f" by {mention(a.decided_by)}"
     at = f" at {hhmm(a.decided_at)}" if a.decided_at else ""
     return f"{a.state}{by}{at}"
 

@@ -103,7 +103,7 @@ def run_gate_step(
     mlflow_uri: str,
     events_dir: str,
 ) -> str:
-    """Record the gate's verdict on the version; with auto_deploy, promote it to champion.
+    """Record the gate's verdict on the version; with auto_deploy, approve it by policy.
 
     Returns the run's final state: "gated", "awaiting_approval" or "deployed".
     """
@@ -115,27 +115,20 @@ def run_gate_step(
         client.set_model_version_tag(name, version, "gate_reason", reason)
         deployed = passed and auto_deploy
         if deployed:
-            _promote(client, name, version)
+            _approve_by_policy(client, name, version)
         state = "deployed" if deployed else ("awaiting_approval" if passed else "gated")
         facts.update(gate_passed=passed, gate_reason=reason, deployed=deployed)
         print(f"gate: {state}: {reason}", flush=True)
         return state
 
 
-def _promote(client: MlflowClient, name: str, version: str) -> None:
-    """auto_deploy: champion -> this version, the old champion kept as previous_champion.
+def _approve_by_policy(client: MlflowClient, name: str, version: str) -> None:
+    """auto_deploy: the team's policy approves this version instead of a person.
 
-    The serving rollout itself is the deployer's job (the bot sees the "deployed" state).
+    Nothing moves here: the bot rolls the version out through its approvals path (actor
+    `auto_deploy`, audited like a click), and only a successful rollout moves the
+    `champion` and `previous_champion` aliases, exactly as after a human approval.
     """
-    from mlflow.exceptions import MlflowException
-
-    try:
-        old = client.get_model_version_by_alias(name, "champion").version
-    except MlflowException:
-        old = None
-    if old is not None and str(old) != str(version):
-        client.set_registered_model_alias(name, "previous_champion", str(old))
-    client.set_registered_model_alias(name, "champion", version)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for key, value in (
         ("decision", "auto_deploy"),

@@ -256,3 +256,30 @@ def test_the_scheduler_runs_the_watcher(bot: Bot, launcher: ScriptedLauncher) ->
         eventually(lambda: any("now: evaluate" in u["text"] for u in updates_of(bot, ts)))
     finally:
         jobs.shutdown()
+
+
+def test_auto_deploy_rolls_out_once_through_the_approvals_path(
+    tmp_path: Path, launcher: ScriptedLauncher
+) -> None:
+    registry = MemoryRegistry()
+    registry.add("cut", "2", "3")
+    registry.aliases[("cut", "champion")] = "2"
+    bot = start_bot(tmp_path / "b", launcher, lambda s: make_services(s, launcher, registry))
+    try:
+        run_id, _ = start_run(bot, "epochs=2 auto_deploy=true")
+        launcher.move(run_id, **{**finished("3"), "state": "deployed"})
+        watcher = bot.watcher()
+        watcher.tick()
+        watcher.tick()  # a second look (or a restart) must not deploy again
+        deployer = bot.services.deployer
+        assert deployer.calls == [("cut", "3", "models:/ganops-cut/3")]  # type: ignore[union-attr]
+        assert registry.aliases[("cut", "champion")] == "3"
+        assert registry.aliases[("cut", "previous_champion")] == "2"
+        audit = [(r.actor, r.action, r.outcome) for r in bot.services.store.list_audit(50)]
+        assert ("auto_deploy", "decide", "approved") in audit
+        assert audit.count(("ganops", "deploy", "ok")) == 1
+        [card] = [m for m in bot.slack.messages(CHANNEL) if "ready for review" in str(m["blocks"])]
+        assert not buttons(card)  # decided by policy: no buttons left to click
+        assert "Approved by policy (auto_deploy=true)" in card["text"]
+    finally:
+        bot.stop()

@@ -68,12 +68,12 @@ def test_a_rejected_challenger_is_tagged_and_nothing_moves(registry: str, tmp_pa
     assert (gate["gate_passed"], gate["deployed"]) == (False, False)
 
 
-def test_auto_deploy_promotes_and_keeps_the_previous_champion(registry: str) -> None:
+def test_auto_deploy_approves_by_policy_but_moves_no_alias(registry: str) -> None:
     state = run_gate_step(True, "2", "cut", 0.5, 0.35, _scores(0.35), True, registry, "")
     assert state == "deployed"
     client = client_for(registry)
-    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"
-    assert str(client.get_model_version_by_alias(NAME, "previous_champion").version) == "1"
+    # Only a successful rollout (the bot's deployer) moves champion; the gate does not.
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
     tags = client.get_model_version(NAME, "2").tags
     assert (tags["decision"], tags["approved_by"]) == ("auto_deploy", "auto_deploy")
 
