@@ -8,6 +8,7 @@ Inputs are resized to the model's square input size, so outputs come at that siz
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ from model.drift_monitor import DriftMonitor
 
 if TYPE_CHECKING:
     from model.bundle import Bundle
+
+log = logging.getLogger("ganops.serve")
 
 FORMATS = frozenset({"PNG", "JPEG"})
 MAX_SIDE = 8192  # larger images are refused before decoding (decompression bombs)
@@ -77,6 +80,13 @@ class Predictor:
         monitor = None
         if ref_dict is not None:
             reference = DriftReference.from_dict(ref_dict)
+            if reference.image_size not in (None, bundle.net.image_size):
+                # Sharpness and noise depend on resolution: expect a standing false alarm.
+                log.warning(
+                    "drift reference was fitted on %s px images, the model takes %s px",
+                    reference.image_size,
+                    bundle.net.image_size,
+                )
             if window is not None:
                 reference = reference.with_window(window)
             monitor = DriftMonitor(reference, every=drift_every)
