@@ -25,7 +25,7 @@ from pipeline.ports import ConcurrentRunError, RunParams, RunStatus
 pytestmark = pytest.mark.slow
 
 IMAGE = "ganops-trainer:test"
-GOOD = RunParams(steps=10, synthetic_n=8, batch_size=2, image_size=32)
+GOOD = RunParams(steps=10, synthetic_n=32, batch_size=2, image_size=32)
 RUN_TIMEOUT_S = 480
 
 
@@ -232,3 +232,16 @@ def test_evaluate_compares_against_the_champion_on_the_same_inputs(
     assert "| metric | challenger | champion | delta |" in (tmp_path / "summary.md").read_text()
     with Image.open(tmp_path / "grid" / "sample_grid.png") as grid:
         assert grid.format == "PNG"
+
+
+def test_the_registered_version_carries_its_drift_reference(
+    runs: dict[str, RunStatus], state: Path
+) -> None:
+    from model.bundle import load_bundle
+
+    st = runs["good"]
+    assert st.result is not None
+    bundle = load_bundle(f"models:/ganops-cut/{st.result.version}", tracking_uri=_uri(state))
+    reference = bundle.drift_reference
+    assert reference is not None  # the server scores drift against the training inputs
+    assert reference["window"] >= 8
