@@ -91,10 +91,11 @@ def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -
     except UpstreamError as exc:
         _ephemeral(client, channel, user, upstream_text("start the retrain", str(exc)))
         return
-    if outcome.created:
-        book.set_retrain(episode_id, user, outcome.run_id)
+    # Also when the run already existed: a bot that died between starting the run and
+    # recording it on the alarm catches up on the next click.
+    if book.set_retrain(episode_id, user, outcome.run_id):
         render_card(book, client, episode_id, settings_of(context).channel)
-    else:
+    if not outcome.created:
         _ephemeral(
             client,
             channel,

@@ -2,14 +2,17 @@
 reference, scraped every second by a real Prometheus with the alert rules' `for:` cut to a
 few seconds, and the traffic that makes it calm or drifted.
 
-One stack per test module (it takes a torch import and two processes to build); tests move it
-between calm and drifted with `calm()` and `drift()`, which wait until Prometheus has seen it.
+Building one takes a torch import and two processes, so the modules that use it share one
+(`shared_stack`, behind each module's `drift_stack` fixture); tests move it between calm and
+drifted with `calm()` and `drift()`, which wait until Prometheus has seen the change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,6 +74,31 @@ def start_stack(workdir: Path) -> DriftStack:
     return stack
 
 
+_SHARED = pytest.StashKey[dict[str, Any]]()
+
+
+def shared_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DriftStack]:
+    """The body of a module-scoped fixture named `drift_stack`: one stack for all the modules
+    of the session that use it, stopped when the last of them is done."""
+    shared = request.config.stash.setdefault(_SHARED, {})
+    if "stack" not in shared:
+        users = {
+            item.nodeid.split("::")[0]
+            for item in request.session.items
+            if "drift_stack" in getattr(item, "fixturenames", ())
+        }
+        shared["users"] = users
+        shared["stack"] = start_stack(tmp_path_factory.mktemp("drift-stack"))
+        request.config.add_cleanup(shared["stack"].stop)  # after -x or a failed module too
+    stack: DriftStack = shared["stack"]
+    yield stack
+    shared["users"].discard(request.node.nodeid.split("::")[0])
+    if not shared["users"]:
+        shared.pop("stack").stop()
+
+
 def calm(stack: DriftStack, seed: int) -> None:
     """Fill the window twice with drift-free scenes (unseen by the reference: seed != 0) and
     wait until Prometheus holds a score under 1 and no drift alert is pending or firing."""
@@ -84,3 +112,18 @@ def drift(stack: DriftStack, seed: int, knobs: DriftKnobs = SHIFT) -> None:
     rng = np.random.default_rng(seed)
     stack.send(np.stack([apply_knobs(im, knobs, rng) for im in scenes(WINDOW, seed=seed)]))
     stack.prometheus.wait_for(SCORE, lambda r: bool(r) and float(r[0]["value"][1]) > 1.0)
+
+
+def card_text(message: dict[str, Any]) -> str:
+    """An alarm card's blocks as text, for `in` checks."""
+    return str(message["blocks"])
+
+
+def action_ids(message: dict[str, Any]) -> list[str]:
+    """The action ids of a message's buttons, in order."""
+    return [
+        e["action_id"]
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b.get("elements", [])
+    ]

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from slack_sdk import WebClient
 
-from bot.drift_watch import AlarmBook, DriftWatchConfig, DriftWatcher
+from bot.drift_watch import AlarmBook, DriftWatchConfig, DriftWatcher, render_card
+from bot.listeners.alarms import retrain_params
 from bot.localslack import LocalSlack
 from bot.ports import DriftAlert, UpstreamError
+from bot.runs import start_run
 from bot.store import Store
+from tests.bot.drift_stack import action_ids, card_text
+from tests.bot.fake_launcher import ScriptedLauncher
+from tests.bot.fakes_approvals import MemoryRegistry
+from tests.bot.slack_fake import ALICE, BOB, Bot, eventually, make_services, start_bot
+from tests.bot.slack_fake import CHANNEL as BOT_CHANNEL
 
 TOKEN = "xoxb-drift-test"
 CHANNEL = "C_DRIFT"
@@ -110,19 +117,6 @@ def plain_posts(slack: LocalSlack) -> list[dict[str, Any]]:
 
 def in_thread(slack: LocalSlack, ts: str) -> list[dict[str, Any]]:
     return [m for m in slack.messages(CHANNEL) if m["thread_ts"] == ts]
-
-
-def action_ids(message: dict[str, Any]) -> list[str]:
-    return [
-        e["action_id"]
-        for b in message["blocks"]
-        if b["type"] == "actions"
-        for e in b.get("elements", [])
-    ]
-
-
-def card_text(message: dict[str, Any]) -> str:
-    return str(message["blocks"])
 
 
 def test_a_firing_alert_posts_one_card_and_its_plot(
@@ -298,7 +292,7 @@ def test_unreachable_prometheus_is_told_once_with_growing_backoff_then_back_once
     assert [e.state for e in watcher.book.open_episodes()] == ["firing"]
 
     metrics.down = None
-    for _ in range(120):
+    for _ in range(30):  # the next try is due within 60 s of the last failure
         clock.now += 1
         watcher.tick()
     posts = plain_posts(slack)
@@ -363,3 +357,93 @@ def test_a_snooze_that_ends_after_the_drift_says_resolved_not_still_there(
     assert "Input drift resolved" in card_text(card)
     notes = [m for m in in_thread(slack, card["ts"]) if not m["files"]]
     assert all("still there" not in n["text"] for n in notes)
+
+
+# --- the alarm's buttons, through the real Bolt app over signed HTTP (no Prometheus) --------
+
+
+@pytest.fixture
+def bot(tmp_path: Path) -> Iterator[Bot]:
+    launcher = ScriptedLauncher(url_base="http://kfp.test")
+    registry = MemoryRegistry()
+    registry.add("cut", "3")
+    bot = start_bot(tmp_path, launcher, lambda s: make_services(s, launcher, registry=registry))
+    yield bot
+    bot.stop()
+
+
+def post_card(bot: Bot) -> tuple[AlarmBook, str, str]:
+    """Open an episode for cut v3 and post its card as the watcher would: (book, id, ts)."""
+    book = AlarmBook(bot.services.store)
+    episode = book.open(alert(2.5), BOT_CHANNEL).episode_id
+    render_card(book, bot.services.slack, episode, BOT_CHANNEL)
+    ts = book.row_meta(episode)[1]
+    assert ts is not None
+    return book, episode, ts
+
+
+def settle(bot: Bot) -> None:
+    eventually(lambda: bot.executor.busy == 0)
+
+
+def test_a_retrain_click_after_a_crash_records_the_run_on_the_alarm(bot: Bot) -> None:
+    book, episode, ts = post_card(bot)
+    # The first click's listener started the run, then the bot died before noting it.
+    params = retrain_params(bot.services, "cut", "3")
+    first = start_run(bot.services, params, episode, requested_by=ALICE, channel=BOT_CHANNEL)
+    bot.click("alarm_retrain", episode, ALICE, ts)
+    settle(bot)
+    launcher = cast(ScriptedLauncher, bot.services.launcher)
+    assert launcher.launches == 1
+    assert book.get(episode).retrain_run_id == first.run_id  # type: ignore[union-attr]
+    [card] = [m for m in bot.slack.messages(BOT_CHANNEL) if m["ts"] == ts]
+    assert f"run `{first.run_id}`" in card_text(card)
+    assert action_ids(card) == []
+    [note] = bot.slack.ephemerals(ALICE)
+    assert "already running" in note["text"]
+
+
+def test_a_retrain_click_while_the_backend_is_down_says_so_and_changes_nothing(
+    bot: Bot,
+) -> None:
+    book, episode, ts = post_card(bot)
+    launcher = cast(ScriptedLauncher, bot.services.launcher)
+    launcher.down = True
+    bot.click("alarm_retrain", episode, ALICE, ts)
+    [note] = bot.slack.wait_for(lambda s: s.ephemerals(ALICE))
+    assert "Could not start the retrain" in note["text"]
+    settle(bot)
+    assert book.get(episode).retrain_run_id is None  # type: ignore[union-attr]
+    assert slack_updates(bot) == 0
+    launcher.down = False  # the button still works afterwards
+    bot.click("alarm_retrain", episode, ALICE, ts)
+    settle(bot)
+    assert launcher.launches == 1
+    assert book.get(episode).retrain_run_id == "run-1"  # type: ignore[union-attr]
+
+
+def test_a_retrain_click_respects_one_run_per_model(bot: Bot) -> None:
+    _, episode, ts = post_card(bot)
+    bot.slash("/retrain", "epochs=2", user=BOB)
+    bot.slack.wait_for(lambda s: len(s.messages(BOT_CHANNEL)) == 2)
+    bot.click("alarm_retrain", episode, ALICE, ts)
+    [note] = bot.slack.wait_for(lambda s: s.ephemerals(ALICE))
+    assert "already going: `run-1`" in note["text"]
+    settle(bot)
+    assert cast(ScriptedLauncher, bot.services.launcher).launches == 1
+
+
+def test_a_click_on_an_unknown_alarm_is_answered(bot: Bot) -> None:
+    _, _, ts = post_card(bot)
+    bot.click("alarm_snooze", "drift-cut-v3-forged", ALICE, ts)
+    bot.click("alarm_retrain", "drift-cut-v3-forged", BOB, ts)
+    [snooze] = bot.slack.wait_for(lambda s: s.ephemerals(ALICE))
+    [retrain] = bot.slack.wait_for(lambda s: s.ephemerals(BOB))
+    assert "already ended or been handled" in snooze["text"]
+    assert "no longer known" in retrain["text"]
+    settle(bot)
+    assert cast(ScriptedLauncher, bot.services.launcher).launches == 0
+
+
+def slack_updates(bot: Bot) -> int:
+    return len(bot.slack.calls("chat.update"))

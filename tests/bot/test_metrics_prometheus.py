@@ -22,16 +22,16 @@ from tests.bot.drift_stack import (
     DriftStack,
     calm,
     drift,
-    start_stack,
+    shared_stack,
 )
 from tests.prometheus import free_port
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DriftStack]:
-    stack = start_stack(tmp_path_factory.mktemp("drift-stack"))
-    yield stack
-    stack.stop()
+def drift_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DriftStack]:
+    yield from shared_stack(request, tmp_path_factory)
 
 
 def firing(metrics: PrometheusMetrics, timeout: float = 30.0) -> list[DriftAlert]:
@@ -45,31 +45,31 @@ def firing(metrics: PrometheusMetrics, timeout: float = 30.0) -> list[DriftAlert
 
 
 @pytest.mark.slow
-def test_drift_free_traffic_fires_nothing(stack: DriftStack) -> None:
-    calm(stack, seed=1)
+def test_drift_free_traffic_fires_nothing(drift_stack: DriftStack) -> None:
+    calm(drift_stack, seed=1)
     time.sleep(FOR_S + 3.0)  # longer than `for:` plus a scrape and a rule evaluation
     # Over that whole stretch: never a pending or firing alert, the score always under 1.
     window = f"[{FOR_S + 2}s]"
-    assert stack.prometheus.query(f"count_over_time({ALERT}{window})") == []
-    [peak] = stack.prometheus.query(f"max_over_time({SCORE}{window})")
+    assert drift_stack.prometheus.query(f"count_over_time({ALERT}{window})") == []
+    [peak] = drift_stack.prometheus.query(f"max_over_time({SCORE}{window})")
     assert float(peak["value"][1]) < 1.0
-    assert PrometheusMetrics(stack.prometheus.url).firing_drift_alerts() == []
+    assert PrometheusMetrics(drift_stack.prometheus.url).firing_drift_alerts() == []
 
 
 @pytest.mark.slow
-def test_shifted_traffic_fires_with_the_version_score_and_features(stack: DriftStack) -> None:
-    drift(stack, seed=2)
+def test_shifted_traffic_fires_with_the_version_score_and_features(drift_stack: DriftStack) -> None:
+    drift(drift_stack, seed=2)
     started = time.time()
-    metrics = PrometheusMetrics(stack.prometheus.url, timeout_s=2.5)  # sent as "2500ms"
+    metrics = PrometheusMetrics(drift_stack.prometheus.url, timeout_s=2.5)  # sent as "2500ms"
     [alert] = firing(metrics)
 
     assert (alert.model, alert.version) == (MODEL, VERSION)
     assert alert.score > 1.0
-    assert alert.score == pytest.approx(stack.score())  # no traffic since: a steady gauge
+    assert alert.score == pytest.approx(drift_stack.score())  # no traffic since: a steady gauge
     assert alert.features["brightness"] > 1.0
     assert set(alert.features) >= {"brightness", "contrast"}
     assert alert.score >= max(alert.features.values()) - 1e-9  # the score is the worst test
-    per_feature = stack.prometheus.query(
+    per_feature = drift_stack.prometheus.query(
         f'gan_input_drift_feature_score{{{SELECTOR},feature="contrast"}}'
     )
     assert alert.features["contrast"] == pytest.approx(float(per_feature[0]["value"][1]))
@@ -78,16 +78,16 @@ def test_shifted_traffic_fires_with_the_version_score_and_features(stack: DriftS
 
 
 @pytest.mark.slow
-def test_score_history_returns_the_samples(stack: DriftStack) -> None:
-    drift(stack, seed=3)
+def test_score_history_returns_the_samples(drift_stack: DriftStack) -> None:
+    drift(drift_stack, seed=3)
     time.sleep(2.0)  # a couple more scrapes
-    metrics = PrometheusMetrics(stack.prometheus.url)
+    metrics = PrometheusMetrics(drift_stack.prometheus.url)
     history = metrics.score_history(MODEL, VERSION, hours=0.25)
     assert history, "no samples"
     times = [t for t, _ in history]
     assert times == sorted(times)
     assert time.time() - 15 * 60 - 30 < times[0] <= times[-1] <= time.time() + 1
-    assert history[-1][1] == pytest.approx(stack.score())
+    assert history[-1][1] == pytest.approx(drift_stack.score())
     assert all(v >= 0 for _, v in history)
     assert metrics.score_history(MODEL, "no-such-version", hours=0.25) == []
 
@@ -118,8 +118,8 @@ def test_a_server_that_never_answers_times_out() -> None:
 
 
 @pytest.mark.slow
-def test_a_bad_query_is_refused_with_prometheus_reason(stack: DriftStack) -> None:
-    metrics = PrometheusMetrics(stack.prometheus.url, alert='Gan"Broken')
+def test_a_bad_query_is_refused_with_prometheus_reason(drift_stack: DriftStack) -> None:
+    metrics = PrometheusMetrics(drift_stack.prometheus.url, alert='Gan"Broken')
     with pytest.raises(UpstreamError, match="refused the query: HTTP Status Code 400") as error:
         metrics.firing_drift_alerts()
     assert "bad_data" in str(error.value)
