@@ -1,0 +1,136 @@
+"""The shortened demo, end to end, as a user runs it: `ganops demo --quick`.
+
+Real Prometheus, real MLflow (sqlite store and the UI server), real kfp.local runs, the real
+LocalDeployer and model server, all driven through the shell adapter. Each stage is checked
+in what it left behind (the audit log, MLflow, the alarms and runs tables, image files, the
+processes), not only in what it printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.prometheus import prometheus_binary
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def rows(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def live_processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(f"{proc.name}: {cmdline[:160]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    if prometheus_binary() is None:
+        pytest.skip("prometheus is not installed (make prometheus)")
+    state = tmp_path_factory.mktemp("demo") / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "GANOPS_"))}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("KFP_HOST", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--quick", "--state-dir", str(state)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    return state, out
+
+
+def test_every_stage_ran_and_was_timed(demo: tuple[Path, str]) -> None:
+    _, out = demo
+    for stage in ("1/6 set-up", "2/6 bootstrap", "3/6 retrain", "4/6 approvals", "5/6 drift"):
+        assert f"══ {stage}" in out
+    assert "timings:" in out
+    assert "Traceback" not in out
+
+
+def test_bob_was_refused_and_carol_deployed(demo: tuple[Path, str]) -> None:
+    state, _ = demo
+    audit = [
+        (r["actor"], r["action"], r["outcome"])
+        for r in rows(state / "ganops.db", "SELECT * FROM audit ORDER BY id")
+    ]
+    assert ("U_BOB", "decide", "refused") in audit
+    assert audit.count(("U_CAROL", "decide", "approved")) == 2  # bootstrap and retrain
+    assert audit.count(("ganops", "deploy", "ok")) == 2
+    assert ("U_ALICE", "retrain", "started") in audit
+    approvals = rows(state / "ganops.db", "SELECT * FROM approvals ORDER BY created_at")
+    assert [a["state"] for a in approvals[:2]] == ["approved", "approved"]
+    assert approvals[1]["decided_by"] == "U_CAROL"
+
+
+def test_the_champion_moved_in_mlflow(demo: tuple[Path, str]) -> None:
+    from mlflow import MlflowClient
+
+    state, _ = demo
+    client = MlflowClient(tracking_uri=f"sqlite:///{state / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("ganops-cut", "champion")
+    previous = client.get_model_version_by_alias("ganops-cut", "previous_champion")
+    assert (champion.version, previous.version) == ("2", "1")
+    assert champion.tags["approved_by"] == "U_CAROL"
+    assert champion.tags["data_digest"].startswith("sha256:")
+    serving = state / "serving"
+    assert not (serving / "current.json").exists()  # the demo stopped its server
+
+
+def test_the_results_cards_images_were_saved(demo: tuple[Path, str]) -> None:
+    state, out = demo
+    grids = sorted((state / "shell-files").glob("*sample_grid*.png"))
+    assert len(grids) >= 2
+    for grid in grids:
+        assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert str(grid) in out  # its path was printed
+
+
+def test_drift_fired_and_retrain_was_threaded_under_the_alarm(demo: tuple[Path, str]) -> None:
+    state, _ = demo
+    db = state / "ganops.db"
+    alarms = rows(db, "SELECT * FROM alarms WHERE retrain_run_id IS NOT NULL")
+    assert len(alarms) == 1
+    alarm = alarms[0]
+    assert alarm["peak_score"] > 1.0
+    assert json.loads(alarm["features"])
+    runs = rows(db, "SELECT * FROM runs WHERE run_id=?", alarm["retrain_run_id"])
+    assert len(runs) == 1
+    assert runs[0]["thread_ts"] == alarm["message_ts"]
+    assert runs[0]["request_id"] == alarm["episode_id"]
+
+
+def test_every_process_it_started_is_gone(demo: tuple[Path, str]) -> None:
+    state, _ = demo
+    assert live_processes_mentioning(str(state)) == []
