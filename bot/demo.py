@@ -141,6 +141,7 @@ def run_demo(cfg: DemoConfig, out: TextIO) -> int:
                 filename=cfg.state_dir / "bot.log",
                 force=True,
             )
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run
             shell = Shell(settings, out, user="alice")
             stack.callback(shell.close)
             deployer = shell.services.deployer
