@@ -143,11 +143,12 @@ def run_demo(cfg: DemoConfig, out: TextIO) -> int:
             )
             logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run
             shell = Shell(settings, out, user="alice")
-            stack.callback(shell.close)
             deployer = shell.services.deployer
             stop_server = getattr(deployer, "stop", None)
             if stop_server is not None:
                 stack.callback(stop_server)
+            # Registered last, so it runs first: the bot stops before what it watches.
+            stack.callback(shell.close)
             shell.jobs.start()
             say(f"the bot is up (state in {cfg.state_dir}); the local KFP runner is kfp.local")
         demo = _Demo(shell, cfg, say)

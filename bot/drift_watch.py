@@ -103,7 +103,10 @@ class DriftWatcher:
                 if self.book.resolve(view.episode_id):
                     self.render(view.episode_id)
                 continue
-            self.book.update_score(view.episode_id, alert.score, alert.features)
+            if alert.features:
+                self.book.update_score(view.episode_id, alert.score, alert.features)
+            # else: the alert still fires but its series went stale (a server restarting);
+            # the card keeps the last values it had rather than showing a score of 0.
             self.render(view.episode_id)
         for alert in firing.values():
             opened = self.book.open(alert, self.config.channel)

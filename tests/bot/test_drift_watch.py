@@ -447,3 +447,17 @@ def test_a_click_on_an_unknown_alarm_is_answered(bot: Bot) -> None:
 
 def slack_updates(bot: Bot) -> int:
     return len(bot.slack.calls("chat.update"))
+
+
+def test_a_stale_series_keeps_the_cards_last_values(
+    watcher: DriftWatcher, metrics: Metrics, slack: LocalSlack
+) -> None:
+    metrics.firing = [alert(4.2, brightness=3.5)]
+    watcher.tick()
+    # The alert still fires, but the server's series went stale (no score, no features).
+    metrics.firing = [DriftAlert(model="cut", version="3", score=0.0, features={})]
+    watcher.tick()
+    [card] = cards(slack)
+    assert "4.20" in card_text(card)
+    assert "brightness" in card_text(card)
+    assert watcher.book.open_episodes()[0].features == {"brightness": 3.5}

@@ -101,7 +101,7 @@ def test_the_champion_moved_in_mlflow(demo: tuple[Path, str]) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{state / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("ganops-cut", "champion")
     previous = client.get_model_version_by_alias("ganops-cut", "previous_champion")
-    assert (champion.version, previous.version) == ("2", "1")
+    assert (str(champion.version), str(previous.version)) == ("2", "1")
     assert champion.tags["approved_by"] == "U_CAROL"
     assert champion.tags["data_digest"].startswith("sha256:")
     serving = state / "serving"
