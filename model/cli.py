@@ -75,6 +75,7 @@ def _train_parser() -> _Parser:
     p.add_argument("--out", type=Path, default=Path(".ganops/train"), help="output folder")
     p.add_argument("--checkpoint-every", type=_positive(int))
     p.add_argument("--no-amp", action="store_true", help="train in fp32 even where bf16 is fast")
+    p.add_argument("--threads", type=_positive(int), help="CPU threads (default: all cores)")
     p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, or none)")
     p.add_argument("--experiment", default="ganops")
     p.add_argument("--register", metavar="NAME", help="register the model under NAME")

@@ -87,8 +87,12 @@ def wrap(module: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
     """`module` in DDP when this run has several processes; unchanged otherwise."""
     if not info.distributed:
         return module
-    device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=True)
+    if device.type != "cuda":
+        # SyncBatchNorm needs GPUs: on CPU each rank keeps its own batch statistics, and DDP
+        # broadcasts rank 0's running statistics before every forward (its default).
+        return DistributedDataParallel(module)
+    module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return DistributedDataParallel(module, device_ids=[device.index])
 
 
 def barrier() -> None:

@@ -85,7 +85,7 @@ def step_options(cfg: TrainConfig, device: torch.device) -> StepOptions:
     return StepOptions(device, amp_dtype(device, cfg.amp), channels_last=device.type == "cuda")
 
 
-def _load_domain(folder: Path, image_size: int) -> torch.Tensor:
+def load_domain(folder: Path, image_size: int) -> torch.Tensor:
     """Every image of `folder` as uint8 NCHW (4x smaller than float; converted per batch)."""
     paths = list_images(folder)
     if not paths:
@@ -102,17 +102,21 @@ def _to_float(batch: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _deterministic(device: torch.device) -> Iterator[None]:
-    """Deterministic kernels on CPU for the run, restored afterwards; cuDNN autotune on GPU."""
-    before = torch.are_deterministic_algorithms_enabled()
+def _runtime(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
+    """For the run only: deterministic kernels and `cfg.threads` threads on CPU, cuDNN
+    autotuning on GPU."""
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
 
 
 def _seed_everything(seed: int) -> None:
@@ -121,7 +125,7 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-class _Batches:
+class Batches:
     """The batch order: A through DistributedSampler (reshuffled per epoch, sharded per rank),
     B drawn at random from a generator seeded by (seed, step, rank). Both depend only on the
     step, so a resumed run sees exactly the batches an uninterrupted run would."""
@@ -198,9 +202,9 @@ class TrainSession:
         self.ckpt_path = checkpoint_path(self.out_dir)
         self.history: list[tuple[int, dict[str, float]]] = []
         size = cfg.net.image_size
-        a = _load_domain(self.data / "trainA", size).to(device)
-        b = _load_domain(self.data / "trainB", size).to(device)
-        self.batches = _Batches(a, b, cfg, self.dist.rank, self.dist.world_size)
+        a = load_domain(self.data / "trainA", size).to(device)
+        b = load_domain(self.data / "trainB", size).to(device)
+        self.batches = Batches(a, b, cfg, self.dist.rank, self.dist.world_size)
         self.digest = dataset_digest(self.data) if self.dist.is_main else ""
         _seed_everything(cfg.seed)
         self.trainer: GanTrainer = make_trainer(
@@ -245,6 +249,10 @@ class TrainSession:
         )
 
     def run(self, resume: bool) -> TrainResult:
+        with _runtime(self.cfg, self.device):
+            return self._run(resume)
+
+    def _run(self, resume: bool) -> TrainResult:
         start = self.resume() if resume else 0
         total = self.batches.total_steps()
         if start == 0:
@@ -336,6 +344,4 @@ def train(
         TrainError: unusable data, a batch the data cannot fill, or a foreign checkpoint.
         ValueError: a network config the factories reject.
     """
-    with _deterministic(device):
-        session = TrainSession(cfg, data, device, tracker, out_dir, progress)
-        return session.run(resume)
+    return TrainSession(cfg, data, device, tracker, out_dir, progress).run(resume)

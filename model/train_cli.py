@@ -45,7 +45,7 @@ def train_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:
     chosen: dict[str, Any] = {**train_defaults(name), **{k: v for k, v in flags.items() if v}}
     if args.epochs:
         chosen["steps"] = None
-    return TrainConfig(net=net, seed=args.seed, amp=not args.no_amp, **chosen)
+    return TrainConfig(net=net, seed=args.seed, amp=not args.no_amp, threads=args.threads, **chosen)
 
 
 def prepare_data(args: argparse.Namespace, cfg: TrainConfig, info: distributed.DistInfo) -> Path:

@@ -185,7 +185,7 @@ def test_a_killed_training_process_resumes_at_the_checkpointed_step(
 ) -> None:
     out = tmp_path / "run"
     args = ["train", str(data), "--steps", "400", "--checkpoint-every", "5",
-            "--batch-size", "2", "--no-eval", "--out", str(out)]  # fmt: skip
+            "--batch-size", "2", "--threads", "1", "--no-eval", "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(_cli(*args), env=_env(), cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     ckpt = checkpoint_path(out)

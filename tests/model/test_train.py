@@ -30,6 +30,7 @@ MINI = TrainConfig(
     checkpoint_every=3,
     log_every=1,
     amp=False,
+    threads=1,  # robust on busy CI machines; see TrainConfig.threads
 )
 
 
@@ -142,7 +143,8 @@ def test_device_and_precision_choice() -> None:
 @pytest.mark.slow
 def test_a_short_real_run_beats_the_untrained_generator(tmp_path: Path) -> None:
     data = make_synthetic(tmp_path / "data", n_train=64, n_test=32, image_size=32)
-    cfg = TrainConfig(net=preset("tiny"), steps=150, batch_size=2, lr=5e-4, log_every=50)
+    cfg = TrainConfig(net=preset("tiny"), steps=150, batch_size=2, lr=5e-4, log_every=50,
+                      threads=1)  # fmt: skip
     session = TrainSession(cfg, data, torch.device("cpu"), NullTracker(), tmp_path / "out")
     ecfg = EvalConfig(num_images=32)
     eval_data = load_eval_data(data, ecfg, 32)

@@ -1,0 +1,130 @@
+"""Does the tiny preset learn the synthetic style on the CPU in 90 s?
+
+Trains CUT (the default model) and CycleGAN, tiny preset with its tuned defaults, on the
+synthetic set and reports SSIM to the ground-truth translation (model.evaluate, fixed
+inputs) before and after, for each.
+The step count is sized to the time budget from a short calibration run, so that the learning
+rate schedule completes; a guard stops training if the machine turns out slower.
+
+Prints one JSON object. Goal: SSIM >= 0.6 after 90 s of CPU training.
+Usage: bench/learning.py [--seconds 90] [--model cut|cyclegan|both]   (about 4 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.config import EvalConfig, TrainConfig, preset, train_defaults
+from model.data import make_synthetic
+from model.evaluate import evaluate, load_eval_data
+from model.steps import make_trainer
+from model.tracking import NullTracker
+from model.train import Batches, ProgressEvent, TrainSession, load_domain, step_options
+from model.train_cli import SYNTHETIC_TEST, SYNTHETIC_TRAIN
+
+GOAL = 0.6
+
+
+class OutOfTime(Exception):
+    pass
+
+
+def steps_per_second(cfg: TrainConfig, data: Path, device: torch.device, seconds: float) -> float:
+    """Time the real step on real batches for `seconds` (after a warm-up)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    size = cfg.net.image_size
+    batches = Batches(load_domain(data / "trainA", size), load_domain(data / "trainB", size),
+                       cfg, rank=0, world=1)  # fmt: skip
+    trainer = make_trainer(cfg, step_options(cfg, device))
+    for step in range(5):
+        trainer.train_step(*batches.get(step)[1:])
+    start, done = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        trainer.train_step(*batches.get(done)[1:])
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+def run(
+    model: str, seconds: float, threads: int | None, root: Path, device: torch.device
+) -> dict[str, object]:
+    data = root / "data"
+    base = TrainConfig(net=preset("tiny", model), threads=threads, **train_defaults("tiny"))
+    rate = steps_per_second(base, data, device, seconds=min(8.0, seconds / 10))
+    cfg = dataclasses.replace(base, steps=max(1, int(rate * seconds * 0.95)),
+                              log_every=10, checkpoint_every=10**9)  # fmt: skip
+    ecfg = EvalConfig()
+    eval_data = load_eval_data(data, ecfg, cfg.net.image_size)
+    session = TrainSession(cfg, data, device, NullTracker(), root / model)
+    before = evaluate(session.trainer.generator, eval_data, ecfg, device)
+    done = [0]
+
+    def guard(event: ProgressEvent) -> None:
+        done[0] = event.step
+        if event.elapsed_s > seconds:
+            raise OutOfTime
+
+    session.progress = guard
+    started = time.perf_counter()
+    with contextlib.suppress(OutOfTime):
+        session.run(resume=False)
+    elapsed = time.perf_counter() - started
+    after = evaluate(session.trainer.generator, eval_data, ecfg, device)
+    after.grid.save(root / f"{model}-grid.png")
+    return {
+        "model": model,
+        "train_seconds": round(elapsed, 1),
+        "steps": done[0],
+        "planned_steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "ssim_start": round(before.metrics["ssim"], 4),
+        "ssim_end": round(after.metrics["ssim"], 4),
+        "ssim_identity": round(eval_data.reference["ssim_identity"], 4),
+        "deploy_score_start": round(before.deploy_score, 4),
+        "deploy_score_end": round(after.deploy_score, 4),
+        "goal_met": after.metrics["ssim"] >= GOAL,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=90.0)
+    parser.add_argument("--model", choices=("cut", "cyclegan", "both"), default="both")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (0: torch's default; 1 is robust on busy machines)")  # fmt: skip
+    args = parser.parse_args(argv)
+    device = torch.device("cpu")
+    models = ("cut", "cyclegan") if args.model == "both" else (args.model,)
+    with tempfile.TemporaryDirectory(prefix="ganops-learning-") as tmp:
+        root = Path(tmp)
+        make_synthetic(root / "data", n_train=SYNTHETIC_TRAIN, n_test=SYNTHETIC_TEST)
+        threads = args.threads or None
+        results = [run(model, args.seconds, threads, root, device) for model in models]
+    report = {
+        "benchmark": "learning",
+        "preset": "tiny",
+        "device": "cpu",
+        "threads": args.threads or torch.get_num_threads(),
+        "budget_s": args.seconds,
+        "goal_ssim": GOAL,
+        "results": results,
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
