@@ -25,12 +25,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.batches import Batches, load_domain
 from model.config import EvalConfig, TrainConfig, preset, train_defaults
 from model.data import make_synthetic
 from model.evaluate import evaluate, load_eval_data
 from model.steps import make_trainer
 from model.tracking import NullTracker
-from model.train import Batches, ProgressEvent, TrainSession, load_domain, step_options
+from model.train import ProgressEvent, TrainSession, step_options
 from model.train_cli import SYNTHETIC_TEST, SYNTHETIC_TRAIN
 
 GOAL = 0.6

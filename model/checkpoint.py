@@ -82,3 +82,22 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT or "step" not in data:
         raise CheckpointError(f"{path}: not a ganops training checkpoint")
     return data
+
+
+def to_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's state in checkpoint form: "generator" holds what a bundle ships (the
+    weight average, or G itself, stored once), so `load_bundle(checkpoint)` serves it."""
+    nets = dict(state["nets"])
+    if "ema" in state:
+        ema = state["ema"]
+        return {"generator": ema["model"], "ema_updates": ema["updates"], "nets": nets,
+                "optims": state["optims"]}  # fmt: skip
+    return {"generator": nets.pop("G"), "nets": nets, "optims": state["optims"]}
+
+
+def from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `to_checkpoint`."""
+    if "ema_updates" in ckpt:
+        ema = {"model": ckpt["generator"], "updates": ckpt["ema_updates"]}
+        return {"nets": ckpt["nets"], "optims": ckpt["optims"], "ema": ema}
+    return {"nets": {**ckpt["nets"], "G": ckpt["generator"]}, "optims": ckpt["optims"]}

@@ -14,33 +14,30 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler
 
 from model import distributed
+from model.batches import Batches, TrainError, load_domain
 from model.bundle import save_bundle
 from model.checkpoint import (
     CheckpointError,
     checkpoint_path,
+    from_checkpoint,
     load_checkpoint,
     restore_rng,
     rng_state,
     save_checkpoint,
+    to_checkpoint,
 )
 from model.config import TrainConfig
-from model.data import dataset_digest, list_images, load_image
+from model.data import dataset_digest
 from model.distributed import pick_device
 from model.steps import GanTrainer, StepOptions, make_trainer
 from model.tracking import NullTracker, Tracker
 
 __all__ = ["ProgressEvent", "TrainError", "TrainResult", "pick_device", "train"]
-
-
-class TrainError(Exception):
-    """Training cannot start: bad data, a config the data cannot feed, a foreign checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -85,22 +82,6 @@ def step_options(cfg: TrainConfig, device: torch.device) -> StepOptions:
     return StepOptions(device, amp_dtype(device, cfg.amp), channels_last=device.type == "cuda")
 
 
-def load_domain(folder: Path, image_size: int) -> torch.Tensor:
-    """Every image of `folder` as uint8 NCHW (4x smaller than float; converted per batch)."""
-    paths = list_images(folder)
-    if not paths:
-        raise TrainError(f"no images in {folder}")
-    try:
-        images = [load_image(p, image_size) for p in paths]
-    except OSError as exc:
-        raise TrainError(f"cannot read {folder}: {exc} (run `ganops validate`)") from None
-    return ((torch.stack(images) + 1.0) * 127.5).round().to(torch.uint8)
-
-
-def _to_float(batch: torch.Tensor) -> torch.Tensor:
-    return batch.float().div_(127.5).sub_(1.0)
-
-
 @contextlib.contextmanager
 def _runtime(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
     """For the run only: deterministic kernels and `cfg.threads` threads on CPU, cuDNN
@@ -123,63 +104,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
-
-
-class Batches:
-    """The batch order: A through DistributedSampler (reshuffled per epoch, sharded per rank),
-    B drawn at random from a generator seeded by (seed, step, rank). Both depend only on the
-    step, so a resumed run sees exactly the batches an uninterrupted run would."""
-
-    def __init__(self, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig, rank: int, world: int):
-        self.a, self.b, self.cfg, self.rank, self.world = a, b, cfg, rank, world
-        # The sampler only needs len(); the images stay in one tensor on the device.
-        self.sampler: DistributedSampler[int] = DistributedSampler(
-            range(len(a)),  # type: ignore[arg-type]
-            num_replicas=world,
-            rank=rank,
-            shuffle=True,
-            seed=cfg.seed,
-        )
-        self.per_epoch = len(self.sampler) // cfg.batch_size
-        if self.per_epoch < 1:
-            raise TrainError(
-                f"{len(a)} training images cannot fill one batch of {cfg.batch_size} "
-                f"per process ({world} processes); lower --batch-size"
-            )
-        self._epoch, self._order = -1, list[int]()
-
-    def total_steps(self) -> int:
-        return self.cfg.steps if self.cfg.steps is not None else self.cfg.epochs * self.per_epoch
-
-    def get(self, step: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-        epoch, pos = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            self.sampler.set_epoch(epoch)
-            self._epoch, self._order = epoch, list(self.sampler)
-        bs = self.cfg.batch_size
-        idx_a = torch.tensor(self._order[pos * bs : (pos + 1) * bs])
-        rng = torch.Generator().manual_seed((self.cfg.seed << 32) + step * self.world + self.rank)
-        idx_b = torch.randint(len(self.b), (bs,), generator=rng)
-        return epoch, _to_float(self.a[idx_a]), _to_float(self.b[idx_b])
-
-
-def _checkpoint_state(state: dict[str, Any]) -> dict[str, Any]:
-    """The trainer's state in checkpoint form: "generator" holds what a bundle ships (the
-    weight average, or G itself, stored once), so `load_bundle(checkpoint)` serves it."""
-    nets = dict(state["nets"])
-    if "ema" in state:
-        ema = state["ema"]
-        return {"generator": ema["model"], "ema_updates": ema["updates"], "nets": nets,
-                "optims": state["optims"]}  # fmt: skip
-    return {"generator": nets.pop("G"), "nets": nets, "optims": state["optims"]}
-
-
-def _trainer_state(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of `_checkpoint_state`."""
-    if "ema_updates" in ckpt:
-        ema = {"model": ckpt["generator"], "updates": ckpt["ema_updates"]}
-        return {"nets": ckpt["nets"], "optims": ckpt["optims"], "ema": ema}
-    return {"nets": {**ckpt["nets"], "G": ckpt["generator"]}, "optims": ckpt["optims"]}
 
 
 class TrainSession:
@@ -226,7 +150,7 @@ class TrainSession:
                 f"{self.ckpt_path} was trained with a different network config; "
                 "use another --out or the same model, preset and image size"
             )
-        self.trainer.load_state_dict(_trainer_state(ckpt))
+        self.trainer.load_state_dict(from_checkpoint(ckpt))
         restore_rng(ckpt["rng"], self.device)
         self.history = [(int(s), dict(v)) for s, v in ckpt.get("history", [])]
         return int(ckpt["step"])
@@ -242,7 +166,7 @@ class TrainSession:
                 "train": self.cfg.to_dict(),
                 "seed": self.cfg.seed,
                 "data_digest": self.digest,
-                **_checkpoint_state(self.trainer.state_dict()),
+                **to_checkpoint(self.trainer.state_dict()),
                 "rng": rng_state(self.device),
                 "history": self.history,
             },

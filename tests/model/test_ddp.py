@@ -10,11 +10,12 @@ import torch
 import torch.multiprocessing as mp
 
 from model import distributed
+from model.batches import Batches, load_domain
 from model.bundle import unwrap
 from model.config import TrainConfig, preset
 from model.data import make_synthetic
 from model.tracking import NullTracker
-from model.train import Batches, TrainSession, load_domain
+from model.train import TrainSession
 
 WORLD = 2
 MODELS = ("cut", "cyclegan")
