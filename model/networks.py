@@ -221,8 +221,9 @@ def init_weights(module: M, std: float = 0.02, generator: torch.Generator | None
     return module
 
 
-def check_net_config(net: NetConfig) -> None:
-    """Raise `ValueError` (one line) when the factories cannot build `net`."""
+def check_net_config(net: NetConfig, training: bool = False) -> None:
+    """Raise `ValueError` (one line) when the factories cannot build `net`; with `training`,
+    also when CUT's NCE layers do not fit the generator (serving needs the generator only)."""
     if net.model not in MODEL_NAMES:
         raise ValueError(f"unknown model {net.model!r}; choose one of {', '.join(MODEL_NAMES)}")
     get_norm_layer(net.norm)
@@ -241,7 +242,11 @@ def check_net_config(net: NetConfig) -> None:
             f"discriminator; use at least {3 * 2**net.n_layers_d} or fewer layers"
         )
     encoder = _ENCODER_STEM + net.n_blocks
-    if net.model == "cut" and not all(0 <= i < encoder for i in net.nce_layers or [-1]):
+    if (
+        training
+        and net.model == "cut"
+        and not all(0 <= i < encoder for i in net.nce_layers or [-1])
+    ):
         raise ValueError(
             f"nce layers {list(net.nce_layers)} must be non-empty indices in [0, {encoder}) "
             f"for {net.n_blocks} resnet blocks"

@@ -32,7 +32,7 @@ def train_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:
     overrides = {"image_size": args.image_size} if args.image_size else {}
     try:
         net = preset(name, args.model, **overrides)
-        check_net_config(net)
+        check_net_config(net, training=True)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     flags = {
