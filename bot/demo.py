@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 import sys
@@ -36,6 +37,7 @@ from bot.settings import load_settings
 from bot.shell import Shell, user_id
 
 MODEL = "cut"
+MAX_RETRAIN_STEPS = 1600
 
 
 class DemoError(Exception):
@@ -45,7 +47,7 @@ class DemoError(Exception):
 @dataclass(frozen=True)
 class DemoConfig:
     state_dir: Path
-    bootstrap_steps: int = 200
+    bootstrap_steps: int = 60
     retrain_steps: int = 400
     requests_per_phase: int = 96
     run_timeout_s: float = 420.0
@@ -88,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         cfg = DemoConfig(
             state_dir=cfg.state_dir,
-            bootstrap_steps=60,
+            bootstrap_steps=40,
             retrain_steps=160,
             requests_per_phase=64,
             mlflow_ui=cfg.mlflow_ui,
@@ -199,13 +201,22 @@ class _Demo:
 
     def retrain(self) -> str:
         before = self.services.registry.get_alias(MODEL, "champion")
+        # The challenger must beat the champion at the gate: train it longer than the
+        # champion was trained (a second demo run meets the first run's champion).
+        steps = min(MAX_RETRAIN_STEPS, max(self.cfg.retrain_steps, 2 * _steps_of(before)))
         seed = int(time.time()) % 1000  # a fresh challenger each demo
-        self._run_and_wait("alice", f"/retrain steps={self.cfg.retrain_steps} seed={seed}")
-        pending = [a for a in self._pending() if before is None or a.version != before.version]
-        if not pending:
-            raise DemoError("the retrain did not reach 'awaiting approval' (see the run message)")
-        self.say(f"sample grid and loss curve saved under {self.files_dir}")
-        return pending[-1].approval_id
+        for attempt in range(2):
+            self._run_and_wait("alice", f"/retrain steps={steps} seed={seed + attempt}")
+            pending = [a for a in self._pending() if before is None or a.version != before.version]
+            if pending:
+                self.say(f"sample grid and loss curve saved under {self.files_dir}")
+                return pending[-1].approval_id
+            latest = self.services.runbook.recent(1)
+            if not latest or latest[0].state != "gated" or steps >= MAX_RETRAIN_STEPS:
+                break
+            steps = min(MAX_RETRAIN_STEPS, steps * 2)
+            self.say(f"the gate kept the champion; alice retrains longer ({steps} steps)")
+        raise DemoError("the retrain did not reach 'awaiting approval' (see the run message)")
 
     def approvals(self, approval_id: str) -> None:
         before = self.services.registry.get_alias(MODEL, "champion")
@@ -293,6 +304,16 @@ class _Demo:
         raise DemoError(
             f"no drift alarm within {self.cfg.alarm_timeout_s:.0f} s of shifted traffic"
         )
+
+
+def _steps_of(version: ModelVersionInfo | None) -> int:
+    """How many steps a registered version was trained for (0 when unknown)."""
+    if version is None:
+        return 0
+    try:
+        return int(json.loads(version.tags.get("params") or "{}").get("steps") or 0)
+    except (ValueError, TypeError):
+        return 0
 
 
 def _traffic(url: str, n: int, shift: bool, seed: int) -> None:

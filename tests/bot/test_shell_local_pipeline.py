@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_retrain_in_the_shell_runs_the_pipeline_and_shows_the_card(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    script = "/retrain steps=10 batch_size=2 image_size=32\n/wait 540\n/ganops runs\n/quit\n"
+    script = "/retrain steps=60 batch_size=2 image_size=32\n/wait 540\n/ganops runs\n/quit\n"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "GANOPS_"))}
     env |= {"GANOPS_STATE_DIR": str(state), "GANOPS_APPROVERS": "U_CAROL",
             "PYTHONPATH": str(REPO)}  # fmt: skip
