@@ -47,7 +47,7 @@ class DemoError(Exception):
 @dataclass(frozen=True)
 class DemoConfig:
     state_dir: Path
-    bootstrap_steps: int = 60
+    bootstrap_steps: int = 40
     retrain_steps: int = 400
     requests_per_phase: int = 96
     run_timeout_s: float = 420.0
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         cfg = DemoConfig(
             state_dir=cfg.state_dir,
-            bootstrap_steps=40,
+            bootstrap_steps=30,
             retrain_steps=160,
             requests_per_phase=64,
             mlflow_ui=cfg.mlflow_ui,
