@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.ports import FINAL_STATES, ConcurrentRunError, InvalidParamsError, RunParams
+from pipeline.sqlite import SqliteDb
 
-DB_NAME = "ganops.db"
 OWNER = "pipeline"
 SCHEMA_VERSION = 1
 
@@ -80,56 +79,12 @@ class RunRow:
         return self.state in FINAL_STATES
 
 
-class RunStore:
+class RunStore(SqliteDb):
     """A handle on the `pipeline_runs` table. Cheap to create; safe across threads."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.path = state_dir / DB_NAME
-        with self.connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-        self._migrate()
-
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout=30000")
-        try:
-            yield conn
-        finally:
-            conn.close()
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """An IMMEDIATE transaction: read-check-insert sequences cannot interleave."""
-        with self.connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        with self.tx() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_versions "
-                "(owner TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-            )
-            row = conn.execute(
-                "SELECT version FROM schema_versions WHERE owner=?", (OWNER,)
-            ).fetchone()
-            if row is not None and row["version"] >= SCHEMA_VERSION:
-                return
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_versions(owner, version) VALUES(?, ?) "
-                "ON CONFLICT(owner) DO UPDATE SET version=excluded.version",
-                (OWNER, SCHEMA_VERSION),
-            )
+        super().__init__(state_dir)
+        self.migrate(OWNER, SCHEMA_VERSION, _SCHEMA)
 
     # --- reads ---------------------------------------------------------------------
 
