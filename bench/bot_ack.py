@@ -25,10 +25,10 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.adapters.registry import MlflowRegistry
 from bot.app import create_app
-from bot.localslack import LocalSlack
-from bot.registry import MlflowRegistry
-from bot.runbook import RunBook
+from bot.local.slack import LocalSlack
+from bot.runs.record import RunBook
 from bot.services import Services, slack_client
 from bot.settings import load_settings
 from bot.store import Store

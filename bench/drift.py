@@ -30,9 +30,9 @@ import torch
 from model.config import preset
 from model.data import DriftKnobs, apply_knobs
 from model.drift import DriftReference, fit_reference
-from model.drift_monitor import DriftMonitor
 from model.features import image_features
 from model.networks import build_generator
+from model.serving.drift_monitor import DriftMonitor
 from model.synthetic import random_scene, render
 
 WINDOW = 64

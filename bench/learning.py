@@ -26,13 +26,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.batches import Batches, load_domain
+from model.cli.train_run import SYNTHETIC_TEST, SYNTHETIC_TRAIN
 from model.config import EvalConfig, TrainConfig, preset, train_defaults
 from model.data import make_synthetic
 from model.evaluate import evaluate, load_eval_data
-from model.steps import make_trainer
 from model.tracking import NullTracker
 from model.train import ProgressEvent, TrainSession, step_options
-from model.train_cli import SYNTHETIC_TEST, SYNTHETIC_TRAIN
+from model.trainers import make_trainer
 
 GOAL = 0.6
 

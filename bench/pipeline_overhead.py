@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import itertools
 
 from pipeline.events import read_events
-from pipeline.launch import LocalLauncher
+from pipeline.launch.local import LocalLauncher
 from pipeline.ports import RunParams
 
 PARAMS = RunParams(steps=10, synthetic_n=8, batch_size=2, image_size=32)

@@ -38,8 +38,8 @@ import torch
 # The benchmark reuses the serving tests' helpers (bundle, images, free port), which live in
 # the repository's tests/ package rather than the installed distribution.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.model.serving import make_bundle, png_bytes, scenes
-from tests.prometheus import free_port, terminate
+from tests.fakes.prometheus import free_port, terminate
+from tests.fakes.serving import make_bundle, png_bytes, scenes
 
 
 class RawForward:

@@ -72,7 +72,7 @@ def _run(settings: Settings, user: str, host: str) -> int:
     # A pod's SIGTERM stops the bot like Ctrl-C: jobs shut down, nothing is half-written.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if settings.transport == "shell":
-        from bot.shell import run_shell
+        from bot.local.shell import run_shell
 
         return run_shell(settings, user, sys.stdin, sys.stdout)
     from bot.app import create_app

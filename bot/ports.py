@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from model.registry import model_uri
 from pipeline.ports import (
     ConcurrentRunError,
     Deployer,
@@ -50,11 +51,6 @@ __all__ = [
 ]
 
 
-def registered_name(model: str) -> str:
-    """`cut` -> `ganops-cut`: the MLflow registered model that holds a model's versions."""
-    return f"ganops-{model}"
-
-
 # --- model registry (MLflow) -------------------------------------------------------------
 
 
@@ -71,7 +67,7 @@ class ModelVersionInfo:
 
     @property
     def uri(self) -> str:
-        return f"models:/{registered_name(self.model)}/{self.version}"
+        return model_uri(self.model, version=self.version)
 
 
 class ModelRegistry(Protocol):

@@ -65,18 +65,18 @@ def _logged(name: str, func: Callable[[], object]) -> Callable[[], None]:
 
 def build_jobs(settings: Settings, services: Services) -> Jobs:
     """Every background job of the bot process, not yet started."""
-    from bot.run_watch import RunWatcher
+    from bot.runs.watch import RunWatcher
 
     jobs = Jobs()
     watcher = RunWatcher(services, files_dir=settings.state_dir / "slack-files")
     jobs.every("run-watch", settings.poll_interval_s, watcher.tick)
     book = services.approvals
     if book is not None:
-        from bot.approval_jobs import TICK_S, approval_tick
+        from bot.approvals.jobs import TICK_S, approval_tick
 
         jobs.every("approvals", TICK_S, lambda: approval_tick(book, services.slack), first_in=1.0)
     if services.metrics is not None:
-        from bot.drift_watch import AlarmBook, DriftWatchConfig, DriftWatcher
+        from bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher
 
         config = DriftWatchConfig(channel=settings.channel, prometheus_url=settings.prometheus_url)
         drift = DriftWatcher(AlarmBook(services.store), services.metrics, services.slack, config)

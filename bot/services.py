@@ -14,11 +14,11 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.approvals import ApprovalBook
-from bot.metrics import PrometheusMetrics
+from bot.adapters.prometheus import PrometheusMetrics
+from bot.adapters.registry import MlflowRegistry
+from bot.approvals.book import ApprovalBook
 from bot.ports import Deployer, MetricsSource, ModelRegistry, PipelineLauncher
-from bot.registry import MlflowRegistry
-from bot.runbook import RunBook
+from bot.runs.record import RunBook
 from bot.settings import Settings
 from bot.store import Store
 from pipeline.deploy import KubeTarget, make_deployer

@@ -1,6 +1,6 @@
 """How Slack reaches the app: Socket Mode, or Bolt's HTTP endpoint at /slack/events.
 
-(The third transport, the shell adapter, lives in `bot.shell`.) The HTTP server is a small
+(The third transport, the shell adapter, lives in `bot.local.shell`.) The HTTP server is a small
 threading server around `app.dispatch`, like Bolt's own development server but with one
 thread per request and a deep accept queue, so that a burst of slash commands is acked in
 parallel instead of queueing behind one another.

@@ -34,8 +34,8 @@ from model.checkpoint import (
 from model.config import TrainConfig
 from model.data import dataset_digest
 from model.distributed import pick_device
-from model.steps import GanTrainer, StepOptions, make_trainer
 from model.tracking import NullTracker, Tracker
+from model.trainers import GanTrainer, StepOptions, make_trainer
 
 __all__ = ["ProgressEvent", "TrainError", "TrainResult", "pick_device", "train"]
 

@@ -11,14 +11,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from model.registry import model_of
 from pipeline.ports import RunResult
 
 # Tags of a model version that are JSON documents rather than plain strings.
 JSON_TAGS = ("scores", "params")
-
-
-def registered_name(model: str) -> str:
-    return f"ganops-{model}"
 
 
 def final_state(succeeded: bool, gate: Mapping[str, Any] | None) -> str:
@@ -71,7 +68,7 @@ def result_from_version(
     passed = tags.get("gate_passed")
     artifacts = {k: tags[k] for k in ("sample_grid", "loss_curve") if tags.get(k)}
     return {
-        "model": name.removeprefix("ganops-"),
+        "model": model_of(name),
         "registered_model": name,
         "version": version,
         "metrics": dict(scores.get("metrics") or {}),

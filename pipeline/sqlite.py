@@ -3,7 +3,7 @@
 The pipeline's launchers and the bot keep their tables in the same WAL-mode file
 (`<state_dir>/ganops.db`). This module lives in `pipeline/` because the bot may import the
 pipeline package, never the other way round; `bot.store.Store` and
-`pipeline.runstore.RunStore` both build on it.
+`pipeline.launch.runstore.RunStore` both build on it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 Writes run-progress.png (the live run message), results-card.png (the results card with the
 sample grid and loss curve uploaded in its thread) and drift-alarm.png (the alarm card with
 its score plot). The blocks come from `bot.blocks.runs` / `bot.blocks.alarms` and the plot
-from `bot.plots`, fed the same views the bot builds; the numbers are those of a local demo
+from `bot.drift.plots`, fed the same views the bot builds; the numbers are those of a local demo
 run (relabelled v7 against champion v6). `--grid` / `--loss` take a real run's PNGs (e.g. from
 the demo's `shell-files/`); without them the grid comes from `model.evaluate` on fresh
 synthetic data (an untrained champion against an identity challenger, nothing trained) and the
@@ -27,16 +27,19 @@ from pathlib import Path
 
 from PIL import Image
 
+# The repo root (for bot/) and scripts/ (for blockpng/, which only this script uses).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bot.blockpng import Reply, render_message
+from blockpng.render import Reply, render_message
+
 from bot.blocks import blocks_to_dicts
 from bot.blocks.alarms import AlarmView, alarm_card, alarm_text
 from bot.blocks.runs import CardView, results_card, results_card_text, run_blocks, run_text
-from bot.plots import drift_score_plot
-from bot.results import ARTIFACTS, FILES_NOTE
-from bot.runbook import RunRow
-from bot.runs import view_of
+from bot.drift.plots import drift_score_plot
+from bot.runs.record import RunRow
+from bot.runs.results import ARTIFACTS, FILES_NOTE
+from bot.runs.start import view_of
 from pipeline.ports import RunParams, RunStatus
 
 NOW = float(calendar.timegm((2025, 3, 12, 10, 42, 0)))  # a fixed clock: stable pictures
@@ -81,7 +84,7 @@ def run_progress() -> Image.Image:
 
 
 def results(grid: Image.Image, loss: Image.Image) -> Image.Image:
-    """The card as `bot.results.post_results` posts it, and its files as uploaded."""
+    """The card as `bot.runs.results.post_results` posts it, and its files as uploaded."""
     view = CardView(
         run_id=RUN_ID,
         model="cut",

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from tests.prometheus import PrometheusServer, prometheus_binary, start_prometheus
+from tests.fakes.prometheus import PrometheusServer, prometheus_binary, start_prometheus
 
 
 @pytest.fixture
 def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
-    """Start real Prometheus servers (see tests/prometheus.py); all are stopped afterwards.
+    """Start real Prometheus servers (see tests/fakes/prometheus.py); all are stopped afterwards.
 
     Call it with the keyword arguments of `start_prometheus` except `workdir`:
     `prometheus_factory(targets=["127.0.0.1:8080"], rule_files=[path])`.

@@ -130,7 +130,7 @@ def test_grafana_dashboard_queries_the_served_metrics(docs: list[dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.model.serving import make_bundle, start_server
+    from tests.fakes.serving import make_bundle, start_server
 
     bundle = make_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
     proc = start_server(bundle)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from slack_sdk.models.blocks import Block
 
-from bot.blocks import code, section
 from bot.blocks.approvals import audit_line
+from bot.blocks.common import code, section
 from bot.blocks.runs import approval_buttons, duration, run_link
 from bot.parsing import GANOPS_USAGE, RETRAIN_USAGE
 from bot.ports import Approval, ModelVersionInfo

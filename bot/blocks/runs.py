@@ -17,7 +17,7 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
 )
 
-from bot.blocks import clip, code, section
+from bot.blocks.common import clip, code, section
 from pipeline.ports import PIPELINE_STEPS
 
 APPROVE_ACTION = "approve"

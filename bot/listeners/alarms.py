@@ -16,11 +16,11 @@ from slack_sdk import WebClient
 
 from bot.blocks.alarms import alarm_thread_note
 from bot.blocks.ops import concurrent_text, upstream_text
-from bot.drift_watch import AlarmBook, render_card
+from bot.context import services_of, settings_of
+from bot.drift.watch import AlarmBook, render_card
 from bot.errors import ConcurrentRunError, UpstreamError, guarded
-from bot.listeners import services_of, settings_of
 from bot.ports import RunParams
-from bot.runs import start_run
+from bot.runs.start import start_run
 from bot.services import Services
 
 log = logging.getLogger("ganops.bot")

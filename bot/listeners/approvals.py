@@ -14,10 +14,10 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.approval_jobs import show_decision, update_card
+from bot.approvals.jobs import show_decision, update_card
 from bot.blocks.approvals import DECISION_ACTIONS
+from bot.context import services_of
 from bot.errors import guarded
-from bot.listeners import services_of
 from bot.ports import Approval
 
 # Outcomes the clicker is told about privately; the others show on the card for everyone.

@@ -13,7 +13,8 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.models.blocks import Block
 
-from bot.approval_jobs import show_decision
+from bot.approvals.jobs import show_decision
+from bot.approvals.rollback import request_rollback
 from bot.blocks.ops import (
     ModelStatus,
     RunLine,
@@ -28,12 +29,12 @@ from bot.blocks.ops import (
     usage_blocks,
     usage_text,
 )
+from bot.context import services_of, settings_of
 from bot.errors import UpstreamError, UsageError, guarded
-from bot.listeners import services_of, settings_of
 from bot.parsing import GANOPS_USAGE, GanopsCommand, parse_count, parse_ganops
-from bot.rollback import request_rollback
 from bot.services import Services
 from bot.settings import Settings
+from model.registry import CHALLENGER, CHAMPION
 from pipeline.params import MODELS
 from pipeline.ports import FINAL_STATES
 
@@ -128,8 +129,8 @@ def _model_arg(args: tuple[str, ...]) -> str:
 def _status(services: Services) -> list[Block]:
     models = []
     for model in MODELS:
-        champion = services.registry.get_alias(model, "champion")
-        challenger = services.registry.get_alias(model, "challenger")
+        champion = services.registry.get_alias(model, CHAMPION)
+        challenger = services.registry.get_alias(model, CHALLENGER)
         if champion is None and challenger is None:
             continue
         served = services.deployer.current(model) if services.deployer else None

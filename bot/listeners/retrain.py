@@ -13,10 +13,10 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.blocks.ops import concurrent_text, upstream_text, usage_blocks, usage_text
+from bot.context import services_of
 from bot.errors import ConcurrentRunError, UpstreamError, UsageError, guarded
-from bot.listeners import services_of
 from bot.parsing import parse_retrain, request_id_for
-from bot.runs import start_run
+from bot.runs.start import start_run
 
 
 def register(app: App) -> None:

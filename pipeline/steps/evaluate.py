@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model.registry import CHAMPION, registered_name
 from pipeline.events import step_scope
-from pipeline.results import registered_name
 
 if TYPE_CHECKING:
     import torch
@@ -88,7 +88,7 @@ def load_champion(model: str, mlflow_uri: str, device: torch.device) -> tuple[Bu
 
     name = registered_name(model)
     try:
-        version = str(client_for(mlflow_uri).get_model_version_by_alias(name, "champion").version)
+        version = str(client_for(mlflow_uri).get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
             return None, ""
@@ -109,7 +109,7 @@ def _scores(report: EvalReport, champion_version: str, min_score: float) -> dict
         "deltas": report.deltas,
         "min_score": min_score,
         "gate_bar": report.champion_score,
-        "bar_kind": "champion",
+        "bar_kind": CHAMPION,
     }
 
 

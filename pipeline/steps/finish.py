@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from model.registry import registered_name
 from pipeline.events import emit, fold, read_events
-from pipeline.results import final_state, registered_name, result_from_facts, result_from_version
+from pipeline.results import final_state, result_from_facts, result_from_version
 
 
 def run_finalize_step(

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model.registry import CHALLENGER, CHAMPION, registered_name
 from pipeline.events import step_scope
-from pipeline.results import registered_name
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -70,7 +70,7 @@ def run_register_step(
             tags["sample_grid"] = scores["sample_grid_uri"]
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
-        client.set_registered_model_alias(name, "challenger", version)
+        client.set_registered_model_alias(name, CHALLENGER, version)
         facts.update(registered_model=name, version=version)
         print(f"register: {name} version {version} aliased 'challenger'", flush=True)
         return version
@@ -83,7 +83,7 @@ def _text(value: Any) -> str:
 def gate_reason(passed: bool, deploy_score: float, bar: float, scores: dict[str, Any]) -> str:
     """One line that says what the bar was and how the challenger did against it."""
     kind = scores.get("bar_kind", "")
-    if kind == "champion":
+    if kind == CHAMPION:
         what = f"the champion (version {scores.get('champion_version')}) scores {bar:.4f}"
     else:
         base, floor = scores.get("baseline_score"), scores.get("min_score")

@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model.registry import registered_name
 from pipeline.events import ProgressThrottle, step_scope
 from pipeline.placement import torchrun_command
 from pipeline.ports import RunParams
-from pipeline.results import registered_name
 
 if TYPE_CHECKING:
     import torch

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot.fake_launcher import ScriptedLauncher, finished
-from tests.bot.fakes_approvals import MemoryRegistry
-from tests.bot.slack_fake import (
+from tests.fakes.approvals import MemoryRegistry
+from tests.fakes.launcher import ScriptedLauncher, finished
+from tests.fakes.slack import (
     ALICE,
     BOB,
     CAROL,

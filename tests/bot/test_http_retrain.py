@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot.fake_launcher import ScriptedLauncher
-from tests.bot.slack_fake import ALICE, BOB, CHANNEL, Bot, eventually, sign, start_bot
+from tests.fakes.launcher import ScriptedLauncher
+from tests.fakes.slack import ALICE, BOB, CHANNEL, Bot, eventually, sign, start_bot
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.approvals.rollback import parse_rollback
 from bot.errors import UsageError
 from bot.parsing import (
     RETRAIN_USAGE,
@@ -12,7 +13,6 @@ from bot.parsing import (
     parse_retrain,
     request_id_for,
 )
-from bot.rollback import parse_rollback
 
 
 def test_every_key_is_parsed_and_typed() -> None:

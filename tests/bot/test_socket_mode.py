@@ -16,11 +16,11 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from bot.app import create_app
-from bot.localslack import LocalSlack
+from bot.local.slack import LocalSlack
 from bot.settings import load_settings
 from bot.transports import socket_mode_handler
-from tests.bot.fake_launcher import ScriptedLauncher
-from tests.bot.slack_fake import TOKEN, make_services
+from tests.fakes.launcher import ScriptedLauncher
+from tests.fakes.slack import TOKEN, make_services
 
 APP_TOKEN = "xapp-1-test"
 

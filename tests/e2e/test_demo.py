@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.prometheus import prometheus_binary
+from tests.fakes.prometheus import prometheus_binary
 
 REPO = Path(__file__).resolve().parents[2]
 

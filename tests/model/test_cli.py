@@ -13,7 +13,9 @@ from PIL import Image
 
 from model.bundle import save_bundle
 from model.checkpoint import checkpoint_path, load_checkpoint
-from model.cli import evaluate_main, main, stylize_main, train_main, validate_main
+from model.cli import main
+from model.cli.evaluate import evaluate_main, stylize_main, validate_main
+from model.cli.train import train_main
 from model.config import preset
 from model.data import make_synthetic
 from model.networks import build_generator
@@ -159,7 +161,7 @@ def test_module_entry_point_rejects_unknown_commands(capsys: pytest.CaptureFixtu
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "model.cli", *args]
+    return [sys.executable, "-m", "model", *args]
 
 
 def _env() -> dict[str, str]:

@@ -12,7 +12,6 @@ from scipy import stats
 
 from model.data import DriftKnobs, apply_knobs, make_synthetic
 from model.drift import DriftReference, fit_reference
-from model.drift_monitor import DriftMonitor
 from model.drift_stats import (
     KernelReference,
     SortedReference,
@@ -23,6 +22,7 @@ from model.drift_stats import (
     split_mmd2,
 )
 from model.features import FEATURE_NAMES, image_features
+from model.serving.drift_monitor import DriftMonitor
 from model.synthetic import random_scene, render
 
 WINDOW = 64

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.prometheus import RULES, rules_with_for
+from tests.fakes.prometheus import RULES, rules_with_for
 
 MONITORING = RULES.parent
 PROMETHEUSRULE = MONITORING / "prometheusrule.yaml"
@@ -113,7 +113,7 @@ def test_production_rules_wait_minutes_and_the_short_variant_seconds(tmp_path: P
 
 
 def test_rules_name_only_metrics_the_server_exports() -> None:
-    from model.serve_metrics import ServingMetrics
+    from model.serving.metrics import ServingMetrics
 
     # Labelled series only appear once set, so feed the metrics one model and one request.
     metrics = ServingMetrics()

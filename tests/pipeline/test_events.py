@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.events import EVENTS_FILE, ProgressThrottle, emit, fold, read_events, step_scope
-from pipeline.local_worker import failed_task, final_changes
+from pipeline.launch.worker import failed_task, final_changes
 from pipeline.results import final_state
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.events import fold, read_events
-from pipeline.kfp_status import MlflowFacts
-from pipeline.kubeflow import KubeflowLauncher
+from pipeline.launch.kfp_status import MlflowFacts
+from pipeline.launch.kubeflow import KubeflowLauncher
 from pipeline.ports import RunParams
 from pipeline.steps.finish import run_finalize_step
 from pipeline.steps.registry import client_for, run_gate_step
-from tests.pipeline.kfp_fake import serve_fake_kfp
+from tests.fakes.kfp import serve_fake_kfp
 
 pytestmark = pytest.mark.slow
 NAME = "ganops-cut"

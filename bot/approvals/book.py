@@ -1,0 +1,371 @@
+"""Approvals: a deploy happens only when an allowed person says so, exactly once, on record.
+
+`ApprovalBook.decide` is the one decision function behind the Approve/Reject buttons,
+`/ganops approve|reject` and `ganops approvals decide`. Every fact lives in the store, so a
+restarted bot honours the buttons of cards it posted before; a button carries only the
+opaque approval id. The first decision wins through a compare-and-set inside one IMMEDIATE
+transaction; the deploy runs after the commit, outside the write lock, and is recorded too.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bot.approvals import table
+from bot.approvals.rollout import SYSTEM, Rollout
+from bot.blocks.approvals import label, who_decided
+from bot.ports import (
+    Approval,
+    ApprovalKind,
+    DecisionOutcome,
+    DecisionStatus,
+    Deployer,
+    DeployResult,
+    ModelRegistry,
+    ModelVersionInfo,
+)
+from bot.store import Store
+from model.registry import PREVIOUS_CHAMPION
+
+AUTO_DEPLOY = "auto_deploy"  # the audit actor when a run asked for auto_deploy=true
+log = logging.getLogger(__name__)
+
+_VERBS = {"approve": "approve", "approved": "approve", "yes": "approve"}
+_VERBS |= {"reject": "reject", "rejected": "reject", "no": "reject"}
+
+
+class NothingToRollBack(Exception):
+    """No previous champion (or no such version) to roll back to; the message says which."""
+
+
+class ApprovalBook:
+    """The `approvals` table and its policy. Implements `bot.ports.ApprovalService`.
+
+    `approvers` are Slack user ids; members of `approver_groups` (user group ids) count too,
+    looked up through `group_members` at every decision, on the server side.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        registry: ModelRegistry,
+        deployer: Deployer,
+        *,
+        approvers: frozenset[str],
+        approver_groups: frozenset[str] = frozenset(),
+        group_members: Callable[[str], set[str]] | None = None,
+        allow_self: bool = False,
+        required: int = 1,
+        ttl_s: float = 86400,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if required not in (1, 2):
+            raise ValueError(f"required approvals must be 1 or 2, not {required}")
+        self.store = store
+        self.registry = registry
+        self.approvers = approvers
+        self.approver_groups = approver_groups
+        self.group_members = group_members
+        self.allow_self = allow_self
+        self.required = required
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self.rollout = Rollout(store, registry, deployer)
+        self.cards = table.CardLedger(store)
+        table.migrate(store)
+
+    # --- opening ------------------------------------------------------------------------
+
+    def request(
+        self,
+        *,
+        model: str,
+        version: str,
+        model_uri: str,
+        requested_by: str,
+        run_id: str | None = None,
+        kind: ApprovalKind = "deploy",
+        channel: str | None = None,
+    ) -> Approval:
+        """Open a pending approval; older pending ones for the same model are superseded."""
+        now = self.clock()
+        new = Approval(
+            approval_id=secrets.token_urlsafe(16),
+            run_id=run_id,
+            model=model,
+            version=str(version),
+            model_uri=model_uri,
+            kind=kind,
+            requested_by=requested_by,
+            state="pending",
+            created_at=now,
+            expires_at=now + self.ttl_s,
+            channel=channel,
+        )
+        with self.store.tx() as conn:
+            for row in table.select(conn, "state='pending' AND model=?", (model,)):
+                old = row["approval_id"]
+                if table.finish(conn, old, "superseded", None, now, superseded_by=new.approval_id):
+                    detail = {"by": new.approval_id, "version": row["version"]}
+                    self.store.audit(SYSTEM, "supersede", old, "superseded", detail, conn=conn)
+            table.insert(conn, new)
+            detail = {"model": model, "version": new.version, "kind": kind, "run_id": run_id}
+            self.store.audit(requested_by, "request", new.approval_id, "pending", detail, conn=conn)
+        return new
+
+    def request_rollback(
+        self, model: str, requested_by: str, version: str | None = None, channel: str | None = None
+    ) -> Approval:
+        """A rollback approval: to `version`, or to the previous champion.
+
+        Raises:
+            NothingToRollBack: no previous champion, or no such version.
+        """
+        target: ModelVersionInfo | None
+        if version is None:
+            target = self.registry.get_alias(model, PREVIOUS_CHAMPION)
+            if target is None:
+                raise NothingToRollBack(f"{model} has no previous champion to roll back to")
+        else:
+            target = self.registry.get_version(model, version)
+            if target is None:
+                raise NothingToRollBack(f"{model} has no version {version}")
+        return self.request(
+            model=model,
+            version=target.version,
+            model_uri=target.uri,
+            requested_by=requested_by,
+            kind="rollback",
+            channel=channel,
+        )
+
+    def attach_message(
+        self,
+        approval_id: str,
+        channel: str,
+        message_ts: str,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Remember where the card is, and its blocks if given, to re-render it later."""
+        with self.store.connect() as conn:
+            conn.execute(
+                "UPDATE approvals SET channel=?, message_ts=?, card_state='pending' "
+                "WHERE approval_id=?",
+                (channel, message_ts, approval_id),
+            )
+        if blocks is not None:
+            self.cards.save_blocks(approval_id, blocks)
+
+    # --- reading ------------------------------------------------------------------------
+
+    def get(self, approval_id: str) -> Approval | None:
+        with self.store.connect() as conn:
+            row = table.fetch(conn, approval_id)
+        return table.to_approval(row) if row is not None else None
+
+    def pending(self) -> list[Approval]:
+        return self.recent(state="pending", limit=1000)
+
+    def recent(self, limit: int = 20, state: str | None = None) -> list[Approval]:
+        """The newest approvals first, optionally in one state."""
+        where, args = ("state=?", (state,)) if state else ("1", ())
+        with self.store.connect() as conn:
+            rows = table.select(conn, where, args, limit)
+        return [table.to_approval(r) for r in rows]
+
+    def deploy_result(self, approval_id: str) -> DeployResult | None:
+        with self.store.connect() as conn:
+            row = table.fetch(conn, approval_id)
+        return table.deploy_result(row) if row is not None else None
+
+    def is_approver(self, user_id: str) -> bool:
+        if user_id in self.approvers:
+            return True
+        if not self.approver_groups or self.group_members is None:
+            return False
+        return any(user_id in self.group_members(g) for g in sorted(self.approver_groups))
+
+    # --- deciding -----------------------------------------------------------------------
+
+    def decide(
+        self,
+        approval_id: str,
+        user_id: str,
+        decision: str,
+        on_decided: Callable[[Approval], None] | None = None,
+    ) -> DecisionOutcome:
+        """The one decision function. The first decision wins; an approval deploys once.
+
+        `on_decided` runs after the decision commits and before the deploy starts (the
+        button path uses it to update the card at once)."""
+        verb = _VERBS.get(decision.strip().lower())
+        self.store.audit(user_id, "click", approval_id, decision, {"decision": verb})
+        with self.store.connect() as conn:
+            row = table.fetch(conn, approval_id)
+        if row is None:
+            return self._refuse(user_id, approval_id, "not_found", f"No approval {approval_id!r}.")
+        if verb is None:
+            return self._refuse(user_id, approval_id, "refused", "Say approve or reject.")
+        refusal = self._refusal(table.to_approval(row), user_id, verb)
+        if refusal is not None:
+            return refusal
+        outcome = self._transition(approval_id, user_id, verb)
+        return self._after_decision(outcome, approval_id, on_decided)
+
+    def approve_by_policy(
+        self, approval_id: str, on_decided: Callable[[Approval], None] | None = None
+    ) -> DecisionOutcome:
+        """`auto_deploy=true`: the team chose no human gate for this run. The same
+        compare-and-set, audit row, MLflow tags and rollout as a click, with the actor
+        `auto_deploy`; approver lists and the two-person rule do not apply."""
+        self.store.audit(AUTO_DEPLOY, "click", approval_id, "approve", {"decision": "approve"})
+        now = self.clock()
+        with self.store.tx() as conn:
+            row = table.fetch(conn, approval_id)
+            if row is None:
+                return self._refuse(AUTO_DEPLOY, approval_id, "not_found", "No such approval.")
+            a = table.to_approval(row)
+            if a.state != "pending":
+                outcome = None
+            else:
+                table.finish(
+                    conn, approval_id, "approved", AUTO_DEPLOY, now, approvers=(AUTO_DEPLOY,)
+                )
+                self.store.audit(AUTO_DEPLOY, "decide", approval_id, "approved", {}, conn=conn)
+                outcome = DecisionOutcome("approved", "", _approval(table.fetch(conn, approval_id)))
+        if outcome is None:
+            return self._late(a, AUTO_DEPLOY)
+        return self._after_decision(outcome, approval_id, on_decided)
+
+    def _after_decision(
+        self,
+        outcome: DecisionOutcome,
+        approval_id: str,
+        on_decided: Callable[[Approval], None] | None,
+    ) -> DecisionOutcome:
+        """What follows a committed decision: tags, the card, and for an approval the
+        deploy. Only the caller whose compare-and-set won gets here with a decision."""
+        decided = outcome.approval
+        if outcome.status not in ("approved", "rejected") or decided is None:
+            return outcome
+        self.rollout.tag_decision(decided)
+        if on_decided is not None:
+            try:
+                on_decided(decided)
+            except Exception:  # showing the decision must never stop the approved deploy
+                log.exception("on_decided failed for %s", approval_id)
+        if outcome.status == "rejected":
+            return outcome
+        result = self.rollout.deploy(decided)
+        if result.ok:
+            message = f"Approved {label(decided)}: {result.message}"
+        else:
+            message = f"Approved {label(decided)}, but the deploy failed: {result.message}"
+        return DecisionOutcome("approved", message, decided, result)
+
+    def _refuse(
+        self, user_id: str, approval_id: str, status: DecisionStatus, message: str
+    ) -> DecisionOutcome:
+        self.store.audit(user_id, "decide", approval_id, status, {"reason": message})
+        return DecisionOutcome(status, message)
+
+    def _refusal(self, a: Approval, user_id: str, verb: str) -> DecisionOutcome | None:
+        """Why `user_id` may not decide `a` now, or None when they may."""
+        if a.state != "pending":
+            return self._late(a, user_id)
+        try:
+            allowed = self.is_approver(user_id)
+        except Exception as exc:  # the group lookup is a Slack call; never approve on error
+            log.warning("approver group lookup failed: %s", exc)
+            msg = "I could not check the approver group right now; try again in a minute."
+            return self._refuse(user_id, a.approval_id, "refused", msg)
+        if not allowed:
+            return self._refuse(user_id, a.approval_id, "refused", "You are not an approver.")
+        if verb == "approve" and user_id == a.requested_by and not self.allow_self:
+            msg = "You asked for this model; someone else must approve it."
+            return self._refuse(user_id, a.approval_id, "refused", msg)
+        if verb == "approve" and user_id in a.approvers:
+            msg = "Your approval is already recorded; a second approver is needed."
+            return DecisionOutcome("recorded", msg, a)
+        return None
+
+    def _late(self, a: Approval, user_id: str) -> DecisionOutcome:
+        status: DecisionStatus = "expired" if a.state == "expired" else "already_decided"
+        message = f"Already {who_decided(a)}."
+        if a.state == "expired":
+            message = f"This approval {who_decided(a)}; ask for a new one."
+        self.store.audit(user_id, "decide", a.approval_id, status, {"state": a.state})
+        return DecisionOutcome(status, message, a)
+
+    def _transition(self, approval_id: str, user_id: str, verb: str) -> DecisionOutcome:
+        """The compare-and-set, in one IMMEDIATE transaction with its audit row."""
+        now = self.clock()
+        just_expired = False
+        with self.store.tx() as conn:
+            a = _approval(table.fetch(conn, approval_id))
+            if a.state == "pending" and now >= a.expires_at:
+                just_expired = table.finish(conn, approval_id, "expired", None, now)
+                self.store.audit(SYSTEM, "expire", approval_id, "expired", {}, conn=conn)
+                a = _approval(table.fetch(conn, approval_id))
+            elif a.state == "pending" and verb == "reject":
+                table.finish(conn, approval_id, "rejected", user_id, now)
+                self.store.audit(user_id, "decide", approval_id, "rejected", {}, conn=conn)
+                rejected = _approval(table.fetch(conn, approval_id))
+                return DecisionOutcome("rejected", f"Rejected {label(a)}.", rejected)
+            elif a.state == "pending":
+                return self._approve_in_tx(conn, a, user_id, now)
+        if just_expired:
+            self.rollout.tag_decision(a)
+        return self._late(a, user_id)
+
+    def _approve_in_tx(
+        self, conn: table.Conn, a: Approval, user_id: str, now: float
+    ) -> DecisionOutcome:
+        votes = (*a.approvers, user_id)
+        if len(votes) < self.required:
+            table.record_vote(conn, a.approval_id, a.approvers, votes)
+            self.store.audit(user_id, "decide", a.approval_id, "recorded", {}, conn=conn)
+            more = self.required - len(votes)
+            msg = f"Your approval of {label(a)} is recorded; {more} more approver needed."
+            return DecisionOutcome("recorded", msg, _approval(table.fetch(conn, a.approval_id)))
+        table.finish(conn, a.approval_id, "approved", user_id, now, approvers=votes)
+        detail = {"approvers": list(votes)}
+        self.store.audit(user_id, "decide", a.approval_id, "approved", detail, conn=conn)
+        return DecisionOutcome("approved", "", _approval(table.fetch(conn, a.approval_id)))
+
+    # --- expiry and recovery ----------------------------------------------------------------
+
+    def settle_interrupted(self, older_than_s: float = 3600.0) -> list[Approval]:
+        """Approved long ago but with no deploy result: the process died mid-deploy. Record
+        that (the deployers give up long before), so the card and the audit say so."""
+        cutoff = self.clock() - older_than_s
+        with self.store.connect() as conn:
+            rows = table.select(
+                conn, "state='approved' AND deploy_result IS NULL AND decided_at<?", (cutoff,)
+            )
+        settled = [table.to_approval(r) for r in rows]
+        for a in settled:
+            self.rollout.record_interrupted(a)
+        return settled
+
+    def expire_due(self) -> list[Approval]:
+        """Expire pending approvals past their TTL; return those that just expired."""
+        now = self.clock()
+        expired: list[Approval] = []
+        with self.store.tx() as conn:
+            for row in table.select(conn, "state='pending' AND expires_at<=?", (now,)):
+                if table.finish(conn, row["approval_id"], "expired", None, now):
+                    self.store.audit(SYSTEM, "expire", row["approval_id"], "expired", {}, conn=conn)
+                    expired.append(_approval(table.fetch(conn, row["approval_id"])))
+        for a in expired:
+            self.rollout.tag_decision(a)
+        return expired
+
+
+def _approval(row: Any) -> Approval:
+    assert row is not None  # approvals are never deleted
+    return table.to_approval(row)

@@ -1,0 +1,223 @@
+"""The drift watcher: polls Prometheus, and keeps one alarm card per model version and episode.
+
+An episode opens when GanInputDrift starts firing for (model, version) and closes when it
+stops. Its card is posted once, updated in place while it fires, and marked resolved when it
+ends. Every fact lives in the `alarms` table (`bot.drift.alarms`), so a restarted bot finds the
+open episodes and keeps updating the same cards instead of posting new ones.
+
+When Prometheus cannot be reached, the channel is told once; the watcher backs off
+exponentially and says when Prometheus is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import Block
+
+from bot.blocks.alarms import (
+    AlarmView,
+    alarm_card,
+    alarm_text,
+    alarm_thread_note,
+    prometheus_back_text,
+    prometheus_down_text,
+)
+from bot.drift.alarms import OPEN_STATES, AlarmBook
+from bot.drift.plots import drift_score_plot
+from bot.ports import MetricsSource, UpstreamError
+from bot.runs.record import RunBook
+from bot.runs.start import POST_EVENT, find_post
+
+__all__ = ["OPEN_STATES", "AlarmBook", "DriftWatchConfig", "DriftWatcher", "render_card"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DriftWatchConfig:
+    channel: str
+    prometheus_url: str
+    backoff_base_s: float = 5.0
+    backoff_max_s: float = 300.0
+    history_hours: float = 3.0
+    snooze_s: float = 3600.0
+
+
+class DriftWatcher:
+    """One `tick()` per interval (an APScheduler job). Safe to call from one thread at a time;
+    a lock makes overlapping ticks skip instead of double-posting."""
+
+    def __init__(
+        self,
+        book: AlarmBook,
+        metrics: MetricsSource,
+        client: WebClient,
+        config: DriftWatchConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.book = book
+        self.metrics = metrics
+        self.client = client
+        self.config = config
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._next_try = 0.0
+        self._down_since: float | None = None
+
+    def tick(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._tick()
+        finally:
+            self._lock.release()
+
+    def _tick(self) -> None:
+        now = self.clock()
+        if now < self._next_try:
+            return
+        try:
+            alerts = self.metrics.firing_drift_alerts()
+        except UpstreamError as exc:
+            self._on_down(now, str(exc))
+            return
+        self._on_up(now)
+        firing = {(a.model, a.version): a for a in alerts}
+        for episode_id in self.book.unsnooze_due():
+            view = self.book.get(episode_id)
+            # A snooze that outlived the drift ends in "resolved" below, not in a wake-up call.
+            if view is not None and (view.model, view.version) in firing:
+                self._thread_note(episode_id, alarm_thread_note("refire", None))
+        for view in self.book.open_episodes():
+            alert = firing.pop((view.model, view.version), None)
+            if alert is None:
+                if self.book.resolve(view.episode_id):
+                    self.render(view.episode_id)
+                continue
+            if alert.features:
+                self.book.update_score(view.episode_id, alert.score, alert.features)
+            # else: the alert still fires but its series went stale (a server restarting);
+            # the card keeps the last values it had rather than showing a score of 0.
+            self.render(view.episode_id)
+        for alert in firing.values():
+            opened = self.book.open(alert, self.config.channel)
+            self.render(opened.episode_id)
+
+    def render(self, episode_id: str) -> None:
+        render_card(self.book, self.client, episode_id, self.config.channel, self._upload_plot)
+
+    def _upload_plot(self, view: AlarmView, channel: str, thread_ts: str) -> None:
+        try:
+            history = self.metrics.score_history(
+                view.model, view.version, self.config.history_hours
+            )
+        except UpstreamError as exc:
+            log.warning("no drift history for the plot: %s", exc)
+            history = []
+        png = drift_score_plot(history, title=f"{view.model} v{view.version} drift score")
+        try:
+            self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread_ts,
+                content=png,
+                filename=f"{view.episode_id}.png",
+                title=f"Drift score, {view.model} v{view.version}, last {self.config.history_hours:g} h",
+            )
+        except SlackApiError as exc:
+            # The card is already up; a missing plot is worth a log line, not a lost alarm.
+            log.warning("could not upload the drift plot: %s", exc)
+
+    def _thread_note(self, episode_id: str, text: str) -> None:
+        channel, ts, _ = self.book.row_meta(episode_id)
+        if channel and ts:
+            self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
+
+    def _on_down(self, now: float, error: str) -> None:
+        self._failures += 1
+        delay = min(
+            self.config.backoff_base_s * 2 ** (self._failures - 1), self.config.backoff_max_s
+        )
+        self._next_try = now + delay
+        log.warning("Prometheus unreachable (%s); next try in %.0f s", error, delay)
+        if self._down_since is None:
+            self._down_since = now
+            self.client.chat_postMessage(
+                channel=self.config.channel,
+                text=prometheus_down_text(self.config.prometheus_url, error, delay),
+            )
+
+    def _on_up(self, now: float) -> None:
+        if self._down_since is not None:
+            self.client.chat_postMessage(
+                channel=self.config.channel,
+                text=prometheus_back_text(self.config.prometheus_url, now - self._down_since),
+            )
+        self._failures = 0
+        self._next_try = 0.0
+        self._down_since = None
+
+
+def render_card(
+    book: AlarmBook,
+    client: WebClient,
+    episode_id: str,
+    default_channel: str,
+    on_first_post: Callable[[AlarmView, str, str], None] | None = None,
+) -> None:
+    """Post an episode's card if it has no message yet, else update it in place if it changed.
+
+    Shared by the watcher and the alarm buttons, so both render the one card the same way.
+    """
+    view = book.get(episode_id)
+    if view is None:
+        return
+    channel, ts, last = book.row_meta(episode_id)
+    channel = channel or default_channel
+    blocks = alarm_card(view)
+    rendered = json.dumps([b.to_dict() for b in blocks], sort_keys=True)
+    if ts is not None and rendered == last:
+        return
+    posted = False
+    if ts is None:
+        channel, ts, posted = _post_card_once(book, client, view, channel, blocks)
+        book.set_message(episode_id, channel, ts)
+        if posted and on_first_post is not None:
+            on_first_post(view, channel, ts)
+    if not posted:  # an earlier card (this one, or one found after a crash) is brought up to date
+        client.chat_update(channel=channel, ts=ts, text=alarm_text(view), blocks=blocks)
+    book.set_rendered(episode_id, rendered)
+
+
+def _post_card_once(
+    book: AlarmBook, client: WebClient, view: AlarmView, channel: str, blocks: list[Block]
+) -> tuple[str, str, bool]:
+    """Post the episode's card at most once, even if the bot died between posting it and
+    recording its ts: the claim in `posts` makes a restarted bot look for the card (by its
+    metadata) before posting again. Returns (channel, ts, whether this call posted it)."""
+    key = f"{view.episode_id}:card"
+    posted: list[str] = []
+
+    def post() -> str:
+        resp = client.chat_postMessage(
+            channel=channel,
+            text=alarm_text(view),
+            blocks=blocks,
+            metadata={"event_type": POST_EVENT, "event_payload": {"key": key}},
+        )
+        posted.append(str(resp.get("channel") or channel))  # an id, even if given a #name
+        return str(resp["ts"])
+
+    def find(since: float) -> str | None:
+        return find_post(client, channel, None, key, since)
+
+    ts = RunBook(book.store).post_once(key, channel, None, post, find)
+    return (posted[0] if posted else channel), ts, bool(posted)

@@ -1,0 +1,167 @@
+"""The body of `ganops train`: configs from arguments, data, tracking, training, a summary.
+
+Kept apart from `model.cli.train` (the parser) so that `--help` and argument errors never
+import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model import distributed
+from model.bundle import BundleError, load_bundle
+from model.cli.args import UsageError, fail, tracking_uri_from
+from model.config import EvalConfig, TrainConfig, preset, train_defaults
+from model.data import make_synthetic, validate_dataset
+from model.networks import check_net_config
+from model.tracking import NullTracker, Tracker, TrackingError, make_tracker
+from model.train import ProgressEvent, TrainError, TrainResult, amp_dtype, train
+
+SYNTHETIC_TRAIN, SYNTHETIC_TEST = 400, 64
+
+
+def train_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:
+    """The run's frozen config: the preset's tuned defaults, then the explicit flags."""
+    name = args.preset if args.preset != "auto" else ("full" if device.type == "cuda" else "tiny")
+    overrides = {"image_size": args.image_size} if args.image_size else {}
+    try:
+        net = preset(name, args.model, **overrides)
+        check_net_config(net, training=True)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    flags = {
+        "epochs": args.epochs,
+        "steps": args.steps,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "checkpoint_every": args.checkpoint_every,
+    }
+    chosen: dict[str, Any] = {**train_defaults(name), **{k: v for k, v in flags.items() if v}}
+    if args.epochs:
+        chosen["steps"] = None
+    return TrainConfig(net=net, seed=args.seed, amp=not args.no_amp, threads=args.threads, **chosen)
+
+
+def prepare_data(args: argparse.Namespace, cfg: TrainConfig, info: distributed.DistInfo) -> Path:
+    """The data folder: the given one, or the synthetic set under OUT/data (made by rank 0
+    once and reused), validated before any training time is spent."""
+    if args.synthetic:
+        root = args.out / "data"
+        if info.is_main and not (root / "testB_gt").is_dir():
+            size = cfg.net.image_size
+            make_synthetic(root, n_train=SYNTHETIC_TRAIN, n_test=SYNTHETIC_TEST, image_size=size)
+        distributed.barrier()
+    else:
+        root = args.data
+    report = validate_dataset(root, image_size=cfg.net.image_size)
+    if not report.ok:
+        raise UsageError(report.summary())
+    return Path(root)
+
+
+class ProgressPrinter:
+    """One line every few seconds, and the last step."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval, self._last = interval, 0.0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        if event.step < event.total_steps and now - self._last < self.interval:
+            return
+        self._last = now
+        losses = "  ".join(f"{k} {v:.3f}" for k, v in event.losses.items())
+        pct = 100 * event.step // event.total_steps
+        print(
+            f"step {event.step}/{event.total_steps} ({pct}%)  {losses}  "
+            f"{event.images_per_s:.0f} img/s",
+            flush=True,
+        )
+
+
+def _after_training(
+    args: argparse.Namespace,
+    cfg: TrainConfig,
+    data: Path,
+    run: Tracker,
+    result: TrainResult,
+    device: torch.device,
+) -> list[str]:
+    """Evaluate the bundle, log metrics, grid and model; returns summary lines."""
+    from model.evaluate import evaluate, load_eval_data, untrained_baseline
+
+    lines = []
+    bundle = load_bundle(result.bundle_dir, device)
+    if not args.no_eval:
+        ecfg = EvalConfig()
+        eval_data = load_eval_data(data, ecfg, cfg.net.image_size)
+        report = evaluate(bundle.generator, eval_data, ecfg, device)
+        base = untrained_baseline(cfg.net, eval_data, ecfg, device)
+        run.log_metrics(report.metrics, step=result.steps)
+        run.log_image(report.grid, "sample_grid.png")
+        report.save(args.out / "eval")
+        shown = {
+            k: report.metrics[k] for k in ("ssim", "kid", "deploy_score") if k in report.metrics
+        }
+        lines.append(
+            "evaluation: "
+            + "  ".join(f"{k} {v:.3f}" for k, v in shown.items())
+            + f"  (untrained deploy_score {base.deploy_score:.3f}); grid {args.out / 'eval'}"
+        )
+    version = run.log_bundle(result.bundle_dir, bundle.generator, args.register)
+    if run.run_id:
+        registered = f", registered {args.register} version {version}" if version else ""
+        lines.append(f"mlflow: run {run.run_id}{registered}")
+    return lines
+
+
+def _summary(cfg: TrainConfig, device: torch.device, result: TrainResult) -> list[str]:
+    precision = "bf16" if amp_dtype(device, cfg.amp) else "fp32"
+    losses = "  ".join(f"{k} {v:.3f}" for k, v in result.final_losses.items())
+    return [
+        f"trained {cfg.net.model} ({cfg.net.image_size} px, ngf {cfg.net.ngf}, "
+        f"{cfg.net.n_blocks} blocks) for {result.steps} steps in {result.seconds:.1f} s "
+        f"({result.images_per_s:.0f} img/s on {device.type}, {precision})",
+        f"final losses: {losses}",
+        f"bundle: {result.bundle_dir}   checkpoint: {result.checkpoint_path}",
+    ]
+
+
+def run_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Everything after parsing. Raises UsageError for bad arguments and bad data."""
+    try:
+        info = distributed.info_from_env(env)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    device = distributed.pick_device(info)
+    cfg = train_config(args, device)
+    tracking = tracking_uri_from(args.tracking_uri, env)
+    if args.register and not tracking:
+        raise UsageError("--register needs --tracking-uri (or MLFLOW_TRACKING_URI)")
+    distributed.setup(info, device)
+    try:
+        data = prepare_data(args, cfg, info)
+        tracker = make_tracker(tracking, args.experiment) if info.is_main else NullTracker()
+        progress = None if args.quiet else ProgressPrinter()
+        with tracker.start_run(run_name=f"{cfg.net.model}-train") as run:
+            result = train(cfg, data, device, run, args.out, args.resume, progress)
+            lines = _summary(cfg, device, result)
+            if info.is_main:
+                lines += _after_training(args, cfg, data, run, result, device)
+    except TrainError as exc:
+        return fail("train", str(exc))
+    except (TrackingError, BundleError) as exc:
+        print(f"ganops train: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.teardown()
+    if info.is_main:
+        print("\n".join(lines))
+    return 0

@@ -1,0 +1,23 @@
+"""The model server's frozen configuration. A leaf of `model.serving`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_uri: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    window: int | None = None  # None: the window the drift reference was calibrated for
+    max_bytes: int = 8 * 1024 * 1024
+    max_batch: int = 16
+    drift_every: int = 16
+    device: str = "auto"
+    tracking_uri: str | None = None
+    drift_reference: Path | None = None
+
+
+__all__ = ["ServeConfig"]

@@ -1,0 +1,133 @@
+"""The model server: `ganops serve --model-uri URI --port N`.
+
+Endpoints:
+- `POST /v1/stylize`
+  - a PNG or JPEG body (any Content-Type but JSON) -> the stylized image as `image/png`;
+  - `Content-Type: application/json` with `{"images": ["<base64 PNG/JPEG>", ...]}` (at most
+    `--max-batch`) -> `{"images": ["<base64 PNG>", ...]}`, in the same order, one forward pass.
+  Inputs are resized to the model's square input size. Bad input gets a 4xx with
+  `{"error": "..."}`: empty body 400, not an image / truncated 400, bad JSON 400, body over
+  `--max-bytes` or too many images 413, no Content-Length 411, an unsupported format 415.
+  Before the model is loaded: 503.
+- `GET /healthz`: 200 while the process runs. `GET /readyz`: 200 only once the model is loaded
+  (503 while loading and while shutting down).
+- `GET /metrics`: Prometheus exposition (`model.serving.metrics`).
+
+The model loads in a background thread, so /healthz answers at once; a model that fails to load
+stops the server with exit code 1 and one line saying why. SIGTERM stops accepting, lets
+in-flight requests finish (up to 10 s) and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from model.cli.args import Parser, UsageError, fail, positive, tracking_uri_from
+from model.serving.config import ServeConfig
+from model.serving.http import GanServer, Handler, ServerState
+from model.serving.predictor import Predictor
+
+
+def make_server(config: ServeConfig, state: ServerState | None = None) -> GanServer:
+    """Bind the HTTP server (port 0: any free port); call `serve_forever()` to run it."""
+    server = GanServer((config.host, config.port), Handler)
+    server.state = state or ServerState(config)
+    return server
+
+
+def load_predictor(config: ServeConfig) -> Predictor:
+    """Load the bundle named by `config.model_uri` and warm it up.
+
+    Raises:
+        model.bundle.BundleError, ValueError, OSError: with a one-line message.
+    """
+    import torch
+
+    from model.bundle import load_bundle
+
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    bundle = load_bundle(config.model_uri, device=device, tracking_uri=config.tracking_uri)
+    reference = None
+    if config.drift_reference is not None:
+        reference = json.loads(config.drift_reference.read_text())
+    predictor = Predictor.from_bundle(
+        bundle, window=config.window, drift_every=config.drift_every, drift_reference=reference
+    )
+    predictor.warmup()
+    return predictor
+
+
+def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeConfig:
+    """The CLI's config. Raises model.errors.UsageError on bad arguments."""
+    parser = Parser(prog="ganops serve", description=__doc__.split("\n")[0])
+    parser.add_argument("--model-uri", required=True, help="bundle dir, checkpoint or models:/")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--window", type=positive(int), help="drift window (recalibrates)")
+    parser.add_argument("--max-bytes", type=positive(int), default=ServeConfig.max_bytes)
+    parser.add_argument("--max-batch", type=positive(int), default=ServeConfig.max_batch)
+    parser.add_argument("--drift-every", type=positive(int), default=ServeConfig.drift_every)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow URI for models:/ (default: MLFLOW_TRACKING_URI)"
+    )
+    parser.add_argument("--drift-reference", type=Path, help="drift reference JSON override")
+    args = parser.parse_args(list(argv))
+    args.tracking_uri = tracking_uri_from(args.tracking_uri, env)
+    return ServeConfig(**{k: v for k, v in vars(args).items() if v is not None})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`ganops serve`: exit 0 after SIGTERM/SIGINT, 1 if the model fails to load, 2 on usage."""
+    try:
+        config = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    except UsageError as exc:
+        return fail("serve", str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        server = make_server(config)
+    except OSError as exc:
+        print(f"ganops serve: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 2
+    state, failed = server.state, threading.Event()
+    port = server.server_address[1]
+    print(
+        f"ganops serve: listening on http://{config.host}:{port} (loading {config.model_uri})",
+        flush=True,
+    )
+
+    def stop(*_: Any) -> None:
+        state.stopping = True
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    def load() -> None:
+        try:
+            state.ready(load_predictor(config))
+        except Exception as exc:  # any load failure ends the process with one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"ganops serve: cannot load {config.model_uri}: {first}", file=sys.stderr)
+            failed.set()
+            stop()
+            return
+        p = state.predictor
+        assert p is not None
+        drift = f"drift window {p.monitor.reference.window}" if p.monitor else "no drift reference"
+        print(f"ganops serve: ready: {p.model} v{p.version} on {p.device} ({drift})", flush=True)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    threading.Thread(target=load, name="load-model", daemon=True).start()
+    server.serve_forever(poll_interval=0.2)
+    state.wait_idle(timeout=10.0)
+    server.server_close()
+    return 1 if failed.is_set() else 0

@@ -1,0 +1,290 @@
+"""KubernetesDeployer: patch the serving Deployment, wait for the rollout, roll back on failure.
+
+The pod template before the patch is kept in memory; when the rollout fails (the progress
+deadline passes, or ours does) the deployer re-applies it, which is what `kubectl rollout undo`
+does and the Python client lacks. The Deployment's annotations record the model, the version
+now served and the one before it, so `current()` and `/ganops rollback` need no other state.
+Patches are JSON patches: they replace the whole template, so they mean the same on every API
+server, and a `test` of the resourceVersion refuses to overwrite a concurrent change.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from pipeline.deploy.target import KubeTarget
+from pipeline.ports import DeployError, DeployResult
+
+ANN_MODEL = "ganops.io/model"
+ANN_VERSION = "ganops.io/model-version"
+ANN_PREVIOUS = "ganops.io/previous-version"
+ANN_URI = "ganops.io/model-uri"
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rollout:
+    done: bool
+    failure: str | None  # why it can no longer succeed (ProgressDeadlineExceeded)
+    summary: str  # "2/3 updated, 1/3 available"
+
+
+class KubernetesDeployer:
+    """Implements `pipeline.ports.Deployer` for one serving Deployment."""
+
+    def __init__(
+        self,
+        target: KubeTarget,
+        api_client: client.ApiClient | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.target = target
+        self._api_client = api_client
+        self._apps: client.AppsV1Api | None = None
+        self.clock = clock
+        self.sleep = sleep
+
+    # --- the Deployer protocol ------------------------------------------------------------
+
+    def current(self, model: str) -> str | None:
+        annotations = _annotations(self._read())
+        if annotations.get(ANN_MODEL) not in (None, model):
+            return None
+        return annotations.get(ANN_VERSION)
+
+    def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
+        started = self.clock()
+        before = self._read()
+        old_template = copy.deepcopy(before["spec"]["template"])
+        old_annotations = _annotations(before)
+        previous = old_annotations.get(ANN_VERSION)
+        if old_annotations.get(ANN_MODEL) not in (None, model):
+            previous = None
+        annotations = {
+            **old_annotations,
+            ANN_MODEL: model,
+            ANN_VERSION: version,
+            ANN_URI: model_uri,
+        }
+        if previous is not None:
+            annotations[ANN_PREVIOUS] = previous
+        new_template = self._template_for(old_template, version, model_uri)
+        patched = self._patch(_ops(before, new_template, annotations))
+        rollout = self._wait(patched["metadata"].get("generation") or 0, started)
+        seconds = self.clock() - started
+        if rollout.done:
+            return DeployResult(
+                ok=True,
+                model_uri=model_uri,
+                version=version,
+                previous_version=previous,
+                rolled_back=False,
+                seconds=seconds,
+                message=f"rolled out {rollout.summary}",
+            )
+        why = rollout.failure or f"not ready within {self.target.progress_deadline_s:.0f} s"
+        return self._roll_back(version, previous, old_template, old_annotations, why, started)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _template_for(self, template: Obj, version: str, model_uri: str) -> Obj:
+        """The pod template with the model URI env var (and image) of `version` set."""
+        new = copy.deepcopy(template)
+        containers = new.get("spec", {}).get("containers", [])
+        matches = [c for c in containers if c.get("name") == self.target.container]
+        if not matches:
+            names = ", ".join(c.get("name", "?") for c in containers) or "none"
+            raise DeployError(
+                f"deployment {self._where()} has no container {self.target.container!r} "
+                f"(containers: {names})"
+            )
+        container = matches[0]
+        env = [e for e in container.get("env", []) if e.get("name") != self.target.model_uri_env]
+        container["env"] = [*env, {"name": self.target.model_uri_env, "value": model_uri}]
+        if self.target.image:
+            container["image"] = self.target.image.format(version=version)
+        meta = new.setdefault("metadata", {})
+        meta["annotations"] = {**(meta.get("annotations") or {}), ANN_VERSION: version}
+        return new
+
+    def _wait(self, generation: int, started: float) -> Rollout:
+        deadline = started + self.target.progress_deadline_s
+        rollout = Rollout(False, None, "not observed yet")
+        while True:
+            try:
+                rollout = rollout_state(self._read(), generation)
+            except DeployError as exc:  # a blip while reading: keep trying until the deadline
+                rollout = Rollout(False, None, str(exc))
+            if rollout.done or rollout.failure or self.clock() >= deadline:
+                return rollout
+            self.sleep(self.target.poll_s)
+
+    def _roll_back(
+        self,
+        version: str,
+        previous: str | None,
+        old_template: Obj,
+        old_annotations: dict[str, str],
+        why: str,
+        started: float,
+    ) -> DeployResult:
+        back_to = f"v{previous}" if previous else "the previous template"
+        try:
+            current = self._read()
+            patched = self._patch(_ops(current, old_template, old_annotations, test=False))
+            restored = self._wait(patched["metadata"].get("generation") or 0, self.clock())
+        except DeployError as exc:
+            message = f"rollout of v{version} failed ({why}); rollback to {back_to} FAILED: {exc}"
+            return self._result(version, previous, None, started, message)
+        state = "ready" if restored.done else f"not ready yet: {restored.summary}"
+        message = f"rollout of v{version} failed ({why}); rolled back to {back_to} ({state})"
+        return self._result(version, previous, self._uri_in(old_template), started, message)
+
+    def _uri_in(self, template: Obj) -> str:
+        """The model URI a pod template serves (its env var on our container), or ""."""
+        for container in template.get("spec", {}).get("containers", []):
+            if container.get("name") == self.target.container:
+                for env in container.get("env") or []:
+                    if env.get("name") == self.target.model_uri_env:
+                        return str(env.get("value") or "")
+        return ""
+
+    def _result(
+        self, version: str, previous: str | None, served: str | None, started: float, message: str
+    ) -> DeployResult:
+        """A failed deploy; `served` is the URI back in service after a rollback, None if the
+        rollback failed too."""
+        return DeployResult(
+            ok=False,
+            model_uri=served or "",
+            version=version,
+            previous_version=previous,
+            rolled_back=served is not None,
+            seconds=self.clock() - started,
+            message=message,
+        )
+
+    # --- the API ------------------------------------------------------------------------
+
+    def _api(self) -> client.AppsV1Api:
+        if self._apps is None:
+            self._apps = client.AppsV1Api(self._api_client or _load_client(self.target))
+        return self._apps
+
+    def _read(self) -> Obj:
+        t = self.target
+        try:
+            resp = self._api().read_namespaced_deployment(
+                t.deployment, t.namespace, _preload_content=False
+            )
+        except (ApiException, HTTPError) as exc:
+            raise self._error(exc, "get") from None
+        obj: Obj = json.loads(resp.data)
+        return obj
+
+    def _patch(self, ops: list[Obj]) -> Obj:
+        t = self.target
+        try:
+            resp = self._api().patch_namespaced_deployment(
+                t.deployment, t.namespace, ops, _preload_content=False
+            )
+        except (ApiException, HTTPError) as exc:
+            raise self._error(exc, "patch") from None
+        obj: Obj = json.loads(resp.data)
+        return obj
+
+    def _where(self) -> str:
+        return f"{self.target.namespace}/{self.target.deployment}"
+
+    def _error(self, exc: ApiException | HTTPError, verb: str) -> DeployError:
+        t = self.target
+        if not isinstance(exc, ApiException):
+            return DeployError(
+                f"the Kubernetes API cannot be reached ({verb} {self._where()}): {exc}"
+            )
+        detail = _server_message(exc)
+        if exc.status == 403:
+            return DeployError(
+                f"RBAC: the bot may not {verb} deployments.apps {t.deployment!r} in namespace "
+                f"{t.namespace!r} (403 Forbidden: {detail}); grant '{verb}' on deployments "
+                "in the bot's Role"
+            )
+        if exc.status == 401:
+            return DeployError(f"the Kubernetes API rejected the bot's credentials (401): {detail}")
+        if exc.status == 404:
+            return DeployError(f"deployment {self._where()} not found (404): {detail}")
+        if exc.status in (409, 422):
+            return DeployError(
+                f"deployment {self._where()} changed while it was being patched "
+                f"({exc.status}: {detail}); try again"
+            )
+        return DeployError(f"Kubernetes API error {exc.status} on {verb} {self._where()}: {detail}")
+
+
+def rollout_state(dep: Obj, generation: int) -> Rollout:
+    """Where a Deployment's rollout stands, read the way `kubectl rollout status` reads it."""
+    want = dep.get("spec", {}).get("replicas")
+    want = 1 if want is None else int(want)
+    status = dep.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < generation:
+        return Rollout(False, None, f"waiting for the controller to see generation {generation}")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return Rollout(
+                False, f"ProgressDeadlineExceeded: {cond.get('message', '')}".strip(), ""
+            )
+    updated = int(status.get("updatedReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    ready = int(status.get("readyReplicas") or 0)
+    summary = f"{updated}/{want} updated, {available}/{want} available, {ready}/{want} ready"
+    if total > updated:
+        summary += f", {total - updated} old pending termination"
+    done = updated >= want and total <= updated and available >= want and ready >= want
+    return Rollout(done, None, f"{want}/{want} replicas" if done else summary)
+
+
+def _ops(dep: Obj, template: Obj, annotations: dict[str, str], test: bool = True) -> list[Obj]:
+    ops: list[Obj] = []
+    version = dep.get("metadata", {}).get("resourceVersion")
+    if test and version:
+        ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": version})
+    ops.append({"op": "replace", "path": "/spec/template", "value": template})
+    ops.append({"op": "add", "path": "/metadata/annotations", "value": annotations})
+    return ops
+
+
+def _annotations(dep: Obj) -> dict[str, str]:
+    return dict(dep.get("metadata", {}).get("annotations") or {})
+
+
+def _server_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def _load_client(target: KubeTarget) -> client.ApiClient:
+    try:
+        if target.in_cluster:
+            cfg = client.Configuration()
+            config.load_incluster_config(client_configuration=cfg)
+            return client.ApiClient(cfg)
+        api_client: client.ApiClient = config.new_client_from_config(config_file=target.kubeconfig)
+        return api_client
+    except (config.ConfigException, OSError) as exc:
+        where = "in-cluster service account" if target.in_cluster else "kubeconfig"
+        raise DeployError(f"cannot load the Kubernetes {where}: {exc}") from None

@@ -1,0 +1,304 @@
+"""KubernetesDeployer against kmock, through the real kubernetes client over real HTTP.
+
+kmock stores objects and applies patches; it does not run controllers. The fixture adds the
+two pieces of a real cluster that a rollout needs: the API server's generation bump on a spec
+change, and a deployment controller that writes the Deployment's status. The controller makes
+pods of any model URI containing "broken" never become available, which is how a bad model
+version behaves behind a readiness probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import kmock
+import pytest
+from kubernetes import client
+
+from pipeline.deploy import KubeTarget
+from pipeline.deploy.kubernetes import ANN_PREVIOUS, ANN_VERSION, KubernetesDeployer, rollout_state
+from pipeline.ports import DeployError
+
+NS, NAME, CONTAINER = "serving", "ganops-serve", "server"
+DEPLOYMENTS = kmock.resource("apps/v1/deployments")
+KEY = (DEPLOYMENTS, NS, NAME)
+URI_V6 = "models:/ganops-cut/6"
+T = TypeVar("T")
+
+
+def seed_deployment() -> dict[str, Any]:
+    env = [{"name": "LOG_LEVEL", "value": "info"}, {"name": "GANOPS_MODEL_URI", "value": URI_V6}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": NAME,
+            "namespace": NS,
+            "generation": 1,
+            "resourceVersion": "100",
+            "annotations": {"ganops.io/model": "cut", ANN_VERSION: "6"},
+        },
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": NAME}},
+            "template": {
+                "metadata": {"labels": {"app": NAME}},
+                "spec": {
+                    "containers": [
+                        {"name": CONTAINER, "image": "ganops-trainer:1.0", "env": env},
+                        {"name": "sidecar", "image": "envoy:1.30"},
+                    ]
+                },
+            },
+        },
+        "status": healthy_status(3, 1),
+    }
+
+
+def healthy_status(replicas: int, generation: int) -> dict[str, Any]:
+    return {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "availableReplicas": replicas,
+        "readyReplicas": replicas,
+        "conditions": [
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
+        ],
+    }
+
+
+def stuck_status(replicas: int, generation: int, deadline_exceeded: bool) -> dict[str, Any]:
+    reason = "ProgressDeadlineExceeded" if deadline_exceeded else "ReplicaSetUpdated"
+    return {
+        "observedGeneration": generation,
+        "replicas": replicas + 1,
+        "updatedReplicas": 1,
+        "availableReplicas": replicas,
+        "readyReplicas": replicas,
+        "conditions": [
+            {
+                "type": "Progressing",
+                "status": "False" if deadline_exceeded else "True",
+                "reason": reason,
+                "message": f'ReplicaSet "{NAME}-7f9" has timed out progressing.',
+            }
+        ],
+    }
+
+
+@dataclass
+class FakeCluster:
+    """kmock on a background event loop, with the API server and controller bits above."""
+
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    forbidden: set[str] = field(default_factory=set)  # verbs answered with 403
+    deadline_exceeded: bool = True  # stuck rollouts report ProgressDeadlineExceeded
+    handler: Any = None
+    server: Any = None
+    url: str = ""
+
+    def call(self, fn: Callable[[], T]) -> T:
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=10)
+
+    def obj(self) -> Any:
+        return self.call(lambda: copy.deepcopy(self.handler.objects[KEY].raw))
+
+    def history(self) -> list[Any]:
+        return self.call(
+            lambda: [copy.deepcopy(v.raw) if v else None for v in self.handler.objects[KEY].history]
+        )
+
+    async def start(self) -> None:
+        self.handler = kmock.KubernetesEmulator()
+        await self.handler.__aenter__()
+        self.server = kmock.Server(self.handler)
+        await self.server.__aenter__()
+        self.url = str(self.server.url).rstrip("/")
+        self.handler.objects[KEY] = seed_deployment()
+        self.handler[kmock.action.FETCH, DEPLOYMENTS, kmock.name(NAME)] << self._on_fetch
+        self.handler[kmock.action.UPDATE, DEPLOYMENTS, kmock.name(NAME)] << self._on_patch
+        self._controller = asyncio.get_running_loop().create_task(self._control())
+
+    async def stop(self) -> None:
+        self._controller.cancel()
+        await self.server.__aexit__(None, None, None)
+        await self.handler.__aexit__(None, None, None)
+
+    def _deny(self, verb: str) -> None:
+        raise kmock.KubernetesError(
+            status=403,
+            reason="Forbidden",
+            message=f'deployments.apps "{NAME}" is forbidden: User "system:serviceaccount:'
+            f'ganops:ganops-bot" cannot {verb} resource "deployments" in API group "apps" '
+            f'in the namespace "{NS}"',
+        )
+
+    def _on_fetch(self, request: Any) -> dict[str, Any]:
+        if "get" in self.forbidden:
+            self._deny("get")
+        return dict(self.handler.objects[KEY].raw)
+
+    def _on_patch(self, request: Any) -> dict[str, Any]:
+        obj = self.handler.objects[KEY]
+        if "patch" in self.forbidden:
+            del obj.history[-1]  # kmock applied it before asking us; a real 403 changes nothing
+            self._deny("patch")
+        before, after = obj.history[-2], obj.history[-1]
+        if before.raw["spec"] != after.raw["spec"]:  # the API server's generation bump
+            meta = after.raw["metadata"]
+            obj["metadata"] = {**meta, "generation": int(meta.get("generation") or 0) + 1}
+        return dict(obj.raw)
+
+    async def _control(self) -> None:
+        while True:
+            await asyncio.sleep(0.02)
+            obj = self.handler.objects[KEY]
+            dep = obj.raw
+            gen = int(dep["metadata"].get("generation") or 0)
+            want = int(dep["spec"]["replicas"])
+            server = dep["spec"]["template"]["spec"]["containers"][0]
+            uri = next(e["value"] for e in server["env"] if e["name"] == "GANOPS_MODEL_URI")
+            if "broken" in uri:
+                status = stuck_status(want, gen, self.deadline_exceeded)
+            else:
+                status = healthy_status(want, gen)
+            if dep.get("status") != status:
+                obj["status"] = status
+
+
+@pytest.fixture
+def cluster() -> Iterator[FakeCluster]:
+    fake = FakeCluster()
+    thread = threading.Thread(target=fake.loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(fake.start(), fake.loop).result(timeout=10)
+    yield fake
+    asyncio.run_coroutine_threadsafe(fake.stop(), fake.loop).result(timeout=10)
+    fake.loop.call_soon_threadsafe(fake.loop.stop)
+    thread.join(timeout=10)
+
+
+def make_deployer(cluster: FakeCluster, **kw: Any) -> KubernetesDeployer:
+    cfg = client.Configuration()
+    cfg.host = cluster.url
+    target = KubeTarget(
+        namespace=NS,
+        deployment=NAME,
+        container=kw.pop("container", CONTAINER),
+        progress_deadline_s=kw.pop("deadline", 10.0),
+        poll_s=0.05,
+        **kw,
+    )
+    return KubernetesDeployer(target, client.ApiClient(cfg))
+
+
+def server_container(dep: dict[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = dep["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == CONTAINER)
+
+
+def test_the_patch_lands_and_the_rollout_is_awaited(cluster: FakeCluster) -> None:
+    deployer = make_deployer(cluster, image="ganops-trainer:{version}")
+    assert deployer.current("cut") == "6"
+    result = deployer.deploy("cut", "7", "models:/ganops-cut/7")
+    assert result.ok, result.message
+    assert (result.version, result.previous_version, result.rolled_back) == ("7", "6", False)
+    assert result.message == "rolled out 3/3 replicas"
+    dep = cluster.obj()
+    server = server_container(dep)
+    assert server["env"] == [
+        {"name": "LOG_LEVEL", "value": "info"},
+        {"name": "GANOPS_MODEL_URI", "value": "models:/ganops-cut/7"},
+    ]
+    assert server["image"] == "ganops-trainer:7"
+    assert dep["spec"]["template"]["spec"]["containers"][1] == {
+        "name": "sidecar",
+        "image": "envoy:1.30",
+    }
+    assert dep["spec"]["template"]["metadata"]["annotations"][ANN_VERSION] == "7"
+    assert dep["metadata"]["annotations"][ANN_VERSION] == "7"
+    assert dep["metadata"]["annotations"][ANN_PREVIOUS] == "6"
+    assert deployer.current("cut") == "7"
+    assert deployer.current("cyclegan") is None
+    [patch] = list(cluster.handler[kmock.action.UPDATE])
+    assert patch.headers["Content-Type"] == "application/json-patch+json"
+    assert patch.data[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "100"}
+
+
+@pytest.mark.parametrize("deadline_exceeded", [True, False])
+def test_a_rollout_that_never_becomes_available_is_rolled_back(
+    cluster: FakeCluster, deadline_exceeded: bool
+) -> None:
+    cluster.deadline_exceeded = deadline_exceeded  # False: our own deadline must catch it
+    original = cluster.obj()
+    deployer = make_deployer(cluster, deadline=1.5)
+    result = deployer.deploy("cut", "8", "models:/ganops-cut/8-broken")
+    assert not result.ok
+    assert result.rolled_back
+    assert result.previous_version == "6"
+    assert result.model_uri == URI_V6  # what serves again
+    why = "ProgressDeadlineExceeded" if deadline_exceeded else "not ready within 2 s"
+    assert why in result.message
+    assert "rolled back to v6 (ready)" in result.message
+    dep = cluster.obj()
+    assert dep["spec"]["template"] == original["spec"]["template"]
+    assert dep["metadata"]["annotations"] == original["metadata"]["annotations"]
+    templates = [v["spec"]["template"] for v in cluster.history() if v]
+    assert any("broken" in str(t) for t in templates)  # the bad version was really applied
+    assert deployer.current("cut") == "6"
+
+
+@pytest.mark.parametrize("verb", ["get", "patch"])
+def test_rbac_errors_say_what_is_missing(cluster: FakeCluster, verb: str) -> None:
+    cluster.forbidden.add(verb)
+    before = cluster.obj()
+    with pytest.raises(DeployError) as info:
+        make_deployer(cluster).deploy("cut", "7", "models:/ganops-cut/7")
+    message = str(info.value)
+    assert message.startswith(f"RBAC: the bot may not {verb} deployments.apps")
+    assert f"namespace '{NS}'" in message
+    assert "403 Forbidden" in message
+    assert "\n" not in message
+    assert cluster.obj() == before
+
+
+def test_unknown_container_and_missing_deployment(cluster: FakeCluster) -> None:
+    with pytest.raises(DeployError, match=r"no container .model.*server, sidecar"):
+        make_deployer(cluster, container="model").deploy("cut", "7", "u")
+    cfg = client.Configuration()
+    cfg.host = cluster.url
+    missing = KubernetesDeployer(KubeTarget("serving", "nope", CONTAINER), client.ApiClient(cfg))
+    with pytest.raises(DeployError, match="serving/nope not found"):
+        missing.current("cut")
+
+
+def test_unreachable_api_is_a_clear_error() -> None:
+    cfg = client.Configuration()
+    cfg.host = "http://127.0.0.1:9"
+    cfg.retries = 0
+    deployer = KubernetesDeployer(KubeTarget(NS, NAME, CONTAINER), client.ApiClient(cfg))
+    with pytest.raises(DeployError, match="cannot be reached"):
+        deployer.deploy("cut", "7", "u")
+
+
+def test_rollout_state_reads_status_like_kubectl() -> None:
+    dep = seed_deployment()
+    assert rollout_state(dep, 1).done
+    assert not rollout_state(dep, 2).done  # the controller has not seen the new spec
+    dep["status"] = stuck_status(3, 2, deadline_exceeded=False)
+    state = rollout_state(dep, 2)
+    assert not state.done
+    assert state.failure is None
+    assert "1/3 updated" in state.summary
+    assert "3 old pending termination" in state.summary
+    dep["status"] = stuck_status(3, 2, deadline_exceeded=True)
+    assert (rollout_state(dep, 2).failure or "").startswith("ProgressDeadlineExceeded")

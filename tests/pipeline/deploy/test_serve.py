@@ -1,0 +1,40 @@
+"""LocalDeployer with its default command, the real `ganops serve`, on a tiny real bundle: the
+version goes live and stylizes; a version that cannot load is rolled back and v1 serves on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.deploy.local import LocalDeployer
+from tests.fakes.serving import get, make_bundle, png_bytes, post
+
+pytestmark = pytest.mark.slow  # real model servers (torch) as processes
+
+
+def test_ganops_serve_goes_live_and_a_bad_version_is_rolled_back(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "bundle-v1", version="1")
+    deployer = LocalDeployer(tmp_path / "state", ready_timeout_s=240)
+    try:
+        first = deployer.deploy("cut", "1", str(bundle))
+        assert first.ok, first.message
+        live = deployer.serving()
+        assert live is not None
+        assert get(live.url + "/readyz")[0] == 200
+        status, body = post(live.url + "/v1/stylize", png_bytes(np.full((32, 32, 3), 0.5)))
+        assert status == 200
+        assert body.startswith(b"\x89PNG")
+
+        bad = deployer.deploy("cut", "2", str(tmp_path / "no-such-bundle"))
+        assert not bad.ok
+        assert bad.rolled_back
+        assert "v1 keeps serving" in bad.message
+        assert "cannot load" in bad.message  # the server's own one-line reason
+        assert deployer.serving() == live
+        assert get(live.url + "/readyz")[0] == 200
+        assert deployer.current("cut") == "1"
+    finally:
+        deployer.stop()
+    assert deployer.current("cut") is None
