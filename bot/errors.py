@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+# One UsageError for the model's commands and the bot's: `problem` and the command's `usage`.
+from model.errors import UsageError
 from pipeline.ports import (
     ConcurrentRunError,
     DeployError,
@@ -50,15 +52,6 @@ class GanopsError(Exception):
 
 class ConfigError(GanopsError):
     """A setting is missing or malformed; the message is one line for the operator."""
-
-
-class UsageError(GanopsError):
-    """A command was typed wrong. `problem` is the exact fault, `usage` the command's usage."""
-
-    def __init__(self, problem: str, usage: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.usage = usage
 
 
 class NotFoundError(GanopsError):

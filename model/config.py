@@ -12,6 +12,7 @@ from typing import Any, Literal
 ModelName = Literal["cut", "cyclegan"]
 MODEL_NAMES: tuple[str, ...] = ("cut", "cyclegan")
 PresetName = Literal["tiny", "full"]
+PRESET_NAMES: tuple[str, ...] = ("tiny", "full")
 
 
 @dataclass(frozen=True)
@@ -153,3 +154,59 @@ def train_defaults(name: str) -> dict[str, Any]:
     if name not in TRAIN_PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(TRAIN_PRESETS)}")
     return dict(TRAIN_PRESETS[name])
+
+
+def default_preset(*, gpus: int) -> str:
+    """The preset a run gets when it names none: the papers' sizes on GPUs, tiny on CPU.
+
+    The one home of that rule: the CLI (`--preset auto`), `/retrain` and the pipeline use it.
+    """
+    return "full" if gpus > 0 else "tiny"
+
+
+def image_size_for(*, preset_name: str | None, gpus: int, image_size: int | None) -> int:
+    """The image size a run trains at: the given one, else its preset's."""
+    return image_size or PRESETS[preset_name or default_preset(gpus=gpus)].image_size
+
+
+def train_config(
+    *,
+    model: str,
+    preset_name: str | None,
+    gpus: int = 0,
+    image_size: int | None = None,
+    epochs: int | None = None,
+    steps: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    amp: bool = True,
+    threads: int | None = None,
+    checkpoint_every: int | None = None,
+) -> TrainConfig:
+    """The one way to build a run's `TrainConfig`: the preset's network and training values,
+    then every explicit value. None means "the preset's". Giving `epochs` drops the preset's
+    `steps`; `steps`, when set, wins over `epochs` (as in `TrainConfig`).
+
+    The CLI and the pipeline's train step both call this, so the same request trains the same
+    thing wherever it runs (`/retrain gpus=1` gets the full preset's published recipe).
+
+    Raises:
+        ValueError: on an unknown preset or model name.
+    """
+    name = preset_name or default_preset(gpus=gpus)
+    net = preset(name, model, **({"image_size": image_size} if image_size else {}))
+    explicit = {
+        "epochs": epochs,
+        "steps": steps,
+        "lr": lr,
+        "batch_size": batch_size,
+        "checkpoint_every": checkpoint_every,
+    }
+    chosen: dict[str, Any] = {
+        **train_defaults(name),
+        **{k: v for k, v in explicit.items() if v is not None},
+    }
+    if epochs is not None and steps is None:
+        chosen["steps"] = None
+    return TrainConfig(net=net, seed=seed, amp=amp, threads=threads, **chosen)

@@ -41,7 +41,14 @@ def ingest(
 
     exit_fast_when_done()
     size = train.resolve_net_size(preset, gpus, image_size)
-    digest = data.ingest(source, dataset.path, size, seed, synthetic_n, events_dir)
+    digest = data.ingest(
+        source=source,
+        out_dir=dataset.path,
+        image_size=size,
+        seed=seed,
+        synthetic_n=synthetic_n,
+        events_dir=events_dir,
+    )
     dataset.metadata["digest"] = digest
     return digest
 
@@ -60,7 +67,9 @@ def validate(
 
     exit_fast_when_done()
     size = train.resolve_net_size(preset, gpus, image_size)
-    data.validate(dataset.path, size, report.path, events_dir)
+    data.validate(
+        data_dir=dataset.path, image_size=size, report_path=report.path, events_dir=events_dir
+    )
 
 
 def train(
@@ -110,15 +119,15 @@ def train(
     )
     # The curve artifact is a folder holding loss_curve.png, so the file keeps its extension.
     return train_step.run_train_step(
-        params,
-        dataset.path,
-        model.path,
-        loss_curve.path + "/loss_curve.png",
-        data_digest,
-        mlflow_uri,
-        events_dir,
-        run_id or job_id,
-        image,
+        params=params,
+        data_dir=dataset.path,
+        model_dir=model.path,
+        loss_curve_path=loss_curve.path + "/loss_curve.png",
+        data_digest=data_digest,
+        mlflow_uri=mlflow_uri,
+        events_dir=events_dir,
+        kfp_run_id=run_id or job_id,
+        image=image,
     )
 
 
@@ -144,15 +153,15 @@ def evaluate(
     exit_fast_when_done()
     # The grid artifact is a folder holding sample_grid.png, so the file keeps its extension.
     out = steps.run_evaluate_step(
-        dataset.path,
-        model.path,
-        model_name,
-        min_score,
-        mlflow_uri,
-        mlflow_run_id,
-        events_dir,
-        summary.path,
-        sample_grid.path + "/sample_grid.png",
+        data_dir=dataset.path,
+        model_dir=model.path,
+        model=model_name,
+        min_score=min_score,
+        mlflow_uri=mlflow_uri,
+        mlflow_run_id=mlflow_run_id,
+        events_dir=events_dir,
+        summary_path=summary.path,
+        grid_path=sample_grid.path + "/sample_grid.png",
     )
     for name, value in out.metrics.items():
         metrics.log_metric(name, value)
@@ -178,14 +187,14 @@ def register(
 
     exit_fast_when_done()
     return registry.run_register_step(
-        model.path,
-        model_name,
-        mlflow_uri,
-        mlflow_run_id,
-        champion_version,
-        scores,
-        run_id or job_id,
-        events_dir,
+        model_dir=model.path,
+        model=model_name,
+        mlflow_uri=mlflow_uri,
+        mlflow_run_id=mlflow_run_id,
+        champion_version=champion_version,
+        scores_json=scores,
+        kfp_run_id=run_id or job_id,
+        events_dir=events_dir,
     )
 
 
@@ -205,15 +214,15 @@ def gate_pass(
 
     exit_fast_when_done()
     return registry.run_gate_step(
-        True,
-        version,
-        model_name,
-        deploy_score,
-        gate_bar,
-        scores,
-        auto_deploy,
-        mlflow_uri,
-        events_dir,
+        passed=True,
+        version=version,
+        model=model_name,
+        deploy_score=deploy_score,
+        bar=gate_bar,
+        scores_json=scores,
+        auto_deploy=auto_deploy,
+        mlflow_uri=mlflow_uri,
+        events_dir=events_dir,
     )
 
 
@@ -232,7 +241,15 @@ def gate_reject(
 
     exit_fast_when_done()
     return registry.run_gate_step(
-        False, version, model_name, deploy_score, gate_bar, scores, False, mlflow_uri, events_dir
+        passed=False,
+        version=version,
+        model=model_name,
+        deploy_score=deploy_score,
+        bar=gate_bar,
+        scores_json=scores,
+        auto_deploy=False,
+        mlflow_uri=mlflow_uri,
+        events_dir=events_dir,
     )
 
 
@@ -253,15 +270,15 @@ def finalize(
 
     exit_fast_when_done()
     return finish.run_finalize_step(
-        status.state,
-        status.error_message or "",
-        model_name,
-        auto_deploy,
-        image,
-        mlflow_uri,
-        run_id or job_id,
-        events_dir,
-        summary.path,
+        kfp_state=status.state,
+        error_message=status.error_message or "",
+        model=model_name,
+        auto_deploy=auto_deploy,
+        image=image,
+        mlflow_uri=mlflow_uri,
+        run_id=run_id or job_id,
+        events_dir=events_dir,
+        summary_path=summary.path,
     )
 
 

@@ -41,10 +41,10 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
     def ct_pipeline(
         model: str = _D.model,
         data: str = _D.data,
-        epochs: int = _D.epochs,
+        epochs: int = 0,  # 0: the preset's
         steps: int = 0,  # 0: train for `epochs`
-        lr: float = _D.lr,
-        batch_size: int = _D.batch_size,
+        lr: float = 0.0,  # 0: the preset's
+        batch_size: int = 0,  # 0: the preset's
         gpus: int = _D.gpus,
         image_size: int = 0,  # 0: the preset's size
         preset: str = "",  # "": tiny without GPUs, full with them

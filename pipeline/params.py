@@ -12,10 +12,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from model.config import MODEL_NAMES, PRESET_NAMES, default_preset
 from pipeline.ports import InvalidParamsError, RunParams
 
-MODELS: tuple[str, ...] = ("cut", "cyclegan")  # mirrors model.config.MODEL_NAMES (no torch here)
-PRESETS: tuple[str, ...] = ("tiny", "full")
+MODELS: tuple[str, ...] = MODEL_NAMES
+PRESETS: tuple[str, ...] = PRESET_NAMES
 # Schemes whose data the trainer image can read; anything else is refused up front.
 DATA_SCHEMES: tuple[str, ...] = ("file", "s3", "gs", "gcs", "az", "abfs", "http", "https")
 
@@ -75,7 +76,7 @@ def validate_params(params: RunParams) -> RunParams:
         raise InvalidParamsError(f"image_size={params.image_size} must be a multiple of 4")
     _check_data(params.data)
     if params.preset is None:
-        params = dataclasses.replace(params, preset="full" if params.gpus > 0 else "tiny")
+        params = dataclasses.replace(params, preset=default_preset(gpus=params.gpus))
     return params
 
 
@@ -167,10 +168,10 @@ def pipeline_arguments(
     return {
         "model": params.model,
         "data": params.data,
-        "epochs": params.epochs,
+        "epochs": params.epochs or 0,
         "steps": params.steps or 0,
-        "lr": float(params.lr),
-        "batch_size": params.batch_size,
+        "lr": float(params.lr or 0.0),
+        "batch_size": params.batch_size or 0,
         "gpus": params.gpus,
         "image_size": params.image_size or 0,
         "preset": params.preset or "",
@@ -186,7 +187,7 @@ def pipeline_arguments(
 
 def params_from_arguments(**args: Any) -> RunParams:
     """The inverse of `pipeline_arguments` for the run's own parameters (0 / "" become None)."""
-    optional = {"steps", "image_size", "preset", "synthetic_n"}
+    optional = {"epochs", "steps", "lr", "batch_size", "image_size", "preset", "synthetic_n"}
     known = RunParams.__dataclass_fields__
     values: dict[str, Any] = {
         k: (v or None) if k in optional else v for k, v in args.items() if k in known

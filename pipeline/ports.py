@@ -60,10 +60,12 @@ class RunParams:
 
     model: str = "cut"
     data: str = "synthetic"
-    epochs: int = 5
+    # None: the preset's value (`model.config.train_config`), so `/retrain gpus=1` trains the
+    # full preset's published recipe and the tiny preset keeps its tuned one.
+    epochs: int | None = None
     steps: int | None = None
-    lr: float = 2e-4
-    batch_size: int = 4
+    lr: float | None = None
+    batch_size: int | None = None
     gpus: int = 0
     image_size: int | None = None
     preset: str | None = None  # None: tiny without a GPU, full with one

@@ -11,14 +11,14 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from model import distributed
 from model.bundle import BundleError, load_bundle
 from model.cli.args import UsageError, fail, tracking_uri_from
-from model.config import EvalConfig, TrainConfig, preset, train_defaults
+from model.config import EvalConfig, TrainConfig
+from model.config import train_config as config_for
 from model.data import make_synthetic, validate_dataset
 from model.networks import check_net_config
 from model.tracking import NullTracker, Tracker, TrackingError, make_tracker
@@ -28,25 +28,27 @@ SYNTHETIC_TRAIN, SYNTHETIC_TEST = 400, 64
 
 
 def train_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:
-    """The run's frozen config: the preset's tuned defaults, then the explicit flags."""
-    name = args.preset if args.preset != "auto" else ("full" if device.type == "cuda" else "tiny")
-    overrides = {"image_size": args.image_size} if args.image_size else {}
+    """The run's frozen config: `model.config.train_config` on the flags (auto: by device)."""
+    gpus = max(torch.cuda.device_count(), 1) if device.type == "cuda" else 0
     try:
-        net = preset(name, args.model, **overrides)
-        check_net_config(net, training=True)
+        cfg = config_for(
+            model=args.model,
+            preset_name=None if args.preset == "auto" else args.preset,
+            gpus=gpus,
+            image_size=args.image_size,
+            epochs=args.epochs,
+            steps=args.steps,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            amp=not args.no_amp,
+            threads=args.threads,
+            checkpoint_every=args.checkpoint_every,
+        )
+        check_net_config(cfg.net, training=True)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    flags = {
-        "epochs": args.epochs,
-        "steps": args.steps,
-        "lr": args.lr,
-        "batch_size": args.batch_size,
-        "checkpoint_every": args.checkpoint_every,
-    }
-    chosen: dict[str, Any] = {**train_defaults(name), **{k: v for k, v in flags.items() if v}}
-    if args.epochs:
-        chosen["steps"] = None
-    return TrainConfig(net=net, seed=args.seed, amp=not args.no_amp, threads=args.threads, **chosen)
+    return cfg
 
 
 def prepare_data(args: argparse.Namespace, cfg: TrainConfig, info: distributed.DistInfo) -> Path:

@@ -24,7 +24,7 @@ class DataValidationError(Exception):
 
 
 def ingest(
-    source: str, out_dir: str, image_size: int, seed: int, synthetic_n: int, events_dir: str
+    *, source: str, out_dir: str, image_size: int, seed: int, synthetic_n: int, events_dir: str
 ) -> str:
     """Materialise `source` under `out_dir` and return its content digest (the data version).
 
@@ -48,7 +48,9 @@ def ingest(
         return digest
 
 
-def validate(data_dir: str, image_size: int, report_path: str, events_dir: str) -> dict[str, int]:
+def validate(
+    *, data_dir: str, image_size: int, report_path: str, events_dir: str
+) -> dict[str, int]:
     """Check the data set; write a Markdown report; fail naming every bad file.
 
     Returns the image counts per folder.

@@ -28,6 +28,7 @@ class EvalOut:
 
 
 def run_evaluate_step(
+    *,
     data_dir: str,
     model_dir: str,
     model: str,
@@ -41,8 +42,8 @@ def run_evaluate_step(
     with step_scope(events_dir, "evaluate") as facts:
         from model.bundle import load_bundle
         from model.config import EvalConfig
+        from model.distributed import pick_device
         from model.evaluate import evaluate, load_eval_data, untrained_baseline
-        from pipeline.steps.train import pick_device
 
         device = pick_device()
         challenger = load_bundle(Path(model_dir) / "bundle", device)

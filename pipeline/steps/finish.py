@@ -17,6 +17,7 @@ from pipeline.results import final_state, result_from_facts, result_from_version
 
 
 def run_finalize_step(
+    *,
     kfp_state: str,
     error_message: str,
     model: str,

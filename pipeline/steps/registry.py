@@ -33,6 +33,7 @@ def client_for(mlflow_uri: str) -> MlflowClient:
 
 
 def run_register_step(
+    *,
     model_dir: str,
     model: str,
     mlflow_uri: str,
@@ -93,6 +94,7 @@ def gate_reason(passed: bool, deploy_score: float, bar: float, scores: dict[str,
 
 
 def run_gate_step(
+    *,
     passed: bool,
     version: str,
     model: str,

@@ -23,8 +23,6 @@ from pipeline.placement import torchrun_command
 from pipeline.ports import RunParams
 
 if TYPE_CHECKING:
-    import torch
-
     from model.config import TrainConfig
     from model.distributed import DistInfo
     from model.tracking import Tracker
@@ -38,36 +36,28 @@ class TrainStepError(Exception):
     """The distributed trainer failed (its log is above in the step's output)."""
 
 
-def resolve_preset(preset: str | None, gpus: int) -> str:
-    return preset or ("full" if gpus > 0 else "tiny")
-
-
 def resolve_net_size(preset: str | None, gpus: int, image_size: int | None) -> int:
-    """The image size the run trains at: the given one, else the preset's."""
-    from model.config import PRESETS
+    """The image size the run trains at (ingest and validate resize to it)."""
+    from model.config import image_size_for
 
-    return image_size or PRESETS[resolve_preset(preset, gpus)].image_size
+    return image_size_for(preset_name=preset, gpus=gpus, image_size=image_size)
 
 
 def train_config(params: RunParams) -> TrainConfig:
-    from model.config import TrainConfig, preset
+    """`model.config.train_config` on the run's parameters: unset values are the preset's."""
+    from model.config import train_config as config_for
 
-    overrides = {"image_size": params.image_size} if params.image_size else {}
-    net = preset(resolve_preset(params.preset, params.gpus), params.model, **overrides)
-    return TrainConfig(
-        net=net,
+    return config_for(
+        model=params.model,
+        preset_name=params.preset,
+        gpus=params.gpus,
+        image_size=params.image_size,
         epochs=params.epochs,
         steps=params.steps,
         lr=params.lr,
         batch_size=params.batch_size,
         seed=params.seed,
     )
-
-
-def pick_device() -> torch.device:
-    from model.distributed import pick_device as pick
-
-    return pick()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +74,7 @@ class TrainJob:
 
 
 def run_train_step(
+    *,
     params: RunParams,
     data_dir: str,
     model_dir: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,51 @@ def test_cli_compile_writes_the_yaml(tmp_path: Path, capsys: pytest.CaptureFixtu
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"my/image:1"}
     assert str(out) in capsys.readouterr().out
+
+
+def test_retrain_with_a_gpu_trains_the_full_presets_published_recipe(
+    compiled: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """`/retrain gpus=1` -> the run's arguments -> the compiled train task -> its TrainConfig."""
+    import torch
+
+    from bot.parsing import parse_retrain
+    from model.cli.train import _train_parser
+    from model.cli.train_run import train_config as cli_config
+    from model.config import PRESETS, TRAIN_PRESETS
+    from pipeline.params import params_from_arguments, pipeline_arguments
+    from pipeline.steps.train import train_config
+
+    spec, _ = compiled
+    arguments = pipeline_arguments(parse_retrain("gpus=1"), "sqlite:///x.db")
+    inputs = _all_tasks(spec)["train"]["inputs"]["parameters"]
+    # What the train task receives: each input bound to a pipeline parameter, by name (inside
+    # the exit handler's sub-DAG the binding is the channel `pipelinechannel--<parameter>`).
+    task_args = {
+        name: arguments[binding["componentInputParameter"].removeprefix("pipelinechannel--")]
+        for name, binding in inputs.items()
+        if "componentInputParameter" in binding
+    }
+    for unset in ("epochs", "lr", "batch_size"):
+        assert not task_args[unset], unset  # unset travels as 0: the preset decides
+    assert task_args["preset"] == "full"  # resolved when the request is validated
+    params = params_from_arguments(
+        **{("model" if k == "model_name" else k): v for k, v in task_args.items()}
+    )
+    cfg = train_config(params)
+    full = TRAIN_PRESETS["full"]
+    assert (cfg.batch_size, cfg.epochs, cfg.lr) == (full["batch_size"], full["epochs"], full["lr"])
+    assert cfg.net == dataclasses.replace(PRESETS["full"], model="cut")
+    # The CLI on a CUDA device (auto preset) trains the very same thing.
+    args = _train_parser().parse_args(["--synthetic"])
+    assert cli_config(args, torch.device("cuda")) == cfg
+
+
+def test_explicit_values_win_over_the_preset() -> None:
+    from pipeline.params import params_from_strings
+    from pipeline.steps.train import train_config
+
+    cfg = train_config(params_from_strings({"gpus": "1", "epochs": "3", "lr": "1e-3"}))
+    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.steps) == (3, 1e-3, 1, None)
+    tiny = train_config(params_from_strings({"steps": "40"}))
+    assert (tiny.net.image_size, tiny.steps, tiny.lr) == (32, 40, 5e-4)

@@ -13,12 +13,39 @@ from pipeline.steps.data import IngestError, ingest
 
 def test_synthetic_then_folder_then_archive_give_one_digest(tmp_path: Path) -> None:
     events = str(tmp_path / "events")
-    digest = ingest("synthetic", str(tmp_path / "a"), 32, 0, 8, events)
+    digest = ingest(
+        source="synthetic",
+        out_dir=str(tmp_path / "a"),
+        image_size=32,
+        seed=0,
+        synthetic_n=8,
+        events_dir=events,
+    )
     assert digest.startswith("sha256:")
     assert len(list((tmp_path / "a" / "trainA").iterdir())) == 8
-    assert ingest(str(tmp_path / "a"), str(tmp_path / "b"), 32, 0, 0, "") == digest
+    assert (
+        ingest(
+            source=str(tmp_path / "a"),
+            out_dir=str(tmp_path / "b"),
+            image_size=32,
+            seed=0,
+            synthetic_n=0,
+            events_dir="",
+        )
+        == digest
+    )
     archive = shutil.make_archive(str(tmp_path / "set"), "zip", tmp_path / "a")
-    assert ingest(f"file://{archive}", str(tmp_path / "c"), 32, 0, 0, "") == digest
+    assert (
+        ingest(
+            source=f"file://{archive}",
+            out_dir=str(tmp_path / "c"),
+            image_size=32,
+            seed=0,
+            synthetic_n=0,
+            events_dir="",
+        )
+        == digest
+    )
     assert fold(read_events(events)).facts["ingest"]["data_digest"] == digest
 
 
@@ -34,7 +61,14 @@ def test_a_uri_without_its_client_says_what_to_install(
 ) -> None:
     events = str(tmp_path / "events")
     with pytest.raises(IngestError, match=message):
-        ingest(source, str(tmp_path / "out"), 32, 0, 0, events)
+        ingest(
+            source=source,
+            out_dir=str(tmp_path / "out"),
+            image_size=32,
+            seed=0,
+            synthetic_n=0,
+            events_dir=events,
+        )
     progress = fold(read_events(events))
     assert progress.failed_step == "ingest"
     assert progress.error is not None
@@ -43,4 +77,11 @@ def test_a_uri_without_its_client_says_what_to_install(
 
 def test_a_missing_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="/no/such/set is not a folder or an archive"):
-        ingest("/no/such/set", str(tmp_path / "out"), 32, 0, 0, "")
+        ingest(
+            source="/no/such/set",
+            out_dir=str(tmp_path / "out"),
+            image_size=32,
+            seed=0,
+            synthetic_n=0,
+            events_dir="",
+        )

@@ -66,7 +66,7 @@ def test_strings_are_converted_by_type() -> None:
         ({"epochs": "three"}, "epochs='three' is not an integer"),
         ({"lr": "inf"}, "lr='inf' is not a number"),
         ({"auto_deploy": "maybe"}, "not true or false"),
-        ({"epochs": "none"}, "epochs='none' is not an integer"),  # not optional
+        ({"gpus": "none"}, "gpus='none' is not an integer"),  # not optional
     ],
 )
 def test_bad_strings_are_refused(values: dict[str, str], message: str) -> None:

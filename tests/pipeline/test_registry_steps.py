@@ -56,7 +56,17 @@ def _scores(champion_score: float) -> str:
 
 def test_a_rejected_challenger_is_tagged_and_nothing_moves(registry: str, tmp_path: Path) -> None:
     events = str(tmp_path / "events")
-    state = run_gate_step(False, "2", "cut", 0.21, 0.35, _scores(0.35), True, registry, events)
+    state = run_gate_step(
+        passed=False,
+        version="2",
+        model="cut",
+        deploy_score=0.21,
+        bar=0.35,
+        scores_json=_scores(0.35),
+        auto_deploy=True,
+        mlflow_uri=registry,
+        events_dir=events,
+    )
     assert state == "gated"
     client = client_for(registry)
     tags = client.get_model_version(NAME, "2").tags
@@ -69,7 +79,17 @@ def test_a_rejected_challenger_is_tagged_and_nothing_moves(registry: str, tmp_pa
 
 
 def test_auto_deploy_approves_by_policy_but_moves_no_alias(registry: str) -> None:
-    state = run_gate_step(True, "2", "cut", 0.5, 0.35, _scores(0.35), True, registry, "")
+    state = run_gate_step(
+        passed=True,
+        version="2",
+        model="cut",
+        deploy_score=0.5,
+        bar=0.35,
+        scores_json=_scores(0.35),
+        auto_deploy=True,
+        mlflow_uri=registry,
+        events_dir="",
+    )
     assert state == "deployed"
     client = client_for(registry)
     # Only a successful rollout (the bot's deployer) moves champion; the gate does not.
@@ -94,12 +114,30 @@ def test_kubeflow_runs_read_their_result_from_the_model_version(
             "data_digest": "sha256:ab",
         }.items():
             client.set_model_version_tag(NAME, "2", key, value)
-        run_gate_step(True, "2", "cut", 0.5, 0.35, _scores(0.35), False, registry, "")
+        run_gate_step(
+            passed=True,
+            version="2",
+            model="cut",
+            deploy_score=0.5,
+            bar=0.35,
+            scores_json=_scores(0.35),
+            auto_deploy=False,
+            mlflow_uri=registry,
+            events_dir="",
+        )
         # The exit handler on Kubeflow (no events dir) finds the version by the run id.
         summary = tmp_path / "summary.md"
         record = json.loads(
             run_finalize_step(
-                "SUCCEEDED", "", "cut", False, "img:1", registry, run_id, "", str(summary)
+                kfp_state="SUCCEEDED",
+                error_message="",
+                model="cut",
+                auto_deploy=False,
+                image="img:1",
+                mlflow_uri=registry,
+                run_id=run_id,
+                events_dir="",
+                summary_path=str(summary),
             )
         )
         assert record["state"] == "awaiting_approval"

@@ -27,8 +27,8 @@ def test_torchrun_training_then_a_retry_resumes(tmp_path: Path) -> None:
     curve = tmp_path / "curve" / "loss_curve.png"
 
     def train_once() -> str:
-        return run_train_step(params, str(data), str(model_dir), str(curve), "sha256:d", uri,
-                              str(events), "run-1", "img:1")  # fmt: skip
+        return run_train_step(params=params, data_dir=str(data), model_dir=str(model_dir), loss_curve_path=str(curve), data_digest="sha256:d", mlflow_uri=uri,
+                              events_dir=str(events), kfp_run_id="run-1", image="img:1")  # fmt: skip
 
     first = train_once()
     progress = fold(read_events(events))

@@ -215,15 +215,15 @@ def test_evaluate_compares_against_the_champion_on_the_same_inputs(
     client.set_registered_model_alias("ganops-cut", "champion", st.result.version)
     [outputs] = (state / "runs" / st.run_id / "outputs").iterdir()
     out = run_evaluate_step(
-        str(outputs / "ingest" / "dataset"),
-        str(outputs / "train" / "model"),
-        "cut",
-        0.0,
-        _uri(state),
-        str(st.result.mlflow_run_id),
-        "",
-        str(tmp_path / "summary.md"),
-        str(tmp_path / "grid" / "sample_grid.png"),
+        data_dir=str(outputs / "ingest" / "dataset"),
+        model_dir=str(outputs / "train" / "model"),
+        model="cut",
+        min_score=0.0,
+        mlflow_uri=_uri(state),
+        mlflow_run_id=str(st.result.mlflow_run_id),
+        events_dir="",
+        summary_path=str(tmp_path / "summary.md"),
+        grid_path=str(tmp_path / "grid" / "sample_grid.png"),
     )
     scores = json.loads(out.scores_json)
     assert (out.champion_version, scores["bar_kind"]) == (st.result.version, "champion")
