@@ -1,4 +1,4 @@
-"""Training throughput: our optimised step (model/steps.py) against a plain fp32 loop.
+"""Training throughput: our optimised step (model/trainers.py) against a plain fp32 loop.
 
 For CUT and CycleGAN, at the tiny preset and at the full preset (batch 1), on the CPU and on
 a GPU when one is present. The plain loop has the same networks, losses and maths, written

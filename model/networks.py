@@ -3,7 +3,7 @@
 One module per architecture and `build_*` factories that take a frozen `NetConfig` and raise
 `ValueError` on unknown names or sizes the layers cannot handle. Both CUT and CycleGAN use
 the same resnet generator and PatchGAN discriminator; they differ in losses and in how many
-of each they train (see model/steps.py).
+of each they train (see model/trainers.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`train(cfg, data, device, tracker, out_dir)`: the training loop around model/steps.py.
+"""`train(cfg, data, device, tracker, out_dir)`: the training loop around model/trainers.py.
 
 The loop owns what the steps do not: data on the device, the deterministic batch order,
 logging, progress, checkpoints and resume, DDP and the final bundle. The caller picks the

@@ -1,7 +1,7 @@
 """The contracts that the bot relies on: pipeline launchers and deployers.
 
-These are small Protocols with frozen dataclasses. `pipeline/launch.py` and
-`pipeline/deploy.py` hold the implementations; `bot/` sees only what is here.
+These are small Protocols with frozen dataclasses. `pipeline/launch/` and
+`pipeline/deploy/` hold the implementations; `bot/` sees only what is here.
 Nothing in this module imports torch, kfp or kubernetes.
 """
 
