@@ -15,14 +15,14 @@ from pipeline.params import params_from_strings
 from pipeline.ports import InvalidParamsError, RunParams
 
 RETRAIN_USAGE = (
-    "/retrain [epochs=N] [lr=F] [model=cut|cyclegan] [data=SOURCE] [gpus=N] [image_size=N] "
+    "/retrain [epochs=N] [lr=F] [model=cut|fastcut|cyclegan] [data=SOURCE] [gpus=N] [image_size=N] "
     "[steps=N] [preset=tiny|full] [batch_size=N] [seed=N] [auto_deploy=true|false]\n"
     "  data: synthetic (default), a folder the trainer can read, or a URI (s3://, gs://, https://)\n"
     "  preset: tiny without a GPU, full with one, unless given\n"
     "  example: /retrain epochs=2 lr=2e-4 model=cut"
 )
 GANOPS_USAGE = (
-    "/ganops status | runs | models [cut|cyclegan] | rollback [version] | approvers | "
+    "/ganops status | runs | models [cut|fastcut|cyclegan] | rollback [version] | approvers | "
     "audit [n] | approve <id> | reject <id> | help"
 )
 # Keys a chat user may set. `min_score` and `synthetic_n` stay with operators (CLI).

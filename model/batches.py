@@ -1,8 +1,10 @@
 """The training data on the device, and the order the loop reads it in.
 
 Both domains are decoded once into uint8 tensors on the training device (4x smaller than
-float, converted per batch), so a step never waits for a loader. The order is a pure function
-of the step, which makes a resumed run read exactly what an uninterrupted one would.
+float, converted per batch), so a step never waits for a loader. The order and the
+augmentation (random crop from `load_scale` times the size, random flip, as in the papers,
+with torchvision's v2 functional ops on the device) are pure functions of the step and rank,
+which makes a resumed run read exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DistributedSampler
+from torchvision.transforms.v2 import functional as tvf
 
 from model.config import TrainConfig
 from model.data import list_images, load_image
@@ -34,6 +37,33 @@ def load_domain(folder: Path, image_size: int) -> torch.Tensor:
 
 def _to_float(batch: torch.Tensor) -> torch.Tensor:
     return batch.float().div_(127.5).sub_(1.0)
+
+
+def load_size(image_size: int, load_scale: float) -> int:
+    """The size images are stored at before the random crop (286 for 256 at 1.12, as the
+    papers' --load_size); even, and never below the crop."""
+    return max(image_size, 2 * round(image_size * load_scale / 2))
+
+
+def augment(
+    batch: torch.Tensor, *, size: int, flip: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """A random `size` crop of each image and, with `flip`, a random horizontal flip.
+
+    The offsets and coins come from `generator` (CPU, seeded per step and rank); the crops and
+    flips run where `batch` lives. A batch at `size` without `flip` is returned as it is.
+    """
+    n, extra = len(batch), batch.shape[-1] - size
+    if extra == 0 and not flip:
+        return batch
+    tops = torch.randint(extra + 1, (n,), generator=generator).tolist()
+    lefts = torch.randint(extra + 1, (n,), generator=generator).tolist()
+    flips = (torch.rand(n, generator=generator) < 0.5).tolist() if flip else [False] * n
+    out = []
+    for image, top, left, mirror in zip(batch, tops, lefts, flips, strict=True):
+        image = tvf.crop(image, top, left, size, size)
+        out.append(tvf.horizontal_flip(image) if mirror else image)
+    return torch.stack(out)
 
 
 class Batches:
@@ -67,8 +97,11 @@ class Batches:
         if epoch != self._epoch:
             self.sampler.set_epoch(epoch)
             self._epoch, self._order = epoch, list(self.sampler)
-        bs = self.cfg.batch_size
+        bs, cfg = self.cfg.batch_size, self.cfg
         idx_a = torch.tensor(self._order[pos * bs : (pos + 1) * bs])
-        rng = torch.Generator().manual_seed((self.cfg.seed << 32) + step * self.world + self.rank)
+        rng = torch.Generator().manual_seed((cfg.seed << 32) + step * self.world + self.rank)
         idx_b = torch.randint(len(self.b), (bs,), generator=rng)
-        return epoch, _to_float(self.a[idx_a]), _to_float(self.b[idx_b])
+        size = cfg.net.image_size
+        a = augment(self.a[idx_a], size=size, flip=cfg.flip, generator=rng)
+        b = augment(self.b[idx_b], size=size, flip=cfg.flip, generator=rng)
+        return epoch, _to_float(a), _to_float(b)

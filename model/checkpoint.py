@@ -88,16 +88,20 @@ def to_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
     """The trainer's state in checkpoint form: "generator" holds what a bundle ships (the
     weight average, or G itself, stored once), so `load_bundle(checkpoint)` serves it."""
     nets = dict(state["nets"])
+    # CycleGAN's image pools (their images and RNG) travel too, for an exact resume.
+    extra = {"pools": state["pools"]} if "pools" in state else {}
     if "ema" in state:
         ema = state["ema"]
         return {"generator": ema["model"], "ema_updates": ema["updates"], "nets": nets,
-                "optims": state["optims"]}  # fmt: skip
-    return {"generator": nets.pop("G"), "nets": nets, "optims": state["optims"]}
+                "optims": state["optims"], **extra}  # fmt: skip
+    return {"generator": nets.pop("G"), "nets": nets, "optims": state["optims"], **extra}
 
 
 def from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The inverse of `to_checkpoint`."""
+    extra = {"pools": ckpt["pools"]} if "pools" in ckpt else {}
     if "ema_updates" in ckpt:
         ema = {"model": ckpt["generator"], "updates": ckpt["ema_updates"]}
-        return {"nets": ckpt["nets"], "optims": ckpt["optims"], "ema": ema}
-    return {"nets": {**ckpt["nets"], "G": ckpt["generator"]}, "optims": ckpt["optims"]}
+        return {"nets": ckpt["nets"], "optims": ckpt["optims"], "ema": ema, **extra}
+    nets = {**ckpt["nets"], "G": ckpt["generator"]}
+    return {"nets": nets, "optims": ckpt["optims"], **extra}

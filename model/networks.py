@@ -15,7 +15,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
-from model.config import MODEL_NAMES, NetConfig
+from model.config import MODEL_NAMES, NCE_MODELS, NetConfig
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -64,10 +64,58 @@ class ResnetBlock(nn.Module):
         return x + self.body(x)
 
 
-UPSAMPLE_NAMES: tuple[str, ...] = ("transpose", "resize")
+UPSAMPLE_NAMES: tuple[str, ...] = ("transpose", "resize", "blur")
+
+
+def _binomial(taps: int) -> Tensor:
+    """The normalised 2-D binomial filter with `taps` taps per side ([1, 2, 1], [1, 3, 3, 1])."""
+    coeffs = torch.tensor([float(_choose(taps - 1, k)) for k in range(taps)])
+    kernel = coeffs[:, None] * coeffs[None, :]
+    return kernel / kernel.sum()
+
+
+def _choose(n: int, k: int) -> int:
+    out = 1
+    for i in range(k):
+        out = out * (n - i) // (i + 1)
+    return out
+
+
+class BlurPool(nn.Module):
+    """Antialiased stride-2 downsampling: reflect-pad, a [1, 2, 1] binomial blur per channel,
+    keep every other pixel (Zhang 2019, as CUT's `Downsample`). No parameters."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("kernel", _binomial(3)[None, None].repeat(channels, 1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+        kernel: Tensor = self.kernel  # type: ignore[assignment]
+        return nn.functional.conv2d(x, kernel.to(x.dtype), stride=2, groups=self.channels)
+
+
+class BlurUpsample(nn.Module):
+    """Antialiased 2x upsampling: a transposed conv with a fixed [1, 3, 3, 1] binomial filter
+    (times 4 to keep the mean), as CUT's `Upsample`. No parameters."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("kernel", (_binomial(4) * 4)[None, None].repeat(channels, 1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+        kernel: Tensor = self.kernel  # type: ignore[assignment]
+        kernel = kernel.to(x.dtype)
+        out = nn.functional.conv_transpose2d(x, kernel, stride=2, padding=2, groups=self.channels)
+        return out[:, :, 1:-1, 1:-1]  # as upstream for an even filter
 
 
 def _upsample(kind: str, c_in: int, c_out: int, bias: bool) -> list[nn.Module]:
+    if kind == "blur":
+        return [BlurUpsample(c_in), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias)]
     if kind == "transpose":
         return [nn.ConvTranspose2d(c_in, c_out, 3, 2, padding=1, output_padding=1, bias=bias)]
     if kind == "resize":
@@ -101,11 +149,15 @@ class ResnetGenerator(nn.Module):
         channels = [net.input_nc, ngf, ngf, ngf]
         for mult in (1, 2):
             c_in, c_out = ngf * mult, ngf * mult * 2
-            layers += [
-                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=bias),
-                norm(c_out),
-                nn.ReLU(inplace=True),
-            ]
+            if net.antialias:
+                # Blur-pool after the ReLU, in the same module, so the layer indices (and
+                # the NCE layers that name them) are those of the strided version.
+                act: nn.Module = nn.Sequential(nn.ReLU(inplace=True), BlurPool(c_out))
+                conv = nn.Conv2d(c_in, c_out, 3, stride=1, padding=1, bias=bias)
+            else:
+                act = nn.ReLU(inplace=True)
+                conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=bias)
+            layers += [conv, norm(c_out), act]
             channels += [c_out] * 3
         layers += [ResnetBlock(ngf * 4, norm, bias) for _ in range(net.n_blocks)]
         channels += [ngf * 4] * net.n_blocks
@@ -244,7 +296,7 @@ def check_net_config(net: NetConfig, training: bool = False) -> None:
     encoder = _ENCODER_STEM + net.n_blocks
     if (
         training
-        and net.model == "cut"
+        and net.model in NCE_MODELS
         and not all(0 <= i < encoder for i in net.nce_layers or [-1])
     ):
         raise ValueError(
@@ -290,8 +342,8 @@ def build_feature_head(
     Raises:
         ValueError: when `net` is not a CUT config or a layer index is outside the encoder.
     """
-    if net.model != "cut":
-        raise ValueError(f"only CUT uses a feature head, not {net.model!r}")
+    if net.model not in NCE_MODELS:
+        raise ValueError(f"only CUT and FastCUT use a feature head, not {net.model!r}")
     if net.netf_nc < 1 or net.num_patches < 1:
         raise ValueError("netf_nc and num_patches must be positive")
     head = PatchSampleF(gen.feature_channels(net.nce_layers), net.netf_nc)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from model import distributed
-from model.batches import Batches, TrainError, load_domain
+from model.batches import Batches, TrainError, load_domain, load_size
 from model.bundle import save_bundle
 from model.checkpoint import (
     CheckpointError,
@@ -125,7 +125,7 @@ class TrainSession:
         self.progress = progress if self.dist.is_main else None
         self.ckpt_path = checkpoint_path(self.out_dir)
         self.history: list[tuple[int, dict[str, float]]] = []
-        size = cfg.net.image_size
+        size = load_size(cfg.net.image_size, cfg.load_scale)
         a = load_domain(self.data / "trainA", size).to(device)
         b = load_domain(self.data / "trainB", size).to(device)
         self.batches = Batches(a, b, cfg, self.dist.rank, self.dist.world_size)

@@ -11,6 +11,9 @@ Both trainers own their networks, optimizers and losses, and expose the same sma
 - freeze the discriminators while the generators learn (no wasted weight gradients), and
   drop gradients with `set_to_none`;
 - use bf16 autocast and channels-last tensors where the caller enables them.
+
+As in the papers, CycleGAN's discriminators judge fakes drawn from a 50-image pool
+(`model.pool`), and FastCUT is CUT without the identity NCE pass on B.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from model.config import TrainConfig
+from model.config import MODEL_NAMES, NCE_MODELS, TrainConfig
 from model.losses import GANLoss, PatchNCELoss, cycle_loss, identity_loss
 from model.networks import build_discriminator, build_feature_head, build_generator
+from model.pool import ImagePool
 
 Wrap = Callable[[nn.Module], nn.Module]
 
@@ -104,6 +108,7 @@ class GanTrainer:
         self.gan = GANLoss(cfg.gan_mode).to(opts.device)
         self._init_rng = torch.Generator().manual_seed(cfg.seed)
         self.ema: Ema | None = None
+        self.pools: dict[str, ImagePool] = {}
 
     def _start_ema(self) -> None:
         if self.cfg.ema_decay > 0:
@@ -177,6 +182,8 @@ class GanTrainer:
         }
         if self.ema is not None:
             state["ema"] = {"model": self.ema.model.state_dict(), "updates": self.ema.updates}
+        if self.pools:
+            state["pools"] = {k: v.state_dict() for k, v in self.pools.items()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -191,10 +198,14 @@ class GanTrainer:
             self.ema.updates = int(state["ema"]["updates"])
         elif self.ema is not None:  # a checkpoint from a run without the average
             self.ema = Ema(self.nets["G"], self.cfg.ema_decay)
+        for name, pool in self.pools.items():
+            if name in state.get("pools", {}):
+                pool.load_state_dict(state["pools"][name], self.opts.device)
 
 
 class CutTrainer(GanTrainer):
-    """CUT: one generator, one discriminator, the PatchNCE head F (with NCE on B, "nce_idt")."""
+    """CUT: one generator, one discriminator, the PatchNCE head F, with NCE on B as well
+    ("nce_idt"). FastCUT (`model="fastcut"`) drops the NCE on B, so G runs on A alone."""
 
     def __init__(self, cfg: TrainConfig, opts: StepOptions, wrap: Wrap = lambda m: m) -> None:
         super().__init__(cfg, opts)
@@ -207,13 +218,15 @@ class CutTrainer(GanTrainer):
         self.nets["F"] = self._place(head, wrap)
         self.optims = {k: _adam(v, cfg, opts.device) for k, v in self.nets.items()}
         self.nce = PatchNCELoss(cfg.nce_temperature)
+        self.nce_idt = net.model == "cut"
         self._start_ema()
 
     def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         G, D, F = self.nets["G"], self.nets["D"], self.nets["F"]
         cfg, layers, n = self.cfg, self.cfg.net.nce_layers, real_a.shape[0]
+        inputs = torch.cat([real_a, real_b]) if self.nce_idt else real_a
         with self.autocast():
-            fake, keys = G(torch.cat([real_a, real_b]), layers=layers)
+            fake, keys = G(inputs, layers=layers)
         fake_b = fake[:n]
 
         set_requires_grad([D], True)
@@ -225,7 +238,7 @@ class CutTrainer(GanTrainer):
         with self.autocast():
             with no_grad_sync(D):
                 loss_gan = self.gan(D(fake_b), True) * cfg.lambda_gan
-            # Queries: G's encoder on G(A) and on G(B) (identity), one pass for both.
+            # Queries: G's encoder on G(A) and (CUT) on G(B), the identity term, in one pass.
             queries = G(fake, layers=layers, encode_only=True)
             with torch.no_grad():
                 key_pool, ids = F([k.detach() for k in keys], cfg.net.num_patches)
@@ -252,6 +265,8 @@ class CycleGanTrainer(GanTrainer):
         }
         self.nets = {k: self._place(v, wrap) for k, v in nets.items()}
         self.optims = {k: _adam(v, cfg, opts.device) for k, v in self.nets.items()}
+        # One pool per discriminator, each with its own stream of choices.
+        self.pools = {d: ImagePool(cfg.pool_size, seed=cfg.seed + i) for i, d in enumerate("BA")}
         self._start_ema()
 
     def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
@@ -273,9 +288,10 @@ class CycleGanTrainer(GanTrainer):
         self._update(loss_g, [self.optims["G"], self.optims["G_BA"]])
 
         set_requires_grad([D, D_A], True)
+        pooled_b, pooled_a = self.pools["B"].query(fake_b), self.pools["A"].query(fake_a)
         with self.autocast():
-            loss_d = self._d_loss(D, real_b, fake_b.detach())
-            loss_d = loss_d + self._d_loss(D_A, real_a, fake_a.detach())
+            loss_d = self._d_loss(D, real_b, pooled_b)
+            loss_d = loss_d + self._d_loss(D_A, real_a, pooled_a)
         self._update(loss_d, [self.optims["D"], self.optims["D_A"]])
         return {
             "D": loss_d.detach(),
@@ -291,8 +307,8 @@ def make_trainer(cfg: TrainConfig, opts: StepOptions, wrap: Wrap = lambda m: m) 
     Raises:
         ValueError: on an unknown model name (or any bad size, from the factories).
     """
-    if cfg.net.model == "cut":
+    if cfg.net.model in NCE_MODELS:
         return CutTrainer(cfg, opts, wrap)
     if cfg.net.model == "cyclegan":
         return CycleGanTrainer(cfg, opts, wrap)
-    raise ValueError(f"unknown model {cfg.net.model!r}; choose one of cut, cyclegan")
+    raise ValueError(f"unknown model {cfg.net.model!r}; choose one of {', '.join(MODEL_NAMES)}")

@@ -20,7 +20,7 @@ HELP_TEXT = f"""*ganops* runs the continuous-training pipeline of the style-tran
 {code(RETRAIN_USAGE)}
 */ganops* shows and decides:
 • `status` champion, challenger, runs going and approvals pending
-• `runs` recent runs with their states · `models [cut|cyclegan]` registered versions and scores
+• `runs` recent runs with their states · `models [cut|fastcut|cyclegan]` registered versions and scores
 • `rollback [version]` ask to go back to the previous champion (needs an approval)
 • `approvers` who may approve · `audit [n]` the last n audit entries
 • `approve <id>` / `reject <id>` decide an approval without the buttons

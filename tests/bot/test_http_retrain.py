@@ -58,7 +58,7 @@ def test_a_good_retrain_posts_one_message_with_who_params_and_link(
         ("colour=red", "unknown parameter 'colour'"),
         ("epochs=0", "epochs=0 is out of range"),
         ("data=", "data is empty"),
-        ("model=gan", "model='gan': choose one of cut, cyclegan"),
+        ("model=gan", "model='gan': choose one of cut, fastcut, cyclegan"),
         ("epochs=1 epochs=2", "epochs is given twice"),
     ],
 )

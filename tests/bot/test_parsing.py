@@ -45,7 +45,7 @@ def test_quotes_also_typographic_ones_hold_spaces() -> None:
         ("lr=2", "lr=2.0 is out of range"),
         ("gpus=-1", "gpus=-1 is out of range"),
         ("image_size=30", "image_size=30 must be a multiple of 4"),
-        ("model=stylegan", "model='stylegan': choose one of cut, cyclegan"),
+        ("model=stylegan", "model='stylegan': choose one of cut, fastcut, cyclegan"),
         ("preset=huge", "preset='huge': choose one of tiny, full"),
         ("auto_deploy=perhaps", "auto_deploy='perhaps' is not true or false"),
         ("data=", "data is empty"),

@@ -30,7 +30,7 @@ def test_defaults_are_valid_and_the_preset_follows_the_gpus() -> None:
         ({"gpus": -1}, "gpus=-1 is out of range"),
         ({"batch_size": True}, "batch_size=True is not an integer"),
         ({"epochs": 2.5}, "epochs=2.5 is not an integer"),
-        ({"model": "pix2pix"}, "model='pix2pix': choose one of cut, cyclegan"),
+        ({"model": "pix2pix"}, "model='pix2pix': choose one of cut, fastcut, cyclegan"),
         ({"preset": "huge"}, "preset='huge'"),
         ({"image_size": 30}, "multiple of 4"),
         ({"image_size": 8}, "image_size=8 is out of range"),
