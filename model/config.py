@@ -109,9 +109,14 @@ class EvalConfig:
     """Fixed evaluation: the same inputs and seeds for challenger and champion."""
 
     seed: int = 1234
-    num_images: int = 64
+    num_images: int = 256
     batch_size: int = 16
     grid_images: int = 8
+    # The gate (model/gate.py): the challenger must beat its rival by `gate_margin` with
+    # `gate_confidence`, by a paired bootstrap of `bootstrap_resamples` over the inputs.
+    gate_margin: float = 0.0
+    gate_confidence: float = 0.9
+    bootstrap_resamples: int = 1000
 
 
 PRESETS: dict[str, NetConfig] = {

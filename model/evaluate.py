@@ -1,7 +1,8 @@
 """Offline evaluation on fixed inputs and the one number the gate uses: the deploy score.
 
-The inputs are `cfg.num_images` testA images chosen by `cfg.seed`; challenger and champion see
-the same ones. Metrics (see model/metrics.py):
+The inputs are `cfg.num_images` testA images (256 by default) chosen by `cfg.seed`;
+challenger and champion see the same ones, and the gate compares them input by input
+(model/gate.py). Metrics (see model/metrics.py):
 - `ssim`, `psnr`: G(testA) against `testB_gt/` (only when the data set has ground truth);
 - `kid`: KID between G(testA) and real testB, on the features of our own small encoder
   (trained in seconds to tell trainA from trainB) joined with nine image statistics;
@@ -76,6 +77,9 @@ class EvalReport:
     num_images: int
     image_size: int
     seed: int
+    # The translated inputs, for the gate's paired comparison; not part of the saved report.
+    outputs: torch.Tensor | None = field(default=None, repr=False)
+    champion_outputs: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def beats_champion(self) -> bool | None:
@@ -195,9 +199,32 @@ def _clip01(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
+def score_terms(
+    *,
+    ssim: float | None,
+    kid: float,
+    hist_dist: float,
+    diversity: float,
+    reference: dict[str, float],
+) -> dict[str, float]:
+    """The score terms and `deploy_score` from the raw metrics: the one home of the formula in
+    the module docstring (the gate's bootstrap in model/gate.py recomputes it per resample)."""
+    m: dict[str, float] = {}
+    m["kid_term"] = _clip01(1.0 - kid / max(reference["kid_identity"], 1e-12))
+    m["hist_term"] = _clip01(1.0 - hist_dist / max(reference["hist_identity"], 1e-12))
+    m["diversity_guard"] = _clip01(diversity / max(0.5 * reference["div_target"], 1e-8))
+    if ssim is not None:
+        ssim_id = reference["ssim_identity"]
+        m["ssim_term"] = _clip01((ssim - ssim_id) / max(1.0 - ssim_id, 1e-8))
+        quality = 0.5 * m["ssim_term"] + 0.3 * m["kid_term"] + 0.2 * m["hist_term"]
+    else:
+        quality = 0.6 * m["kid_term"] + 0.4 * m["hist_term"]
+    m["deploy_score"] = m["diversity_guard"] * quality
+    return m
+
+
 def output_metrics(outputs: torch.Tensor, data: EvalData) -> dict[str, float]:
     """The raw metrics of G(inputs) and their score terms, ending with `deploy_score`."""
-    ref = data.reference
     m: dict[str, float] = {}
     if data.gt is not None:
         m["ssim"] = float(ssim(outputs, data.gt).mean())
@@ -205,17 +232,16 @@ def output_metrics(outputs: torch.Tensor, data: EvalData) -> dict[str, float]:
     m["kid"] = kid(encode(data.encoder, outputs), encode(data.encoder, data.b))
     m["hist_dist"] = histogram_distance(outputs, data.b)
     m["diversity"] = mean_pairwise_distance(outputs) / max(mean_pairwise_distance(data.a), 1e-8)
-    m["kid_term"] = _clip01(1.0 - m["kid"] / max(ref["kid_identity"], 1e-12))
-    m["hist_term"] = _clip01(1.0 - m["hist_dist"] / max(ref["hist_identity"], 1e-12))
-    m["diversity_guard"] = _clip01(m["diversity"] / max(0.5 * ref["div_target"], 1e-8))
-    if "ssim" in m:
-        ssim_id = ref["ssim_identity"]
-        m["ssim_term"] = _clip01((m["ssim"] - ssim_id) / max(1.0 - ssim_id, 1e-8))
-        quality = 0.5 * m["ssim_term"] + 0.3 * m["kid_term"] + 0.2 * m["hist_term"]
-    else:
-        quality = 0.6 * m["kid_term"] + 0.4 * m["hist_term"]
-    m["deploy_score"] = m["diversity_guard"] * quality
-    return m
+    terms = score_terms(
+        ssim=m.get("ssim"),
+        kid=m["kid"],
+        hist_dist=m["hist_dist"],
+        diversity=m["diversity"],
+        reference=data.reference,
+    )
+    # Keep the historical order: raw metrics, the terms, then the score last.
+    order = ["kid_term", "hist_term", "diversity_guard", "ssim_term", "deploy_score"]
+    return {**m, **{k: terms[k] for k in order if k in terms}}
 
 
 def evaluate(
@@ -238,6 +264,7 @@ def evaluate(
     k = cfg.grid_images
     rows: list[tuple[str, torch.Tensor]] = [("input", data.a[:k])]
     champion_metrics = deltas = None
+    champion_out: torch.Tensor | None = None
     if champion is not None:
         champion_out = translate(champion, data.a, device, cfg.batch_size)
         champion_metrics = output_metrics(champion_out, data)
@@ -258,6 +285,8 @@ def evaluate(
         num_images=len(data.a),
         image_size=int(data.a.shape[-1]),
         seed=cfg.seed,
+        outputs=outputs,
+        champion_outputs=champion_out,
     )
 
 

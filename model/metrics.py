@@ -90,12 +90,20 @@ def mean_pairwise_distance(images: torch.Tensor) -> float:
     return float(dist.sum() / (n * (n - 1)))
 
 
-def colour_histogram(images: torch.Tensor, bins: int = 8) -> torch.Tensor:
-    """Joint RGB histogram of all pixels of the set, normalised to sum 1 (bins³ entries)."""
+def colour_histogram_per_image(images: torch.Tensor, bins: int = 8) -> torch.Tensor:
+    """Each image's joint RGB histogram, normalised to sum 1: (N, bins³)."""
     q = ((images.clamp(-1.0, 1.0) + 1.0) / 2.0 * bins).long().clamp(0, bins - 1)
-    index = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]
-    counts = torch.bincount(index.flatten(), minlength=bins**3).double()
-    return counts / counts.sum()
+    index = ((q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]).flatten(1)
+    offsets = torch.arange(len(images))[:, None] * bins**3
+    counts = torch.bincount((index + offsets).flatten(), minlength=len(images) * bins**3)
+    per_image = counts.double().reshape(len(images), bins**3)
+    return per_image / per_image.sum(dim=1, keepdim=True)
+
+
+def colour_histogram(images: torch.Tensor, bins: int = 8) -> torch.Tensor:
+    """Joint RGB histogram of all pixels of the set, normalised to sum 1 (bins³ entries).
+    Images of one size weigh the same, so this is the mean of the per-image histograms."""
+    return colour_histogram_per_image(images, bins).mean(dim=0)
 
 
 def histogram_distance(x: torch.Tensor, y: torch.Tensor, bins: int = 8) -> float:

@@ -226,7 +226,7 @@ def _downsample(big: np.ndarray, image_size: int) -> np.ndarray:
 def make_synthetic(
     root: str | Path,
     n_train: int = 200,
-    n_test: int = 64,
+    n_test: int = 256,  # the gate compares models on 256 held-out inputs
     image_size: int = 32,
     seed: int = 0,
     knobs: DriftKnobs = DriftKnobs(),  # frozen, so sharing the default is safe

@@ -24,7 +24,7 @@ from model.networks import check_net_config
 from model.tracking import NullTracker, Tracker, TrackingError, make_tracker
 from model.train import ProgressEvent, TrainError, TrainResult, amp_dtype, train
 
-SYNTHETIC_TRAIN, SYNTHETIC_TEST = 400, 64
+SYNTHETIC_TRAIN, SYNTHETIC_TEST = 400, 256
 
 
 def train_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:

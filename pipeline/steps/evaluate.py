@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from model.bundle import Bundle
     from model.evaluate import EvalReport
+    from model.gate import Comparison
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ def run_evaluate_step(
         from model.config import EvalConfig
         from model.distributed import pick_device
         from model.evaluate import evaluate, load_eval_data, untrained_baseline
+        from model.gate import compare
 
         device = pick_device()
         challenger = load_bundle(Path(model_dir) / "bundle", device)
@@ -53,10 +55,25 @@ def run_evaluate_step(
         champion_net = champion.generator if champion else None
         report = evaluate(challenger.generator, data, cfg, device, champion=champion_net)
         scores = _scores(report, champion_version, min_score)
+        rival = report.champion_outputs
         if champion is None:
-            baseline = untrained_baseline(challenger.net, data, cfg, device).deploy_score
-            scores.update(baseline_score=baseline, bar_kind="baseline")
-            scores["gate_bar"] = max(baseline, min_score)
+            baseline = untrained_baseline(challenger.net, data, cfg, device)
+            scores.update(baseline_score=baseline.deploy_score, bar_kind="baseline")
+            rival = baseline.outputs
+        if report.outputs is None or rival is None:  # evaluate() always keeps them
+            raise RuntimeError("the evaluation kept no outputs to compare")
+        comparison = compare(
+            report.outputs,
+            rival,
+            data,
+            resamples=cfg.bootstrap_resamples,
+            confidence=cfg.gate_confidence,
+            margin=cfg.gate_margin,
+            seed=cfg.seed,
+        )
+        scores["comparison"] = comparison.to_dict()
+        floor = min_score if champion is None else float("-inf")
+        scores["gate_bar"] = gate_bar(report.deploy_score, comparison, floor)
         _save(report, scores, summary_path, grid_path)
         scores["sample_grid_uri"] = _log(report, mlflow_uri, mlflow_run_id, model)
         facts.update(
@@ -75,6 +92,14 @@ def run_evaluate_step(
             champion_version=champion_version,
             scores_json=json.dumps(scores, default=float),
         )
+
+
+def gate_bar(deploy_score: float, comparison: Comparison, floor: float) -> float:
+    """The score the challenger must exceed, so that the pipeline's `deploy_score > gate_bar`
+    holds exactly when the comparison passes and the score clears `floor`: its own score less
+    how far the confident lower bound of the difference lies above the margin. (Above the
+    rival's score by the margin plus what the choice of inputs could explain.)"""
+    return max(deploy_score - (comparison.lower - comparison.margin), floor)
 
 
 def load_champion(model: str, mlflow_uri: str, device: torch.device) -> tuple[Bundle | None, str]:

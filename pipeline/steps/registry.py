@@ -85,12 +85,28 @@ def gate_reason(passed: bool, deploy_score: float, bar: float, scores: dict[str,
     """One line that says what the bar was and how the challenger did against it."""
     kind = scores.get("bar_kind", "")
     if kind == CHAMPION:
-        what = f"the champion (version {scores.get('champion_version')}) scores {bar:.4f}"
+        champion = scores.get("champion_score")
+        champion_text = f"{champion:.4f}" if isinstance(champion, int | float) else "?"
+        what = (
+            f"bar {bar:.4f}; the champion (version {scores.get('champion_version')}) "
+            f"scores {champion_text}"
+        )
     else:
         base, floor = scores.get("baseline_score"), scores.get("min_score")
         what = f"no champion yet; bar {bar:.4f} = max(untrained generator {base:.4f}, min_score {floor:g})"
     verdict = "beats" if passed else "does not beat"
-    return f"deploy score {deploy_score:.4f} {verdict} the bar: {what}"
+    line = f"deploy score {deploy_score:.4f} {verdict} the bar: {what}"
+    comparison = scores.get("comparison")
+    if comparison:  # the paired bootstrap behind the bar (model/gate.py)
+        rival = "champion" if kind == CHAMPION else "untrained generator"
+        pct = round(100 * comparison["confidence"])
+        line += (
+            f"; vs the {rival}: {comparison['diff']:+.4f} "
+            f"(interval {comparison['lower']:+.4f}…{comparison['upper']:+.4f} over "
+            f"{comparison['num_inputs']} inputs, needs > {comparison['margin']:g} "
+            f"with {pct}% confidence)"
+        )
+    return line
 
 
 def run_gate_step(
