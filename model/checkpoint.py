@@ -88,8 +88,9 @@ def to_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
     """The trainer's state in checkpoint form: "generator" holds what a bundle ships (the
     weight average, or G itself, stored once), so `load_bundle(checkpoint)` serves it."""
     nets = dict(state["nets"])
-    # CycleGAN's image pools (their images and RNG) travel too, for an exact resume.
-    extra = {"pools": state["pools"]} if "pools" in state else {}
+    # CycleGAN's image pools (images and RNG) and an fp16 loss scaler travel too, for an
+    # exact resume.
+    extra: dict[str, Any] = {k: state[k] for k in ("pools", "scaler") if k in state}
     if "ema" in state:
         ema = state["ema"]
         return {"generator": ema["model"], "ema_updates": ema["updates"], "nets": nets,
@@ -99,7 +100,7 @@ def to_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
 
 def from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The inverse of `to_checkpoint`."""
-    extra = {"pools": ckpt["pools"]} if "pools" in ckpt else {}
+    extra: dict[str, Any] = {k: ckpt[k] for k in ("pools", "scaler") if k in ckpt}
     if "ema_updates" in ckpt:
         ema = {"model": ckpt["generator"], "updates": ckpt["ema_updates"]}
         return {"nets": ckpt["nets"], "optims": ckpt["optims"], "ema": ema, **extra}

@@ -92,6 +92,11 @@ class TrainConfig:
     # 2017): 50 in the paper; 0 turns it off. CUT does not use one.
     pool_size: int = 50
     amp: bool = True
+    # torch.compile of the trained networks: None means on for CUDA, off elsewhere (on CPU
+    # the compile time outweighs the gain for runs of minutes). "max-autotune" adds CUDA
+    # graphs; it compiles for much longer, so it is a choice, not the default.
+    compile: bool | None = None
+    compile_mode: str = "default"
     checkpoint_every: int = 50
     log_every: int = 10
     num_workers: int = 0

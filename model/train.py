@@ -62,14 +62,15 @@ class TrainResult:
 
 
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the hardware runs it natively (Ampere+ GPUs, CPUs with AVX512-BF16/AMX).
+    """bf16 where the hardware runs it natively (Ampere+ GPUs, CPUs with AVX512-BF16/AMX);
+    fp16 with a loss scaler on older GPUs (T4, V100), whose tensor cores have fp16 only.
 
-    Elsewhere bf16 is emulated and slower than fp32 on CPU, so the step stays in fp32.
+    On CPUs without bf16 it is emulated and slower than fp32, so the step stays in fp32.
     """
     if not enabled:
         return None
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu":
         with contextlib.suppress(AttributeError, RuntimeError):
             if torch.ops.mkldnn._is_mkldnn_bf16_supported():
@@ -79,7 +80,14 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 def step_options(cfg: TrainConfig, device: torch.device) -> StepOptions:
     # Channels-last pays off with tensor cores; on CPU (oneDNN) it measured no faster.
-    return StepOptions(device, amp_dtype(device, cfg.amp), channels_last=device.type == "cuda")
+    cuda = device.type == "cuda"
+    return StepOptions(
+        device,
+        amp_dtype(device, cfg.amp),
+        channels_last=cuda,
+        compile=cuda if cfg.compile is None else cfg.compile,
+        compile_mode=cfg.compile_mode,
+    )
 
 
 @contextlib.contextmanager
@@ -184,22 +192,35 @@ class TrainSession:
             self.tracker.set_tags({"data_digest": self.digest})
         per_step = self.cfg.batch_size * self.dist.world_size
         losses: dict[str, float] = {}
-        began = time.perf_counter()
+        began = warm = time.perf_counter()
         for step in range(start, total):
             epoch, real_a, real_b = self.batches.get(step)
             self.trainer.set_lr_for_step(step, total)
             raw = self.trainer.train_step(real_a, real_b)
             done = step + 1
+            if step == start:
+                # The first step pays for compilation and autotuning: rates start after it.
+                warm = time.perf_counter()
             if done % self.cfg.log_every == 0 or done == total or step == start:
                 elapsed = time.perf_counter() - began
-                rate = (done - start) * per_step / max(elapsed, 1e-9)
+                rate = self._rate(done - start, per_step, began, warm)
                 losses = {k: float(v) for k, v in raw.items()}
                 self._report(done, total, epoch, losses, elapsed, rate)
             if done % self.cfg.checkpoint_every == 0 or done == total:
                 self.checkpoint(done)
         seconds = time.perf_counter() - began
-        rate = (total - start) * per_step / max(seconds, 1e-9)
-        return self._finish(total, losses, seconds, rate)
+        return self._finish(
+            total, losses, seconds, self._rate(total - start, per_step, began, warm)
+        )
+
+    @staticmethod
+    def _rate(steps: int, per_step: int, began: float, warm: float) -> float:
+        """Images per second after the first (warm-up) step; the first step's own rate when it
+        is all there is."""
+        now = time.perf_counter()
+        if steps <= 1:
+            return steps * per_step / max(now - began, 1e-9)
+        return (steps - 1) * per_step / max(now - warm, 1e-9)
 
     def _report(
         self,

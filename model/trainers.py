@@ -41,8 +41,12 @@ class StepOptions:
     """How the step runs, decided once by the caller for its device."""
 
     device: torch.device
-    amp_dtype: torch.dtype | None = None  # bf16 autocast when set
+    amp_dtype: torch.dtype | None = None  # bf16 (or fp16 with a grad scaler) autocast when set
     channels_last: bool = False
+    # torch.compile of every trained network (G, D, F): fused kernels on GPUs. `compile_mode`
+    # "max-autotune" adds CUDA graphs where the shapes are static.
+    compile: bool = False
+    compile_mode: str = "default"
 
 
 def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
@@ -107,6 +111,9 @@ class GanTrainer:
         self.opts = opts
         self.gan = GANLoss(cfg.gan_mode).to(opts.device)
         self._init_rng = torch.Generator().manual_seed(cfg.seed)
+        # fp16 (GPUs without bf16: T4, V100) needs loss scaling; bf16 has fp32's range.
+        fp16 = opts.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(opts.device.type) if fp16 else None
         self.ema: Ema | None = None
         self.pools: dict[str, ImagePool] = {}
 
@@ -118,7 +125,12 @@ class GanTrainer:
         module = module.to(self.opts.device)
         if self.opts.channels_last:
             module = module.to(memory_format=torch.channels_last)
-        return wrap(module)
+        module = wrap(module)
+        if self.opts.compile:
+            # After DDP, so the compiled graph includes its bucketed all-reduce hooks
+            # (DDPOptimizer); `model.bundle.unwrap` strips both for checkpoints.
+            module = torch.compile(module, mode=self.opts.compile_mode)  # type: ignore[assignment]
+        return module
 
     def _input(self, x: Tensor) -> Tensor:
         x = x.to(self.opts.device, non_blocking=True)
@@ -159,13 +171,18 @@ class GanTrainer:
     def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    @staticmethod
-    def _update(loss: Tensor, optims: list[torch.optim.Optimizer]) -> None:
+    def _update(self, loss: Tensor, optims: list[torch.optim.Optimizer]) -> None:
         for opt in optims:
             opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+            for opt in optims:
+                opt.step()
+            return
+        self.scaler.scale(loss).backward()
         for opt in optims:
-            opt.step()
+            self.scaler.step(opt)  # skipped when the scaled gradients overflowed
+        self.scaler.update()
 
     @property
     def generator(self) -> nn.Module:
@@ -184,6 +201,8 @@ class GanTrainer:
             state["ema"] = {"model": self.ema.model.state_dict(), "updates": self.ema.updates}
         if self.pools:
             state["pools"] = {k: v.state_dict() for k, v in self.pools.items()}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -201,6 +220,8 @@ class GanTrainer:
         for name, pool in self.pools.items():
             if name in state.get("pools", {}):
                 pool.load_state_dict(state["pools"][name], self.opts.device)
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
 
 class CutTrainer(GanTrainer):

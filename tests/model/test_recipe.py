@@ -152,3 +152,30 @@ def test_cyclegan_discriminators_see_pooled_fakes() -> None:
     assert {k: len(p.images) for k, p in trainer.pools.items()} == {"B": 3, "A": 3}
     state = trainer.state_dict()
     assert set(state["pools"]) == {"B", "A"}
+
+
+def test_fp16_autocast_trains_with_a_loss_scaler_and_resumes_its_state() -> None:
+    # GPUs without bf16 train in fp16 with a GradScaler; the same path runs on the CPU here.
+    net = preset("tiny", "cut", ngf=4, ndf=4, n_blocks=1, n_layers_d=2, num_patches=8,
+                 netf_nc=8, nce_layers=(0, 4, 7, 10))  # fmt: skip
+    opts = StepOptions(torch.device("cpu"), amp_dtype=torch.float16)
+    trainer = make_trainer(TrainConfig(net=net, batch_size=2), opts)
+    assert trainer.scaler is not None
+    for _ in range(2):
+        losses = trainer.train_step(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
+    assert all(torch.isfinite(v) for v in losses.values())
+    state = trainer.state_dict()
+    assert "scaler" in state
+    again = make_trainer(TrainConfig(net=net, batch_size=2), opts)
+    again.load_state_dict(state)
+    assert again.scaler is not None
+    assert again.scaler.get_scale() == trainer.scaler.get_scale()
+
+
+def test_compile_is_on_for_cuda_only_unless_asked() -> None:
+    from model.train import step_options
+
+    cfg = TrainConfig(net=preset("tiny"))
+    assert not step_options(cfg, torch.device("cpu")).compile
+    assert step_options(cfg, torch.device("cuda")).compile
+    assert not step_options(dataclasses.replace(cfg, compile=False), torch.device("cuda")).compile
