@@ -15,7 +15,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.blocks.runs import failure_blocks, failure_text, gated_text, run_blocks, run_text
+from bot.blocks.runs import (
+    failure_blocks,
+    failure_text,
+    gated_text,
+    run_blocks,
+    run_text,
+    status_unavailable_text,
+)
 from bot.ports import RunStatus, UpstreamError
 from bot.runs.record import RunRow
 from bot.runs.results import post_results
@@ -146,5 +153,5 @@ class RunWatcher:
             self.services.slack.chat_postMessage(
                 channel=row.channel,
                 thread_ts=row.message_ts,
-                text=f":warning: I cannot read this run's status right now ({exc}); still trying.",
+                text=status_unavailable_text(str(exc)),
             )
