@@ -207,6 +207,10 @@ def gated_text(view: RunView) -> str:
     )
 
 
+def files_failed_text(error: str) -> str:
+    return f":warning: I could not upload the sample grid and loss curve here ({escape(error)})."
+
+
 def status_unavailable_text(error: str) -> str:
     return f":warning: I cannot read this run's status right now ({escape(error)}); still trying."
 

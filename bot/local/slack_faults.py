@@ -97,6 +97,9 @@ class Faults:
                 "id": channel,
                 "is_channel": True,
                 "is_archived": channel in self.archived,
+                # With chat:write.public a bot posts in public channels it is not in; Slack
+                # answers not_in_channel in private ones, which is what `not_member` stands for.
+                "is_private": channel in self.not_member,
                 "is_member": channel not in self.not_member,
             },
         }

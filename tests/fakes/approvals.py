@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.ports import DeployResult, ModelVersionInfo
+from bot.ports import DeployResult, ModelVersionInfo, UpstreamError
 
 
 @dataclass
@@ -57,7 +57,7 @@ class MemoryRegistry:
         self.tags.setdefault((model, version), {}).update(tags)
 
     def download(self, uri: str, dst: Path) -> Path:
-        raise NotImplementedError
+        raise UpstreamError(f"no artifact store in memory: {uri}")
 
 
 @dataclass
