@@ -76,6 +76,13 @@ def concurrent_text(model: str, run_id: str) -> str:
     )
 
 
+def channel_unusable_text(reason: str) -> str:
+    return (
+        f":warning: I cannot post in this channel: {escape(reason)}. Nothing was started. "
+        "Invite me (`/invite @ganops`) or use the channel I watch, then try again."
+    )
+
+
 def repeat_text(run_id: str) -> str:
     return f"This request already started run {literal(run_id)}; its message is in the channel."
 

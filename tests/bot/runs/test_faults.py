@@ -9,6 +9,7 @@ import io
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.fakes.launcher import ScriptedLauncher, finished
@@ -169,3 +170,24 @@ def test_one_broken_run_does_not_stop_the_others(
         assert not settled(bot, first)
     finally:
         bot.stop()
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ({"archived": True}, "archived"),
+        ({"member": False}, "not a member"),
+        ({"exists": False}, "cannot see this channel"),
+    ],
+)
+def test_retrain_where_the_bot_cannot_post_is_answered_and_launches_nothing(
+    bot: Bot, launcher: ScriptedLauncher, state: dict[str, bool], said: str
+) -> None:
+    bot.slack.channel_state(CHANNEL, **state)
+    assert bot.slash("/retrain", "epochs=2").status_code == 200
+    [answer] = bot.slack.wait_for(lambda s: s.calls("response_url"))
+    assert said in answer.args["text"]
+    assert "Nothing was started" in answer.args["text"]
+    assert launcher.launches == 0
+    assert not bot.services.runbook.recent(1)
+    assert not bot.slack.calls("chat.postMessage")
