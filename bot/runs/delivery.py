@@ -33,6 +33,12 @@ CHANNEL_GONE = frozenset(
     }
 )
 
+# Faults that pass by themselves. (Auth and scope errors are neither these nor permanent:
+# they are the operator's to fix, and runs wait for them.)
+_PASSING = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
 _REASONS = {
     "channel_not_found": "I cannot see this channel (a private channel I was not invited to?)",
     "is_archived": "this channel is archived",
@@ -60,7 +66,14 @@ def slack_error(exc: SlackApiError) -> str:
 
 
 def is_permanent(exc: SlackApiError) -> bool:
+    """The message or channel is gone for good: post elsewhere instead of trying again."""
     return slack_error(exc) in MESSAGE_GONE | CHANNEL_GONE
+
+
+def is_transient(exc: SlackApiError) -> bool:
+    """A fault that passes (a 429 past the client's retries, a 5xx): try again next tick."""
+    status = getattr(exc.response, "status_code", 200)
+    return status == 429 or status >= 500 or slack_error(exc) in _PASSING
 
 
 def check_channel(client: WebClient, channel: str) -> None:

@@ -29,10 +29,12 @@ from bot.blocks.runs import (
 )
 from bot.ports import RunStatus, UpstreamError
 from bot.runs.delivery import (
+    CHANNEL_GONE,
     MESSAGE_GONE,
     Destination,
     direct_channel,
     is_permanent,
+    is_transient,
     slack_error,
 )
 from bot.runs.record import RunRow
@@ -192,16 +194,21 @@ class RunWatcher:
         else a DM. Every post is keyed, so repeating this (next tick, after a restart, at the
         next destination) never posts twice."""
         while True:
-            where = self._destination(row)
             try:
+                where = self._destination(row)
                 self._post_outcome(row, status, where)
                 return
             except SlackApiError as exc:
-                if not is_permanent(exc):
-                    raise
                 error = slack_error(exc)
+                last_resort = row.run_id in self._direct or (
+                    self._detached.get(row.run_id) in CHANNEL_GONE
+                )
+                # In the DM, anything but a passing fault (no im:write, a deactivated user)
+                # means nowhere is left: the run settles without its post.
+                if is_transient(exc) or not (last_resort or is_permanent(exc)):
+                    raise
                 log.warning("run %s: cannot post its outcome here (%s)", row.run_id, error)
-                if where.direct:  # nowhere left: the run settles without its post
+                if last_resort:
                     log.error("run %s: its outcome could not be posted anywhere", row.run_id)
                     return
                 if where.fallback is None:

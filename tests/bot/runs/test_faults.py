@@ -117,6 +117,22 @@ def test_an_archived_channel_sends_the_card_to_the_requester(
     assert not cards(bot, CHANNEL)
 
 
+def test_with_no_channel_and_no_dm_the_run_still_settles(
+    bot: Bot, launcher: ScriptedLauncher
+) -> None:
+    run_id, _ = start_run(bot)
+    bot.slack.channel_state(CHANNEL, member=False)
+    bot.slack.fail_always("conversations.open", "missing_scope")  # no im:write granted
+    launcher.move(run_id, state="failed", failed_step="train", error="OOM", finished_at=1.0)
+    watcher = bot.watcher()
+    watcher.tick()
+    assert settled(bot, run_id)
+    assert bot.services.runbook.get(run_id).state == "failed"  # type: ignore[union-attr]
+    calls = len(bot.slack.calls())
+    watcher.tick()
+    assert len(bot.slack.calls()) == calls  # not tried forever
+
+
 def test_a_run_deleted_in_kfp_fails_with_a_reason_and_is_not_polled_again(
     bot: Bot, launcher: ScriptedLauncher
 ) -> None:
