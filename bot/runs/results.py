@@ -107,6 +107,8 @@ def _upload(
     """The pictures, from the MLflow artifact store only, into the card's thread. A picture
     that cannot be fetched, is no PNG/JPEG or is too big is left out; an upload Slack refuses
     is said once and given up on, so the run still settles."""
+    if services.runbook.posted(f"{row.run_id}:files") is not None:
+        return  # uploaded on an earlier tick
     files_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=files_dir) as tmp:
         uploads: list[dict[str, Any]] = []
