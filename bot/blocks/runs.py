@@ -207,6 +207,10 @@ def gated_text(view: RunView) -> str:
     )
 
 
+def files_comment_text(run_id: str, titles: list[str]) -> str:
+    return f"Run {literal(run_id)}: " + escape("; ".join(titles))
+
+
 def files_failed_text(error: str) -> str:
     return f":warning: I could not upload the sample grid and loss curve here ({escape(error)})."
 

@@ -18,7 +18,13 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import blocks_to_dicts
-from bot.blocks.runs import CardView, files_failed_text, results_card, results_card_text
+from bot.blocks.runs import (
+    CardView,
+    files_comment_text,
+    files_failed_text,
+    results_card,
+    results_card_text,
+)
 from bot.ports import ModelVersionInfo, RunResult, RunStatus, UpstreamError
 from bot.runs.delivery import slack_error
 from bot.runs.record import RunRow
@@ -124,7 +130,7 @@ def _upload(
                 file_uploads=uploads,
                 channel=row.channel,
                 thread_ts=card_ts,
-                initial_comment=f"Run `{row.run_id}`: " + "; ".join(u["title"] for u in uploads),
+                initial_comment=files_comment_text(row.run_id, [u["title"] for u in uploads]),
             )
             return ",".join(f.get("id", "") for f in resp.get("files") or [])
 
