@@ -73,6 +73,19 @@ def test_pictures_come_from_mlflow_never_from_a_local_path_in_a_tag(
     assert settled(bot, run_id)
 
 
+def test_a_gate_reason_from_the_registry_cannot_ping_the_channel(
+    bot: Bot, launcher: ScriptedLauncher
+) -> None:
+    run_id, _ = start_run(bot)
+    status = finished("3")
+    gated = dataclasses.replace(status["result"], gate_passed=False, gate_reason=f"{PING} lol")
+    launcher.move(run_id, **{**status, "state": "gated", "result": gated})
+    bot.watcher().tick()
+    posted = str(bot.slack.messages(CHANNEL))
+    assert PING not in posted
+    assert "&lt;!channel&gt; lol" in posted
+
+
 def test_429s_and_a_deleted_run_message_still_end_with_a_card(
     bot: Bot, launcher: ScriptedLauncher
 ) -> None:
