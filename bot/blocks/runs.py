@@ -17,7 +17,7 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
 )
 
-from bot.blocks.common import clip, code, section
+from bot.blocks.common import at, clip, code, escape, link, literal, section
 from pipeline.ports import PIPELINE_STEPS
 
 APPROVE_ACTION = "approve"
@@ -104,7 +104,7 @@ def _fmt(value: Any) -> str:
 
 
 def run_link(run_id: str, url: str | None) -> str:
-    return f"<{url}|KFP run `{run_id}`>" if url else f"local run `{run_id}`"
+    return link(url, f"KFP run {literal(run_id)}") if url else f"local run {literal(run_id)}"
 
 
 def step_track(view: RunView) -> str:
@@ -151,11 +151,12 @@ def coarse_duration(seconds: float | None) -> str:
 
 def _outcome_line(view: RunView) -> str | None:
     if view.state == "failed":
-        return f"Failed at *{view.failed_step or 'an unknown step'}*; the error is in the thread."
+        step = escape(view.failed_step or "an unknown step")
+        return f"Failed at *{step}*; the error is in the thread."
     if view.state == "gated":
-        return f"Rejected by the gate: {view.gate_reason or 'no reason given'}"
+        return f"Rejected by the gate: {escape(view.gate_reason or 'no reason given')}"
     if view.state == "awaiting_approval":
-        version = f" v{view.version}" if view.version else ""
+        version = f" v{escape(view.version)}" if view.version else ""
         return f"Challenger{version} is registered and awaits approval (results card below)."
     if view.state == "deployed":
         return "Gate passed and auto_deploy is on: deployed."
@@ -166,18 +167,20 @@ def _outcome_line(view: RunView) -> str | None:
 
 def run_text(view: RunView) -> str:
     state = view.state.replace("_", " ")
-    return f"Retrain {view.model} ({state}) by <@{view.requested_by}>: {_progress_line(view)}"
+    model, by = escape(view.model), at(view.requested_by)
+    return f"Retrain {model} ({state}) by {by}: {escape(_progress_line(view))}"
 
 
 def run_blocks(view: RunView) -> list[Block]:
     icon = _ICONS.get(view.state, ":grey_question:")
     head = (
-        f"{icon} *Retrain `{view.model}`* requested by <@{view.requested_by}> "
-        f"via {view.source} — _{view.state.replace('_', ' ')}_\n{code(params_line(view.params))}"
+        f"{icon} *Retrain {literal(view.model)}* requested by {at(view.requested_by)} "
+        f"via {escape(view.source)} — _{escape(view.state.replace('_', ' '))}_\n"
+        f"{code(params_line(view.params))}"
     )
-    body = f"{step_track(view)}\n{_progress_line(view)}"
+    body = escape(f"{step_track(view)}\n{_progress_line(view)}")
     if view.losses:
-        body += f"\nlosses: {losses_line(view.losses)}"
+        body += f"\nlosses: {escape(losses_line(view.losses))}"
     outcome = _outcome_line(view)
     if outcome:
         body += f"\n{outcome}"
@@ -189,8 +192,8 @@ def run_blocks(view: RunView) -> list[Block]:
 
 
 def failure_text(view: RunView) -> str:
-    step = view.failed_step or "an unknown step"
-    return f":x: Run `{view.run_id}` failed at *{step}*."
+    step = escape(view.failed_step or "an unknown step")
+    return f":x: Run {literal(view.run_id)} failed at *{step}*."
 
 
 def failure_blocks(view: RunView) -> list[Block]:
@@ -199,9 +202,21 @@ def failure_blocks(view: RunView) -> list[Block]:
 
 def gated_text(view: RunView) -> str:
     return (
-        f":no_entry: Run `{view.run_id}`: the challenger was rejected by the gate: "
-        f"{view.gate_reason or 'no reason given'}. Nothing is deployed."
+        f":no_entry: Run {literal(view.run_id)}: the challenger was rejected by the gate: "
+        f"{escape(view.gate_reason or 'no reason given')}. Nothing is deployed."
     )
+
+
+def files_comment_text(run_id: str, titles: list[str]) -> str:
+    return f"Run {literal(run_id)}: " + escape("; ".join(titles))
+
+
+def files_failed_text(error: str) -> str:
+    return f":warning: I could not upload the sample grid and loss curve here ({escape(error)})."
+
+
+def status_unavailable_text(error: str) -> str:
+    return f":warning: I cannot read this run's status right now ({escape(error)}); still trying."
 
 
 def metrics_table(metrics: Mapping[str, float], champion: Mapping[str, float] | None) -> str:
@@ -218,27 +233,27 @@ def metrics_table(metrics: Mapping[str, float], champion: Mapping[str, float] | 
 
 
 def results_card_text(view: CardView) -> str:
-    return f"Challenger {view.model} v{view.version} is ready for review"
+    return f"Challenger {escape(view.model)} v{escape(view.version)} is ready for review"
 
 
 def results_card(view: CardView, approval_id: str | None) -> list[Block]:
     """The results card. With an `approval_id` it ends in Approve / Reject buttons whose value
     is that opaque id and nothing else; without one (already decided) it has no buttons."""
     versus = (
-        f"champion v{view.champion_version}"
+        f"champion v{escape(view.champion_version)}"
         if view.champion_version
         else "no champion yet (compared with the floor)"
     )
     facts = [
         f"*Run*: {run_link(view.run_id, view.url)}",
-        f"*Data*: `{view.data_digest or 'unknown'}`",
-        f"*Image*: `{view.image or 'unknown'}`",
+        f"*Data*: {literal(view.data_digest or 'unknown')}",
+        f"*Image*: {literal(view.image or 'unknown')}",
     ]
     if view.deploy_score is not None:
         facts.insert(0, f"*Deploy score*: {view.deploy_score:.4f}")
     blocks: list[Block] = [
         HeaderBlock(text=clip(results_card_text(view), 150)),
-        section(f"Requested by <@{view.requested_by}> · challenger vs {versus}"),
+        section(f"Requested by {at(view.requested_by)} · challenger vs {versus}"),
         section(code(metrics_table(view.metrics, view.champion_metrics))),
         section(" · ".join(facts)),
     ]

@@ -2,20 +2,29 @@
 
 The ack parses the text (pure and fast): bad input is answered in the ack itself, as an
 ephemeral usage message, and nothing is launched. A good request acks empty; the lazy
-listener starts the run, whose one channel message says who asked and with what.
+listener starts the run, whose one channel message says who asked and with what. Where the bot
+cannot post (archived, not a member), the answer goes through `response_url` and nothing is
+launched.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.blocks.ops import concurrent_text, upstream_text, usage_blocks, usage_text
+from bot.blocks.ops import (
+    channel_unusable_text,
+    concurrent_text,
+    upstream_text,
+    usage_blocks,
+    usage_text,
+)
 from bot.context import services_of
 from bot.errors import ConcurrentRunError, UpstreamError, UsageError, guarded
 from bot.parsing import parse_retrain, request_id_for
+from bot.runs.delivery import ChannelUnusableError
 from bot.runs.start import start_run
 
 
@@ -37,7 +46,9 @@ def ack_retrain(ack: Ack, command: dict[str, Any]) -> None:
 
 
 @guarded
-def launch_retrain(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+def launch_retrain(
+    body: dict[str, Any], client: WebClient, context: BoltContext, respond: Respond
+) -> None:
     text = body.get("text") or ""
     try:
         params = parse_retrain(text)
@@ -50,6 +61,9 @@ def launch_retrain(body: dict[str, Any], client: WebClient, context: BoltContext
     services = services_of(context)
     try:
         start_run(services, params, request_id, requested_by=user, channel=channel)
+    except ChannelUnusableError as exc:
+        # Posting here fails, so the answer goes back the way the command came.
+        respond(response_type="ephemeral", text=channel_unusable_text(exc.reason))
     except ConcurrentRunError as exc:
         client.chat_postEphemeral(
             channel=channel, user=user, text=concurrent_text(exc.model, exc.run_id)

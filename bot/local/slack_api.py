@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.local.slack_faults import Faults
+
 BOT_USER = "U_GANOPS_BOT"
 Message = dict[str, Any]
 
@@ -42,6 +44,7 @@ class SlackApi:
     """The method implementations; `LocalSlack` adds the server, the lock and the listener."""
 
     state: SlackState
+    faults: Faults
     users: dict[str, str]
     groups: dict[str, list[str]]
     _ids: itertools.count[int]
@@ -101,6 +104,13 @@ class SlackApi:
             "ts": message["ts"],
             "text": message["text"],
         }
+
+    def chat_delete(self, a: dict[str, Any], changes: list[Change]) -> dict[str, Any]:
+        message = self._find(a.get("channel", ""), a.get("ts", ""))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        self.state.messages.remove(message)
+        return {"ok": True, "channel": message["channel"], "ts": message["ts"]}
 
     def chat_ephemeral(self, a: dict[str, Any], changes: list[Change]) -> dict[str, Any]:
         if not a.get("channel") or not a.get("user"):
@@ -171,6 +181,13 @@ METHODS: dict[str, Callable[[SlackApi, dict[str, Any], list[Change]], dict[str, 
     "files.completeUploadExternal": SlackApi.complete_upload,
     "conversations.history": SlackApi.history,
     "conversations.replies": SlackApi.replies,
+    "conversations.info": lambda s, a, c: s.faults.channel_info(a.get("channel") or ""),
+    # A DM with a user: its channel id is derived from the user's, so tests can find it.
+    "conversations.open": lambda s, a, c: {
+        "ok": True,
+        "channel": {"id": "D" + str(a.get("users") or "").split(",")[0]},
+    },
+    "chat.delete": SlackApi.chat_delete,
     "auth.test": lambda s, a, c: {
         "ok": True,
         "user_id": BOT_USER,

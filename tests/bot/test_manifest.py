@@ -20,6 +20,9 @@ SCOPE_OF = {
     "conversations.history": "channels:history",
     "conversations.replies": "channels:history",
     "usergroups.users.list": "usergroups:read",
+    "conversations.info": "channels:read",
+    "conversations.open": "im:write",
+    "chat.delete": "chat:write",
 }
 NO_SCOPE = {"auth.test", "users.info"}  # served for completeness; users.info is never called
 
@@ -44,5 +47,6 @@ def test_every_web_api_method_the_bot_calls_has_its_scope() -> None:
         if method in SCOPE_OF:
             assert SCOPE_OF[method] in scopes, method
     assert "commands" in scopes
-    # nothing beyond what the calls need (plus private-channel history and public posting)
-    assert scopes <= {*SCOPE_OF.values(), "commands", "groups:history", "chat:write.public"}
+    # nothing beyond what the calls need (plus their private-channel twins and public posting)
+    private = {"groups:history", "groups:read"}
+    assert scopes <= {*SCOPE_OF.values(), *private, "commands", "chat:write.public"}

@@ -79,7 +79,7 @@ class SelfRunningLauncher(ScriptedLauncher):
         if age < 0.6:
             return self.move(run_id, state="running", current_step="train", steps_done=2,
                              train_step=int(age * 100), train_total=60, losses={"G": 1 - age})  # fmt: skip
-        return self.move(run_id, **finished("3", {"sample_grid": str(self.grid)}))
+        return self.move(run_id, **finished("3", {"sample_grid": "runs:/r3/sample_grid.png"}))
 
 
 def test_the_whole_story_in_the_shell(tmp_path: Path) -> None:
@@ -88,6 +88,8 @@ def test_the_whole_story_in_the_shell(tmp_path: Path) -> None:
     launcher = SelfRunningLauncher(grid)
     registry, deployer = MemoryRegistry(), RecordingDeployer()
     registry.add("cut", "3")
+    registry.runs[("cut", "3")] = "r3"  # the pictures come from the version's MLflow run
+    registry.artifacts["runs:/r3/sample_grid.png"] = grid.read_bytes()
     settings = load_settings(
         {
             "GANOPS_STATE_DIR": str(tmp_path / "state"),

@@ -4,10 +4,8 @@ exactly-once posting across restarts. The app runs in HTTP mode against a local 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from bot.adapters.prometheus import PrometheusMetrics
@@ -16,6 +14,7 @@ from bot.runs.watch import ChannelLimiter
 from bot.scheduler import build_jobs
 from tests.fakes.approvals import MemoryRegistry
 from tests.fakes.launcher import ScriptedLauncher, finished
+from tests.fakes.mlflow_store import register_challenger
 from tests.fakes.slack import (
     CAROL,
     CHANNEL,
@@ -25,18 +24,6 @@ from tests.fakes.slack import (
     make_services,
     start_bot,
 )
-
-
-@pytest.fixture
-def launcher() -> ScriptedLauncher:
-    return ScriptedLauncher()
-
-
-@pytest.fixture
-def bot(tmp_path: Path, launcher: ScriptedLauncher) -> Iterator[Bot]:
-    bot = start_bot(tmp_path, launcher)
-    yield bot
-    bot.stop()
 
 
 def start_run(bot: Bot, text: str = "epochs=2") -> tuple[str, str]:
@@ -117,7 +104,7 @@ def test_a_gated_run_says_why(bot: Bot, launcher: ScriptedLauncher) -> None:
     launcher.move(run_id, state="gated", steps_done=6, result=gated, finished_at=time.time())
     bot.watcher().tick()
     [reply] = [m for m in bot.slack.messages(CHANNEL) if m["thread_ts"] == ts]
-    assert "deploy score 0.41 < champion 0.64" in reply["text"]
+    assert "deploy score 0.41 &lt; champion 0.64" in reply["text"]  # escaped for mrkdwn
     assert "Rejected by the gate" in str(updates_of(bot, ts)[-1]["blocks"])
 
 
@@ -127,7 +114,15 @@ def test_the_results_card_has_metrics_images_and_opaque_buttons(
     run_id, _ = start_run(bot)
     grid = png(tmp_path / "grid.png", (200, 10, 10))
     curve = png(tmp_path / "curve.png", (10, 10, 200))
-    launcher.move(run_id, **finished("3", {"sample_grid": str(grid), "loss_curve": str(curve)}))
+    # the pictures live in the MLflow artifact store, on the version's run
+    version, mlflow_run = register_challenger(
+        bot.settings.mlflow_uri,
+        tmp_path / "mlflow",
+        "cut",
+        {"sample_grid.png": grid.read_bytes(), "loss_curve.png": curve.read_bytes()},
+    )
+    tags = {"sample_grid": f"runs:/{mlflow_run}/sample_grid.png", "loss_curve": "loss_curve.png"}
+    launcher.move(run_id, **finished(version, tags))
     bot.watcher().tick()
 
     cards = [m for m in bot.slack.messages(CHANNEL) if "ready for review" in m["text"]]
@@ -149,7 +144,7 @@ def test_the_results_card_has_metrics_images_and_opaque_buttons(
     assert len(approval_id) >= 16
     approval = bot.services.approvals.get(approval_id)  # type: ignore[union-attr]
     assert approval is not None
-    assert approval.version == "3"
+    assert approval.version == version
     assert approval.message_ts == card["ts"]
 
     # files_upload_v2 went through all three steps, and the pictures sit in the card's thread
