@@ -22,8 +22,8 @@ RETRAIN_USAGE = (
     "  example: /retrain epochs=2 lr=2e-4 model=cut"
 )
 GANOPS_USAGE = (
-    "/ganops status | runs | models [cut|cyclegan] | rollback [version] | approvers | "
-    "audit [n] | approve <id> | reject <id> | help"
+    "/ganops status | runs | models [cut|cyclegan] | rollback [version] | cancel [run] | "
+    "approvers | audit [n] | approve <id> | reject <id> | help"
 )
 # Keys a chat user may set. `min_score` and `synthetic_n` stay with operators (CLI).
 RETRAIN_KEYS: tuple[str, ...] = (
@@ -100,6 +100,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "runs",
     "models",
     "rollback",
+    "cancel",
     "approvers",
     "audit",
     "approve",

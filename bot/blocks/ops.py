@@ -68,6 +68,11 @@ def help_blocks(unknown: str | None = None) -> list[Block]:
     return [*blocks, section(HELP_TEXT)]
 
 
+def refusal_text(reason: str) -> str:
+    """A policy refusal, told to the one who asked (never the channel)."""
+    return f":no_entry_sign: {reason}"
+
+
 def concurrent_text(model: str, run_id: str) -> str:
     return (
         f":hourglass: A run for `{model}` is already going: `{run_id}`. Only one run per model "
