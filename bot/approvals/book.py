@@ -34,6 +34,7 @@ from bot.store import Store
 from model.registry import PREVIOUS_CHAMPION
 
 log = logging.getLogger(__name__)
+_ALREADY_VOTED = "Your approval is already recorded; a second approver is needed."
 
 _VERBS = {"approve": "approve", "approved": "approve", "yes": "approve"}
 _VERBS |= {"reject": "reject", "rejected": "reject", "no": "reject"}
@@ -293,6 +294,9 @@ class ApprovalBook:
         if requester_vote and user_id != a.requested_by:
             msg = "Only the requester's auto_deploy counts as their vote."
             return self._refuse(via, user_id, a.approval_id, "refused", msg)
+        if verb == "approve" and user_id in a.approvers:  # the answer; the tx re-checks
+            self._audit(via, user_id, "decide", a.approval_id, "duplicate")
+            return DecisionOutcome("recorded", _ALREADY_VOTED, a)
         own = verb == "approve" and user_id == a.requested_by
         if own and not self.allow_self and not requester_vote:
             msg = "You asked for this model; someone else must approve it."
@@ -335,8 +339,7 @@ class ApprovalBook:
         concurrent yeses by one user (a double click, a button and /ganops) cannot both count."""
         if user_id in a.approvers:
             self._audit(via, user_id, "decide", a.approval_id, "duplicate", {}, conn=conn)
-            msg = "Your approval is already recorded; a second approver is needed."
-            return DecisionOutcome("recorded", msg, a)
+            return DecisionOutcome("recorded", _ALREADY_VOTED, a)
         votes = (*dict.fromkeys(a.approvers), user_id)
         if len(votes) < self.required:
             table.record_vote(conn, a.approval_id, a.approvers, votes)
