@@ -39,9 +39,8 @@ Action = Literal[
 # The policy table, as the README's Security section states it (action -> who).
 WHO: Mapping[str, str] = {
     "`/retrain` within the bounds": "any channel member",
-    "`/retrain` past a bound (`GANOPS_MAX_GPUS`, `GANOPS_MAX_STEPS`, `GANOPS_DATA_ALLOW`)": (
-        "an approver"
-    ),
+    "`/retrain` past a bound (`GANOPS_MAX_GPUS`, `GANOPS_MAX_STEPS`, `GANOPS_MAX_EPOCHS`, "
+    "`GANOPS_DATA_ALLOW`)": "an approver",
     "`/retrain auto_deploy=true` (counts as the requester's approval)": "an approver",
     "Approve / Reject (button, `/ganops approve|reject`, CLI)": (
         "an approver who did not request it (unless `GANOPS_ALLOW_SELF_APPROVAL`); "
@@ -84,11 +83,14 @@ class Bounds:
     max_gpus: int = 1
     max_steps: int = 20_000
     data_allow: tuple[str, ...] = ()
+    max_epochs: int = 200  # steps win over epochs, so epochs-only runs need their own bound
 
     @classmethod
     def of(cls, settings: Any) -> Bounds:
         """From `bot.settings.Settings` (typed loosely: this module imports no settings)."""
-        return cls(settings.max_gpus, settings.max_steps, tuple(settings.data_allow))
+        return cls(
+            settings.max_gpus, settings.max_steps, tuple(settings.data_allow), settings.max_epochs
+        )
 
 
 class Policy:
@@ -139,6 +141,9 @@ def bounds_crossed(params: RunParams, bounds: Bounds) -> list[tuple[str, str]]:
     if params.steps is not None and params.steps > bounds.max_steps:
         why = f"steps={params.steps} is over GANOPS_MAX_STEPS={bounds.max_steps}"
         crossed.append(("GANOPS_MAX_STEPS", why))
+    if params.steps is None and params.epochs is not None and params.epochs > bounds.max_epochs:
+        why = f"epochs={params.epochs} is over GANOPS_MAX_EPOCHS={bounds.max_epochs}"
+        crossed.append(("GANOPS_MAX_EPOCHS", why))
     outside = data_outside(params.data, bounds.data_allow)
     if outside is not None:
         crossed.append(("GANOPS_DATA_ALLOW", outside))

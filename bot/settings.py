@@ -24,6 +24,7 @@ DEFAULT_IMAGE = "ganops-trainer:latest"
 SHELL_CHANNEL = "C_GANOPS"  # the shell adapter's one channel, #ganops
 DEFAULT_MAX_GPUS = 1
 DEFAULT_MAX_STEPS = 20_000
+DEFAULT_MAX_EPOCHS = 200  # the full preset's own recipe
 DEFAULT_RUN_TIMEOUT_S = 6 * 3600.0
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
@@ -95,6 +96,7 @@ class Settings:
     # Bounds on what anyone may ask of /retrain; past one, the request needs an approver.
     max_gpus: int = DEFAULT_MAX_GPUS
     max_steps: int = DEFAULT_MAX_STEPS
+    max_epochs: int = DEFAULT_MAX_EPOCHS  # a run given epochs and no steps trains this long
     run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S  # the run watcher cancels a run past it
     # `data=` prefixes anyone may use; `synthetic` always. Empty: only synthetic.
     data_allow: tuple[str, ...] = ()
@@ -156,6 +158,7 @@ def load_settings(
         pipeline_mlflow_uri=_optional_url(env, "GANOPS_PIPELINE_MLFLOW_URI"),
         max_gpus=_count(env, "GANOPS_MAX_GPUS", DEFAULT_MAX_GPUS),
         max_steps=_count(env, "GANOPS_MAX_STEPS", DEFAULT_MAX_STEPS),
+        max_epochs=_count(env, "GANOPS_MAX_EPOCHS", DEFAULT_MAX_EPOCHS),
         run_timeout_s=_duration(env, "GANOPS_RUN_TIMEOUT", "6h"),
         data_allow=_prefixes(env, "GANOPS_DATA_ALLOW"),
     )

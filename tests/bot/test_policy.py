@@ -63,6 +63,7 @@ def test_auto_deploy_needs_an_approver_and_names_itself() -> None:
     [
         (RunParams(gpus=2), "GANOPS_MAX_GPUS"),
         (RunParams(steps=20_001), "GANOPS_MAX_STEPS"),
+        (RunParams(epochs=201), "GANOPS_MAX_EPOCHS"),
         (RunParams(data="s3://other-bucket/x"), "GANOPS_DATA_ALLOW"),
         (RunParams(data="http://169.254.169.254/latest/meta-data/"), "GANOPS_DATA_ALLOW"),
     ],
@@ -78,6 +79,8 @@ def test_past_a_bound_only_an_approver_may_ask(params: RunParams, bound: str) ->
 def test_within_the_bounds_nothing_is_crossed() -> None:
     bounds = Bounds(max_gpus=1, max_steps=100, data_allow=("s3://team-bucket/",))
     assert bounds_crossed(RunParams(gpus=1, steps=100, data="s3://team-bucket/a"), bounds) == []
+    # steps win over epochs: with steps given, epochs are not what bounds the run
+    assert bounds_crossed(RunParams(epochs=10_000, steps=100), bounds) == []
     crossed = bounds_crossed(RunParams(gpus=3, steps=101, data="/etc"), bounds)
     assert [b for b, _ in crossed] == ["GANOPS_MAX_GPUS", "GANOPS_MAX_STEPS", "GANOPS_DATA_ALLOW"]
 
@@ -120,17 +123,19 @@ def test_internal_addresses_are_named(url: str, kind: str) -> None:
 def test_bounds_settings_and_defaults() -> None:
     s = load_settings({})
     assert (s.max_gpus, s.max_steps, s.run_timeout_s, s.data_allow) == (1, 20_000, 6 * 3600, ())
+    assert s.max_epochs == 200
     s = load_settings(
         {
             "GANOPS_MAX_GPUS": "4",
             "GANOPS_MAX_STEPS": "500",
+            "GANOPS_MAX_EPOCHS": "30",
             "GANOPS_RUN_TIMEOUT": "90m",
             "GANOPS_DATA_ALLOW": "s3://team-bucket/, /mnt/data/",
         }
     )
     assert (s.max_gpus, s.max_steps, s.run_timeout_s) == (4, 500, 5400)
     assert s.data_allow == ("s3://team-bucket/", "/mnt/data/")
-    assert Bounds.of(s) == Bounds(4, 500, ("s3://team-bucket/", "/mnt/data/"))
+    assert Bounds.of(s) == Bounds(4, 500, ("s3://team-bucket/", "/mnt/data/"), 30)
 
 
 @pytest.mark.parametrize(
