@@ -374,7 +374,10 @@ class ApprovalBook:
         with self.store.tx() as conn:
             for row in table.select(conn, "state='pending' AND expires_at<=?", (now,)):
                 if table.finish(conn, row["approval_id"], "expired", None, now):
-                    self.store.audit(SYSTEM, "expire", row["approval_id"], "expired", {}, conn=conn)
+                    approval_id = row["approval_id"]
+                    self.store.audit(
+                        SYSTEM, "expire", approval_id, "expired", {}, conn=conn, path="job"
+                    )
                     expired.append(_approval(table.fetch(conn, row["approval_id"])))
         for a in expired:
             self.rollout.tag_decision(a)
