@@ -53,12 +53,18 @@ class Stack:
 
     def retrain(self, text: str, user: str = ALICE) -> str:
         """A /retrain that is accepted; returns the run id once its message is posted."""
-        before = self.launcher.launches
+        known = {r.run_id for r in self.bot.services.runbook.recent(50)}
         resp = self.bot.slash("/retrain", text, user=user, trigger_id=f"t-{text}-{user}")
         assert (resp.status_code, resp.text) == (200, "")
-        eventually(lambda: self.launcher.launches == before + 1)
         row = eventually(
-            lambda: (r := self.bot.services.runbook.recent(1)) and r[0].message_ts and r[0]
+            lambda: next(
+                (
+                    r
+                    for r in self.bot.services.runbook.recent(50)
+                    if r.run_id not in known and r.message_ts
+                ),
+                None,
+            )
         )
         return str(row.run_id)
 
@@ -159,7 +165,9 @@ def test_one_approver_cannot_fill_the_two_person_rule(two: Stack) -> None:
     assert two.approval(approval_id) == ("approved", (BOB, CAROL))
 
 
-def test_non_approvers_cannot_roll_back_snooze_or_cancel(stack: Stack) -> None:
+def test_non_approvers_cannot_roll_back_snooze_ignore_retrain_alarms_or_cancel(
+    stack: Stack,
+) -> None:
     approval_id, card_ts = stack.to_card(stack.retrain("epochs=2"))
     client = stack.bot.services.slack
     # rollback
@@ -173,17 +181,22 @@ def test_non_approvers_cannot_roll_back_snooze_or_cancel(stack: Stack) -> None:
     assert "Only approvers may snooze" in stack.ephemeral(MALLORY, 2)
     stack.bot.click("alarm_ignore", episode.episode_id, MALLORY, alarm_ts)
     assert "Only approvers may ignore" in stack.ephemeral(MALLORY, 3)
+    stack.bot.click("alarm_retrain", episode.episode_id, MALLORY, alarm_ts)
+    assert "Only approvers may retrain from a drift alarm" in stack.ephemeral(MALLORY, 4)
+    stack.idle()
+    assert stack.launcher.launches == 1  # only the first /retrain
     # cancel someone else's run, by command and by its button
     run_id = stack.retrain("model=cyclegan epochs=2")
     stack.bot.slash("/ganops", f"cancel {run_id}", user=MALLORY, trigger_id="t-c")
-    assert "requester or an approver" in stack.ephemeral(MALLORY, 4)
+    assert "requester or an approver" in stack.ephemeral(MALLORY, 5)
     run_ts = stack.bot.services.runbook.get(run_id).message_ts  # type: ignore[union-attr]
     stack.bot.click("run_cancel", run_id, MALLORY, run_ts)
-    assert "requester or an approver" in stack.ephemeral(MALLORY, 5)
+    assert "requester or an approver" in stack.ephemeral(MALLORY, 6)
     stack.idle()
     assert stack.audit(MALLORY) == [
         ("cancel", "refused", "button"),
         ("cancel", "refused", "slash"),
+        ("alarm_retrain", "refused", "button"),
         ("ignore", "refused", "button"),
         ("snooze", "refused", "button"),
         ("rollback", "refused", "slash"),
@@ -198,6 +211,7 @@ def test_non_approvers_cannot_roll_back_snooze_or_cancel(stack: Stack) -> None:
     # and the requester may cancel their own run
     stack.bot.click("run_cancel", run_id, ALICE, run_ts)
     eventually(lambda: stack.launcher.status(run_id).state == "cancelled")
+    stack.idle()  # the audit row follows the cancel in the same listener
     assert ("cancel", "cancelled", "button") in stack.audit(ALICE)
 
 
