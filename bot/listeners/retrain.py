@@ -27,6 +27,8 @@ from bot.parsing import parse_retrain, request_id_for
 from bot.policy import audit_refusal
 from bot.runs.start import start_run
 
+VERDICT_KEY = "ganops_retrain_verdict"
+
 
 def register(app: App) -> None:
     app.command("/retrain")(ack=ack_retrain, lazy=[launch_retrain])
@@ -44,6 +46,9 @@ def ack_retrain(ack: Ack, command: dict[str, Any], context: BoltContext) -> None
         return
     user = str(command.get("user_id") or "")
     verdict = policy_of(context).may_retrain(params, user)
+    # The lazy listener gets a copy of this context: it follows this one verdict, so an
+    # approver-group lookup that flaps between the two can never launch what was refused.
+    context[VERDICT_KEY] = verdict
     if verdict.refused:
         action = "auto_deploy" if verdict.bound == "auto_deploy" else "retrain"
         store = services_of(context).store
@@ -63,7 +68,8 @@ def launch_retrain(body: dict[str, Any], client: WebClient, context: BoltContext
     except UsageError:
         return  # the ack already told the user
     channel, user = body["channel_id"], body["user_id"]
-    if policy_of(context).may_retrain(params, user).refused:
+    verdict = context.get(VERDICT_KEY) or policy_of(context).may_retrain(params, user)
+    if verdict.refused:
         return  # the ack refused it, and audited the refusal
     request_id = request_id_for(
         body.get("team_id") or "", channel, user, text, body.get("trigger_id") or ""

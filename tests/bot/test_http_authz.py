@@ -291,3 +291,16 @@ def test_cancel_without_an_id_cancels_the_callers_latest_run(stack: Stack) -> No
     assert f"Cancelling run `{run_id}`" in str(stack.bot.slack.wait_for(lambda s: s.ephemerals()))
     assert stack.launcher.status(run_id).state == "cancelled"
     assert ("cancel", "cancelled", "slash") in stack.audit(ALICE)
+
+
+def test_the_launch_follows_the_acks_verdict_even_if_the_lookup_flaps(stack: Stack) -> None:
+    """An approver lookup that fails in the ack and works a moment later (a user-group call)
+    must not launch what the user was told is refused."""
+    answers = iter([False])
+    book = stack.bot.services.approvals
+    assert book is not None
+    book.is_approver = lambda user: next(answers, True)  # type: ignore[method-assign]
+    body = stack.bot.slash("/retrain", "gpus=4", user=CAROL).json()
+    assert "GANOPS_MAX_GPUS" in body["text"]
+    stack.idle()
+    assert stack.launcher.launches == 0
