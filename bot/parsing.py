@@ -19,11 +19,13 @@ RETRAIN_USAGE = (
     "[steps=N] [preset=tiny|full] [batch_size=N] [seed=N] [auto_deploy=true|false]\n"
     "  data: synthetic (default), a folder the trainer can read, or a URI (s3://, gs://, https://)\n"
     "  preset: tiny without a GPU, full with one, unless given\n"
+    "  past the bounds (GPUs, steps, epochs, data outside GANOPS_DATA_ALLOW) or with\n"
+    "  auto_deploy=true, only an approver may ask\n"
     "  example: /retrain epochs=2 lr=2e-4 model=cut"
 )
 GANOPS_USAGE = (
-    "/ganops status | runs | models [cut|cyclegan] | rollback [version] | approvers | "
-    "audit [n] | approve <id> | reject <id> | help"
+    "/ganops status | runs | models [cut|cyclegan] | rollback [version] | cancel [run] | "
+    "approvers | audit [n] | approve <id> | reject <id> | help"
 )
 # Keys a chat user may set. `min_score` and `synthetic_n` stay with operators (CLI).
 RETRAIN_KEYS: tuple[str, ...] = (
@@ -100,6 +102,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "runs",
     "models",
     "rollback",
+    "cancel",
     "approvers",
     "audit",
     "approve",

@@ -168,4 +168,5 @@ def audit_line(row: AuditRow) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.ts))
     detail = ", ".join(f"{k}={v}" for k, v in row.detail.items() if v not in (None, "", {}))
     tail = f"  ({detail})" if detail else ""
-    return f"{when}  {row.actor}  {row.action}  {row.object}  {row.outcome}{tail}"
+    via = f"  via {row.path}" if row.path else ""
+    return f"{when}  {row.actor}  {row.action}  {row.object}  {row.outcome}{via}{tail}"

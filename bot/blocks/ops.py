@@ -21,7 +21,8 @@ HELP_TEXT = f"""*ganops* runs the continuous-training pipeline of the style-tran
 */ganops* shows and decides:
 • `status` champion, challenger, runs going and approvals pending
 • `runs` recent runs with their states · `models [cut|cyclegan]` registered versions and scores
-• `rollback [version]` ask to go back to the previous champion (needs an approval)
+• `rollback [version]` ask to go back to the previous champion (approvers; needs an approval)
+• `cancel [run]` stop a run (yours, or any run for approvers); no id: your latest running run
 • `approvers` who may approve · `audit [n]` the last n audit entries
 • `approve <id>` / `reject <id>` decide an approval without the buttons
 {code(GANOPS_USAGE)}"""
@@ -66,6 +67,11 @@ def help_blocks(unknown: str | None = None) -> list[Block]:
     if unknown:
         blocks.append(section(f"I don't know {literal(unknown)}. Here is what I can do:"))
     return [*blocks, section(HELP_TEXT)]
+
+
+def refusal_text(reason: str) -> str:
+    """A policy refusal, told to the one who asked (never the channel)."""
+    return f":no_entry_sign: {reason}"
 
 
 def concurrent_text(model: str, run_id: str) -> str:

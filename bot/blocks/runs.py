@@ -11,6 +11,7 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -22,6 +23,8 @@ from pipeline.ports import PIPELINE_STEPS
 
 APPROVE_ACTION = "approve"
 REJECT_ACTION = "reject"
+CANCEL_ACTION = "run_cancel"
+_GOING = ("queued", "running")
 _ICONS = {
     "queued": ":hourglass_flowing_sand:",
     "running": ":arrows_counterclockwise:",
@@ -159,7 +162,7 @@ def _outcome_line(view: RunView) -> str | None:
         version = f" v{escape(view.version)}" if view.version else ""
         return f"Challenger{version} is registered and awaits approval (results card below)."
     if view.state == "deployed":
-        return "Gate passed and auto_deploy is on: deployed."
+        return "Gate passed; auto_deploy counts as the requester's approval (see the card)."
     if view.state == "cancelled":
         return "Cancelled."
     return None
@@ -184,11 +187,29 @@ def run_blocks(view: RunView) -> list[Block]:
     outcome = _outcome_line(view)
     if outcome:
         body += f"\n{outcome}"
-    return [
+    blocks: list[Block] = [
         section(head),
         section(body),
         ContextBlock(elements=[MarkdownTextObject(text=run_link(view.run_id, view.url))]),
     ]
+    if view.state in _GOING:
+        blocks.append(cancel_button(view.run_id))
+    return blocks
+
+
+def cancel_button(run_id: str) -> ActionsBlock:
+    """Cancel on a running run's message; the value is the run id, checked server-side."""
+    confirm = ConfirmObject(
+        title="Cancel this run?",
+        text=f"Run `{run_id}` stops, and nothing it trained is registered.",
+        confirm="Cancel the run",
+        deny="Keep it running",
+        style="danger",
+    )
+    button = ButtonElement(
+        text="Cancel", action_id=CANCEL_ACTION, value=run_id, style="danger", confirm=confirm
+    )
+    return ActionsBlock(block_id=f"run:{run_id}", elements=[button])
 
 
 def failure_text(view: RunView) -> str:
@@ -265,11 +286,22 @@ def results_card(view: CardView, approval_id: str | None) -> list[Block]:
 
 
 def approval_buttons(approval_id: str) -> ActionsBlock:
+    """Approve (behind a confirm dialog: it deploys) and Reject; the value is the opaque id."""
+    confirm = ConfirmObject(
+        title="Approve this deploy?",
+        text="Your approval is recorded; once enough approvers agree, it goes to production.",
+        confirm="Approve",
+        deny="Not yet",
+    )
     return ActionsBlock(
         block_id=f"approval:{approval_id}",
         elements=[
             ButtonElement(
-                text="Approve", action_id=APPROVE_ACTION, value=approval_id, style="primary"
+                text="Approve",
+                action_id=APPROVE_ACTION,
+                value=approval_id,
+                style="primary",
+                confirm=confirm,
             ),
             ButtonElement(
                 text="Reject", action_id=REJECT_ACTION, value=approval_id, style="danger"

@@ -51,7 +51,9 @@ def decide_clicked(
     def on_decided(a: Approval) -> None:
         update_card(book, client, a)  # the decision shows before the (slow) deploy
 
-    outcome = book.decide(approval_id, user, action["action_id"], on_decided=on_decided)
+    outcome = book.decide(
+        approval_id, user, action["action_id"], on_decided=on_decided, path="button"
+    )
     if outcome.status in _PRIVATE:
         client.chat_postEphemeral(channel=channel, user=user, text=outcome.message)
     show_decision(book, client, outcome)

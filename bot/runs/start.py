@@ -79,7 +79,10 @@ def start_run(
         known = services.runbook.by_request(request_id)
         ts = known.message_ts if known else None
         return StartOutcome(launched.run_id, False, launched.url, ts)
-    services.store.audit(requested_by, "retrain", launched.run_id, "started", {"source": source})
+    path = "slash" if source == "/retrain" else "button"  # else: an alarm's Retrain now
+    services.store.audit(
+        requested_by, "retrain", launched.run_id, "started", {"source": source}, path=path
+    )
     try:
         ts = post_run_message(services.slack, services.runbook, row, view_of(row, None))
     except SlackApiError as exc:

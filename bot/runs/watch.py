@@ -18,8 +18,10 @@ from pathlib import Path
 
 from slack_sdk.errors import SlackApiError
 
+from bot.approvals.rollout import SYSTEM
 from bot.blocks.runs import (
     RunView,
+    duration,
     failure_blocks,
     failure_text,
     gated_text,
@@ -72,8 +74,11 @@ class RunWatcher:
         files_dir: Path,
         limiter: ChannelLimiter | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        run_timeout_s: float | None = None,
     ) -> None:
         self.services = services
+        self.run_timeout_s = run_timeout_s
         self.files_dir = files_dir
         self.limiter = limiter or ChannelLimiter()
         self.clock = clock
@@ -110,6 +115,9 @@ class RunWatcher:
             row = runbook.get(row.run_id) or row
         status = self._status(row)
         self._failures.pop(row.run_id, None)
+        if not status.final and self._timed_out(row, status):
+            self._cancel_timed_out(row)
+            status = self._status(row)
         if status.final or status.state != row.state:  # settle first: the store knows
             finished = (
                 (row.finished_at or status.finished_at or self.clock()) if status.final else None
@@ -254,18 +262,40 @@ class RunWatcher:
                 self._auto_deploy(row.run_id)
 
     def _auto_deploy(self, run_id: str) -> None:
-        """The run asked for auto_deploy=true and passed the gate: roll it out through the
-        approvals path, so the deploy, the alias moves and the audit are those of a click."""
+        """The run asked for auto_deploy=true and passed the gate: that counts as the
+        requester's approval, checked again here (policy may have changed since the ack), on
+        the approvals path. Under the two-person rule the card then waits for one more."""
         from bot.approvals.jobs import show_decision
 
         book, row = self.services.approvals, self.services.runbook.get(run_id)
         if book is None or row is None or row.approval_id is None:
             return
         pending = book.get(row.approval_id)
-        if pending is None or pending.state != "pending":
-            return  # decided already (an earlier tick, or before a restart)
-        outcome = book.approve_by_policy(row.approval_id)
+        if pending is None or pending.state != "pending" or row.requested_by in pending.approvers:
+            return  # decided or voted already (an earlier tick, or before a restart)
+        outcome = book.decide(
+            row.approval_id, row.requested_by, "approve", path="policy", requester_vote=True
+        )
         show_decision(book, self.services.slack, outcome)
+
+    def _timed_out(self, row: RunRow, status: RunStatus) -> bool:
+        started = status.created_at or row.created_at
+        return self.run_timeout_s is not None and self.clock() - started > self.run_timeout_s
+
+    def _cancel_timed_out(self, row: RunRow) -> None:
+        """GANOPS_RUN_TIMEOUT: cancel the run and say so in its thread, once (keyed post)."""
+        self.services.launcher.cancel(row.run_id)
+        key = f"{row.run_id}:timeout"
+        if self.services.runbook.posted(key) is None:
+            limit = duration(self.run_timeout_s)
+            self.services.store.audit(
+                SYSTEM, "cancel", row.run_id, "timeout", {"limit_s": self.run_timeout_s},
+                path="job",
+            )  # fmt: skip
+            text = f":alarm_clock: Run `{row.run_id}` ran past GANOPS_RUN_TIMEOUT ({limit}): cancelled."
+            post_keyed(
+                self.services.slack, self.services.runbook, key, row.channel, row.message_ts, text
+            )
 
     def _status_failed(self, row: RunRow, exc: UpstreamError) -> None:
         count = self._failures.get(row.run_id, 0) + 1

@@ -74,6 +74,7 @@ def make_services(
         deployer,
         approvers=frozenset(settings.approvers),
         allow_self=settings.allow_self_approval,
+        required=settings.approvals_required,
         ttl_s=settings.approval_ttl_s,
     )
     return Services(

@@ -367,7 +367,12 @@ def bot(tmp_path: Path) -> Iterator[Bot]:
     launcher = ScriptedLauncher(url_base="http://kfp.test")
     registry = MemoryRegistry()
     registry.add("cut", "3")
-    bot = start_bot(tmp_path, launcher, lambda s: make_services(s, launcher, registry=registry))
+    bot = start_bot(
+        tmp_path,
+        launcher,
+        lambda s: make_services(s, launcher, registry=registry),
+        GANOPS_APPROVERS=f"{ALICE},{BOB}",  # the alarm's buttons are for approvers
+    )
     yield bot
     bot.stop()
 

@@ -101,7 +101,8 @@ def test_the_whole_story_in_the_shell(tmp_path: Path) -> None:
     shell = Shell(
         settings, out, services_factory=lambda s: make_services(s, launcher, registry, deployer)
     )
-    lines = ["/retrain epochs=2", "/wait 30", "approve", "/user carol", "1", "/wait 30",
+    # [1] is the run message's Cancel, [2] the card's Approve
+    lines = ["/retrain epochs=2", "/wait 30", "approve", "/user carol", "2", "/wait 30",
              "/ganops runs", "/sleep 0.5"]  # fmt: skip
     assert shell.run(lines, eof_wait_s=10) == 0
     text = out.getvalue()
@@ -109,7 +110,8 @@ def test_the_whole_story_in_the_shell(tmp_path: Path) -> None:
     assert "Retrain `cut` requested by @alice" in text
     assert "↻ Retrain cut (running) by @alice" in text  # progress, one line per update
     assert "== Challenger cut v3 is ready for review ==" in text
-    assert "[1] Approve  [2] Reject" in text
+    assert "[1] Cancel" in text  # on the run message while it runs
+    assert "[2] Approve  [3] Reject" in text
     assert "You asked for this model" in text or "You are not an approver" in text
     assert "(carol clicked Approve)" in text
     assert "Approved by @carol" in text

@@ -16,6 +16,7 @@ from tests.fakes.approvals import MemoryRegistry
 from tests.fakes.launcher import ScriptedLauncher, finished
 from tests.fakes.mlflow_store import register_challenger
 from tests.fakes.slack import (
+    ALICE,
     CAROL,
     CHANNEL,
     Bot,
@@ -259,7 +260,12 @@ def test_auto_deploy_rolls_out_once_through_the_approvals_path(
     registry = MemoryRegistry()
     registry.add("cut", "2", "3")
     registry.aliases[("cut", "champion")] = "2"
-    bot = start_bot(tmp_path / "b", launcher, lambda s: make_services(s, launcher, registry))
+    bot = start_bot(
+        tmp_path / "b",
+        launcher,
+        lambda s: make_services(s, launcher, registry),
+        GANOPS_APPROVERS=f"{ALICE},{CAROL}",  # auto_deploy is an approver's vote
+    )
     try:
         run_id, _ = start_run(bot, "epochs=2 auto_deploy=true")
         launcher.move(run_id, **{**finished("3"), "state": "deployed"})
@@ -270,11 +276,13 @@ def test_auto_deploy_rolls_out_once_through_the_approvals_path(
         assert deployer.calls == [("cut", "3", "models:/ganops-cut/3")]  # type: ignore[union-attr]
         assert registry.aliases[("cut", "champion")] == "3"
         assert registry.aliases[("cut", "previous_champion")] == "2"
-        audit = [(r.actor, r.action, r.outcome) for r in bot.services.store.list_audit(50)]
-        assert ("auto_deploy", "decide", "approved") in audit
-        assert audit.count(("ganops", "deploy", "ok")) == 1
+        audit = [(r.actor, r.action, r.outcome, r.path) for r in bot.services.store.list_audit(50)]
+        assert (ALICE, "decide", "approved", "policy") in audit  # the requester's own vote
+        assert [a for a in audit if a[:2] == ("ganops", "deploy")] == [
+            ("ganops", "deploy", "ok", None)
+        ]
         [card] = [m for m in bot.slack.messages(CHANNEL) if "ready for review" in str(m["blocks"])]
-        assert not buttons(card)  # decided by policy: no buttons left to click
-        assert "Approved by policy (auto_deploy=true)" in card["text"]
+        assert not buttons(card)  # decided: no buttons left to click
+        assert f"Approved by <@{ALICE}>" in card["text"]
     finally:
         bot.stop()
