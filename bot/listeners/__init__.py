@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import alarms, approvals, ganops_command, retrain, retrain_modal
+from bot.listeners import alarms, approvals, ganops_command, home, retrain, retrain_modal
 
 
 def register_listeners(app: App) -> None:
@@ -17,6 +17,7 @@ def register_listeners(app: App) -> None:
     ganops_command.register(app)
     approvals.register(app)
     alarms.register(app)
+    home.register(app)
 
 
 __all__ = ["register_listeners"]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.ports import DeployResult, ModelVersionInfo
+from bot.ports import DeployResult, ModelVersionInfo, UpstreamError
 
 
 @dataclass
@@ -26,12 +26,16 @@ class MemoryRegistry:
         self.versions.setdefault(model, []).extend(versions)
 
     def _check(self) -> None:
-        if self.fail:
-            raise ConnectionError("mlflow unreachable")
+        if self.fail:  # what MlflowRegistry turns a connection failure into
+            raise UpstreamError("MLflow at memory:// is unreachable: connection refused")
 
     def _info(self, model: str, version: str) -> ModelVersionInfo:
         names = tuple(a for (m, a), v in self.aliases.items() if m == model and v == version)
-        return ModelVersionInfo(model, version, names, dict(self.tags.get((model, version), {})))
+        tags = dict(self.tags.get((model, version), {}))
+        score = tags.get("deploy_score")  # as MlflowRegistry reads it
+        return ModelVersionInfo(
+            model, version, names, tags, deploy_score=None if score is None else float(score)
+        )
 
     def get_alias(self, model: str, alias: str) -> ModelVersionInfo | None:
         self._check()
