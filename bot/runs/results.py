@@ -1,5 +1,6 @@
-"""The results card of a run that awaits approval: metrics vs the champion, the sample grid
-and the loss curve (uploaded with `files_upload_v2` in the card's thread), Approve / Reject.
+"""The results card of a run that awaits approval: the verdict and headline metrics vs the
+champion, Approve / Reject; in the card's thread every metric, the sample grid and the loss
+curve (uploaded with `files_upload_v2`).
 
 Exactly once, across restarts: the approval id is stored in the run's row before the card is
 posted, and the card and the files are keyed posts (see `RunBook.post_once`).
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.blocks import blocks_to_dicts
-from bot.blocks.runs import CardView, results_card, results_card_text
+from bot.blocks.results import metrics_reply_text
+from bot.blocks.runs import CardView, metrics_table, results_card, results_card_text
 from bot.ports import ModelVersionInfo, RunStatus, UpstreamError
 from bot.runs.record import RunRow
 from bot.runs.start import post_keyed
@@ -52,6 +54,9 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
         image=result.image,
         url=status.url or row.url,
         files_note=FILES_NOTE if result.artifacts else "This run produced no images.",
+        gate_passed=result.gate_passed,
+        gate_reason=result.gate_reason,
+        data_uri=str(row.params.get("data") or "") or None,
     )
     blocks = results_card(view, approval_id)
     key = f"{row.run_id}:card"
@@ -70,6 +75,15 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
             services.approvals.attach_message(
                 approval_id, row.channel, card_ts, blocks_to_dicts(blocks)
             )
+    table = metrics_table(result.metrics, result.champion_metrics)
+    post_keyed(
+        services.slack,
+        services.runbook,
+        f"{row.run_id}:metrics",
+        row.channel,
+        card_ts,
+        metrics_reply_text(table, result.champion_version),
+    )
     _upload(services, row, dict(result.artifacts), files_dir, card_ts)
     return card_ts
 
