@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from bot.blocks import blocks_to_dicts
+from bot.blocks.runs import CardView, results_card
 from bot.drift.alarms import AlarmBook
 from bot.ports import Approval, DriftAlert
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
@@ -154,11 +156,25 @@ def test_approve_from_the_home_tab_decides_once_and_refreshes_the_tab(
     bot: Bot, launcher: ScriptedLauncher, deployer: RecordingDeployer
 ) -> None:
     approval = busy_state(bot, launcher)
+    card = results_card(
+        CardView(run_id="run-0", model="cyclegan", version="4", requested_by=ALICE, metrics={}),
+        approval.approval_id,
+    )
+    posted = bot.services.slack.chat_postMessage(channel=CHANNEL, text="card", blocks=card)
+    assert bot.services.approvals is not None
+    bot.services.approvals.attach_message(
+        approval.approval_id, CHANNEL, posted["ts"], blocks_to_dicts(card)
+    )
     home = open_home(bot, CAROL)
     home_click(bot, "approve", approval, CAROL)
     eventually(lambda: deployer.calls)
     fresh = eventually(lambda: (h := bot.slack.home(CAROL)) != home and h)
     assert buttons(fresh) == []  # nothing pending any more
+    # the card in the channel shows the decision too, found by the approval's channel and ts
+    eventually(lambda: "Approved by" in str(bot.slack.messages(CHANNEL)))
+    [shown] = [m for m in bot.slack.messages(CHANNEL) if m["ts"] == posted["ts"]]
+    assert buttons(shown) == []
+    assert f"<@{CAROL}>" in str(shown["blocks"])
     assert deployer.calls == [("cyclegan", "4", "models:/ganops-cyclegan/4")]
     assert bot.services.approvals is not None
     decided = bot.services.approvals.get(approval.approval_id)
