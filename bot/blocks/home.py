@@ -9,7 +9,7 @@ card clicks; they are drawn only for approvers, and the decision is checked on t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
     Block,
@@ -50,7 +50,7 @@ class HomeView:
     approver: bool = False  # draw Approve / Reject
     models: Sequence[ModelStanding] = ()
     alarms: Sequence[AlarmView] = ()
-    problems: Sequence[str] = field(default_factory=tuple)
+    problems: Sequence[str] = ()
 
 
 def _context(text: str) -> ContextBlock:

@@ -62,8 +62,7 @@ def collect_home(services: Services, *, user: str) -> HomeView:
         approvals=approvals,
         approver=approver,
         models=_models(services, problems),
-        alarms=[a for a in alarms if a.state == "firing"]
-        + [a for a in alarms if a.state != "firing"],
+        alarms=sorted(alarms, key=lambda a: a.state != "firing"),  # firing first, then by age
         problems=problems,
     )
 
@@ -71,16 +70,17 @@ def collect_home(services: Services, *, user: str) -> HomeView:
 def _runs(services: Services, problems: list[str]) -> list[RunView]:
     rows = [r for r in services.runbook.unsettled() if r.state in _GOING][:LIST_LIMIT]
     views: list[RunView] = []
+    failed: str | None = None
     for row in rows:
         try:
             status = services.launcher.status(row.run_id)
-        except UpstreamError as exc:  # show what the bot last saw
-            if not problems or "pipeline" not in problems[-1]:
-                problems.append(f"The pipeline backend did not answer: {exc}")
-            status = None
+        except UpstreamError as exc:  # show what the bot last saw; say so once
+            failed, status = failed or f"The pipeline backend did not answer: {exc}", None
         if status is not None and status.state not in _GOING:
             continue  # finished since the watcher's last look
         views.append(view_of(row, status))
+    if failed:
+        problems.append(failed)
     return views
 
 

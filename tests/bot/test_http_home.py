@@ -117,15 +117,17 @@ def test_a_non_approver_sees_the_approval_without_buttons(
     assert buttons(home) == []
 
 
-def test_mlflow_down_shows_the_rest(
+def test_mlflow_and_kfp_down_show_the_rest(
     bot: Bot, launcher: ScriptedLauncher, registry: MemoryRegistry
 ) -> None:
     busy_state(bot, launcher)
     registry.fail = True
+    launcher.down = True
     home = open_home(bot, CAROL)
     text = str(home["blocks"])
-    assert "unreachable" in text
-    assert "run-1" in text
+    assert "Models are not shown: MLflow at memory:// is unreachable" in text
+    assert text.count("The pipeline backend did not answer") == 1
+    assert "run-1" in text  # as the bot last saw it
     assert "cut v2" in text
     assert len(buttons(home)) == 2
 
