@@ -106,11 +106,6 @@ def known_keys() -> tuple[str, ...]:
     return tuple(_KEY_TYPES)
 
 
-def value_range(key: str) -> tuple[float, float] | None:
-    """The inclusive (low, high) of a numeric key, for forms and help texts; None otherwise."""
-    return _RANGES.get(key)
-
-
 def range_text(key: str) -> str:
     """ "1..10000", "1e-07..1": a numeric key's range as the error messages write it."""
     low, high = _RANGES[key]
