@@ -19,6 +19,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.blocks.common import at, clip, code, escape, link, literal, section
+from bot.blocks.results import data_line, headlines_section, links_line, verdict
 from pipeline.ports import PIPELINE_STEPS
 
 APPROVE_ACTION = "approve"
@@ -77,8 +78,13 @@ class CardView:
     deploy_score: float | None = None
     data_digest: str | None = None
     image: str | None = None
-    url: str | None = None
+    url: str | None = None  # the KFP run
     files_note: str | None = None  # e.g. "sample grid and loss curve in the thread"
+    gate_passed: bool | None = None
+    gate_reason: str | None = None  # the pipeline's one line about the bar
+    data_uri: str | None = None  # the run's `data` parameter
+    mlflow_run_url: str | None = None  # links shown when known
+    model_version_url: str | None = None
 
 
 def duration(seconds: float | None) -> str:
@@ -258,28 +264,46 @@ def results_card_text(view: CardView) -> str:
 
 
 def results_card(view: CardView, approval_id: str | None) -> list[Block]:
-    """The results card. With an `approval_id` it ends in Approve / Reject buttons whose value
-    is that opaque id and nothing else; without one (already decided) it has no buttons."""
+    """The results card: the verdict, three to five headline metrics with their direction, the
+    data and the links; every metric goes in the thread. With an `approval_id` it ends in
+    Approve / Reject buttons whose value is that opaque id and nothing else; without one
+    (already decided) it has no buttons."""
     versus = (
         f"champion v{escape(view.champion_version)}"
         if view.champion_version
         else "no champion yet (compared with the floor)"
     )
-    facts = [
-        f"*Run*: {run_link(view.run_id, view.url)}",
-        f"*Data*: {literal(view.data_digest or 'unknown')}",
-        f"*Image*: {literal(view.image or 'unknown')}",
-    ]
-    if view.deploy_score is not None:
-        facts.insert(0, f"*Deploy score*: {view.deploy_score:.4f}")
+    champion_score = (view.champion_metrics or {}).get("deploy_score")
+    gate = verdict(
+        passed=view.gate_passed,
+        score=view.deploy_score
+        if view.deploy_score is not None
+        else view.metrics.get("deploy_score"),
+        champion_score=champion_score,
+        champion_version=view.champion_version,
+        reason=view.gate_reason,
+    )
+    links = links_line(
+        mlflow_run_url=view.mlflow_run_url,
+        model_version_url=view.model_version_url,
+        version=view.version,
+        kfp_link=run_link(view.run_id, view.url),
+    )
     blocks: list[Block] = [
         HeaderBlock(text=clip(results_card_text(view), 150)),
-        section(f"Requested by {at(view.requested_by)} · challenger vs {versus}"),
-        section(code(metrics_table(view.metrics, view.champion_metrics))),
-        section(" · ".join(facts)),
+        section(f"Requested by {at(view.requested_by)} · challenger vs {versus}\n{gate}"),
     ]
-    if view.files_note:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=view.files_note)]))
+    headlines = headlines_section(view.metrics, view.champion_metrics)
+    if headlines is not None:
+        blocks.append(headlines)
+    blocks += [
+        section(
+            f"{data_line(view.data_uri, view.data_digest)}\n*Image*: {literal(view.image or 'unknown')}"
+        ),
+        ContextBlock(elements=[MarkdownTextObject(text=links)]),
+    ]
+    notes = " ".join(n for n in ("Every metric is in the thread.", view.files_note) if n)
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=notes)]))
     if approval_id is not None:
         blocks += [DividerBlock(), approval_buttons(approval_id)]
     return blocks

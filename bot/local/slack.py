@@ -1,10 +1,11 @@
 """A small Slack Web API on loopback: the shell adapter's Slack, and the fake Slack of tests.
 
 It implements the methods the bot calls (chat.*, the three steps of `files_upload_v2`,
-conversations.history/replies/info/open, users.info, usergroups.users.list, auth.test) with
-Slack's request and response shapes, keeps every message and file in memory, records every
-call, and tells a listener about each change. Tests can make it misbehave like slack.com
-(`bot.local.slack_faults`): 429s with Retry-After, 5xx, archived channels, deleted messages. The real `WebClient` talks to it through `base_url`, so
+conversations.history/replies/info/open, views.open/publish, users.info,
+usergroups.users.list, auth.test) with Slack's request and response shapes, keeps every
+message and file in memory, records every call, and tells a listener about each change. Tests
+can make it misbehave like slack.com (`bot.local.slack_faults`): 429s with Retry-After, 5xx,
+archived channels, deleted messages. The real `WebClient` talks to it through `base_url`, so
 the bot runs the same code path as against slack.com.
 """
 
@@ -89,6 +90,12 @@ class LocalSlack(SlackApi):
     def ephemerals(self, user: str | None = None) -> list[Message]:
         with self._cond:
             return [dict(m) for m in self.state.ephemerals if user in (None, m["user"])]
+
+    def home(self, user: str) -> dict[str, Any] | None:
+        """The App Home view last published for `user`."""
+        with self._cond:
+            view = self.state.homes.get(user)
+            return None if view is None else dict(view)
 
     def file_bytes(self, file_id: str) -> bytes:
         with self._cond:

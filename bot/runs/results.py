@@ -1,5 +1,6 @@
-"""The results card of a run that awaits approval: metrics vs the champion, the sample grid
-and the loss curve (uploaded with `files_upload_v2` in the card's thread), Approve / Reject.
+"""The results card of a run that awaits approval: the verdict and headline metrics vs the
+champion, Approve / Reject; in the card's thread every metric, the sample grid and the loss
+curve (uploaded with `files_upload_v2`).
 
 The pictures come from the MLflow artifact store only, from the model version's own run;
 a tag or a launcher fact naming a local file is never opened.
@@ -18,10 +19,12 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import blocks_to_dicts
+from bot.blocks.results import metrics_reply_text
 from bot.blocks.runs import (
     CardView,
     files_comment_text,
     files_failed_text,
+    metrics_table,
     results_card,
     results_card_text,
 )
@@ -68,6 +71,9 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
         image=result.image,
         url=status.url or row.url,
         files_note=FILES_NOTE if result.artifacts else "This run produced no images.",
+        gate_passed=result.gate_passed,
+        gate_reason=result.gate_reason,
+        data_uri=str(row.params.get("data") or "") or None,
     )
     blocks = results_card(view, approval_id)
     key = f"{row.run_id}:card"
@@ -86,6 +92,15 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
             services.approvals.attach_message(
                 approval_id, row.channel, card_ts, blocks_to_dicts(blocks)
             )
+    table = metrics_table(result.metrics, result.champion_metrics)
+    post_keyed(
+        services.slack,
+        services.runbook,
+        f"{row.run_id}:metrics",
+        row.channel,
+        card_ts,
+        metrics_reply_text(table, result.champion_version),
+    )
     _upload(services, row, result, files_dir, card_ts)
     return card_ts
 

@@ -124,7 +124,7 @@ def test_the_results_card_buttons_carry_only_the_approval_id() -> None:
     shown = text(blocks)
     assert "v7" in shown
     assert "champion v6" in shown
-    assert "sha256:d1" in shown
+    assert "digest `d1`" in shown
     assert "img:1" in shown
     assert "pictures in the thread" in shown
 

@@ -24,7 +24,8 @@ SCOPE_OF = {
     "conversations.open": "im:write",
     "chat.delete": "chat:write",
 }
-NO_SCOPE = {"auth.test", "users.info"}  # served for completeness; users.info is never called
+# auth.test and users.info are served for completeness (never called); views.* need no scope.
+NO_SCOPE = {"auth.test", "users.info", "views.open", "views.publish"}
 
 
 def manifest() -> dict[str, Any]:
@@ -38,6 +39,12 @@ def test_commands_interactivity_and_socket_mode() -> None:
     assert commands == {"/retrain", "/ganops"}
     assert m["settings"]["interactivity"]["is_enabled"] is True
     assert m["settings"]["socket_mode_enabled"] is True
+
+
+def test_the_home_tab_and_its_event() -> None:
+    m = manifest()
+    assert m["features"]["app_home"]["home_tab_enabled"] is True
+    assert "app_home_opened" in m["settings"]["event_subscriptions"]["bot_events"]
 
 
 def test_every_web_api_method_the_bot_calls_has_its_scope() -> None:

@@ -28,13 +28,21 @@ class MemoryRegistry:
         self.versions.setdefault(model, []).extend(versions)
 
     def _check(self) -> None:
-        if self.fail:
-            raise ConnectionError("mlflow unreachable")
+        if self.fail:  # what MlflowRegistry turns a connection failure into
+            raise UpstreamError("MLflow at memory:// is unreachable: connection refused")
 
     def _info(self, model: str, version: str) -> ModelVersionInfo:
         names = tuple(a for (m, a), v in self.aliases.items() if m == model and v == version)
         tags = dict(self.tags.get((model, version), {}))
-        return ModelVersionInfo(model, version, names, tags, run_id=self.runs.get((model, version)))
+        score = tags.get("deploy_score")  # as MlflowRegistry reads it
+        return ModelVersionInfo(
+            model,
+            version,
+            names,
+            tags,
+            run_id=self.runs.get((model, version)),
+            deploy_score=None if score is None else float(score),
+        )
 
     def get_alias(self, model: str, alias: str) -> ModelVersionInfo | None:
         self._check()

@@ -29,6 +29,7 @@ def test_ganops_bot_with_piped_stdin_is_a_scriptable_chat(tmp_path: Path) -> Non
             "/user bob",
             "/whoami",
             "/retrain colour=red",
+            "/retrain",
             "/ganops help",
             "/nonsense",
             "1",
@@ -55,6 +56,8 @@ def test_ganops_bot_with_piped_stdin_is_a_scriptable_chat(tmp_path: Path) -> Non
     assert "you are bob (U_BOB)" in out
     assert "unknown parameter 'colour'" in out
     assert "/retrain [epochs=N]" in out
+    assert "In Slack this opens a form; here, type the fields" in out  # and nothing started
+    assert "requested by" not in out
     assert "/ganops shows and decides" in out
     assert "unknown command /nonsense" in out
     assert "no button '1'" in out

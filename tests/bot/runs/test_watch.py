@@ -129,13 +129,17 @@ def test_the_results_card_has_metrics_images_and_opaque_buttons(
     cards = [m for m in bot.slack.messages(CHANNEL) if "ready for review" in m["text"]]
     [card] = cards
     shown = str(card["blocks"])
-    assert "deploy_score" in shown
-    assert "0.7100" in shown
-    assert "0.6400" in shown
-    assert "+0.0700" in shown
+    assert "deploy score ↑" in shown
+    assert "0.71 · champion 0.64 (+0.07, better)" in shown
+    assert "Gate passed" in shown
     assert "champion v2" in shown
-    assert "sha256:abc123" in shown
+    assert "digest `abc123`" in shown
     assert "ganops-trainer:test" in shown
+    # every metric, internals and four decimals, in the card's thread
+    [table] = [m for m in bot.slack.messages(CHANNEL) if m["text"].startswith("Every metric")]
+    assert table["thread_ts"] == card["ts"]
+    assert "deploy_score" in table["text"]
+    assert "+0.0700" in table["text"]
     approve, reject = buttons(card)
     assert (approve["action_id"], reject["action_id"]) == ("approve", "reject")
     approval_id = approve["value"]
