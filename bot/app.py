@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 
 from bot.errors import report_unexpected
 from bot.listeners import register_listeners
-from bot.services import Services
+from bot.services import Services, web_client
 from bot.settings import Settings
 
 log = logging.getLogger("ganops.bot")
@@ -62,7 +62,7 @@ def create_app(
     app = App(
         name="ganops",
         logger=log,
-        client=WebClient(token=None, base_url=settings.slack_api_base, timeout=15),
+        client=web_client(settings, token=None),
         # Explicit "" (not None): Bolt would read SLACK_SIGNING_SECRET from the environment.
         signing_secret=settings.signing_secret.reveal() if settings.signing_secret else "",
         authorize=_authorize(settings),

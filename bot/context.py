@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from bot.policy import Bounds, Policy
 from bot.services import Services
 from bot.settings import Settings
 
@@ -17,4 +18,18 @@ def settings_of(context: Any) -> Settings:
     return cast(Settings, context["settings"])
 
 
-__all__ = ["services_of", "settings_of"]
+def policy_of(context: Any) -> Policy:
+    """The one policy, with the approval book's notion of an approver (users and groups)."""
+    return make_policy(services_of(context), settings_of(context))
+
+
+def make_policy(services: Services, settings: Settings) -> Policy:
+    book = services.approvals
+
+    def is_approver(user: str) -> bool:
+        return book is not None and book.is_approver(user)
+
+    return Policy(is_approver=is_approver, bounds=Bounds.of(settings))
+
+
+__all__ = ["make_policy", "policy_of", "services_of", "settings_of"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.errors import UsageError
@@ -19,11 +20,13 @@ RETRAIN_USAGE = (
     "[steps=N] [preset=tiny|full] [batch_size=N] [seed=N] [auto_deploy=true|false]\n"
     "  data: synthetic (default), a folder the trainer can read, or a URI (s3://, gs://, https://)\n"
     "  preset: tiny without a GPU, full with one, unless given\n"
+    "  past the bounds (GPUs, steps, epochs, data outside GANOPS_DATA_ALLOW) or with\n"
+    "  auto_deploy=true, only an approver may ask\n"
     "  example: /retrain epochs=2 lr=2e-4 model=cut"
 )
 GANOPS_USAGE = (
-    "/ganops status | runs | models [cut|fastcut|cyclegan] | rollback [version] | approvers | "
-    "audit [n] | approve <id> | reject <id> | help"
+    "/ganops status | runs | models [cut|fastcut|cyclegan] | rollback [version] | cancel [run] | "
+    "approvers | audit [n] | approve <id> | reject <id> | help"
 )
 # Keys a chat user may set. `min_score` and `synthetic_n` stay with operators (CLI).
 RETRAIN_KEYS: tuple[str, ...] = (
@@ -54,6 +57,28 @@ def parse_retrain(text: str) -> RunParams:
         return params_from_strings(pairs)
     except InvalidParamsError as exc:
         raise UsageError(str(exc), RETRAIN_USAGE) from None
+
+
+def parse_retrain_fields(fields: Mapping[str, str]) -> RunParams:
+    """The `/retrain` modal's fields (key -> the text typed or picked) into RunParams, through
+    the same `params_from_strings` as the text form. Empty fields are left at their defaults.
+
+    Raises:
+        InvalidParamsError: the problem, worded as for the text form, with `.key` naming the
+            field, so the modal can show it there.
+    """
+    pairs = {k: v for k, v in fields.items() if v.strip()}
+    for key in pairs:
+        if key not in RETRAIN_KEYS:  # a form we did not build; say so rather than guess
+            raise InvalidParamsError(f"unknown parameter {key!r}", key)
+    return params_from_strings(pairs)
+
+
+def retrain_text(fields: Mapping[str, str]) -> str:
+    """The `/retrain` text equivalent to a modal's fields: what its request id hashes, and what
+    a user could type to start the same run."""
+    pairs = {k: v.strip() for k, v in fields.items() if v.strip()}
+    return " ".join(f"{k}={shlex.quote(pairs[k])}" for k in RETRAIN_KEYS if k in pairs)
 
 
 def _pairs(text: str) -> dict[str, str]:
@@ -100,6 +125,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "runs",
     "models",
     "rollback",
+    "cancel",
     "approvers",
     "audit",
     "approve",

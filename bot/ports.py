@@ -84,7 +84,8 @@ class ModelRegistry(Protocol):
     def set_tags(self, model: str, version: str, tags: Mapping[str, str]) -> None: ...
 
     def download(self, uri: str, dst: Path) -> Path:
-        """Fetch an artifact (local path or MLflow artifact URI) into `dst`; return its path."""
+        """Fetch an artifact of the registry's artifact store (`runs:/<run>/<path>`) into
+        `dst`; return its path. Never a local path. Raises UpstreamError."""
         ...
 
 

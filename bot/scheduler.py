@@ -68,7 +68,11 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
     from bot.runs.watch import RunWatcher
 
     jobs = Jobs()
-    watcher = RunWatcher(services, files_dir=settings.state_dir / "slack-files")
+    watcher = RunWatcher(
+        services,
+        files_dir=settings.state_dir / "slack-files",
+        run_timeout_s=settings.run_timeout_s,
+    )
     jobs.every("run-watch", settings.poll_interval_s, watcher.tick)
     book = services.approvals
     if book is not None:

@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.http_retry import (
+    BackoffRetryIntervalCalculator,
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    RetryHandler,
+)
+from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.registry import MlflowRegistry
@@ -25,6 +32,11 @@ from pipeline.deploy import KubeTarget, make_deployer
 from pipeline.launch import make_launcher
 
 log = logging.getLogger("ganops.bot")
+
+# Slack's write tier allows ~1 call per second per channel; a burst (a restart catching up on
+# every run) may meet several 429s in a row before the window moves on.
+RATE_LIMIT_RETRIES = 5
+TRANSIENT_RETRIES = 3
 
 
 @dataclass
@@ -48,9 +60,31 @@ class Services:
         return self
 
 
+def slack_retry_handlers() -> list[RetryHandler]:
+    """What every WebClient of the bot retries, and how: a 429 after its `Retry-After`
+    (slack_sdk's handler sleeps that long), a 500/503 or a dropped connection with backoff.
+    A Slack error answer (`{"ok": false}`) is never retried: it is the caller's to handle."""
+    backoff = BackoffRetryIntervalCalculator(backoff_factor=0.5)
+    return [
+        RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+        ServerErrorRetryHandler(max_retry_count=TRANSIENT_RETRIES, interval_calculator=backoff),
+        ConnectionErrorRetryHandler(max_retry_count=TRANSIENT_RETRIES, interval_calculator=backoff),
+    ]
+
+
+def web_client(settings: Settings, *, token: str | None) -> WebClient:
+    """The one way the bot builds a Slack Web API client (jobs, Bolt's, Socket Mode's)."""
+    return WebClient(
+        token=token,
+        base_url=settings.slack_api_base,
+        timeout=15,
+        retry_handlers=slack_retry_handlers(),
+    )
+
+
 def slack_client(settings: Settings) -> WebClient:
     token = settings.bot_token.reveal() if settings.bot_token else None
-    return WebClient(token=token, base_url=settings.slack_api_base, timeout=15)
+    return web_client(settings, token=token)
 
 
 def build_services(settings: Settings) -> Services:

@@ -22,6 +22,10 @@ DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
 DEFAULT_IMAGE = "ganops-trainer:latest"
 SHELL_CHANNEL = "C_GANOPS"  # the shell adapter's one channel, #ganops
+DEFAULT_MAX_GPUS = 1
+DEFAULT_MAX_STEPS = 20_000
+DEFAULT_MAX_EPOCHS = 200  # the full preset's own recipe
+DEFAULT_RUN_TIMEOUT_S = 6 * 3600.0
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -89,6 +93,13 @@ class Settings:
     in_cluster: bool = False
     # MLflow as the pipeline's pods reach it (in-cluster URL); None: the same as mlflow_uri.
     pipeline_mlflow_uri: str | None = None
+    # Bounds on what anyone may ask of /retrain; past one, the request needs an approver.
+    max_gpus: int = DEFAULT_MAX_GPUS
+    max_steps: int = DEFAULT_MAX_STEPS
+    max_epochs: int = DEFAULT_MAX_EPOCHS  # a run given epochs and no steps trains this long
+    run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S  # the run watcher cancels a run past it
+    # `data=` prefixes anyone may use; `synthetic` always. Empty: only synthetic.
+    data_allow: tuple[str, ...] = ()
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -145,6 +156,11 @@ def load_settings(
         serving_image=_get(env, "GANOPS_SERVING_IMAGE"),
         in_cluster=_get(env, "KUBERNETES_SERVICE_HOST") is not None,
         pipeline_mlflow_uri=_optional_url(env, "GANOPS_PIPELINE_MLFLOW_URI"),
+        max_gpus=_count(env, "GANOPS_MAX_GPUS", DEFAULT_MAX_GPUS),
+        max_steps=_count(env, "GANOPS_MAX_STEPS", DEFAULT_MAX_STEPS),
+        max_epochs=_count(env, "GANOPS_MAX_EPOCHS", DEFAULT_MAX_EPOCHS),
+        run_timeout_s=_duration(env, "GANOPS_RUN_TIMEOUT", "6h"),
+        data_allow=_prefixes(env, "GANOPS_DATA_ALLOW"),
     )
 
 
@@ -256,6 +272,35 @@ def _choice_int(env: Mapping[str, str], name: str, choices: tuple[int, ...], def
         allowed = " or ".join(str(c) for c in choices)
         raise ConfigError(f"{name}={raw!r} must be {allowed}")
     return int(raw)
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(f"{name}={raw!r} must be a whole number (0 or more)")
+    return int(raw)
+
+
+def _prefixes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated data prefixes. A bare scheme or host would allow far more than meant,
+    so each must name a location: `s3://bucket/`, `https://host/path/` or `/abs/folder/`."""
+    raw = _get(env, name)
+    found: list[str] = []
+    for item in (raw or "").split(","):
+        prefix = item.strip()
+        if not prefix:
+            continue
+        _, sep, rest = prefix.partition("://")
+        if any(c.isspace() for c in prefix) or (sep and not rest.strip("/")):
+            raise ConfigError(
+                f"{name}={raw!r}: {prefix!r} is not a data prefix (e.g. s3://team-bucket/)"
+            )
+        if not sep and not prefix.startswith("/"):
+            raise ConfigError(f"{name}={raw!r}: a folder prefix must be absolute, not {prefix!r}")
+        found.append(prefix)
+    return tuple(dict.fromkeys(found))
 
 
 def _image(env: Mapping[str, str]) -> str:

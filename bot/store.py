@@ -35,6 +35,9 @@ _AUDIT_SCHEMA = (
     """CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
        BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""",
 )
+# Version 2: how each action reached the bot (button, slash, modal, cli, policy, job).
+# ALTER is not idempotent, but `migrate` runs a version's statements once, under the write lock.
+_AUDIT_V2 = (*_AUDIT_SCHEMA, "ALTER TABLE audit ADD COLUMN path TEXT")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class AuditRow:
     object: str
     outcome: str
     detail: dict[str, Any]
+    path: str | None = None  # None for rows written before paths were recorded
 
 
 class Store(SqliteDb):
@@ -53,7 +57,7 @@ class Store(SqliteDb):
 
     def __init__(self, state_dir: Path) -> None:
         super().__init__(state_dir)
-        self.migrate("audit", 1, _AUDIT_SCHEMA)
+        self.migrate("audit", 2, _AUDIT_V2)  # a fresh file and a version-1 one alike
 
     # --- audit ---------------------------------------------------------------------
 
@@ -65,10 +69,17 @@ class Store(SqliteDb):
         outcome: str,
         detail: dict[str, Any] | None = None,
         conn: sqlite3.Connection | None = None,
+        *,
+        path: str | None = None,
     ) -> None:
-        """Append one audit row. Pass `conn` to write inside a caller's transaction."""
-        row = (time.time(), actor, action, obj, outcome, json.dumps(detail or {}, default=str))
-        sql = "INSERT INTO audit(ts, actor, action, object, outcome, detail) VALUES(?,?,?,?,?,?)"
+        """Append one audit row. Pass `conn` to write inside a caller's transaction; `path`
+        says how the action came (`bot.policy.AuditPath`)."""
+        detail_json = json.dumps(detail or {}, default=str)
+        row = (time.time(), actor, action, obj, outcome, detail_json, path)
+        sql = (
+            "INSERT INTO audit(ts, actor, action, object, outcome, detail, path) "
+            "VALUES(?,?,?,?,?,?,?)"
+        )
         if conn is not None:
             conn.execute(sql, row)
             return
@@ -94,6 +105,7 @@ class Store(SqliteDb):
                 object=r["object"],
                 outcome=r["outcome"],
                 detail=json.loads(r["detail"]),
+                path=r["path"],
             )
             for r in rows
         ]

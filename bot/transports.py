@@ -16,8 +16,8 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.socket_mode import SocketModeHandler
-from slack_sdk import WebClient
 
+from bot.services import web_client
 from bot.settings import Settings
 
 log = logging.getLogger("ganops.bot")
@@ -98,7 +98,7 @@ def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
     """Bolt's Socket Mode adapter for `app`, not yet connected."""
     assert settings.app_token is not None, "settings guarantee both tokens in Socket Mode"
     # apps.connections.open goes to the same (possibly proxied) Web API as everything else.
-    web = WebClient(base_url=settings.slack_api_base, timeout=15)
+    web = web_client(settings, token=None)
     return SocketModeHandler(app, app_token=settings.app_token.reveal(), web_client=web)
 
 

@@ -67,13 +67,19 @@ def validate_params(params: RunParams) -> RunParams:
     for name, (low, high) in _RANGES.items():
         value = getattr(params, name)
         if value is not None and not low <= value <= high:
-            raise InvalidParamsError(f"{name}={value} is out of range ({_fmt(low)}..{_fmt(high)})")
+            raise InvalidParamsError(f"{name}={value} is out of range ({range_text(name)})", name)
     if params.model not in MODELS:
-        raise InvalidParamsError(f"model={params.model!r}: choose one of {', '.join(MODELS)}")
+        raise InvalidParamsError(
+            f"model={params.model!r}: choose one of {', '.join(MODELS)}", "model"
+        )
     if params.preset is not None and params.preset not in PRESETS:
-        raise InvalidParamsError(f"preset={params.preset!r}: choose one of {', '.join(PRESETS)}")
+        raise InvalidParamsError(
+            f"preset={params.preset!r}: choose one of {', '.join(PRESETS)}", "preset"
+        )
     if params.image_size is not None and params.image_size % 4:
-        raise InvalidParamsError(f"image_size={params.image_size} must be a multiple of 4")
+        raise InvalidParamsError(
+            f"image_size={params.image_size} must be a multiple of 4", "image_size"
+        )
     _check_data(params.data)
     if params.preset is None:
         params = dataclasses.replace(params, preset=default_preset(gpus=params.gpus))
@@ -89,13 +95,21 @@ def params_from_strings(values: Mapping[str, str], base: RunParams | None = None
     changes: dict[str, Any] = {}
     for key, raw in values.items():
         if key not in _KEY_TYPES:
-            raise InvalidParamsError(f"unknown parameter {key!r}; known: {', '.join(_KEY_TYPES)}")
+            raise InvalidParamsError(
+                f"unknown parameter {key!r}; known: {', '.join(_KEY_TYPES)}", key
+            )
         changes[key] = _convert(key, raw, _KEY_TYPES[key])
     return validate_params(dataclasses.replace(base or RunParams(), **changes))
 
 
 def known_keys() -> tuple[str, ...]:
     return tuple(_KEY_TYPES)
+
+
+def range_text(key: str) -> str:
+    """ "1..10000", "1e-07..1": a numeric key's range as the error messages write it."""
+    low, high = _RANGES[key]
+    return f"{_fmt(low)}..{_fmt(high)}"
 
 
 def _convert(key: str, raw: str, kind: type) -> Any:
@@ -115,7 +129,7 @@ def _convert(key: str, raw: str, kind: type) -> Any:
                 raise ValueError
             return value
     except ValueError:
-        raise InvalidParamsError(f"{key}={raw!r} is not {_article(kind)}") from None
+        raise InvalidParamsError(f"{key}={raw!r} is not {_article(kind)}", key) from None
     return text
 
 
@@ -129,19 +143,20 @@ def _check_type(name: str, value: Any, kind: type) -> None:
     if kind is float and ok and not math.isfinite(value):
         ok = False
     if not ok:
-        raise InvalidParamsError(f"{name}={value!r} is not {_article(kind)}")
+        raise InvalidParamsError(f"{name}={value!r} is not {_article(kind)}", name)
 
 
 def _check_data(data: str) -> None:
     if not data.strip():
-        raise InvalidParamsError("data is empty: give 'synthetic', a folder, or a URI")
+        raise InvalidParamsError("data is empty: give 'synthetic', a folder, or a URI", "data")
     if any(c in data for c in "\n\r\t\0"):
-        raise InvalidParamsError("data contains control characters")
+        raise InvalidParamsError("data contains control characters", "data")
     match = _SCHEME.match(data)
     if match and match.group(1).lower() not in DATA_SCHEMES:
         raise InvalidParamsError(
             f"data={data!r}: unsupported scheme {match.group(1)!r} "
-            f"(use one of {', '.join(DATA_SCHEMES)}, a folder, or 'synthetic')"
+            f"(use one of {', '.join(DATA_SCHEMES)}, a folder, or 'synthetic')",
+            "data",
         )
 
 

@@ -47,7 +47,15 @@ class ConcurrentRunError(PipelineError):
 
 
 class InvalidParamsError(PipelineError):
-    """The run parameters are unknown, ill-typed or out of range."""
+    """The run parameters are unknown, ill-typed or out of range.
+
+    `key` names the offending parameter when there is one, so a form (the `/retrain` modal)
+    can show the message next to its field; the message itself names it too.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class UnknownRunError(PipelineError):

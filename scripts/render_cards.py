@@ -2,9 +2,10 @@
 
     python scripts/render_cards.py [--out docs/img] [--grid PATH --loss PATH]
 
-Writes run-progress.png (the live run message), results-card.png (the results card with the
-sample grid and loss curve uploaded in its thread) and drift-alarm.png (the alarm card with
-its score plot). The blocks come from `bot.blocks.runs` / `bot.blocks.alarms` and the plot
+Writes run-progress.png (the live run message), results-card.png (the results card with every
+metric, the sample grid and the loss curve in its thread), drift-alarm.png (the alarm card
+with its score plot), retrain-modal.png (the `/retrain` modal) and app-home.png (the Home tab).
+The blocks come from `bot.blocks.runs` / `results` / `alarms` / `modal` / `home` and the plot
 from `bot.drift.plots`, fed the same views the bot builds; the numbers are those of a local demo
 run (relabelled v7 against champion v6). `--grid` / `--loss` take a real run's PNGs (e.g. from
 the demo's `shell-files/`); without them the grid comes from `model.evaluate` on fresh
@@ -32,11 +33,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from blockpng.render import Reply, render_message
+from blockpng.surfaces import render_home, render_modal
 
 from bot.blocks import blocks_to_dicts
 from bot.blocks.alarms import AlarmView, alarm_card, alarm_text
-from bot.blocks.runs import CardView, results_card, results_card_text, run_blocks, run_text
+from bot.blocks.home import HomeView, ModelStanding, home_view
+from bot.blocks.modal import ModalOrigin, retrain_modal
+from bot.blocks.results import metrics_reply_text
+from bot.blocks.runs import (
+    CardView,
+    metrics_table,
+    results_card,
+    results_card_text,
+    run_blocks,
+    run_text,
+)
 from bot.drift.plots import drift_score_plot
+from bot.ports import Approval, ModelVersionInfo
 from bot.runs.record import RunRow
 from bot.runs.results import ARTIFACTS, FILES_NOTE
 from bot.runs.start import view_of
@@ -95,18 +108,25 @@ def results(grid: Image.Image, loss: Image.Image) -> Image.Image:
         champion_version="6",
         deploy_score=CHALLENGER["deploy_score"],
         data_digest=DIGEST,
+        data_uri="synthetic",
         image="ganops-trainer:latest",
         files_note=FILES_NOTE,
+        gate_passed=True,
+        gate_reason="deploy score 0.0556 beats the bar: the champion (version 6) scores 0.0421",
     )
     blocks = blocks_to_dicts(results_card(view, approval_id="Zq3v9rT1bX0kLm2P"))
+    table = metrics_reply_text(metrics_table(CHALLENGER, CHAMPION), "6")
     pictures = dict(zip((t for _, t in ARTIFACTS.values()), (grid, loss), strict=True))
     comment = f"Run `{RUN_ID}`: " + "; ".join(pictures)
-    reply = Reply(text=comment, images=pictures, time_label=clock(NOW))
+    replies = [
+        Reply(text=table, time_label=clock(NOW)),
+        Reply(text=comment, images=pictures, time_label=clock(NOW)),
+    ]
     return render_message(
         blocks,
         results_card_text(view),
         users=USERS,
-        replies=[reply],
+        replies=replies,
         time_label=clock(NOW),
         width=800,  # the grid's eight columns stay legible
     )
@@ -133,6 +153,35 @@ def drift_alarm() -> Image.Image:
     )
     blocks = blocks_to_dicts(alarm_card(view))
     return render_message(blocks, alarm_text(view), replies=[reply], time_label=clock(opened))
+
+
+def modal() -> Image.Image:
+    """What `/retrain` alone opens."""
+    view = retrain_modal(ModalOrigin(channel="C_OPS", trigger_id="t"))
+    return render_modal(view.to_dict())
+
+
+def home() -> Image.Image:
+    """carol's Home tab (an approver) while a cyclegan run trains and cut v7 awaits her."""
+    row = RunRow("local-5be01c7d93aa", "req-2", "cyclegan", "U_ALICE", "C_OPS",
+                 {"model": "cyclegan", "epochs": 3}, created_at=NOW - 95)  # fmt: skip
+    status = RunStatus(row.run_id, "running", model="cyclegan", current_step="train",
+                       steps_done=2, train_step=40, train_total=120, created_at=NOW - 95)  # fmt: skip
+    pending = Approval("Zq3v9rT1bX0kLm2P", RUN_ID, "cut", "7", "models:/ganops-cut/7",
+                       "deploy", "U_ALICE", "pending", NOW - 60, NOW + 86400 - 60)  # fmt: skip
+    champion = ModelVersionInfo("cut", "6", ("champion",), deploy_score=0.0421)
+    challenger = ModelVersionInfo("cut", "7", ("challenger",), deploy_score=0.0556)
+    alarm = AlarmView("drift-cut-v6-3f9a1c2e", "cut", "6", "firing", 2.41, 2.63, MOVED,
+                      opened_at=NOW - 12 * 60, updated_at=NOW)  # fmt: skip
+    view = HomeView(
+        user="U_CAROL",
+        runs=[view_of(row, status, NOW)],
+        approvals=[pending],
+        approver=True,
+        models=[ModelStanding("cut", champion, challenger), ModelStanding("cyclegan")],
+        alarms=[alarm],
+    )
+    return render_home(home_view(view).to_dict(), users=USERS)
 
 
 def score_history(opened: float) -> list[tuple[float, float]]:
@@ -212,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         "run-progress.png": run_progress(),
         "results-card.png": results(grid, loss),
         "drift-alarm.png": drift_alarm(),
+        "retrain-modal.png": modal(),
+        "app-home.png": home(),
     }
     for name, img in pictures.items():
         size = save(img, args.out / name)

@@ -7,7 +7,6 @@ versions and aliases are None; anything else MLflow or the network says becomes 
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,6 +16,8 @@ from bot.ports import ModelVersionInfo, UpstreamError
 from model.registry import registered_name
 
 T = TypeVar("T")
+# What `download` fetches: artifacts of a run, or of a registered model version.
+ARTIFACT_SCHEMES = ("runs:/", "models:/")
 # MLflow's codes for "no such model / version / alias": these are answers, not failures.
 _MISSING = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
@@ -123,25 +124,26 @@ class MlflowRegistry:
         self._call(f"tag {name} v{version}", write)
 
     def download(self, uri: str, dst: Path) -> Path:
-        """A local path is copied; anything else goes through MLflow's artifact resolution."""
+        """Fetch an artifact of the MLflow artifact store (`runs:/<run>/<path>` or
+        `models:/...`) into `dst` with MLflow's own resolution. Nothing else: a local path or
+        a URL found in a tag is never opened (a tag `/proc/self/environ` would post the bot's
+        secrets), and a path may not climb out of its run."""
+        if not uri.startswith(ARTIFACT_SCHEMES):
+            raise UpstreamError(f"not an MLflow artifact URI: {uri[:80]!r}")
+        rest = uri.split(":/", 1)[1].lstrip("/")
+        if any(part in ("..", "") for part in rest.split("/")) or "\\" in rest:
+            raise UpstreamError(f"not an artifact path: {uri[:80]!r}")
         dst.mkdir(parents=True, exist_ok=True)
-        local = Path(uri.removeprefix("file://"))
-        if "://" not in uri or uri.startswith("file://"):
-            if not local.exists():
-                raise UpstreamError(f"artifact {uri} does not exist")
-            target = dst / local.name
-            if local.is_dir():
-                shutil.copytree(local, target, dirs_exist_ok=True)
-            else:
-                shutil.copy2(local, target)
-            return target
 
         def fetch(_: Any) -> str:
             import mlflow.artifacts
 
             return str(
                 mlflow.artifacts.download_artifacts(
-                    artifact_uri=uri, dst_path=str(dst), tracking_uri=self.tracking_uri
+                    artifact_uri=uri,
+                    dst_path=str(dst),
+                    tracking_uri=self.tracking_uri,
+                    registry_uri=self.registry_uri,
                 )
             )
 

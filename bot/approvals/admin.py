@@ -9,6 +9,7 @@ date on its next tick.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from collections.abc import Sequence
@@ -57,12 +58,22 @@ def approvals_main(argv: Sequence[str] | None = None) -> int:
         if not approvals:
             print("no pending approvals" if not args.all else "no approvals yet")
         return 0
-    outcome = book.decide(args.approval_id, args.user, args.decision)
+    # --user names a Slack id; who actually typed the command is on record beside it.
+    outcome = book.decide(
+        args.approval_id, args.user, args.decision, path="cli", os_user=_os_user()
+    )
     print(outcome.message)
     if settings.bot_token is not None:
         show_decision(book, services.slack, outcome)
     failed_deploy = outcome.deploy is not None and not outcome.deploy.ok
     return 1 if failed_deploy else _OK_EXIT.get(outcome.status, 1)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers): still say so
+        return f"uid:{os.getuid()}"
 
 
 def _audit(settings: Settings, n: int) -> int:

@@ -13,11 +13,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bot.approvals import table
 from bot.approvals.rollout import SYSTEM, Rollout
 from bot.blocks.approvals import label, who_decided
+from bot.policy import AuditPath
 from bot.ports import (
     Approval,
     ApprovalKind,
@@ -31,8 +33,8 @@ from bot.ports import (
 from bot.store import Store
 from model.registry import PREVIOUS_CHAMPION
 
-AUTO_DEPLOY = "auto_deploy"  # the audit actor when a run asked for auto_deploy=true
 log = logging.getLogger(__name__)
+_ALREADY_VOTED = "Your approval is already recorded; a second approver is needed."
 
 _VERBS = {"approve": "approve", "approved": "approve", "yes": "approve"}
 _VERBS |= {"reject": "reject", "rejected": "reject", "no": "reject"}
@@ -91,7 +93,8 @@ class ApprovalBook:
         kind: ApprovalKind = "deploy",
         channel: str | None = None,
     ) -> Approval:
-        """Open a pending approval; older pending ones for the same model are superseded."""
+        """Open a pending approval. A new deploy supersedes the model's older pending ones; a
+        rollback supersedes nothing (asking for one must not cancel a pending decision)."""
         now = self.clock()
         new = Approval(
             approval_id=secrets.token_urlsafe(16),
@@ -107,7 +110,8 @@ class ApprovalBook:
             channel=channel,
         )
         with self.store.tx() as conn:
-            for row in table.select(conn, "state='pending' AND model=?", (model,)):
+            where = "state='pending' AND model=?" if kind == "deploy" else "0 AND model=?"
+            for row in table.select(conn, where, (model,)):
                 old = row["approval_id"]
                 if table.finish(conn, old, "superseded", None, now, superseded_by=new.approval_id):
                     detail = {"by": new.approval_id, "version": row["version"]}
@@ -197,49 +201,47 @@ class ApprovalBook:
         user_id: str,
         decision: str,
         on_decided: Callable[[Approval], None] | None = None,
+        *,
+        path: AuditPath | None = None,
+        os_user: str | None = None,
+        requester_vote: bool = False,
     ) -> DecisionOutcome:
         """The one decision function. The first decision wins; an approval deploys once.
 
         `on_decided` runs after the decision commits and before the deploy starts (the
-        button path uses it to update the card at once)."""
+        button path uses it to update the card at once). `path` and `os_user` (the CLI's)
+        go into every audit row. `requester_vote`: the requester's own `auto_deploy=true`,
+        which counts as their approval (they must be an approver) but never as a second one."""
+        via = _Via(path, os_user)
         verb = _VERBS.get(decision.strip().lower())
-        self.store.audit(user_id, "click", approval_id, decision, {"decision": verb})
+        self._audit(via, user_id, "click", approval_id, decision, {"decision": verb})
         with self.store.connect() as conn:
             row = table.fetch(conn, approval_id)
         if row is None:
-            return self._refuse(user_id, approval_id, "not_found", f"No approval {approval_id!r}.")
-        if verb is None:
-            return self._refuse(user_id, approval_id, "refused", "Say approve or reject.")
-        refusal = self._refusal(table.to_approval(row), user_id, verb)
+            msg = f"No approval {approval_id!r}."
+            return self._refuse(via, user_id, approval_id, "not_found", msg)
+        if verb is None or (requester_vote and verb != "approve"):
+            return self._refuse(via, user_id, approval_id, "refused", "Say approve or reject.")
+        refusal = self._refusal(table.to_approval(row), user_id, verb, via, requester_vote)
         if refusal is not None:
             return refusal
-        outcome = self._transition(approval_id, user_id, verb)
+        outcome = self._transition(approval_id, user_id, verb, via)
         return self._after_decision(outcome, approval_id, on_decided)
 
-    def approve_by_policy(
-        self, approval_id: str, on_decided: Callable[[Approval], None] | None = None
-    ) -> DecisionOutcome:
-        """`auto_deploy=true`: the team chose no human gate for this run. The same
-        compare-and-set, audit row, MLflow tags and rollout as a click, with the actor
-        `auto_deploy`; approver lists and the two-person rule do not apply."""
-        self.store.audit(AUTO_DEPLOY, "click", approval_id, "approve", {"decision": "approve"})
-        now = self.clock()
-        with self.store.tx() as conn:
-            row = table.fetch(conn, approval_id)
-            if row is None:
-                return self._refuse(AUTO_DEPLOY, approval_id, "not_found", "No such approval.")
-            a = table.to_approval(row)
-            if a.state != "pending":
-                outcome = None
-            else:
-                table.finish(
-                    conn, approval_id, "approved", AUTO_DEPLOY, now, approvers=(AUTO_DEPLOY,)
-                )
-                self.store.audit(AUTO_DEPLOY, "decide", approval_id, "approved", {}, conn=conn)
-                outcome = DecisionOutcome("approved", "", _approval(table.fetch(conn, approval_id)))
-        if outcome is None:
-            return self._late(a, AUTO_DEPLOY)
-        return self._after_decision(outcome, approval_id, on_decided)
+    def _audit(
+        self,
+        via: _Via,
+        actor: str,
+        action: str,
+        obj: str,
+        outcome: str,
+        detail: dict[str, Any] | None = None,
+        conn: table.Conn | None = None,
+    ) -> None:
+        detail = dict(detail or {})
+        if via.os_user is not None:  # the CLI: who typed it, beside the --user they named
+            detail["os_user"] = via.os_user
+        self.store.audit(actor, action, obj, outcome, detail, conn=conn, path=via.path)
 
     def _after_decision(
         self,
@@ -268,40 +270,48 @@ class ApprovalBook:
         return DecisionOutcome("approved", message, decided, result)
 
     def _refuse(
-        self, user_id: str, approval_id: str, status: DecisionStatus, message: str
+        self, via: _Via, user_id: str, approval_id: str, status: DecisionStatus, message: str
     ) -> DecisionOutcome:
-        self.store.audit(user_id, "decide", approval_id, status, {"reason": message})
+        self._audit(via, user_id, "decide", approval_id, status, {"reason": message})
         return DecisionOutcome(status, message)
 
-    def _refusal(self, a: Approval, user_id: str, verb: str) -> DecisionOutcome | None:
-        """Why `user_id` may not decide `a` now, or None when they may."""
+    def _refusal(
+        self, a: Approval, user_id: str, verb: str, via: _Via, requester_vote: bool
+    ) -> DecisionOutcome | None:
+        """Why `user_id` may not decide `a` now, or None when they may. A fast answer only:
+        the vote itself is checked again inside the transaction."""
         if a.state != "pending":
-            return self._late(a, user_id)
+            return self._late(a, user_id, via)
         try:
             allowed = self.is_approver(user_id)
         except Exception as exc:  # the group lookup is a Slack call; never approve on error
             log.warning("approver group lookup failed: %s", exc)
             msg = "I could not check the approver group right now; try again in a minute."
-            return self._refuse(user_id, a.approval_id, "refused", msg)
+            return self._refuse(via, user_id, a.approval_id, "refused", msg)
         if not allowed:
-            return self._refuse(user_id, a.approval_id, "refused", "You are not an approver.")
-        if verb == "approve" and user_id == a.requested_by and not self.allow_self:
+            msg = "You are not an approver."
+            return self._refuse(via, user_id, a.approval_id, "refused", msg)
+        if requester_vote and user_id != a.requested_by:
+            msg = "Only the requester's auto_deploy counts as their vote."
+            return self._refuse(via, user_id, a.approval_id, "refused", msg)
+        if verb == "approve" and user_id in a.approvers:  # the answer; the tx re-checks
+            self._audit(via, user_id, "decide", a.approval_id, "duplicate")
+            return DecisionOutcome("recorded", _ALREADY_VOTED, a)
+        own = verb == "approve" and user_id == a.requested_by
+        if own and not self.allow_self and not requester_vote:
             msg = "You asked for this model; someone else must approve it."
-            return self._refuse(user_id, a.approval_id, "refused", msg)
-        if verb == "approve" and user_id in a.approvers:
-            msg = "Your approval is already recorded; a second approver is needed."
-            return DecisionOutcome("recorded", msg, a)
+            return self._refuse(via, user_id, a.approval_id, "refused", msg)
         return None
 
-    def _late(self, a: Approval, user_id: str) -> DecisionOutcome:
+    def _late(self, a: Approval, user_id: str, via: _Via) -> DecisionOutcome:
         status: DecisionStatus = "expired" if a.state == "expired" else "already_decided"
         message = f"Already {who_decided(a)}."
         if a.state == "expired":
             message = f"This approval {who_decided(a)}; ask for a new one."
-        self.store.audit(user_id, "decide", a.approval_id, status, {"state": a.state})
+        self._audit(via, user_id, "decide", a.approval_id, status, {"state": a.state})
         return DecisionOutcome(status, message, a)
 
-    def _transition(self, approval_id: str, user_id: str, verb: str) -> DecisionOutcome:
+    def _transition(self, approval_id: str, user_id: str, verb: str, via: _Via) -> DecisionOutcome:
         """The compare-and-set, in one IMMEDIATE transaction with its audit row."""
         now = self.clock()
         just_expired = False
@@ -313,28 +323,33 @@ class ApprovalBook:
                 a = _approval(table.fetch(conn, approval_id))
             elif a.state == "pending" and verb == "reject":
                 table.finish(conn, approval_id, "rejected", user_id, now)
-                self.store.audit(user_id, "decide", approval_id, "rejected", {}, conn=conn)
+                self._audit(via, user_id, "decide", approval_id, "rejected", {}, conn=conn)
                 rejected = _approval(table.fetch(conn, approval_id))
                 return DecisionOutcome("rejected", f"Rejected {label(a)}.", rejected)
             elif a.state == "pending":
-                return self._approve_in_tx(conn, a, user_id, now)
+                return self._approve_in_tx(conn, a, user_id, now, via)
         if just_expired:
             self.rollout.tag_decision(a)
-        return self._late(a, user_id)
+        return self._late(a, user_id, via)
 
     def _approve_in_tx(
-        self, conn: table.Conn, a: Approval, user_id: str, now: float
+        self, conn: table.Conn, a: Approval, user_id: str, now: float, via: _Via
     ) -> DecisionOutcome:
-        votes = (*a.approvers, user_id)
+        """A yes, counted once per user: `a` was read in this same write transaction, so two
+        concurrent yeses by one user (a double click, a button and /ganops) cannot both count."""
+        if user_id in a.approvers:
+            self._audit(via, user_id, "decide", a.approval_id, "duplicate", {}, conn=conn)
+            return DecisionOutcome("recorded", _ALREADY_VOTED, a)
+        votes = (*dict.fromkeys(a.approvers), user_id)
         if len(votes) < self.required:
             table.record_vote(conn, a.approval_id, a.approvers, votes)
-            self.store.audit(user_id, "decide", a.approval_id, "recorded", {}, conn=conn)
+            self._audit(via, user_id, "decide", a.approval_id, "recorded", {}, conn=conn)
             more = self.required - len(votes)
             msg = f"Your approval of {label(a)} is recorded; {more} more approver needed."
             return DecisionOutcome("recorded", msg, _approval(table.fetch(conn, a.approval_id)))
         table.finish(conn, a.approval_id, "approved", user_id, now, approvers=votes)
         detail = {"approvers": list(votes)}
-        self.store.audit(user_id, "decide", a.approval_id, "approved", detail, conn=conn)
+        self._audit(via, user_id, "decide", a.approval_id, "approved", detail, conn=conn)
         return DecisionOutcome("approved", "", _approval(table.fetch(conn, a.approval_id)))
 
     # --- expiry and recovery ----------------------------------------------------------------
@@ -359,11 +374,22 @@ class ApprovalBook:
         with self.store.tx() as conn:
             for row in table.select(conn, "state='pending' AND expires_at<=?", (now,)):
                 if table.finish(conn, row["approval_id"], "expired", None, now):
-                    self.store.audit(SYSTEM, "expire", row["approval_id"], "expired", {}, conn=conn)
+                    approval_id = row["approval_id"]
+                    self.store.audit(
+                        SYSTEM, "expire", approval_id, "expired", {}, conn=conn, path="job"
+                    )
                     expired.append(_approval(table.fetch(conn, row["approval_id"])))
         for a in expired:
             self.rollout.tag_decision(a)
         return expired
+
+
+@dataclass(frozen=True)
+class _Via:
+    """How a decision came: its audit path, and the OS user for the CLI."""
+
+    path: AuditPath | None
+    os_user: str | None = None
 
 
 def _approval(row: Any) -> Approval:

@@ -7,6 +7,26 @@ has a twin `*_text` for the notification text that clients without blocks show.
 
 from __future__ import annotations
 
-from bot.blocks.common import SECTION_LIMIT, blocks_to_dicts, clip, code, section
+from bot.blocks.common import (
+    SECTION_LIMIT,
+    at,
+    blocks_to_dicts,
+    clip,
+    code,
+    escape,
+    link,
+    literal,
+    section,
+)
 
-__all__ = ["SECTION_LIMIT", "blocks_to_dicts", "clip", "code", "section"]
+__all__ = [
+    "SECTION_LIMIT",
+    "at",
+    "blocks_to_dicts",
+    "clip",
+    "code",
+    "escape",
+    "link",
+    "literal",
+    "section",
+]

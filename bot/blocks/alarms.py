@@ -16,6 +16,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.blocks.common import at, escape, literal
+
 ALARM_ACTIONS = ("alarm_retrain", "alarm_snooze", "alarm_ignore")
 
 
@@ -50,9 +52,10 @@ def moved_features(features: Mapping[str, float], limit: int = 4) -> list[tuple[
 
 def alarm_text(view: AlarmView) -> str:
     """The notification text (shown in notifications and by clients without blocks)."""
+    what = escape(f"{view.model} v{view.version}")  # Prometheus labels: not ours
     if view.state == "resolved":
-        return f"Resolved: input drift on {view.model} v{view.version}"
-    return f"Input drift on {view.model} v{view.version}: score {view.score:.2f} (>1 is drift)"
+        return f"Resolved: input drift on {what}"
+    return f"Input drift on {what}: score {view.score:.2f} (&gt;1 is drift)"
 
 
 def alarm_card(view: AlarmView) -> list[Block]:
@@ -63,9 +66,11 @@ def alarm_card(view: AlarmView) -> list[Block]:
     )
     title = "Input drift" if view.state != "resolved" else "Input drift resolved"
     moved = moved_features(view.features)
-    feature_lines = "\n".join(f"• `{name}` {score:.2f}" for name, score in moved) or "• (none)"
+    feature_lines = (
+        "\n".join(f"• {literal(name)} {score:.2f}" for name, score in moved) or "• (none)"
+    )
     blocks: list[Block] = [
-        HeaderBlock(text=f"{title}: {view.model} v{view.version}"),
+        HeaderBlock(text=f"{title}: {escape(f'{view.model} v{view.version}')}"),
         SectionBlock(
             fields=[
                 MarkdownTextObject(
@@ -73,7 +78,7 @@ def alarm_card(view: AlarmView) -> list[Block]:
                 ),
                 MarkdownTextObject(text=f"*Since*\n{_hhmm(view.opened_at)}"),
                 MarkdownTextObject(text=f"*Features that moved*\n{feature_lines}"),
-                MarkdownTextObject(text=f"*Episode*\n`{view.episode_id}`"),
+                MarkdownTextObject(text=f"*Episode*\n{literal(view.episode_id)}"),
             ]
         ),
     ]
@@ -84,7 +89,7 @@ def alarm_card(view: AlarmView) -> list[Block]:
 
 
 def _status_line(view: AlarmView) -> str:
-    who = f" by <@{view.acted_by}>" if view.acted_by else ""
+    who = f" by {at(view.acted_by)}" if view.acted_by else ""
     parts: list[str] = []
     if view.state == "resolved" and view.resolved_at is not None:
         parts.append(f"Resolved at {_hhmm(view.resolved_at)}; the score is back under 1.")
@@ -93,9 +98,10 @@ def _status_line(view: AlarmView) -> str:
     elif view.state == "ignored":
         parts.append(f"Ignored{who} for this episode; the card still resolves by itself.")
     else:
-        parts.append(f"Firing; updated {_hhmm(view.updated_at)}. >1 means the inputs moved.")
+        parts.append(f"Firing; updated {_hhmm(view.updated_at)}. &gt;1 means the inputs moved.")
     if view.retrain_run_id:
-        parts.append(f"Retrain started{who}: run `{view.retrain_run_id}` (progress in the thread).")
+        run = literal(view.retrain_run_id)
+        parts.append(f"Retrain started{who}: run {run} (progress in the thread).")
     return " ".join(parts)
 
 
@@ -115,22 +121,24 @@ def alarm_buttons(episode_id: str, snoozed: bool = False) -> ActionsBlock:
 
 def prometheus_down_text(url: str, error: str, retry_in_s: float) -> str:
     return (
-        f":warning: Prometheus at {url} is unreachable ({error}). Drift alarms are paused; "
+        f":warning: Prometheus at {escape(url)} is unreachable ({escape(error)}). "
+        "Drift alarms are paused; "
         f"retrying with backoff (next try in {retry_in_s:.0f} s). I will say when it is back."
     )
 
 
 def prometheus_back_text(url: str, down_for_s: float) -> str:
-    return f":white_check_mark: Prometheus at {url} is reachable again after {down_for_s:.0f} s."
+    back = f"{down_for_s:.0f} s"
+    return f":white_check_mark: Prometheus at {escape(url)} is reachable again after {back}."
 
 
 def alarm_thread_note(kind: str, user: str | None, detail: str = "") -> str:
-    who = f"<@{user}>" if user else "someone"
+    who = at(user) if user else "someone"
     notes = {
         "snooze": f"{who} snoozed this alarm for 1 hour.",
         "ignore": f"{who} chose to ignore this episode.",
         "refire": "The snooze ended and the drift is still there.",
-        "retrain": f"{who} started a retrain: {detail}",
+        "retrain": f"{who} started a retrain: {detail}",  # detail: mrkdwn the bot built
     }
     return notes.get(kind, detail)
 
@@ -138,6 +146,7 @@ def alarm_thread_note(kind: str, user: str | None, detail: str = "") -> str:
 def alarm_summary_lines(views: Sequence[AlarmView]) -> list[str]:
     """One line per alarm, for `/ganops status`."""
     return [
-        f"{v.model} v{v.version}: {v.state}, score {v.score:.2f} since {_hhmm(v.opened_at)}"
+        escape(f"{v.model} v{v.version}: {v.state}, score {v.score:.2f}")
+        + f" since {_hhmm(v.opened_at)}"
         for v in views
     ]

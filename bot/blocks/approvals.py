@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
+from bot.blocks.common import at, escape
 from bot.ports import Approval, DeployResult
 from bot.store import AuditRow
 
@@ -34,7 +36,7 @@ def label(a: Approval) -> str:
 
 def mention(user: str) -> str:
     """A Slack mention, except for the policy actor, which is no Slack user."""
-    return "policy (auto_deploy=true)" if user == "auto_deploy" else f"<@{user}>"
+    return "policy (auto_deploy=true)" if user == "auto_deploy" else at(user)
 
 
 def who_decided(a: Approval) -> str:
@@ -60,7 +62,7 @@ def decision_text(a: Approval, result: DeployResult | None = None) -> str:
         "superseded": ":fast_forward:",
     }.get(a.state, ":hourglass_flowing_sand:")
     if a.state == "pending":
-        votes = " and ".join(f"<@{u}>" for u in a.approvers)
+        votes = " and ".join(at(u) for u in a.approvers)
         return f"{icon} Approved by {votes}; waiting for a second approver"
     line = who_decided(a)
     line = f"{icon} {line[0].upper()}{line[1:]}"
@@ -69,7 +71,7 @@ def decision_text(a: Approval, result: DeployResult | None = None) -> str:
     elif a.state == "superseded":
         line += " by a newer request for this model"
     elif a.state == "approved" and result is None:
-        line += f" · deploying v{a.version}…"
+        line += f" · deploying v{escape(a.version)}…"
     elif a.state == "approved" and result is not None:
         line += " · " + deploy_summary(result)
     return line
@@ -78,9 +80,9 @@ def decision_text(a: Approval, result: DeployResult | None = None) -> str:
 def deploy_summary(result: DeployResult) -> str:
     """A few words for the card; the thread reply has the whole story."""
     if result.ok:
-        return f"v{result.version} live in {result.seconds:.1f} s"
+        return f"v{escape(result.version)} live in {result.seconds:.1f} s"
     if result.rolled_back:
-        return f"deploy failed, rolled back to v{result.previous_version or '?'}"
+        return f"deploy failed, rolled back to v{escape(result.previous_version or '?')}"
     return "deploy failed"
 
 
@@ -115,13 +117,20 @@ def decided_card(
 
 def fallback_card(a: Approval, result: DeployResult | None = None) -> list[dict[str, Any]]:
     """When the posted blocks are unknown: a short card naming the version and the decision."""
-    title = SectionBlock(text=MarkdownTextObject(text=f"*{label(a).capitalize()}*"))
+    title = SectionBlock(text=MarkdownTextObject(text=f"*{escape(label(a).capitalize())}*"))
     return [title.to_dict(), decision_context(a, result).to_dict()]
 
 
 def deploy_result_text(a: Approval, result: DeployResult) -> str:
-    """The thread reply under the card: rollout status and the time it took."""
+    """The thread reply under the card: rollout status and the time it took. The model,
+    versions and the deployer's message (Kubernetes' words) are shown as literal text."""
     took = f"{result.seconds:.1f} s"
+    a = replace(a, model=escape(a.model), version=escape(a.version))
+    result = replace(
+        result,
+        message=escape(result.message),
+        previous_version=result.previous_version and escape(result.previous_version),
+    )
     if result.ok:
         prev = f" (was v{result.previous_version})" if result.previous_version else ""
         return (
@@ -159,4 +168,5 @@ def audit_line(row: AuditRow) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.ts))
     detail = ", ".join(f"{k}={v}" for k, v in row.detail.items() if v not in (None, "", {}))
     tail = f"  ({detail})" if detail else ""
-    return f"{when}  {row.actor}  {row.action}  {row.object}  {row.outcome}{tail}"
+    via = f"  via {row.path}" if row.path else ""
+    return f"{when}  {row.actor}  {row.action}  {row.object}  {row.outcome}{via}{tail}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from slack_sdk.models.blocks import Block
 
 from bot.blocks.approvals import audit_line
-from bot.blocks.common import code, section
+from bot.blocks.common import at, code, escape, literal, section
 from bot.blocks.runs import approval_buttons, duration, run_link
 from bot.parsing import GANOPS_USAGE, RETRAIN_USAGE
 from bot.ports import Approval, ModelVersionInfo
@@ -21,7 +21,8 @@ HELP_TEXT = f"""*ganops* runs the continuous-training pipeline of the style-tran
 */ganops* shows and decides:
 • `status` champion, challenger, runs going and approvals pending
 • `runs` recent runs with their states · `models [cut|fastcut|cyclegan]` registered versions and scores
-• `rollback [version]` ask to go back to the previous champion (needs an approval)
+• `rollback [version]` ask to go back to the previous champion (approvers; needs an approval)
+• `cancel [run]` stop a run (yours, or any run for approvers); no id: your latest running run
 • `approvers` who may approve · `audit [n]` the last n audit entries
 • `approve <id>` / `reject <id>` decide an approval without the buttons
 {code(GANOPS_USAGE)}"""
@@ -54,34 +55,48 @@ def text_blocks(text: str) -> list[Block]:
 
 
 def usage_blocks(problem: str, usage: str) -> list[Block]:
-    return [section(f":warning: {problem}"), section(code(usage))]
+    return [section(f":warning: {escape(problem)}"), section(code(usage))]
 
 
 def usage_text(problem: str) -> str:
-    return f"That did not work: {problem}"
+    return f"That did not work: {escape(problem)}"  # echoes what the user typed
 
 
 def help_blocks(unknown: str | None = None) -> list[Block]:
     blocks: list[Block] = []
     if unknown:
-        blocks.append(section(f"I don't know `{unknown}`. Here is what I can do:"))
+        blocks.append(section(f"I don't know {literal(unknown)}. Here is what I can do:"))
     return [*blocks, section(HELP_TEXT)]
+
+
+def refusal_text(reason: str) -> str:
+    """A policy refusal, told to the one who asked (never the channel)."""
+    return f":no_entry_sign: {reason}"
 
 
 def concurrent_text(model: str, run_id: str) -> str:
     return (
-        f":hourglass: A run for `{model}` is already going: `{run_id}`. Only one run per model "
+        f":hourglass: A run for {literal(model)} is already going: {literal(run_id)}. "
+        "Only one run per model "
         "at a time; try again when it finishes (`/ganops runs`)."
     )
 
 
+def channel_unusable_text(reason: str) -> str:
+    return (
+        f":warning: I cannot post in this channel: {escape(reason)}. Nothing was started. "
+        "Invite me (`/invite @ganops`) or use the channel I watch, then try again."
+    )
+
+
 def repeat_text(run_id: str) -> str:
-    return f"This request already started run `{run_id}`; its message is in the channel."
+    return f"This request already started run {literal(run_id)}; its message is in the channel."
 
 
 def upstream_text(what: str, error: str) -> str:
     return (
-        f":warning: Could not {what}: {error}. Nothing was changed; try again in a minute. "
+        f":warning: Could not {escape(what)}: {escape(error)}. Nothing was changed; "
+        "try again in a minute. "
         "The bot keeps running."
     )
 
@@ -90,7 +105,7 @@ def _version_line(label: str, info: ModelVersionInfo | None) -> str:
     if info is None:
         return f"{label}: none"
     score = "—" if info.deploy_score is None else f"{info.deploy_score:.4f}"
-    return f"{label}: v{info.version} (score {score})"
+    return f"{label}: v{escape(info.version)} (score {score})"
 
 
 def status_blocks(
@@ -100,12 +115,15 @@ def status_blocks(
     for m in models:
         served = f", serving v{m.served}" if m.served else ""
         lines.append(
-            f"*{m.model}* — {_version_line('champion', m.champion)}, "
-            f"{_version_line('challenger', m.challenger)}{served}"
+            f"*{escape(m.model)}* — {_version_line('champion', m.champion)}, "
+            f"{_version_line('challenger', m.challenger)}{escape(served)}"
         )
-    runs = [f"• {run_link(r.run_id, r.url)} `{r.model}` {r.state}" for r in active] or ["• none"]
+    runs = [
+        f"• {run_link(r.run_id, r.url)} {literal(r.model)} {escape(r.state)}" for r in active
+    ] or ["• none"]
     approvals = [
-        f"• `{a.approval_id}` {a.kind} {a.model} v{a.version} by <@{a.requested_by}>"
+        f"• {literal(a.approval_id)} {escape(f'{a.kind} {a.model} v{a.version}')} "
+        f"by {at(a.requested_by)}"
         for a in pending
     ] or ["• none"]
     return [
@@ -120,8 +138,8 @@ def runs_blocks(runs: Sequence[RunLine], now: float | None = None) -> list[Block
         return [section("No runs yet. Start one with `/retrain`.")]
     now = time.time() if now is None else now
     lines = [
-        f"• {run_link(r.run_id, r.url)} `{r.model}` *{r.state.replace('_', ' ')}* "
-        f"by <@{r.requested_by}>, {duration(now - r.created_at)} ago"
+        f"• {run_link(r.run_id, r.url)} {literal(r.model)} *{escape(r.state.replace('_', ' '))}* "
+        f"by {at(r.requested_by)}, {duration(now - r.created_at)} ago"
         for r in runs
     ]
     return [section("*Recent runs*\n" + "\n".join(lines))]
@@ -129,7 +147,7 @@ def runs_blocks(runs: Sequence[RunLine], now: float | None = None) -> list[Block
 
 def models_blocks(model: str, versions: Sequence[ModelVersionInfo]) -> list[Block]:
     if not versions:
-        return [section(f"No versions of `{model}` are registered yet.")]
+        return [section(f"No versions of {literal(model)} are registered yet.")]
     rows = [("version", "aliases", "score", "registered")]
     for v in versions:
         score = "—" if v.deploy_score is None else f"{v.deploy_score:.4f}"
@@ -141,7 +159,7 @@ def models_blocks(model: str, versions: Sequence[ModelVersionInfo]) -> list[Bloc
         rows.append((v.version, ",".join(v.aliases) or "—", score, when))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
-    return [section(f"*Registered versions of `{model}`*"), section(code(table))]
+    return [section(f"*Registered versions of {literal(model)}*"), section(code(table))]
 
 
 def audit_blocks(rows: Sequence[AuditRow]) -> list[Block]:
@@ -154,7 +172,7 @@ def audit_blocks(rows: Sequence[AuditRow]) -> list[Block]:
 def approvers_blocks(
     users: Sequence[str], groups: Sequence[str], allow_self: bool, required: int
 ) -> list[Block]:
-    who = [f"<@{u}>" for u in users] + [f"<!subteam^{g}>" for g in groups]
+    who = [at(u) for u in users] + [f"<!subteam^{g}>" for g in groups]
     rules = [
         "self-approval allowed" if allow_self else "no one may approve their own run",
         f"{required} approval{'s' if required > 1 else ''} needed",
@@ -166,7 +184,7 @@ def approvers_blocks(
 
 def rollback_text(model: str, to_version: str, from_version: str | None) -> str:
     current = f" from v{from_version}" if from_version else ""
-    return f"Rollback requested: {model}{current} back to v{to_version}"
+    return escape(f"Rollback requested: {model}{current} back to v{to_version}")
 
 
 def rollback_card(
@@ -176,7 +194,7 @@ def rollback_card(
     return [
         section(
             f":rewind: *{rollback_text(model, to_version, from_version)}* "
-            f"(asked by <@{requested_by}>). An approver decides; nothing changes until then."
+            f"(asked by {at(requested_by)}). An approver decides; nothing changes until then."
         ),
         approval_buttons(approval_id),
     ]

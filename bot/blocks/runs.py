@@ -11,17 +11,21 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
 )
 
-from bot.blocks.common import clip, code, section
+from bot.blocks.common import at, clip, code, escape, link, literal, section
+from bot.blocks.results import data_line, headlines_section, links_line, verdict
 from pipeline.ports import PIPELINE_STEPS
 
 APPROVE_ACTION = "approve"
 REJECT_ACTION = "reject"
+CANCEL_ACTION = "run_cancel"
+_GOING = ("queued", "running")
 _ICONS = {
     "queued": ":hourglass_flowing_sand:",
     "running": ":arrows_counterclockwise:",
@@ -74,8 +78,13 @@ class CardView:
     deploy_score: float | None = None
     data_digest: str | None = None
     image: str | None = None
-    url: str | None = None
+    url: str | None = None  # the KFP run
     files_note: str | None = None  # e.g. "sample grid and loss curve in the thread"
+    gate_passed: bool | None = None
+    gate_reason: str | None = None  # the pipeline's one line about the bar
+    data_uri: str | None = None  # the run's `data` parameter
+    mlflow_run_url: str | None = None  # links shown when known
+    model_version_url: str | None = None
 
 
 def duration(seconds: float | None) -> str:
@@ -104,7 +113,7 @@ def _fmt(value: Any) -> str:
 
 
 def run_link(run_id: str, url: str | None) -> str:
-    return f"<{url}|KFP run `{run_id}`>" if url else f"local run `{run_id}`"
+    return link(url, f"KFP run {literal(run_id)}") if url else f"local run {literal(run_id)}"
 
 
 def step_track(view: RunView) -> str:
@@ -151,14 +160,15 @@ def coarse_duration(seconds: float | None) -> str:
 
 def _outcome_line(view: RunView) -> str | None:
     if view.state == "failed":
-        return f"Failed at *{view.failed_step or 'an unknown step'}*; the error is in the thread."
+        step = escape(view.failed_step or "an unknown step")
+        return f"Failed at *{step}*; the error is in the thread."
     if view.state == "gated":
-        return f"Rejected by the gate: {view.gate_reason or 'no reason given'}"
+        return f"Rejected by the gate: {escape(view.gate_reason or 'no reason given')}"
     if view.state == "awaiting_approval":
-        version = f" v{view.version}" if view.version else ""
+        version = f" v{escape(view.version)}" if view.version else ""
         return f"Challenger{version} is registered and awaits approval (results card below)."
     if view.state == "deployed":
-        return "Gate passed and auto_deploy is on: deployed."
+        return "Gate passed; auto_deploy counts as the requester's approval (see the card)."
     if view.state == "cancelled":
         return "Cancelled."
     return None
@@ -166,31 +176,51 @@ def _outcome_line(view: RunView) -> str | None:
 
 def run_text(view: RunView) -> str:
     state = view.state.replace("_", " ")
-    return f"Retrain {view.model} ({state}) by <@{view.requested_by}>: {_progress_line(view)}"
+    model, by = escape(view.model), at(view.requested_by)
+    return f"Retrain {model} ({state}) by {by}: {escape(_progress_line(view))}"
 
 
 def run_blocks(view: RunView) -> list[Block]:
     icon = _ICONS.get(view.state, ":grey_question:")
     head = (
-        f"{icon} *Retrain `{view.model}`* requested by <@{view.requested_by}> "
-        f"via {view.source} — _{view.state.replace('_', ' ')}_\n{code(params_line(view.params))}"
+        f"{icon} *Retrain {literal(view.model)}* requested by {at(view.requested_by)} "
+        f"via {escape(view.source)} — _{escape(view.state.replace('_', ' '))}_\n"
+        f"{code(params_line(view.params))}"
     )
-    body = f"{step_track(view)}\n{_progress_line(view)}"
+    body = escape(f"{step_track(view)}\n{_progress_line(view)}")
     if view.losses:
-        body += f"\nlosses: {losses_line(view.losses)}"
+        body += f"\nlosses: {escape(losses_line(view.losses))}"
     outcome = _outcome_line(view)
     if outcome:
         body += f"\n{outcome}"
-    return [
+    blocks: list[Block] = [
         section(head),
         section(body),
         ContextBlock(elements=[MarkdownTextObject(text=run_link(view.run_id, view.url))]),
     ]
+    if view.state in _GOING:
+        blocks.append(cancel_button(view.run_id))
+    return blocks
+
+
+def cancel_button(run_id: str) -> ActionsBlock:
+    """Cancel on a running run's message; the value is the run id, checked server-side."""
+    confirm = ConfirmObject(
+        title="Cancel this run?",
+        text=f"Run `{run_id}` stops, and nothing it trained is registered.",
+        confirm="Cancel the run",
+        deny="Keep it running",
+        style="danger",
+    )
+    button = ButtonElement(
+        text="Cancel", action_id=CANCEL_ACTION, value=run_id, style="danger", confirm=confirm
+    )
+    return ActionsBlock(block_id=f"run:{run_id}", elements=[button])
 
 
 def failure_text(view: RunView) -> str:
-    step = view.failed_step or "an unknown step"
-    return f":x: Run `{view.run_id}` failed at *{step}*."
+    step = escape(view.failed_step or "an unknown step")
+    return f":x: Run {literal(view.run_id)} failed at *{step}*."
 
 
 def failure_blocks(view: RunView) -> list[Block]:
@@ -199,9 +229,21 @@ def failure_blocks(view: RunView) -> list[Block]:
 
 def gated_text(view: RunView) -> str:
     return (
-        f":no_entry: Run `{view.run_id}`: the challenger was rejected by the gate: "
-        f"{view.gate_reason or 'no reason given'}. Nothing is deployed."
+        f":no_entry: Run {literal(view.run_id)}: the challenger was rejected by the gate: "
+        f"{escape(view.gate_reason or 'no reason given')}. Nothing is deployed."
     )
+
+
+def files_comment_text(run_id: str, titles: list[str]) -> str:
+    return f"Run {literal(run_id)}: " + escape("; ".join(titles))
+
+
+def files_failed_text(error: str) -> str:
+    return f":warning: I could not upload the sample grid and loss curve here ({escape(error)})."
+
+
+def status_unavailable_text(error: str) -> str:
+    return f":warning: I cannot read this run's status right now ({escape(error)}); still trying."
 
 
 def metrics_table(metrics: Mapping[str, float], champion: Mapping[str, float] | None) -> str:
@@ -218,43 +260,72 @@ def metrics_table(metrics: Mapping[str, float], champion: Mapping[str, float] | 
 
 
 def results_card_text(view: CardView) -> str:
-    return f"Challenger {view.model} v{view.version} is ready for review"
+    return f"Challenger {escape(view.model)} v{escape(view.version)} is ready for review"
 
 
 def results_card(view: CardView, approval_id: str | None) -> list[Block]:
-    """The results card. With an `approval_id` it ends in Approve / Reject buttons whose value
-    is that opaque id and nothing else; without one (already decided) it has no buttons."""
+    """The results card: the verdict, three to five headline metrics with their direction, the
+    data and the links; every metric goes in the thread. With an `approval_id` it ends in
+    Approve / Reject buttons whose value is that opaque id and nothing else; without one
+    (already decided) it has no buttons."""
     versus = (
-        f"champion v{view.champion_version}"
+        f"champion v{escape(view.champion_version)}"
         if view.champion_version
         else "no champion yet (compared with the floor)"
     )
-    facts = [
-        f"*Run*: {run_link(view.run_id, view.url)}",
-        f"*Data*: `{view.data_digest or 'unknown'}`",
-        f"*Image*: `{view.image or 'unknown'}`",
-    ]
-    if view.deploy_score is not None:
-        facts.insert(0, f"*Deploy score*: {view.deploy_score:.4f}")
+    champion_score = (view.champion_metrics or {}).get("deploy_score")
+    gate = verdict(
+        passed=view.gate_passed,
+        score=view.deploy_score
+        if view.deploy_score is not None
+        else view.metrics.get("deploy_score"),
+        champion_score=champion_score,
+        champion_version=view.champion_version,
+        reason=view.gate_reason,
+    )
+    links = links_line(
+        mlflow_run_url=view.mlflow_run_url,
+        model_version_url=view.model_version_url,
+        version=view.version,
+        kfp_link=run_link(view.run_id, view.url),
+    )
     blocks: list[Block] = [
         HeaderBlock(text=clip(results_card_text(view), 150)),
-        section(f"Requested by <@{view.requested_by}> · challenger vs {versus}"),
-        section(code(metrics_table(view.metrics, view.champion_metrics))),
-        section(" · ".join(facts)),
+        section(f"Requested by {at(view.requested_by)} · challenger vs {versus}\n{gate}"),
     ]
-    if view.files_note:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=view.files_note)]))
+    headlines = headlines_section(view.metrics, view.champion_metrics)
+    if headlines is not None:
+        blocks.append(headlines)
+    blocks += [
+        section(
+            f"{data_line(view.data_uri, view.data_digest)}\n*Image*: {literal(view.image or 'unknown')}"
+        ),
+        ContextBlock(elements=[MarkdownTextObject(text=links)]),
+    ]
+    notes = " ".join(n for n in ("Every metric is in the thread.", view.files_note) if n)
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=notes)]))
     if approval_id is not None:
         blocks += [DividerBlock(), approval_buttons(approval_id)]
     return blocks
 
 
 def approval_buttons(approval_id: str) -> ActionsBlock:
+    """Approve (behind a confirm dialog: it deploys) and Reject; the value is the opaque id."""
+    confirm = ConfirmObject(
+        title="Approve this deploy?",
+        text="Your approval is recorded; once enough approvers agree, it goes to production.",
+        confirm="Approve",
+        deny="Not yet",
+    )
     return ActionsBlock(
         block_id=f"approval:{approval_id}",
         elements=[
             ButtonElement(
-                text="Approve", action_id=APPROVE_ACTION, value=approval_id, style="primary"
+                text="Approve",
+                action_id=APPROVE_ACTION,
+                value=approval_id,
+                style="primary",
+                confirm=confirm,
             ),
             ButtonElement(
                 text="Reject", action_id=REJECT_ACTION, value=approval_id, style="danger"

@@ -200,7 +200,13 @@ class AlarmBook:
             cur = conn.execute(sql, args)
             ok = cur.rowcount == 1
             self.store.audit(
-                user, "drift_alarm", episode_id, outcome if ok else f"{outcome}:no-op", None, conn
+                user,
+                "drift_alarm",
+                episode_id,
+                outcome if ok else f"{outcome}:no-op",
+                None,
+                conn,
+                path="button",  # the alarm card's buttons are the only way to act on one
             )
         return ok
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -32,7 +33,7 @@ from bot.blocks.alarms import (
 )
 from bot.drift.alarms import OPEN_STATES, AlarmBook
 from bot.drift.plots import drift_score_plot
-from bot.ports import MetricsSource, UpstreamError
+from bot.ports import DriftAlert, MetricsSource, UpstreamError
 from bot.runs.record import RunBook
 from bot.runs.start import POST_EVENT, find_post
 
@@ -96,21 +97,36 @@ class DriftWatcher:
             view = self.book.get(episode_id)
             # A snooze that outlived the drift ends in "resolved" below, not in a wake-up call.
             if view is not None and (view.model, view.version) in firing:
-                self._thread_note(episode_id, alarm_thread_note("refire", None))
+                note = alarm_thread_note("refire", None)
+                self._isolated(episode_id, partial(self._thread_note, episode_id, note))
         for view in self.book.open_episodes():
             alert = firing.pop((view.model, view.version), None)
-            if alert is None:
-                if self.book.resolve(view.episode_id):
-                    self.render(view.episode_id)
-                continue
-            if alert.features:
-                self.book.update_score(view.episode_id, alert.score, alert.features)
-            # else: the alert still fires but its series went stale (a server restarting);
-            # the card keeps the last values it had rather than showing a score of 0.
-            self.render(view.episode_id)
+            self._isolated(view.episode_id, partial(self._follow, view, alert))
         for alert in firing.values():
-            opened = self.book.open(alert, self.config.channel)
-            self.render(opened.episode_id)
+            self._isolated(f"{alert.model} v{alert.version}", partial(self._open, alert))
+
+    def _isolated(self, what: str, step: Callable[[], None]) -> None:
+        """One alarm's work. A failure (a card Slack won't update, a bad row) is logged with
+        its traceback and tried again next tick; it never stops the other alarms."""
+        try:
+            step()
+        except Exception:
+            log.exception("drift alarm %s failed; retrying next tick", what)
+
+    def _follow(self, view: AlarmView, alert: DriftAlert | None) -> None:
+        if alert is None:
+            if self.book.resolve(view.episode_id):
+                self.render(view.episode_id)
+            return
+        if alert.features:
+            self.book.update_score(view.episode_id, alert.score, alert.features)
+        # else: the alert still fires but its series went stale (a server restarting);
+        # the card keeps the last values it had rather than showing a score of 0.
+        self.render(view.episode_id)
+
+    def _open(self, alert: DriftAlert) -> None:
+        opened = self.book.open(alert, self.config.channel)
+        self.render(opened.episode_id)
 
     def render(self, episode_id: str) -> None:
         render_card(self.book, self.client, episode_id, self.config.channel, self._upload_plot)
@@ -141,6 +157,14 @@ class DriftWatcher:
         if channel and ts:
             self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
 
+    def _say(self, text: str) -> None:
+        """A notice about Prometheus; Slack refusing it must not keep alarms from being
+        handled, so it is logged and dropped."""
+        try:
+            self.client.chat_postMessage(channel=self.config.channel, text=text)
+        except SlackApiError as exc:
+            log.warning("could not post to %s: %s", self.config.channel, exc)
+
     def _on_down(self, now: float, error: str) -> None:
         self._failures += 1
         delay = min(
@@ -150,17 +174,11 @@ class DriftWatcher:
         log.warning("Prometheus unreachable (%s); next try in %.0f s", error, delay)
         if self._down_since is None:
             self._down_since = now
-            self.client.chat_postMessage(
-                channel=self.config.channel,
-                text=prometheus_down_text(self.config.prometheus_url, error, delay),
-            )
+            self._say(prometheus_down_text(self.config.prometheus_url, error, delay))
 
     def _on_up(self, now: float) -> None:
         if self._down_since is not None:
-            self.client.chat_postMessage(
-                channel=self.config.channel,
-                text=prometheus_back_text(self.config.prometheus_url, now - self._down_since),
-            )
+            self._say(prometheus_back_text(self.config.prometheus_url, now - self._down_since))
         self._failures = 0
         self._next_try = 0.0
         self._down_since = None

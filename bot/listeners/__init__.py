@@ -8,14 +8,25 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import alarms, approvals, ganops_command, retrain
+from bot.listeners import (
+    alarms,
+    approvals,
+    cancel,
+    ganops_command,
+    home,
+    retrain,
+    retrain_modal,
+)
 
 
 def register_listeners(app: App) -> None:
+    retrain_modal.register(app)  # first: it takes `/retrain` with no text
     retrain.register(app)
     ganops_command.register(app)
     approvals.register(app)
     alarms.register(app)
+    cancel.register(app)
+    home.register(app)
 
 
 __all__ = ["register_listeners"]

@@ -1,4 +1,5 @@
-"""The drift alarm's buttons: Retrain now, Snooze 1h, Ignore.
+"""The drift alarm's buttons: Retrain now, Snooze 1h, Ignore. All three are for approvers
+(`bot.policy`): a refusal is told to the clicker alone, audited, and changes nothing.
 
 Each button carries only the episode id. Retrain goes through `start_run`, the same path as
 `/retrain`, with the episode id as the request id: clicks, double clicks and Slack retries
@@ -9,16 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.blocks.alarms import alarm_thread_note
-from bot.blocks.ops import concurrent_text, upstream_text
-from bot.context import services_of, settings_of
+from bot.blocks.ops import concurrent_text, refusal_text, upstream_text
+from bot.context import policy_of, services_of, settings_of
 from bot.drift.watch import AlarmBook, render_card
 from bot.errors import ConcurrentRunError, UpstreamError, guarded
+from bot.policy import Action, audit_refusal
 from bot.ports import RunParams
 from bot.runs.start import start_run
 from bot.services import Services
@@ -45,6 +47,18 @@ def _click(body: dict[str, Any]) -> tuple[str, str, str]:
     return str(action["value"]), str(body["user"]["id"]), channel
 
 
+def _refused(client: WebClient, context: BoltContext, body: dict[str, Any], action: Action) -> bool:
+    """True (and the clicker told, the refusal audited) when `action` is not theirs to do."""
+    episode_id, user, channel = _click(body)
+    verdict = policy_of(context).may(action, user)
+    if verdict.allowed:
+        return False
+    store = services_of(context).store
+    audit_refusal(store, user=user, action=action, obj=episode_id, verdict=verdict, path="button")
+    _ephemeral(client, channel, user, refusal_text(verdict.reason))
+    return True
+
+
 def _ephemeral(client: WebClient, channel: str, user: str, text: str) -> None:
     if channel:
         client.chat_postEphemeral(channel=channel, user=user, text=text)
@@ -67,6 +81,8 @@ def retrain_params(services: Services, model: str, version: str) -> RunParams:
 
 @guarded
 def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    if _refused(client, context, body, "alarm_retrain"):
+        return
     episode_id, user, channel = _click(body)
     services = services_of(context)
     book = AlarmBook(services.store)
@@ -114,7 +130,11 @@ def ignore(body: dict[str, Any], client: WebClient, context: BoltContext) -> Non
     _act(body, client, context, "ignore")
 
 
-def _act(body: dict[str, Any], client: WebClient, context: BoltContext, kind: str) -> None:
+def _act(
+    body: dict[str, Any], client: WebClient, context: BoltContext, kind: Literal["snooze", "ignore"]
+) -> None:
+    if _refused(client, context, body, kind):
+        return
     episode_id, user, channel = _click(body)
     book = AlarmBook(services_of(context).store)
     done = (

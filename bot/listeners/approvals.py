@@ -5,6 +5,9 @@ is looked up on the server side by `ApprovalBook.decide`, the same function as `
 approve|reject` and the CLI. A refusal is told to the clicker alone and leaves the card as it
 is. A decision updates the card in place at once ("Approved by @x at 14:02 · deploying…"),
 then again with the outcome, and the deploy result goes in the card's thread.
+
+The same buttons show on the App Home tab. A click there has no channel and no message: the
+clicker's private answers go to the card's channel, and the tab is published again.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from slack_sdk import WebClient
 
 from bot.approvals.jobs import show_decision, update_card
 from bot.blocks.approvals import DECISION_ACTIONS
-from bot.context import services_of
+from bot.context import services_of, settings_of
 from bot.errors import guarded
+from bot.listeners.home import publish_home
 from bot.ports import Approval
 
 # Outcomes the clicker is told about privately; the others show on the card for everyone.
@@ -37,13 +41,15 @@ def ack_decision(ack: Ack) -> None:
 def decide_clicked(
     body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
 ) -> None:
-    book = services_of(context).approvals
+    services = services_of(context)
+    book = services.approvals
     user = body["user"]["id"]
-    channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+    approval_id = str(action.get("value") or "")
+    from_home = (body.get("container") or {}).get("type") == "view"
+    channel = _channel(body, context, book.get(approval_id) if book else None)
     if book is None:
         client.chat_postEphemeral(channel=channel, user=user, text="Approvals are not set up.")
         return
-    approval_id = str(action.get("value") or "")
     posted = (body.get("message") or {}).get("blocks")
     if posted and book.cards.blocks(approval_id) is None:
         book.cards.save_blocks(approval_id, posted)  # the card as Slack shows it, to re-render
@@ -51,7 +57,21 @@ def decide_clicked(
     def on_decided(a: Approval) -> None:
         update_card(book, client, a)  # the decision shows before the (slow) deploy
 
-    outcome = book.decide(approval_id, user, action["action_id"], on_decided=on_decided)
+    outcome = book.decide(
+        approval_id, user, action["action_id"], on_decided=on_decided, path="button"
+    )
     if outcome.status in _PRIVATE:
         client.chat_postEphemeral(channel=channel, user=user, text=outcome.message)
     show_decision(book, client, outcome)
+    if from_home:
+        publish_home(client, services, user=user)
+
+
+def _channel(body: dict[str, Any], context: BoltContext, approval: Approval | None) -> str:
+    """Where the clicker's private answers go: the card's channel for a Home tab click."""
+    found = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    if found:
+        return str(found)
+    if approval is not None and approval.channel:
+        return approval.channel
+    return settings_of(context).channel

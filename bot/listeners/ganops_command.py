@@ -1,4 +1,5 @@
-"""`/ganops status | runs | models | rollback | approvers | audit | approve | reject | help`.
+"""`/ganops status | runs | models | rollback | cancel | approvers | audit | approve | reject |
+help`.
 
 Answers that need no I/O (help, approvers, usage errors) go in the ack; the others are
 looked up in a lazy listener and answered with an ephemeral message, except a rollback
@@ -22,6 +23,7 @@ from bot.blocks.ops import (
     audit_blocks,
     help_blocks,
     models_blocks,
+    refusal_text,
     runs_blocks,
     status_blocks,
     text_blocks,
@@ -29,9 +31,11 @@ from bot.blocks.ops import (
     usage_blocks,
     usage_text,
 )
-from bot.context import services_of, settings_of
+from bot.context import policy_of, services_of, settings_of
 from bot.errors import UpstreamError, UsageError, guarded
 from bot.parsing import GANOPS_USAGE, GanopsCommand, parse_count, parse_ganops
+from bot.policy import Policy, audit_refusal
+from bot.runs.cancel import cancel_run
 from bot.services import Services
 from bot.settings import Settings
 from model.registry import CHALLENGER, CHAMPION
@@ -72,7 +76,7 @@ def answer_ganops(body: dict[str, Any], client: WebClient, context: BoltContext)
     channel, user = body["channel_id"], body["user_id"]
     services, settings = services_of(context), settings_of(context)
     try:
-        blocks = _answer(cmd, services, settings, user, channel, client)
+        blocks = _answer(cmd, services, settings, policy_of(context), user, channel, client)
     except UsageError as exc:
         blocks = usage_blocks(exc.problem, exc.usage)
         client.chat_postEphemeral(
@@ -91,6 +95,7 @@ def _answer(
     cmd: GanopsCommand,
     services: Services,
     settings: Settings,
+    policy: Policy,
     user: str,
     channel: str,
     client: WebClient,
@@ -108,8 +113,28 @@ def _answer(
     if cmd.name in ("approve", "reject"):
         return _decide(cmd, services, user, client)
     if cmd.name == "rollback":
-        return request_rollback(services, cmd.args, user, channel)
+        return _rollback(cmd, services, policy, user, channel)
+    if cmd.name == "cancel":
+        if len(cmd.args) > 1:
+            raise UsageError("/ganops cancel takes at most one run id", GANOPS_USAGE)
+        run_id = cmd.args[0] if cmd.args else None
+        text = cancel_run(services, policy, run_id=run_id, user=user, path="slash")
+        return text_blocks(text)
     return help_blocks()
+
+
+def _rollback(
+    cmd: GanopsCommand, services: Services, policy: Policy, user: str, channel: str
+) -> list[Block]:
+    """Approvers only: a refusal is audited and opens no approval."""
+    verdict = policy.may("rollback", user)
+    if verdict.refused:
+        obj = " ".join(cmd.args) or "cut"
+        audit_refusal(
+            services.store, user=user, action="rollback", obj=obj, verdict=verdict, path="slash"
+        )
+        return text_blocks(refusal_text(verdict.reason))
+    return request_rollback(services, cmd.args, user, channel)
 
 
 def _line(row: Any) -> RunLine:
@@ -145,6 +170,6 @@ def _decide(cmd: GanopsCommand, services: Services, user: str, client: WebClient
         raise UsageError(f"/ganops {cmd.name} needs exactly one approval id", GANOPS_USAGE)
     if services.approvals is None:
         return text_blocks("Approvals are not configured in this bot.")
-    outcome = services.approvals.decide(cmd.args[0], user, cmd.name)
+    outcome = services.approvals.decide(cmd.args[0], user, cmd.name, path="slash")
     show_decision(services.approvals, client, outcome)  # the card follows, as for a click
     return text_blocks(outcome.message or f"Done: {cmd.name}d.")

@@ -114,6 +114,8 @@ class Shell:
                 shell_commands[word](rest.strip())
             elif word in ("/retrain", "/ganops"):
                 self.slash(word, rest.strip())
+                if word == "/retrain" and not rest.strip():  # the modal has no terminal form
+                    self.say("In Slack this opens a form; here, type the fields: /retrain epochs=1")
             elif word.startswith("/"):
                 self.say(f"unknown command {word}; type /help")
             else:

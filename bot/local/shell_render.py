@@ -47,7 +47,9 @@ def mrkdwn(text: str, names: dict[str, str] | None = None) -> str:
     text = _BOLD.sub(lambda m: m.group(1), text)
     for code, glyph in _EMOJI.items():
         text = text.replace(code, glyph)
-    return text.replace("```", "")
+    text = text.replace("```", "")
+    # What Slack does last: the entities the bot escapes (`bot.blocks.common.escape`).
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _text_of(obj: Any) -> str:

@@ -55,7 +55,7 @@ class Transcript:
         self.slack: LocalSlack | None = None  # set once the local Slack is up
         self.names: dict[str, str] = {}
         self.buttons: dict[int, tuple[str, str, Button]] = {}  # n -> (channel, ts, button)
-        self._shown: dict[str, tuple[list[str], bool]] = {}  # ts -> (lines, had buttons)
+        self._shown: dict[str, tuple[list[str], tuple[Button, ...]]] = {}  # ts -> (lines, buttons)
         self._lines: dict[str, str] = {}  # ts -> the last progress line printed
         self._lock = threading.RLock()
 
@@ -73,13 +73,14 @@ class Transcript:
             before = self._shown.get(ts)
             if kind == "updated" and before is not None and before[0] == lines:
                 return
-            self._shown[ts] = (lines, bool(buttons))
-            self._forget_buttons(ts)
-            numbered = [self._number(message, b) for b in buttons]
-            # A progress update is one line; a card that gained or lost buttons is shown whole.
-            if kind == "updated" and before is not None and not before[1] and not buttons:
+            self._shown[ts] = (lines, tuple(buttons))
+            # A progress update is one line (its buttons keep their numbers); a message
+            # that gained or lost buttons is shown whole.
+            if kind == "updated" and before is not None and before[1] == tuple(buttons):
                 self._progress(ts, mrkdwn(message.get("text", ""), self.names).strip())
                 return
+            self._forget_buttons(ts)
+            numbered = [self._number(message, b) for b in buttons]
             head = {
                 "posted": "bot" if not message.get("thread_ts") else "bot (in thread)",
                 "updated": "bot (updated)",

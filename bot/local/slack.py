@@ -1,9 +1,11 @@
 """A small Slack Web API on loopback: the shell adapter's Slack, and the fake Slack of tests.
 
 It implements the methods the bot calls (chat.*, the three steps of `files_upload_v2`,
-conversations.history/replies, users.info, usergroups.users.list, auth.test) with Slack's
-request and response shapes, keeps every message and file in memory, records every call, and
-tells a listener about each change. The real `WebClient` talks to it through `base_url`, so
+conversations.history/replies/info/open, views.open/publish, users.info,
+usergroups.users.list, auth.test) with Slack's request and response shapes, keeps every
+message and file in memory, records every call, and tells a listener about each change. Tests
+can make it misbehave like slack.com (`bot.local.slack_faults`): 429s with Retry-After, 5xx,
+archived channels, deleted messages. The real `WebClient` talks to it through `base_url`, so
 the bot runs the same code path as against slack.com.
 """
 
@@ -27,6 +29,7 @@ from bot.local.slack_api import (
     SlackApi,
     SlackState,
 )
+from bot.local.slack_faults import Faults
 
 __all__ = ["BOT_USER", "METHODS", "Call", "Change", "LocalSlack", "Message"]
 
@@ -49,6 +52,7 @@ class LocalSlack(SlackApi):
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
         self._failures: dict[str, str] = {}
+        self.faults = Faults()
         self._server: ThreadingHTTPServer | None = None
         # Socket Mode: apps.connections.open (with the app-level token) hands out this URL.
         self.app_token: str | None = None
@@ -87,6 +91,12 @@ class LocalSlack(SlackApi):
         with self._cond:
             return [dict(m) for m in self.state.ephemerals if user in (None, m["user"])]
 
+    def home(self, user: str) -> dict[str, Any] | None:
+        """The App Home view last published for `user`."""
+        with self._cond:
+            view = self.state.homes.get(user)
+            return None if view is None else dict(view)
+
     def file_bytes(self, file_id: str) -> bytes:
         with self._cond:
             return bytes(self.state.files[file_id]["data"])
@@ -109,13 +119,68 @@ class LocalSlack(SlackApi):
         with self._cond:
             self._failures[method] = error
 
+    # --- faults, as slack.com has them (see bot.local.slack_faults) ------------------------
+
+    def rate_limit(self, every: int, retry_after_s: int = 0) -> None:
+        """Answer every `every`th write with HTTP 429 and `Retry-After: retry_after_s`."""
+        with self._cond:
+            self.faults.rate_limit_every = every
+            self.faults.retry_after_s = retry_after_s
+
+    def server_error(self, method: str, *statuses: int) -> None:
+        """Answer the next calls of `method` with these HTTP statuses (e.g. 503, 500)."""
+        with self._cond:
+            self.faults.server_errors.setdefault(method, []).extend(statuses)
+
+    def fail_always(self, method: str, error: str | None) -> None:
+        """Every call of `method` answers `error` until called again with None."""
+        with self._cond:
+            if error is None:
+                self.faults.sticky.pop(method, None)
+            else:
+                self.faults.sticky[method] = error
+
+    def channel_state(
+        self, channel: str, *, archived: bool = False, member: bool = True, exists: bool = True
+    ) -> None:
+        """Archive a channel, take the bot out of it, or make it disappear."""
+        with self._cond:
+            for flag, names in (
+                (archived, self.faults.archived),
+                (not member, self.faults.not_member),
+                (not exists, self.faults.gone),
+            ):
+                if flag:
+                    names.add(channel)
+                else:
+                    names.discard(channel)
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        """Someone deleted the message: later updates of it get message_not_found."""
+        with self._cond:
+            message = self._find(channel, ts)
+            if message is not None:
+                self.state.messages.remove(message)
+            self._cond.notify_all()
+
+    def refused(self) -> list[tuple[str, int]]:
+        """(method, HTTP status) of every call answered by an HTTP fault."""
+        with self._cond:
+            return list(self.faults.refused)
+
+    def http_fault(self, method: str) -> tuple[int, dict[str, str], bytes] | None:
+        with self._cond:
+            fault = self.faults.http(method)
+            self._cond.notify_all()
+        return None if fault is None else (fault.status, fault.headers, fault.body)
+
     # --- the API --------------------------------------------------------------------------
 
     def handle(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         changes: list[Change] = []
         with self._cond:
             self.state.calls.append(Call(method, args, token))
-            failure = self._failures.pop(method, None)
+            failure = self._failures.pop(method, None) or self.faults.api_error(method, args)
             if failure is not None:
                 result: dict[str, Any] = {"ok": False, "error": failure}
             elif method == "apps.connections.open":
@@ -208,11 +273,21 @@ class _Handler(BaseHTTPRequestHandler):
             args |= {k: v[-1] for k, v in parse_qs(body.decode()).items()}
         auth = self.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() or args.pop("token", None)
-        result = self.slack.handle(url.path.removeprefix("/api/"), args, token)
+        method = url.path.removeprefix("/api/")
+        fault = self.slack.http_fault(method)
+        if fault is not None:
+            status, headers, data = fault
+            self._reply(status, data, "application/json; charset=utf-8", headers)
+            return
+        result = self.slack.handle(method, args, token)
         self._reply(200, json.dumps(result).encode(), "application/json; charset=utf-8")
 
-    def _reply(self, status: int, data: bytes, ctype: str) -> None:
+    def _reply(
+        self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.local.slack_faults import Faults
+
 BOT_USER = "U_GANOPS_BOT"
 Message = dict[str, Any]
 
@@ -35,6 +37,9 @@ class SlackState:
     messages: list[Message] = field(default_factory=list)
     ephemerals: list[Message] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # views.open / views.publish: modal views by id, and each user's App Home view.
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    homes: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
 
 
@@ -42,6 +47,7 @@ class SlackApi:
     """The method implementations; `LocalSlack` adds the server, the lock and the listener."""
 
     state: SlackState
+    faults: Faults
     users: dict[str, str]
     groups: dict[str, list[str]]
     _ids: itertools.count[int]
@@ -101,6 +107,13 @@ class SlackApi:
             "ts": message["ts"],
             "text": message["text"],
         }
+
+    def chat_delete(self, a: dict[str, Any], changes: list[Change]) -> dict[str, Any]:
+        message = self._find(a.get("channel", ""), a.get("ts", ""))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        self.state.messages.remove(message)
+        return {"ok": True, "channel": message["channel"], "ts": message["ts"]}
 
     def chat_ephemeral(self, a: dict[str, Any], changes: list[Change]) -> dict[str, Any]:
         if not a.get("channel") or not a.get("user"):
@@ -162,6 +175,23 @@ class SlackApi:
         ]
         return {"ok": True, "messages": found, "has_more": False}
 
+    def views_open(self, a: dict[str, Any], changes: list[Change]) -> dict[str, Any]:
+        if not a.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        view = _json_obj(a.get("view")) or {}
+        if view.get("type") != "modal":
+            return {"ok": False, "error": "invalid_arguments"}
+        view_id = f"V{next(self._ids):08d}"
+        self.state.views[view_id] = view | {"id": view_id}
+        return {"ok": True, "view": self.state.views[view_id]}
+
+    def views_publish(self, a: dict[str, Any], changes: list[Change]) -> dict[str, Any]:
+        view = _json_obj(a.get("view")) or {}
+        if not a.get("user_id") or view.get("type") != "home":
+            return {"ok": False, "error": "invalid_arguments"}
+        self.state.homes[a["user_id"]] = view | {"id": f"VH_{a['user_id']}"}
+        return {"ok": True, "view": self.state.homes[a["user_id"]]}
+
 
 METHODS: dict[str, Callable[[SlackApi, dict[str, Any], list[Change]], dict[str, Any]]] = {
     "chat.postMessage": SlackApi.chat_post,
@@ -170,7 +200,16 @@ METHODS: dict[str, Callable[[SlackApi, dict[str, Any], list[Change]], dict[str, 
     "files.getUploadURLExternal": SlackApi.upload_url,
     "files.completeUploadExternal": SlackApi.complete_upload,
     "conversations.history": SlackApi.history,
+    "views.open": SlackApi.views_open,
+    "views.publish": SlackApi.views_publish,
     "conversations.replies": SlackApi.replies,
+    "conversations.info": lambda s, a, c: s.faults.channel_info(a.get("channel") or ""),
+    # A DM with a user: its channel id is derived from the user's, so tests can find it.
+    "conversations.open": lambda s, a, c: {
+        "ok": True,
+        "channel": {"id": "D" + str(a.get("users") or "").split(",")[0]},
+    },
+    "chat.delete": SlackApi.chat_delete,
     "auth.test": lambda s, a, c: {
         "ok": True,
         "user_id": BOT_USER,

@@ -1,5 +1,9 @@
-"""The results card of a run that awaits approval: metrics vs the champion, the sample grid
-and the loss curve (uploaded with `files_upload_v2` in the card's thread), Approve / Reject.
+"""The results card of a run that awaits approval: the verdict and headline metrics vs the
+champion, Approve / Reject; in the card's thread every metric, the sample grid and the loss
+curve (uploaded with `files_upload_v2`).
+
+The pictures come from the MLflow artifact store only, from the model version's own run;
+a tag or a launcher fact naming a local file is never opened.
 
 Exactly once, across restarts: the approval id is stored in the run's row before the card is
 posted, and the card and the files are keyed posts (see `RunBook.post_once`).
@@ -8,12 +12,24 @@ posted, and the card and the files are keyed posts (see `RunBook.post_once`).
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
 from bot.blocks import blocks_to_dicts
-from bot.blocks.runs import CardView, results_card, results_card_text
-from bot.ports import ModelVersionInfo, RunStatus, UpstreamError
+from bot.blocks.results import metrics_reply_text
+from bot.blocks.runs import (
+    CardView,
+    files_comment_text,
+    files_failed_text,
+    metrics_table,
+    results_card,
+    results_card_text,
+)
+from bot.ports import ModelVersionInfo, RunResult, RunStatus, UpstreamError
+from bot.runs.delivery import slack_error
 from bot.runs.record import RunRow
 from bot.runs.start import post_keyed
 from bot.services import Services
@@ -25,6 +41,9 @@ ARTIFACTS = {
     "sample_grid": ("sample_grid.png", "Sample grid: fixed inputs → champion → challenger"),
     "loss_curve": ("loss_curve.png", "Training losses"),
 }
+# What may be posted as a picture: PNG or JPEG (by their first bytes), and not huge.
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
 FILES_NOTE = (
     "The sample grid (inputs → champion → challenger) and the loss curve are in the thread."
 )
@@ -52,6 +71,9 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
         image=result.image,
         url=status.url or row.url,
         files_note=FILES_NOTE if result.artifacts else "This run produced no images.",
+        gate_passed=result.gate_passed,
+        gate_reason=result.gate_reason,
+        data_uri=str(row.params.get("data") or "") or None,
     )
     blocks = results_card(view, approval_id)
     key = f"{row.run_id}:card"
@@ -70,7 +92,16 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
             services.approvals.attach_message(
                 approval_id, row.channel, card_ts, blocks_to_dicts(blocks)
             )
-    _upload(services, row, dict(result.artifacts), files_dir, card_ts)
+    table = metrics_table(result.metrics, result.champion_metrics)
+    post_keyed(
+        services.slack,
+        services.runbook,
+        f"{row.run_id}:metrics",
+        row.channel,
+        card_ts,
+        metrics_reply_text(table, result.champion_version),
+    )
+    _upload(services, row, result, files_dir, card_ts)
     return card_ts
 
 
@@ -92,32 +123,88 @@ def _approval_id(services: Services, row: RunRow, version: str) -> str | None:
 
 
 def _upload(
-    services: Services, row: RunRow, artifacts: dict[str, str], files_dir: Path, card_ts: str
+    services: Services, row: RunRow, result: RunResult, files_dir: Path, card_ts: str
 ) -> None:
-    uploads: list[dict[str, Any]] = []
-    for name, (filename, title) in ARTIFACTS.items():
-        uri = artifacts.get(name)
-        if not uri:
-            continue
-        local = Path(uri.removeprefix("file://"))
+    """The pictures, from the MLflow artifact store only, into the card's thread. A picture
+    that cannot be fetched, is no PNG/JPEG or is too big is left out; an upload Slack refuses
+    is said once and given up on, so the run still settles."""
+    if services.runbook.posted(f"{row.run_id}:files") is not None:
+        return  # uploaded on an earlier tick
+    files_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=files_dir) as tmp:
+        uploads: list[dict[str, Any]] = []
+        for name, (filename, title) in ARTIFACTS.items():
+            path = _fetch_image(services, row, result, name, Path(tmp) / name)
+            if path is not None:
+                uploads.append({"file": str(path), "filename": filename, "title": title})
+        if not uploads:
+            return
+
+        def upload() -> str:
+            resp = services.slack.files_upload_v2(
+                file_uploads=uploads,
+                channel=row.channel,
+                thread_ts=card_ts,
+                initial_comment=files_comment_text(row.run_id, [u["title"] for u in uploads]),
+            )
+            return ",".join(f.get("id", "") for f in resp.get("files") or [])
+
         try:
-            # A local run's artifacts are files already; remote ones come through MLflow.
-            path = local if local.is_file() else services.registry.download(uri, files_dir)
-        except UpstreamError as exc:
-            log.warning("cannot fetch %s of run %s: %s", name, row.run_id, exc)
-            continue
-        uploads.append({"file": str(path), "filename": filename, "title": title})
-    if not uploads:
-        return
+            # A crash mid-upload re-uploads after a restart: a duplicate beats a missing one.
+            services.runbook.post_once(
+                f"{row.run_id}:files", row.channel, card_ts, upload, lambda _: None
+            )
+        except SlackApiError as exc:
+            log.warning("run %s: the pictures could not be uploaded: %s", row.run_id, exc)
+            post_keyed(
+                services.slack,
+                services.runbook,
+                f"{row.run_id}:files-failed",
+                row.channel,
+                card_ts,
+                files_failed_text(slack_error(exc) or str(exc)),
+            )
 
-    def upload() -> str:
-        resp = services.slack.files_upload_v2(
-            file_uploads=uploads,
-            channel=row.channel,
-            thread_ts=card_ts,
-            initial_comment=f"Run `{row.run_id}`: " + "; ".join(u["title"] for u in uploads),
-        )
-        return ",".join(f.get("id", "") for f in resp.get("files") or [])
 
-    # A crash mid-upload re-uploads after a restart: a duplicate picture beats a missing one.
-    services.runbook.post_once(f"{row.run_id}:files", row.channel, card_ts, upload, lambda _: None)
+def _fetch_image(
+    services: Services, row: RunRow, result: RunResult, name: str, dst: Path
+) -> Path | None:
+    """Artifact `name` of the challenger's MLflow run, if it is a PNG/JPEG of bounded size.
+
+    The tag (or the launcher's fact) only says that the picture exists; where it is comes
+    from the registry: the model version's own run, at the tag's path inside that run when
+    the tag is `runs:/<that run>/<path>`, else at the artifact's usual name."""
+    value = result.artifacts.get(name)
+    if not value or not result.version:
+        return None
+    try:
+        info = services.registry.get_version(row.model, result.version)
+        run_id = (info.run_id if info else None) or result.mlflow_run_id
+        if not run_id:
+            log.warning("run %s: v%s has no MLflow run; no %s", row.run_id, result.version, name)
+            return None
+        prefix = f"runs:/{run_id}/"
+        inside = value[len(prefix) :] if value.startswith(prefix) else ARTIFACTS[name][0]
+        path = services.registry.download(prefix + inside, dst)
+    except UpstreamError as exc:
+        log.warning("cannot fetch %s of run %s: %s", name, row.run_id, exc)
+        return None
+    problem = image_problem(path)
+    if problem is not None:
+        log.warning("run %s: %s is not shown: %s", row.run_id, name, problem)
+        return None
+    return path
+
+
+def image_problem(path: Path) -> str | None:
+    """None for a PNG or JPEG file of at most MAX_IMAGE_BYTES; else what is wrong."""
+    if not path.is_file() or path.is_symlink():
+        return "not a file"
+    size = path.stat().st_size
+    if size > MAX_IMAGE_BYTES:
+        return f"{size} bytes (at most {MAX_IMAGE_BYTES})"
+    with path.open("rb") as f:
+        head = f.read(8)
+    if not head.startswith(IMAGE_MAGIC):
+        return "neither PNG nor JPEG"
+    return None

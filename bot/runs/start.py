@@ -23,6 +23,7 @@ from slack_sdk.models.blocks import Block
 from bot.blocks import blocks_to_dicts
 from bot.blocks.runs import RunView, run_blocks, run_text
 from bot.ports import RunParams, RunStatus
+from bot.runs.delivery import check_channel, is_permanent, slack_error
 from bot.runs.record import RunBook, RunRow
 from bot.services import Services
 
@@ -53,12 +54,14 @@ def start_run(
     """Launch (or find) the run for `request_id`, record it, and post its message once.
 
     Raises:
+        ChannelUnusableError: the bot cannot post in `channel`; nothing was launched.
         ConcurrentRunError: another run for the model is going.
         UpstreamError: the launcher's backend is unreachable.
     """
     known = services.runbook.by_request(request_id)
     if known is not None:
         return StartOutcome(known.run_id, False, known.url, known.message_ts)
+    check_channel(services.slack, channel)  # nothing starts where nobody would hear of it
     launched = services.launcher.launch(params, request_id)
     row = RunRow(
         run_id=launched.run_id,
@@ -76,8 +79,18 @@ def start_run(
         known = services.runbook.by_request(request_id)
         ts = known.message_ts if known else None
         return StartOutcome(launched.run_id, False, launched.url, ts)
-    services.store.audit(requested_by, "retrain", launched.run_id, "started", {"source": source})
-    ts = post_run_message(services.slack, services.runbook, row, view_of(row, None))
+    path = "slash" if source == "/retrain" else "button"  # else: an alarm's Retrain now
+    services.store.audit(
+        requested_by, "retrain", launched.run_id, "started", {"source": source}, path=path
+    )
+    try:
+        ts = post_run_message(services.slack, services.runbook, row, view_of(row, None))
+    except SlackApiError as exc:
+        if not is_permanent(exc):
+            raise
+        # The run is going: the watcher settles it and takes its outcome elsewhere.
+        log.warning("run %s: cannot post its message: %s", launched.run_id, slack_error(exc))
+        return StartOutcome(launched.run_id, True, launched.url, None)
     return StartOutcome(launched.run_id, True, launched.url, ts)
 
 

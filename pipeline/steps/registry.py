@@ -141,16 +141,12 @@ def run_gate_step(
 
 
 def _approve_by_policy(client: MlflowClient, name: str, version: str) -> None:
-    """auto_deploy: the team's policy approves this version instead of a person.
-
-    Nothing moves here: the bot rolls the version out through its approvals path (actor
-    `auto_deploy`, audited like a click), and only a successful rollout moves the
-    `champion` and `previous_champion` aliases, exactly as after a human approval.
+    """auto_deploy: the gate passed and the requester asked for a deploy. That is no
+    approval by itself: the bot counts it as the requester's vote (only an approver's, and
+    under the two-person rule a second approver must still agree), rolls the version out
+    through its approvals path, and tags `approved_by` when it is really approved. Only a
+    successful rollout moves the `champion` and `previous_champion` aliases.
     """
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    for key, value in (
-        ("decision", "auto_deploy"),
-        ("approved_by", "auto_deploy"),
-        ("approved_at", stamp),
-    ):
+    for key, value in (("decision", "auto_deploy"), ("auto_deploy_at", stamp)):
         client.set_model_version_tag(name, version, key, value)

@@ -2,20 +2,22 @@
 
 For the README's pictures and for eyeballing cards: `render_message` draws the bot's name, the
 APP badge and the time, then each block (header, section text and fields, context, divider,
-actions, image; anything else as a labelled placeholder), then the files attached to the
+actions, image, input; anything else as a labelled placeholder), then the files attached to the
 message, then the thread replies with their files, the way Slack shows uploads in a thread.
 It is a likeness, not Slack's layout engine. Pillow only: no torch, no network.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image, ImageDraw
 
 from blockpng.fonts import FontBook, draw_text
+from blockpng.inputs import input_piece
+from blockpng.piece import Piece, column
 from blockpng.text import BORDER, GREY, TEXT, Style, TextBox, layout
 
 Blocks = Sequence[Mapping[str, Any]]
@@ -38,14 +40,6 @@ class Reply:
     blocks: Blocks = ()
     images: Mapping[str, Image.Image] = field(default_factory=dict)  # file title -> picture
     time_label: str = ""
-
-
-@dataclass
-class Piece:
-    """Something laid out for a known width: its height, and how to paint it at (x, y)."""
-
-    height: int
-    paint: Callable[[Image.Image, int, int], None]
 
 
 def render_message(
@@ -169,6 +163,8 @@ class _Renderer:
             return self.actions(block.get("elements") or [])
         if kind == "image":
             return self.image_block(block, images)
+        if kind == "input":
+            return input_piece(self.fonts, self.width, block)
         return self.placeholder(f"unsupported block: {kind or '?'}")
 
     # -- text ---------------------------------------------------------------------------
@@ -313,15 +309,12 @@ def _element_label(element: Any) -> tuple[str, str]:
     return label or "?", str(element.get("style", ""))
 
 
-def column(parts: list[Piece], gap: int) -> Piece:
-    height = sum(p.height for p in parts) + gap * max(0, len(parts) - 1)
-
-    def paint(img: Image.Image, x: int, y: int) -> None:
-        for p in parts:
-            p.paint(img, x, y)
-            y += p.height + gap
-
-    return Piece(height, paint)
+def blocks_piece(
+    blocks: Blocks, width: int, *, users: Mapping[str, str] | None = None, fonts: FontBook
+) -> Piece:
+    """Blocks alone, `width` pixels wide: the body of a modal or a Home tab (`surfaces`)."""
+    r = _Renderer(fonts, width, users or {})
+    return column([r.block(b, {}) for b in blocks], GAP + 4)
 
 
-__all__ = ["Piece", "Reply", "render_message"]
+__all__ = ["Piece", "Reply", "blocks_piece", "render_message"]

@@ -81,7 +81,12 @@ def parse_inline(
         else:
             runs += parse_inline(inner, _flagged(style, kind), users)
     runs.append(Run(text[pos:], style))
-    return [r for r in runs if r.text]
+    # Slack shows the three entities the bot escapes (`bot.blocks.common.escape`) as characters.
+    return [replace(r, text=_unescape(r.text)) for r in runs if r.text]
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _flagged(style: Style, kind: str) -> Style:
@@ -221,7 +226,7 @@ def layout(
     for i, part in enumerate(parts):
         if i % 2:  # inside ```
             mono = replace(style, code=True, size=style.size - 1)
-            lines = [[Run(t, mono)] if t else [] for t in part.strip("\n").split("\n")]
+            lines = [[Run(_unescape(t), mono)] if t else [] for t in part.strip("\n").split("\n")]
             placed = _wrap(lines, width - 16, fonts)
             boxes.append(TextBox(placed, round(mono.size * 1.35), fonts, pre=True))
         elif part.strip("\n"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
 
 from bot.blocks import SECTION_LIMIT, blocks_to_dicts, clip
@@ -20,6 +22,7 @@ from bot.blocks.ops import (
 from bot.blocks.runs import (
     CardView,
     RunView,
+    approval_buttons,
     duration,
     failure_blocks,
     metrics_table,
@@ -121,7 +124,7 @@ def test_the_results_card_buttons_carry_only_the_approval_id() -> None:
     shown = text(blocks)
     assert "v7" in shown
     assert "champion v6" in shown
-    assert "sha256:d1" in shown
+    assert "digest `d1`" in shown
     assert "img:1" in shown
     assert "pictures in the thread" in shown
 
@@ -171,3 +174,22 @@ def test_small_formatters() -> None:
     assert track.count("✓") == 6
     done = RunView("r", "cut", "U", state="awaiting_approval", elapsed_s=135)
     assert "elapsed 2m 15s" in run_text(done)  # a finished run shows its exact time
+
+
+def test_only_a_going_run_has_a_cancel_button_behind_a_confirm() -> None:
+    def actions(state: str) -> list[dict[str, Any]]:
+        blocks = blocks_to_dicts(run_blocks(RunView("r-9", "cut", "U1", state=state)))
+        return [e for b in blocks if b["type"] == "actions" for e in b["elements"]]  # type: ignore[union-attr]
+
+    for state in ("queued", "running"):
+        [cancel] = actions(state)
+        assert (cancel["action_id"], cancel["value"]) == ("run_cancel", "r-9")
+        assert cancel["confirm"]["title"]["text"] == "Cancel this run?"
+    for state in ("failed", "gated", "awaiting_approval", "deployed", "cancelled"):
+        assert actions(state) == []
+
+
+def test_approve_asks_for_confirmation_and_reject_does_not() -> None:
+    approve, reject = approval_buttons("a-1").to_dict()["elements"]
+    assert approve["confirm"]["confirm"]["text"] == "Approve"
+    assert "confirm" not in reject

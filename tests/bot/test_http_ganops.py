@@ -102,7 +102,7 @@ def test_approve_by_slash_command_deploys_once_and_updates_the_card(
 
 
 def test_rollback_posts_an_approval_card(bot: Bot) -> None:
-    assert "an approver decides" in answer(bot, "rollback")
+    assert "an approver decides" in answer(bot, "rollback", user=CAROL)  # approvers only
     [card] = [m for m in bot.slack.messages(CHANNEL) if "Rollback" in m["text"]]
     assert "from v2 back to v1" in str(card["blocks"])
     approval_id = buttons(card)[0]["value"]
@@ -111,5 +111,5 @@ def test_rollback_posts_an_approval_card(bot: Bot) -> None:
     assert approval.kind == "rollback"
     assert approval.version == "1"
     assert approval.message_ts == card["ts"]
-    assert "already the champion" in answer(bot, "rollback 2")
-    assert "no version 9" in answer(bot, "rollback cut 9")
+    assert "already the champion" in answer(bot, "rollback 2", user=CAROL)
+    assert "no version 9" in answer(bot, "rollback cut 9", user=CAROL)

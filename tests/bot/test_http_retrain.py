@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from tests.fakes.launcher import ScriptedLauncher
-from tests.fakes.slack import ALICE, BOB, CHANNEL, Bot, eventually, sign, start_bot
-
-
-@pytest.fixture
-def launcher() -> ScriptedLauncher:
-    return ScriptedLauncher(url_base="http://kfp.test")
-
-
-@pytest.fixture
-def bot(tmp_path: Path, launcher: ScriptedLauncher) -> Iterator[Bot]:
-    bot = start_bot(tmp_path, launcher)
-    yield bot
-    bot.stop()
+from tests.fakes.slack import ALICE, BOB, CHANNEL, Bot, eventually, sign
 
 
 def channel_posts(bot: Bot) -> list[dict]:

@@ -20,8 +20,12 @@ SCOPE_OF = {
     "conversations.history": "channels:history",
     "conversations.replies": "channels:history",
     "usergroups.users.list": "usergroups:read",
+    "conversations.info": "channels:read",
+    "conversations.open": "im:write",
+    "chat.delete": "chat:write",
 }
-NO_SCOPE = {"auth.test", "users.info"}  # served for completeness; users.info is never called
+# auth.test and users.info are served for completeness (never called); views.* need no scope.
+NO_SCOPE = {"auth.test", "users.info", "views.open", "views.publish"}
 
 
 def manifest() -> dict[str, Any]:
@@ -37,6 +41,12 @@ def test_commands_interactivity_and_socket_mode() -> None:
     assert m["settings"]["socket_mode_enabled"] is True
 
 
+def test_the_home_tab_and_its_event() -> None:
+    m = manifest()
+    assert m["features"]["app_home"]["home_tab_enabled"] is True
+    assert "app_home_opened" in m["settings"]["event_subscriptions"]["bot_events"]
+
+
 def test_every_web_api_method_the_bot_calls_has_its_scope() -> None:
     scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
     for method in METHODS:
@@ -44,5 +54,6 @@ def test_every_web_api_method_the_bot_calls_has_its_scope() -> None:
         if method in SCOPE_OF:
             assert SCOPE_OF[method] in scopes, method
     assert "commands" in scopes
-    # nothing beyond what the calls need (plus private-channel history and public posting)
-    assert scopes <= {*SCOPE_OF.values(), "commands", "groups:history", "chat:write.public"}
+    # nothing beyond what the calls need (plus their private-channel twins and public posting)
+    private = {"groups:history", "groups:read"}
+    assert scopes <= {*SCOPE_OF.values(), *private, "commands", "chat:write.public"}

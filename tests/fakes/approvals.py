@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.ports import DeployResult, ModelVersionInfo
+from bot.ports import DeployResult, ModelVersionInfo, UpstreamError
 
 
 @dataclass
@@ -21,17 +21,28 @@ class MemoryRegistry:
     aliases: dict[tuple[str, str], str] = field(default_factory=dict)
     tags: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     fail: bool = False  # simulate MLflow being down
+    runs: dict[tuple[str, str], str] = field(default_factory=dict)  # (model, version) -> run
+    artifacts: dict[str, bytes] = field(default_factory=dict)  # "runs:/<run>/<path>" -> bytes
 
     def add(self, model: str, *versions: str) -> None:
         self.versions.setdefault(model, []).extend(versions)
 
     def _check(self) -> None:
-        if self.fail:
-            raise ConnectionError("mlflow unreachable")
+        if self.fail:  # what MlflowRegistry turns a connection failure into
+            raise UpstreamError("MLflow at memory:// is unreachable: connection refused")
 
     def _info(self, model: str, version: str) -> ModelVersionInfo:
         names = tuple(a for (m, a), v in self.aliases.items() if m == model and v == version)
-        return ModelVersionInfo(model, version, names, dict(self.tags.get((model, version), {})))
+        tags = dict(self.tags.get((model, version), {}))
+        score = tags.get("deploy_score")  # as MlflowRegistry reads it
+        return ModelVersionInfo(
+            model,
+            version,
+            names,
+            tags,
+            run_id=self.runs.get((model, version)),
+            deploy_score=None if score is None else float(score),
+        )
 
     def get_alias(self, model: str, alias: str) -> ModelVersionInfo | None:
         self._check()
@@ -57,7 +68,14 @@ class MemoryRegistry:
         self.tags.setdefault((model, version), {}).update(tags)
 
     def download(self, uri: str, dst: Path) -> Path:
-        raise NotImplementedError
+        """Like MLflow's artifact store: only what was logged, under its own name."""
+        self._check()
+        if uri not in self.artifacts:
+            raise UpstreamError(f"no artifact {uri}")
+        dst.mkdir(parents=True, exist_ok=True)
+        path = dst / uri.rsplit("/", 1)[-1]
+        path.write_bytes(self.artifacts[uri])
+        return path
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 It keeps the protocol's promises honestly: parameters are validated with the same function
 as the real launchers, `launch` is idempotent on the request id (also under concurrency),
-one run per model may be active, and unknown runs or a downed backend are UpstreamError.
+one run per model may be active, unknown runs are UnknownRunError and a downed backend is
+UpstreamError.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pipeline.ports import (
     RunParams,
     RunResult,
     RunStatus,
+    UnknownRunError,
     UpstreamError,
 )
 
@@ -66,7 +68,7 @@ class ScriptedLauncher:
             if self.down:
                 raise UpstreamError("the pipeline backend is unreachable")
             if run_id not in self._runs:
-                raise UpstreamError(f"no run {run_id}")
+                raise UnknownRunError(f"no run {run_id}")  # as KFP's 404, the local store
             return self._runs[run_id]
 
     def cancel(self, run_id: str) -> None:
@@ -84,6 +86,11 @@ class ScriptedLauncher:
             run = dataclasses.replace(self._runs[run_id], updated_at=time.time(), **changes)
             self._runs[run_id] = run
             return run
+
+    def forget(self, run_id: str) -> None:
+        """Someone deleted the run in the backend (the KFP UI's Delete)."""
+        with self._lock:
+            del self._runs[run_id]
 
     def only_run(self) -> str:
         with self._lock:

@@ -74,6 +74,7 @@ def make_services(
         deployer,
         approvers=frozenset(settings.approvers),
         allow_self=settings.allow_self_approval,
+        required=settings.approvals_required,
         ttl_s=settings.approval_ttl_s,
     )
     return Services(
@@ -146,6 +147,24 @@ class Bot:
             "trigger_id": trigger_id,
         }
 
+    def interact(self, payload: dict[str, Any]) -> requests.Response:
+        """POST an interactivity payload (view_submission, block_actions…) as Slack does."""
+        body = urlencode({"payload": json.dumps(payload)})
+        return self.send(body, "application/x-www-form-urlencoded")
+
+    def event(self, event: dict[str, Any]) -> requests.Response:
+        """POST an Events API callback, signed, wrapping `event`."""
+        body = {
+            "token": "legacy",
+            "team_id": "T_TEST",
+            "api_app_id": "A_TEST",
+            "type": "event_callback",
+            "event_id": f"Ev{time.time_ns()}",
+            "event_time": int(time.time()),
+            "event": event,
+        }
+        return self.send(json.dumps(body), "application/json")
+
     def click(self, action_id: str, value: str, user: str, message_ts: str) -> requests.Response:
         payload = {
             "type": "block_actions",
@@ -168,8 +187,7 @@ class Bot:
                 }
             ],
         }
-        body = urlencode({"payload": json.dumps(payload)})
-        return self.send(body, "application/x-www-form-urlencoded")
+        return self.interact(payload)
 
     def stop(self) -> None:
         eventually(lambda: self.executor.busy == 0)  # let lazy listeners finish their posts

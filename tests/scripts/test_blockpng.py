@@ -160,6 +160,26 @@ def test_code_blocks_keep_their_lines() -> None:
     assert [p.run.text for p in boxes[1].lines[0]] == ["a", "  ", "b"]
 
 
+def test_a_modal_draws_each_input_as_a_labelled_field_and_a_submit_button() -> None:
+    from blockpng.inputs import FIELD_H
+    from blockpng.render import blocks_piece
+    from blockpng.surfaces import render_home, render_modal
+
+    from bot.blocks.home import HomeView, home_view
+    from bot.blocks.modal import ModalOrigin, retrain_modal
+
+    view = retrain_modal(ModalOrigin("C1", "t1")).to_dict()
+    inputs = [b for b in view["blocks"] if b["type"] == "input"]
+    one = blocks_piece(inputs[:1], 400, fonts=FontBook())
+    assert one.height > FIELD_H + 24  # label, box and hint; a placeholder is 36 px
+    img = render_modal(view)
+    assert img.height > len(inputs) * (FIELD_H + 24)
+    assert count(img, GREEN) > 300  # the Start run button
+    home = render_home(home_view(HomeView(user="U1")).to_dict())
+    assert home.width == 760
+    assert count(home, GREEN) > 30  # the selected Home tab
+
+
 def test_renderer_does_not_load_torch() -> None:
     code = "import sys, blockpng.render; print('torch' in sys.modules)"
     out = subprocess.run(
@@ -208,7 +228,13 @@ def test_generator_writes_the_three_pictures(tmp_path: Path) -> None:
     ]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=120)
     names = sorted(p.name for p in out.glob("*.png"))
-    assert names == ["drift-alarm.png", "results-card.png", "run-progress.png"]
+    assert names == [
+        "app-home.png",
+        "drift-alarm.png",
+        "results-card.png",
+        "retrain-modal.png",
+        "run-progress.png",
+    ]
     results = Image.open(out / "results-card.png").convert("RGB")
     assert count(results, (0, 0, 250)) > 10000
     assert count(results, GREEN) > 300

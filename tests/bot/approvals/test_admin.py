@@ -73,3 +73,20 @@ def test_bad_settings_are_one_line(
     err = capsys.readouterr().err
     assert err.startswith("ganops approvals: GANOPS_APPROVERS=")
     assert err.count("\n") == 1
+
+
+def test_the_cli_records_its_path_and_the_os_user(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--user` is only a claim: who typed the command goes on record beside it."""
+    import getpass
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "opsadmin")
+    approval_id = open_approval(state)
+    assert approvals_main(["decide", approval_id, "reject", "--user", "U_MALLORY"]) == 1
+    assert approvals_main(["decide", approval_id, "reject", "--user", "U_BOB"]) == 0
+    rows = [r for r in Store(state).list_audit(20) if r.action == "decide"]
+    assert [(r.actor, r.outcome, r.path, r.detail["os_user"]) for r in rows] == [
+        ("U_BOB", "rejected", "cli", "opsadmin"),
+        ("U_MALLORY", "refused", "cli", "opsadmin"),
+    ]

@@ -287,6 +287,53 @@ def test_two_person_rule_needs_two_different_approvers(
     assert len(deployer.calls) == 1
 
 
+def test_a_vote_counts_once_inside_the_transaction(
+    tmp_path: Path,
+    registry: MemoryRegistry,
+    deployer: RecordingDeployer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two yeses by one user that both got past the quick check before the transaction (a
+    double click, a button and /ganops at once) still count once: the transaction decides."""
+    book = make_book(tmp_path, registry, deployer, required=2)
+    a = ask(book)
+    monkeypatch.setattr(book, "_refusal", lambda *args: None)  # both raced past it
+    assert book.decide(a.approval_id, BOB, "approve", path="button").status == "recorded"
+    again = book.decide(a.approval_id, BOB, "approve", path="slash")
+    assert (again.status, again.message) == (
+        "recorded",
+        "Your approval is already recorded; a second approver is needed.",
+    )
+    assert book.get(a.approval_id).approvers == (BOB,)  # type: ignore[union-attr]
+    assert book.get(a.approval_id).state == "pending"  # type: ignore[union-attr]
+    assert deployer.calls == []
+    assert actions(book, a.approval_id)[-1] == (BOB, "decide", "duplicate")
+
+
+def test_the_requesters_auto_deploy_vote_needs_an_approver(
+    tmp_path: Path, registry: MemoryRegistry, deployer: RecordingDeployer
+) -> None:
+    book = make_book(tmp_path, registry, deployer, required=2)
+    mine = ask(book, by=CAROL)
+    vote = book.decide(mine.approval_id, CAROL, "approve", path="policy", requester_vote=True)
+    assert vote.status == "recorded"  # her own run, yet her vote: auto_deploy is hers to give
+    theirs = ask(book, version="3", by=ALICE)
+    refused = book.decide(theirs.approval_id, ALICE, "approve", requester_vote=True)
+    assert (refused.status, refused.message) == ("refused", "You are not an approver.")
+    assert deployer.calls == []
+
+
+def test_a_rollback_supersedes_nothing(
+    tmp_path: Path, registry: MemoryRegistry, deployer: RecordingDeployer
+) -> None:
+    book = make_book(tmp_path, registry, deployer)
+    registry.aliases[("cut", "previous_champion")] = "1"
+    pending = ask(book)
+    book.request_rollback("cut", BOB)
+    assert book.get(pending.approval_id).state == "pending"  # type: ignore[union-attr]
+    assert book.decide(pending.approval_id, CAROL, "approve").status == "approved"
+
+
 def test_two_person_rule_one_no_rejects(
     tmp_path: Path, registry: MemoryRegistry, deployer: RecordingDeployer
 ) -> None:

@@ -117,6 +117,7 @@ def loop(tmp_path: Path, drift_stack: DriftStack) -> Iterator[Loop]:
         PROMETHEUS_URL=drift_stack.prometheus.url,
         GANOPS_DRIFT_INTERVAL="1",
         GANOPS_POLL_INTERVAL="1",
+        GANOPS_APPROVERS=f"{ALICE},{BOB},{CAROL}",  # the alarm's buttons are for approvers
     )
     jobs = build_jobs(bot.settings, bot.services)
     assert "drift-watch" in jobs.names()

@@ -367,7 +367,12 @@ def bot(tmp_path: Path) -> Iterator[Bot]:
     launcher = ScriptedLauncher(url_base="http://kfp.test")
     registry = MemoryRegistry()
     registry.add("cut", "3")
-    bot = start_bot(tmp_path, launcher, lambda s: make_services(s, launcher, registry=registry))
+    bot = start_bot(
+        tmp_path,
+        launcher,
+        lambda s: make_services(s, launcher, registry=registry),
+        GANOPS_APPROVERS=f"{ALICE},{BOB}",  # the alarm's buttons are for approvers
+    )
     yield bot
     bot.stop()
 
@@ -461,3 +466,19 @@ def test_a_stale_series_keeps_the_cards_last_values(
     assert "4.20" in card_text(card)
     assert "brightness" in card_text(card)
     assert watcher.book.open_episodes()[0].features == {"brightness": 3.5}
+
+
+def test_a_card_that_cannot_be_updated_does_not_stop_the_other_alarms(
+    watcher: DriftWatcher, metrics: Metrics, slack: LocalSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics.firing = [alert(2.0, version="3")]
+    watcher.tick()
+    [v3] = cards(slack)
+    slack.delete_message(CHANNEL, v3["ts"])  # its updates now get message_not_found
+    metrics.firing = [alert(4.0, version="3"), alert(5.0, version="4"), alert(6.0, version="5")]
+    watcher.tick()
+    shown = " ".join(card_text(c) for c in cards(slack))
+    assert "cut v4" in shown
+    assert "cut v5" in shown
+    assert "drift alarm" in caplog.text  # the failure is logged, with its traceback
+    assert "message_not_found" in caplog.text

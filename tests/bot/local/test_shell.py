@@ -29,6 +29,7 @@ def test_ganops_bot_with_piped_stdin_is_a_scriptable_chat(tmp_path: Path) -> Non
             "/user bob",
             "/whoami",
             "/retrain colour=red",
+            "/retrain",
             "/ganops help",
             "/nonsense",
             "1",
@@ -55,6 +56,8 @@ def test_ganops_bot_with_piped_stdin_is_a_scriptable_chat(tmp_path: Path) -> Non
     assert "you are bob (U_BOB)" in out
     assert "unknown parameter 'colour'" in out
     assert "/retrain [epochs=N]" in out
+    assert "In Slack this opens a form; here, type the fields" in out  # and nothing started
+    assert "requested by" not in out
     assert "/ganops shows and decides" in out
     assert "unknown command /nonsense" in out
     assert "no button '1'" in out
@@ -79,7 +82,7 @@ class SelfRunningLauncher(ScriptedLauncher):
         if age < 0.6:
             return self.move(run_id, state="running", current_step="train", steps_done=2,
                              train_step=int(age * 100), train_total=60, losses={"G": 1 - age})  # fmt: skip
-        return self.move(run_id, **finished("3", {"sample_grid": str(self.grid)}))
+        return self.move(run_id, **finished("3", {"sample_grid": "runs:/r3/sample_grid.png"}))
 
 
 def test_the_whole_story_in_the_shell(tmp_path: Path) -> None:
@@ -88,6 +91,8 @@ def test_the_whole_story_in_the_shell(tmp_path: Path) -> None:
     launcher = SelfRunningLauncher(grid)
     registry, deployer = MemoryRegistry(), RecordingDeployer()
     registry.add("cut", "3")
+    registry.runs[("cut", "3")] = "r3"  # the pictures come from the version's MLflow run
+    registry.artifacts["runs:/r3/sample_grid.png"] = grid.read_bytes()
     settings = load_settings(
         {
             "GANOPS_STATE_DIR": str(tmp_path / "state"),
@@ -99,7 +104,8 @@ def test_the_whole_story_in_the_shell(tmp_path: Path) -> None:
     shell = Shell(
         settings, out, services_factory=lambda s: make_services(s, launcher, registry, deployer)
     )
-    lines = ["/retrain epochs=2", "/wait 30", "approve", "/user carol", "1", "/wait 30",
+    # [1] is the run message's Cancel, [2] the card's Approve
+    lines = ["/retrain epochs=2", "/wait 30", "approve", "/user carol", "2", "/wait 30",
              "/ganops runs", "/sleep 0.5"]  # fmt: skip
     assert shell.run(lines, eof_wait_s=10) == 0
     text = out.getvalue()
@@ -107,7 +113,8 @@ def test_the_whole_story_in_the_shell(tmp_path: Path) -> None:
     assert "Retrain `cut` requested by @alice" in text
     assert "↻ Retrain cut (running) by @alice" in text  # progress, one line per update
     assert "== Challenger cut v3 is ready for review ==" in text
-    assert "[1] Approve  [2] Reject" in text
+    assert "[1] Cancel" in text  # on the run message while it runs
+    assert "[2] Approve  [3] Reject" in text
     assert "You asked for this model" in text or "You are not an approver" in text
     assert "(carol clicked Approve)" in text
     assert "Approved by @carol" in text

@@ -4,10 +4,8 @@ exactly-once posting across restarts. The app runs in HTTP mode against a local 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from bot.adapters.prometheus import PrometheusMetrics
@@ -16,7 +14,9 @@ from bot.runs.watch import ChannelLimiter
 from bot.scheduler import build_jobs
 from tests.fakes.approvals import MemoryRegistry
 from tests.fakes.launcher import ScriptedLauncher, finished
+from tests.fakes.mlflow_store import register_challenger
 from tests.fakes.slack import (
+    ALICE,
     CAROL,
     CHANNEL,
     Bot,
@@ -25,18 +25,6 @@ from tests.fakes.slack import (
     make_services,
     start_bot,
 )
-
-
-@pytest.fixture
-def launcher() -> ScriptedLauncher:
-    return ScriptedLauncher()
-
-
-@pytest.fixture
-def bot(tmp_path: Path, launcher: ScriptedLauncher) -> Iterator[Bot]:
-    bot = start_bot(tmp_path, launcher)
-    yield bot
-    bot.stop()
 
 
 def start_run(bot: Bot, text: str = "epochs=2") -> tuple[str, str]:
@@ -117,7 +105,7 @@ def test_a_gated_run_says_why(bot: Bot, launcher: ScriptedLauncher) -> None:
     launcher.move(run_id, state="gated", steps_done=6, result=gated, finished_at=time.time())
     bot.watcher().tick()
     [reply] = [m for m in bot.slack.messages(CHANNEL) if m["thread_ts"] == ts]
-    assert "deploy score 0.41 < champion 0.64" in reply["text"]
+    assert "deploy score 0.41 &lt; champion 0.64" in reply["text"]  # escaped for mrkdwn
     assert "Rejected by the gate" in str(updates_of(bot, ts)[-1]["blocks"])
 
 
@@ -127,19 +115,31 @@ def test_the_results_card_has_metrics_images_and_opaque_buttons(
     run_id, _ = start_run(bot)
     grid = png(tmp_path / "grid.png", (200, 10, 10))
     curve = png(tmp_path / "curve.png", (10, 10, 200))
-    launcher.move(run_id, **finished("3", {"sample_grid": str(grid), "loss_curve": str(curve)}))
+    # the pictures live in the MLflow artifact store, on the version's run
+    version, mlflow_run = register_challenger(
+        bot.settings.mlflow_uri,
+        tmp_path / "mlflow",
+        "cut",
+        {"sample_grid.png": grid.read_bytes(), "loss_curve.png": curve.read_bytes()},
+    )
+    tags = {"sample_grid": f"runs:/{mlflow_run}/sample_grid.png", "loss_curve": "loss_curve.png"}
+    launcher.move(run_id, **finished(version, tags))
     bot.watcher().tick()
 
     cards = [m for m in bot.slack.messages(CHANNEL) if "ready for review" in m["text"]]
     [card] = cards
     shown = str(card["blocks"])
-    assert "deploy_score" in shown
-    assert "0.7100" in shown
-    assert "0.6400" in shown
-    assert "+0.0700" in shown
+    assert "deploy score ↑" in shown
+    assert "0.71 · champion 0.64 (+0.07, better)" in shown
+    assert "Gate passed" in shown
     assert "champion v2" in shown
-    assert "sha256:abc123" in shown
+    assert "digest `abc123`" in shown
     assert "ganops-trainer:test" in shown
+    # every metric, internals and four decimals, in the card's thread
+    [table] = [m for m in bot.slack.messages(CHANNEL) if m["text"].startswith("Every metric")]
+    assert table["thread_ts"] == card["ts"]
+    assert "deploy_score" in table["text"]
+    assert "+0.0700" in table["text"]
     approve, reject = buttons(card)
     assert (approve["action_id"], reject["action_id"]) == ("approve", "reject")
     approval_id = approve["value"]
@@ -149,7 +149,7 @@ def test_the_results_card_has_metrics_images_and_opaque_buttons(
     assert len(approval_id) >= 16
     approval = bot.services.approvals.get(approval_id)  # type: ignore[union-attr]
     assert approval is not None
-    assert approval.version == "3"
+    assert approval.version == version
     assert approval.message_ts == card["ts"]
 
     # files_upload_v2 went through all three steps, and the pictures sit in the card's thread
@@ -264,7 +264,12 @@ def test_auto_deploy_rolls_out_once_through_the_approvals_path(
     registry = MemoryRegistry()
     registry.add("cut", "2", "3")
     registry.aliases[("cut", "champion")] = "2"
-    bot = start_bot(tmp_path / "b", launcher, lambda s: make_services(s, launcher, registry))
+    bot = start_bot(
+        tmp_path / "b",
+        launcher,
+        lambda s: make_services(s, launcher, registry),
+        GANOPS_APPROVERS=f"{ALICE},{CAROL}",  # auto_deploy is an approver's vote
+    )
     try:
         run_id, _ = start_run(bot, "epochs=2 auto_deploy=true")
         launcher.move(run_id, **{**finished("3"), "state": "deployed"})
@@ -275,11 +280,13 @@ def test_auto_deploy_rolls_out_once_through_the_approvals_path(
         assert deployer.calls == [("cut", "3", "models:/ganops-cut/3")]  # type: ignore[union-attr]
         assert registry.aliases[("cut", "champion")] == "3"
         assert registry.aliases[("cut", "previous_champion")] == "2"
-        audit = [(r.actor, r.action, r.outcome) for r in bot.services.store.list_audit(50)]
-        assert ("auto_deploy", "decide", "approved") in audit
-        assert audit.count(("ganops", "deploy", "ok")) == 1
+        audit = [(r.actor, r.action, r.outcome, r.path) for r in bot.services.store.list_audit(50)]
+        assert (ALICE, "decide", "approved", "policy") in audit  # the requester's own vote
+        assert [a for a in audit if a[:2] == ("ganops", "deploy")] == [
+            ("ganops", "deploy", "ok", None)
+        ]
         [card] = [m for m in bot.slack.messages(CHANNEL) if "ready for review" in str(m["blocks"])]
-        assert not buttons(card)  # decided by policy: no buttons left to click
-        assert "Approved by policy (auto_deploy=true)" in card["text"]
+        assert not buttons(card)  # decided: no buttons left to click
+        assert f"Approved by <@{ALICE}>" in card["text"]
     finally:
         bot.stop()

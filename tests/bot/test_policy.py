@@ -1,0 +1,196 @@
+"""The policy module: who may do what, the bounds on /retrain, the data allowlist, the
+settings that feed it, the audit path column and the README's table."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.policy import WHO, Bounds, Policy, audit_refusal, bounds_crossed, data_outside
+from bot.settings import load_settings
+from bot.store import Store
+from pipeline.ports import RunParams
+
+APPROVER, MEMBER = "U_CAROL", "U_ALICE"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def policy(bounds: Bounds | None = None) -> Policy:
+    return Policy(is_approver=lambda u: u == APPROVER, bounds=bounds or Bounds())
+
+
+@pytest.mark.parametrize("action", ["rollback", "snooze", "ignore", "alarm_retrain", "approve"])
+def test_approver_only_actions(action: str) -> None:
+    p = policy()
+    assert p.may(action, APPROVER).allowed  # type: ignore[arg-type]
+    refused = p.may(action, MEMBER)  # type: ignore[arg-type]
+    assert refused.refused
+    assert refused.bound == action
+    assert refused.reason
+
+
+def test_cancel_is_for_the_requester_or_an_approver() -> None:
+    p = policy()
+    assert p.may("cancel", MEMBER, requester=MEMBER).allowed
+    assert p.may("cancel", APPROVER, requester=MEMBER).allowed
+    assert p.may("cancel", "U_MALLORY", requester=MEMBER).refused
+
+
+def test_a_failing_approver_lookup_refuses() -> None:
+    def broken(user: str) -> bool:
+        raise ConnectionError("usergroups.users.list timed out")
+
+    p = Policy(is_approver=broken, bounds=Bounds())
+    assert p.may("rollback", APPROVER).refused
+    assert p.may_retrain(RunParams(auto_deploy=True), APPROVER).refused
+
+
+def test_auto_deploy_needs_an_approver_and_names_itself() -> None:
+    p = policy()
+    refused = p.may_retrain(RunParams(auto_deploy=True), MEMBER)
+    assert refused.refused
+    assert refused.bound == "auto_deploy"
+    assert "auto_deploy" in refused.reason
+    assert p.may_retrain(RunParams(auto_deploy=True), APPROVER).allowed
+    assert p.may_retrain(RunParams(), MEMBER).allowed  # within the bounds: anyone
+
+
+@pytest.mark.parametrize(
+    ("params", "bound"),
+    [
+        (RunParams(gpus=2), "GANOPS_MAX_GPUS"),
+        (RunParams(steps=20_001), "GANOPS_MAX_STEPS"),
+        (RunParams(epochs=201), "GANOPS_MAX_EPOCHS"),
+        (RunParams(data="s3://other-bucket/x"), "GANOPS_DATA_ALLOW"),
+        (RunParams(data="http://169.254.169.254/latest/meta-data/"), "GANOPS_DATA_ALLOW"),
+    ],
+)
+def test_past_a_bound_only_an_approver_may_ask(params: RunParams, bound: str) -> None:
+    p = policy(Bounds(max_gpus=1, max_steps=20_000, data_allow=("s3://team-bucket/",)))
+    refused = p.may_retrain(params, MEMBER)
+    assert (refused.refused, refused.bound) == (True, bound)
+    assert bound in refused.reason
+    assert p.may_retrain(params, APPROVER).allowed
+
+
+def test_within_the_bounds_nothing_is_crossed() -> None:
+    bounds = Bounds(max_gpus=1, max_steps=100, data_allow=("s3://team-bucket/",))
+    assert bounds_crossed(RunParams(gpus=1, steps=100, data="s3://team-bucket/a"), bounds) == []
+    # steps win over epochs: with steps given, epochs are not what bounds the run
+    assert bounds_crossed(RunParams(epochs=10_000, steps=100), bounds) == []
+    crossed = bounds_crossed(RunParams(gpus=3, steps=101, data="/etc"), bounds)
+    assert [b for b, _ in crossed] == ["GANOPS_MAX_GPUS", "GANOPS_MAX_STEPS", "GANOPS_DATA_ALLOW"]
+
+
+@pytest.mark.parametrize(
+    ("data", "allow", "outside"),
+    [
+        ("synthetic", (), False),  # always inside
+        ("/data/photos", (), True),  # empty allowlist: synthetic only
+        ("s3://team-bucket/photos", ("s3://team-bucket/",), False),
+        ("s3://team-bucket", ("s3://team-bucket/",), False),
+        ("s3://team-bucket-evil/photos", ("s3://team-bucket",), True),  # a prefix is a folder
+        ("s3://team-bucket/../other", ("s3://team-bucket/",), True),
+        ("/data/photos/../../etc", ("/data/photos/",), True),
+        ("/data/photos/horses", ("/data/photos/",), False),
+        ("http://10.0.0.5/data", ("s3://team-bucket/",), True),
+        ("http://10.0.0.5/data/x", ("http://10.0.0.5/data/",), False),  # named: allowed
+    ],
+)
+def test_data_allowlist(data: str, allow: tuple[str, ...], outside: bool) -> None:
+    assert (data_outside(data, allow) is not None) == outside
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://169.254.169.254/", "link-local"),
+        ("http://127.0.0.1:8080/x", "loopback"),
+        ("https://localhost/x", "loopback"),
+        ("http://192.168.1.4/x", "private"),
+        ("http://[::1]/x", "loopback"),
+    ],
+)
+def test_internal_addresses_are_named(url: str, kind: str) -> None:
+    reason = data_outside(url, ("s3://team-bucket/",))
+    assert reason is not None
+    assert f"is a {kind} address" in reason
+
+
+def test_bounds_settings_and_defaults() -> None:
+    s = load_settings({})
+    assert (s.max_gpus, s.max_steps, s.run_timeout_s, s.data_allow) == (1, 20_000, 6 * 3600, ())
+    assert s.max_epochs == 200
+    s = load_settings(
+        {
+            "GANOPS_MAX_GPUS": "4",
+            "GANOPS_MAX_STEPS": "500",
+            "GANOPS_MAX_EPOCHS": "30",
+            "GANOPS_RUN_TIMEOUT": "90m",
+            "GANOPS_DATA_ALLOW": "s3://team-bucket/, /mnt/data/",
+        }
+    )
+    assert (s.max_gpus, s.max_steps, s.run_timeout_s) == (4, 500, 5400)
+    assert s.data_allow == ("s3://team-bucket/", "/mnt/data/")
+    assert Bounds.of(s) == Bounds(4, 500, ("s3://team-bucket/", "/mnt/data/"), 30)
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"GANOPS_MAX_GPUS": "two"}, "GANOPS_MAX_GPUS='two' must be a whole number"),
+        ({"GANOPS_MAX_STEPS": "-5"}, "GANOPS_MAX_STEPS='-5' must be a whole number"),
+        ({"GANOPS_RUN_TIMEOUT": "soon"}, "GANOPS_RUN_TIMEOUT='soon' is not a duration"),
+        ({"GANOPS_DATA_ALLOW": "https://"}, "'https://' is not a data prefix"),
+        ({"GANOPS_DATA_ALLOW": "data/"}, "a folder prefix must be absolute"),
+    ],
+)
+def test_bad_bounds_stop_start_up(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem.replace("(", r"\(")):
+        load_settings(env)
+
+
+def test_refusals_are_audited_with_their_path(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    verdict = policy().may("rollback", MEMBER)
+    audit_refusal(store, user=MEMBER, action="rollback", obj="cut", verdict=verdict, path="slash")
+    [row] = store.list_audit()
+    assert (row.actor, row.action, row.outcome, row.path) == (
+        MEMBER,
+        "rollback",
+        "refused",
+        "slash",
+    )
+    assert row.detail["bound"] == "rollback"
+
+
+def test_a_version_1_audit_log_gains_the_path_column(tmp_path: Path) -> None:
+    """State files written before paths were recorded keep working."""
+    conn = sqlite3.connect(tmp_path / "ganops.db")
+    conn.executescript(
+        "CREATE TABLE schema_versions (owner TEXT PRIMARY KEY, version INTEGER NOT NULL);"
+        "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL,"
+        " actor TEXT NOT NULL, action TEXT NOT NULL, object TEXT NOT NULL,"
+        " outcome TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}');"
+        "INSERT INTO schema_versions VALUES ('audit', 1);"
+        "INSERT INTO audit(ts, actor, action, object, outcome) VALUES (1, 'U_OLD', 'click', 'a', 'x');"
+    )
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path)
+    store.audit("U_NEW", "decide", "a", "approved", path="cli")
+    new, old = store.list_audit()
+    assert (old.actor, old.path) == ("U_OLD", None)
+    assert (new.actor, new.path) == ("U_NEW", "cli")
+    Store(tmp_path)  # a second start does not migrate again
+
+
+def test_the_readme_states_the_policy_table() -> None:
+    """The README's Security table is the policy's `WHO`, row for row."""
+    text = README.read_text()
+    section = text[text.index("## Security") :]
+    for action, who in WHO.items():
+        assert f"| {action} | {who} |" in section
