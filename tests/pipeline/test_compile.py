@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +99,7 @@ def test_retrain_with_a_gpu_trains_the_full_presets_published_recipe(
     from bot.parsing import parse_retrain
     from model.cli.train import _train_parser
     from model.cli.train_run import train_config as cli_config
-    from model.config import PRESETS, TRAIN_PRESETS
+    from model.config import TRAIN_PRESETS, preset
     from pipeline.params import params_from_arguments, pipeline_arguments
     from pipeline.steps.train import train_config
 
@@ -123,7 +122,8 @@ def test_retrain_with_a_gpu_trains_the_full_presets_published_recipe(
     cfg = train_config(params)
     full = TRAIN_PRESETS["full"]
     assert (cfg.batch_size, cfg.epochs, cfg.lr) == (full["batch_size"], full["epochs"], full["lr"])
-    assert cfg.net == dataclasses.replace(PRESETS["full"], model="cut")
+    assert cfg.net == preset("full", "cut")  # the papers' sizes, CUT's antialiasing
+    assert (cfg.net.image_size, cfg.net.ngf, cfg.net.n_blocks) == (256, 64, 9)
     # The CLI on a CUDA device (auto preset) trains the very same thing.
     args = _train_parser().parse_args(["--synthetic"])
     assert cli_config(args, torch.device("cuda")) == cfg
