@@ -112,7 +112,8 @@ def test_429s_and_a_deleted_run_message_still_end_with_a_card(
     assert refused
     assert {status for _, status in refused} == {429}
     # each refused write was sent again: no write was lost to a 429
-    assert len(bot.slack.calls("chat.postMessage")) == 3  # run message, summary, card
+    # run message, summary, card, and the card's full metric table in its thread
+    assert len(bot.slack.calls("chat.postMessage")) == 4
     watcher.tick()
     assert len(cards(bot)) == 1
 
