@@ -177,8 +177,9 @@ def test_an_upload_slack_refuses_does_not_keep_the_run_open(
     bot.slack.fail_always("files.completeUploadExternal", "not_allowed_token_type")
     bot.watcher().tick()
     [card] = cards(bot)
-    [note] = [m for m in bot.slack.messages(CHANNEL) if m["thread_ts"] == card["ts"]]
-    assert "could not upload" in note["text"]
+    replies = [m for m in bot.slack.messages(CHANNEL) if m["thread_ts"] == card["ts"]]
+    [note] = [m for m in replies if "could not upload" in m["text"]]
+    assert len(replies) == 2  # the card's metric table, and the note
     assert settled(bot, run_id)
 
 
