@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.registry import MlflowRegistry
 from bot.approvals.book import ApprovalBook
+from bot.metrics import METRICS, SlackErrorCounter
 from bot.ports import Deployer, MetricsSource, ModelRegistry, PipelineLauncher
 from bot.runs.record import RunBook
 from bot.settings import Settings
@@ -50,7 +51,9 @@ class Services:
 
 def slack_client(settings: Settings) -> WebClient:
     token = settings.bot_token.reveal() if settings.bot_token else None
-    return WebClient(token=token, base_url=settings.slack_api_base, timeout=15)
+    client = WebClient(token=token, base_url=settings.slack_api_base, timeout=15)
+    client.retry_handlers.append(SlackErrorCounter(METRICS))  # counts failures, never retries
+    return client
 
 
 def build_services(settings: Settings) -> Services:

@@ -7,16 +7,15 @@ See `model.serving.server` for the endpoints and their errors; `ganops serve` wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from model.asgi_server import AsgiServer
 from model.serving.metrics import ServingMetrics
 from model.serving.protocol import Limits
 
@@ -124,62 +123,17 @@ class _HalfCloseH11(H11Protocol):
             self.transport.close()
 
 
-class _Uvicorn(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # `ganops serve` handles SIGTERM itself (drain, exit 0); uvicorn would re-raise it.
-        yield
-
-
-class GanServer:
-    """uvicorn serving `app` on `sock`; the socketserver-like surface the tests and CLI use."""
+class GanServer(AsgiServer):
+    """The model server: `create_app(state)` on uvicorn, h11 with answers after a half-close."""
 
     def __init__(self, app: Any, sock: socket.socket, state: ServerState) -> None:
+        super().__init__(app, sock, http=_HalfCloseH11, graceful_s=10.0)
         self.state = state
-        self.socket = sock
-        self.server_address: tuple[str, int] = sock.getsockname()[:2]
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            http=_HalfCloseH11,
-            timeout_keep_alive=30,  # seconds an idle keep-alive connection stays open
-            timeout_graceful_shutdown=10,  # in-flight requests get this long after SIGTERM
-        )
-        self._server = _Uvicorn(config)
-        self._done = threading.Event()
-
-    def serve_forever(self, poll_interval: float = 0.2) -> None:
-        try:
-            asyncio.run(self._server.serve(sockets=[self.socket]))
-        finally:
-            self._done.set()
 
     def stop(self) -> None:
-        """Ask the server to stop; safe from a signal handler."""
-        self.state.stopping = True
-        self._server.should_exit = True
-
-    def shutdown(self) -> None:
-        self.stop()
-        self._done.wait()
+        self.state.stopping = True  # /readyz says so while in-flight requests finish
+        super().stop()
 
     def server_close(self) -> None:
-        self.socket.close()
+        super().server_close()
         self.state.close()
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (port 0: any free port). Raises OSError."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock

@@ -37,10 +37,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from model.asgi_server import bind
 from model.cli.args import Parser, UsageError, fail, positive, tracking_uri_from
 from model.logfmt import FORMATS, configure_logging
 from model.serving.config import ServeConfig
-from model.serving.http import GanServer, ServerState, bind
+from model.serving.http import GanServer, ServerState
 from model.serving.predictor import Predictor
 
 DEFAULTS = ServeConfig(model_uri="")
