@@ -83,10 +83,8 @@ def load_predictor(config: ServeConfig) -> Predictor:
     return predictor
 
 
-def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeConfig:
-    """The CLI's config. Raises model.errors.UsageError on bad arguments.
-
-    `--model-uri` defaults to GANOPS_MODEL_URI, so a container image can serve with no
+def build_parser(env: Mapping[str, str]) -> Parser:
+    """`--model-uri` defaults to GANOPS_MODEL_URI, so a container image can serve with no
     arguments."""
     d = DEFAULTS
     parser = Parser(prog="ganops serve", description=__doc__.split("\n")[0])
@@ -167,7 +165,12 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeConfig:
         default=d.log_format,
         help="text or json, one object a line (default: %(default)s)",
     )
-    args = parser.parse_args(list(argv))
+    return parser
+
+
+def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeConfig:
+    """The CLI's config. Raises model.errors.UsageError on bad arguments."""
+    args = build_parser(env).parse_args(list(argv))
     if not args.model_uri:
         raise UsageError("--model-uri is required (or set GANOPS_MODEL_URI)")
     if not 0 <= args.port <= 65535:
