@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,19 @@ def test_a_full_server_answers_503_and_keeps_serving(served: ServerProcess) -> N
     assert f"gan_requests_rejected_total {float(len(busy))}".encode() in metrics
     assert post(url, body, "application/json")[0] == 200
     assert get(f"{served.url}/v2/health/ready")[0] == 200
+
+
+def test_a_request_past_the_deadline_gets_504_and_frees_its_slot(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "bundle")
+    server = start_server(bundle, "--deadline", "0.000001", "--max-inflight", "1")
+    try:
+        server.wait_ready()
+        body = infer_body([png_bytes(scenes(1, seed=14)[0])])
+        for _ in range(3):  # a slot held past the deadline would turn these into 503s
+            status, reply = post(f"{server.url}/v2/models/{NAME}/infer", body, "application/json")
+            assert status == 504
+            assert "--deadline" in json.loads(reply)["error"]
+        assert b"gan_request_timeouts_total 3.0" in get(f"{server.url}/metrics")[1]
+        assert get(f"{server.url}/v2/health/ready")[0] == 200
+    finally:
+        assert server.stop() == 0
