@@ -9,14 +9,15 @@ two (`ganops bot --health-port N`), for the pod's probes and Prometheus.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk import WebClient
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -27,6 +28,7 @@ from model.asgi_server import AsgiServer, bind
 
 log = logging.getLogger("ganops.bot")
 EVENTS_PATH = "/slack/events"
+DISPATCH_THREADS = 64
 MAX_BODY = 1 << 20  # Slack's payloads are a few KiB; anything near this is not Slack
 
 
@@ -50,6 +52,8 @@ async def _body(request: Request, limit: int) -> bytes:
 
 def create_web_app(app: App | None, *, max_body: int = MAX_BODY) -> Starlette:
     """`/healthz`, `/metrics` and, with a Bolt `app`, `POST /slack/events`."""
+    # Acks only parse, but a burst must not queue behind a few: a thread per request in flight.
+    pool = ThreadPoolExecutor(DISPATCH_THREADS, thread_name_prefix="bolt-dispatch")
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -64,7 +68,9 @@ def create_web_app(app: App | None, *, max_body: int = MAX_BODY) -> Starlette:
         except _TooLarge:
             return PlainTextResponse(f"body over {max_body} bytes", 413)
         # Bolt's App is synchronous (listeners ack on the request's thread): off the loop.
-        bolt_response = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
+        bolt_request = to_bolt_request(request, body)
+        loop = asyncio.get_running_loop()
+        bolt_response = await loop.run_in_executor(pool, app.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
     async def not_found(request: Request, exc: Exception) -> Response:
