@@ -18,16 +18,21 @@ COPY model ./model
 RUN python -m build --wheel --outdir /wheels .
 
 # ---- bot: the Slack bot, launcher and deployer clients; no torch ----------------------
+# mlflow-skinny only: set MLFLOW_TRACKING_URI to an MLflow server (the sqlite default needs
+# full mlflow). Default command: Socket Mode, with /healthz and /metrics on 8081 for probes;
+# `--http --port 3000` serves /slack/events (and those two) on 3000 instead.
 FROM ${PYTHON_IMAGE} AS bot
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN useradd --create-home --uid 10001 ganops
+COPY constraints.txt /tmp/constraints.txt
 COPY --from=wheels /wheels /wheels
-RUN pip install /wheels/*.whl && rm -rf /wheels
+RUN pip install -c /tmp/constraints.txt /wheels/*.whl && rm -rf /wheels /tmp/constraints.txt
 USER 10001
 ENV GANOPS_STATE_DIR=/home/ganops/state
 WORKDIR /home/ganops
-EXPOSE 3000
+EXPOSE 3000 8081
 ENTRYPOINT ["ganops", "bot"]
+CMD ["--health-port", "8081"]
 
 # ---- trainer: torch + CUDA; runs the pipeline steps and the model server --------------
 FROM ${CUDA_IMAGE} AS trainer
@@ -38,10 +43,15 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3.12 -m venv /opt/venv \
     && useradd --create-home --uid 10001 ganops
+COPY constraints.txt /tmp/constraints.txt
 COPY --from=wheels /wheels /wheels
-RUN pip install "$(ls /wheels/*.whl)[trainer]" && rm -rf /wheels
+RUN pip install -c /tmp/constraints.txt "$(ls /wheels/*.whl)[trainer]" \
+    && rm -rf /wheels /tmp/constraints.txt
 USER 10001
 WORKDIR /home/ganops
+# The default command serves the champion: `ganops serve` reads GANOPS_MODEL_URI and
+# GANOPS_SERVE_HOST (a pod must listen on all interfaces); set MLFLOW_TRACKING_URI for models:/.
+ENV GANOPS_MODEL_URI=models:/ganops-cut@champion GANOPS_SERVE_HOST=0.0.0.0
 EXPOSE 8080
 ENTRYPOINT ["ganops"]
 CMD ["serve", "--port", "8080"]

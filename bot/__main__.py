@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from bot.errors import ConfigError
 from bot.settings import Settings, load_settings
+from model.logfmt import FORMATS, configure_logging
 
 log = logging.getLogger("ganops.bot")
 
@@ -28,10 +29,28 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ganops bot", description="Run the ganops Slack bot.")
-    p.add_argument("--http", action="store_true", help="serve Slack's HTTP requests")
-    p.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
+    p.add_argument(
+        "--http",
+        action="store_true",
+        help="serve Slack's HTTP requests at /slack/events, with /healthz and /metrics "
+        "(needs SLACK_SIGNING_SECRET; default: Socket Mode with tokens, else the shell)",
+    )
+    p.add_argument("--port", type=int, default=3000, help="HTTP port, 1..65535 (default 3000)")
     p.add_argument("--host", default="0.0.0.0", help="HTTP address (default 0.0.0.0)")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help="Socket Mode: also serve /healthz and /metrics on this port, 0..65535 "
+        "(default: off; with --http they share --port)",
+    )
     p.add_argument("--user", default=None, help="shell adapter: who is typing (default alice)")
+    p.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text, or json: one object a line (default text; the shell logs to a file)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -45,9 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ganops: {exc}", file=sys.stderr)
         return 2
-    _logging(settings, args.verbose)
+    _logging(settings, args.verbose, args.log_format)
     try:
-        return _run(settings, args.user or "alice", args.host)
+        return _run(settings, args.user or "alice", args.host, args.health_port)
     except (OSError, sqlite3.Error) as exc:
         print(f"ganops: cannot use GANOPS_STATE_DIR={settings.state_dir}: {exc}", file=sys.stderr)
         return 2
@@ -55,20 +74,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _logging(settings: Settings, verbose: bool) -> None:
+def _logging(settings: Settings, verbose: bool, log_format: str = "text") -> None:
     # In the shell, the terminal is the chat: logs go to a file beside the state.
     level = logging.DEBUG if verbose else logging.INFO
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if settings.transport == "shell":
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         logging.basicConfig(level=level, format=fmt, filename=settings.state_dir / "bot.log")
+    elif log_format == "json":
+        configure_logging(fmt="json", level=level)
     else:
         logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
     if not verbose:  # every job run is an INFO line otherwise
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def _run(settings: Settings, user: str, host: str) -> int:
+def _run(settings: Settings, user: str, host: str, health_port: int | None = None) -> int:
     # A pod's SIGTERM stops the bot like Ctrl-C: jobs shut down, nothing is half-written.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if settings.transport == "shell":
@@ -89,6 +110,8 @@ def _run(settings: Settings, user: str, host: str) -> int:
             assert settings.http_port is not None
             HttpTransport(app, settings.http_port, host).serve_forever()
         else:
+            if health_port is not None:  # the pod's probes and Prometheus
+                HttpTransport(None, health_port, host).start()
             run_socket_mode(app, settings)
     finally:
         jobs.shutdown(wait=False)

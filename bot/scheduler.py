@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.metrics import METRICS
 from bot.services import Services
 from bot.settings import Settings
 
@@ -58,7 +59,10 @@ def _logged(name: str, func: Callable[[], object]) -> Callable[[], None]:
         try:
             func()
         except Exception:
+            METRICS.jobs.labels(name, "error").inc()
             log.exception("background job %s failed; it runs again on its next tick", name)
+        else:
+            METRICS.jobs.labels(name, "ok").inc()
 
     return run
 

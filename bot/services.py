@@ -24,6 +24,7 @@ from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.registry import MlflowRegistry
 from bot.approvals.book import ApprovalBook
+from bot.metrics import METRICS, SlackErrorCounter
 from bot.ports import Deployer, MetricsSource, ModelRegistry, PipelineLauncher
 from bot.runs.record import RunBook
 from bot.settings import Settings
@@ -78,7 +79,8 @@ def web_client(settings: Settings, *, token: str | None) -> WebClient:
         token=token,
         base_url=settings.slack_api_base,
         timeout=15,
-        retry_handlers=slack_retry_handlers(),
+        # The counter never retries: it counts each failed call by method for /metrics.
+        retry_handlers=[*slack_retry_handlers(), SlackErrorCounter(METRICS)],
     )
 
 

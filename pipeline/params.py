@@ -112,6 +112,33 @@ def range_text(key: str) -> str:
     return f"{_fmt(low)}..{_fmt(high)}"
 
 
+def describe_keys() -> list[str]:
+    """One line per key: its type, accepted values or range, and default (for --help)."""
+    defaults = RunParams()
+    choices = {"model": MODELS, "preset": PRESETS}
+    unset = {"preset": "tiny without GPUs, full with", "synthetic_n": "the generator's"}
+    lines = []
+    for key, kind in _KEY_TYPES.items():
+        if key in choices:
+            accepted = "|".join(choices[key])
+        elif key in _RANGES:
+            low, high = _RANGES[key]
+            accepted = f"{kind.__name__} {_fmt(low)}..{_fmt(high)}"
+        elif key == "data":
+            accepted = f"synthetic or a URI ({', '.join(DATA_SCHEMES)})"
+        else:
+            accepted = kind.__name__
+        if key == "image_size":
+            accepted += ", a multiple of 4"
+        default = getattr(defaults, key)
+        if default is None:
+            shown = unset.get(key, "the preset's")
+        else:
+            shown = str(default).lower() if kind is bool else str(default)
+        lines.append(f"  {key:<12} {accepted}; default: {shown}")
+    return lines
+
+
 def _convert(key: str, raw: str, kind: type) -> Any:
     text = raw.strip()
     if text.lower() in {"none", "null", ""} and _optional(key):

@@ -178,7 +178,8 @@ def test_an_upload_slack_refuses_does_not_keep_the_run_open(
     bot.watcher().tick()
     [card] = cards(bot)
     replies = [m for m in bot.slack.messages(CHANNEL) if m["thread_ts"] == card["ts"]]
-    [note] = [m for m in replies if "could not upload" in m["text"]]
+    notes = [m for m in replies if "could not upload" in m["text"]]
+    assert len(notes) == 1
     assert len(replies) == 2  # the card's metric table, and the note
     assert settled(bot, run_id)
 
