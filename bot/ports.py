@@ -25,6 +25,7 @@ from pipeline.ports import (
     RunParams,
     RunResult,
     RunStatus,
+    Served,
     UpstreamError,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "RunParams",
     "RunResult",
     "RunStatus",
+    "Served",
     "UpstreamError",
 ]
 

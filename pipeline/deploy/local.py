@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline import procs
-from pipeline.ports import DeployResult
+from pipeline.ports import DeployResult, Served
 
 
 def default_server_cmd() -> list[str]:
@@ -79,8 +79,16 @@ class LocalDeployer:
     # --- the Deployer protocol ------------------------------------------------------------
 
     def current(self, model: str) -> str | None:
+        served = self.served(model)
+        return served.version if served is not None else None
+
+    def served(self, model: str) -> Served | None:
+        # current.json is written only once the new server is ready, so a recorded server
+        # that answers /healthz has finished its rollout.
         record = self.serving()
-        return record.version if record is not None and record.model == model else None
+        if record is None or record.model != model:
+            return None
+        return Served(model, record.version, record.model_uri, settled=True)
 
     def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
         started = self.clock()

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.ports import DeployResult, ModelVersionInfo
+from bot.ports import DeployResult, ModelVersionInfo, Served
 
 
 @dataclass
@@ -67,16 +67,18 @@ class RecordingDeployer:
     ok: bool = True
     delay_s: float = 0.0
     calls: list[tuple[str, str, str]] = field(default_factory=list)
-    served: dict[str, str] = field(default_factory=dict)
+    serving: dict[str, str] = field(default_factory=dict)  # model -> version
+    uris: dict[str, str] = field(default_factory=dict)  # model -> its model URI
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
         with self.lock:
             self.calls.append((model, version, model_uri))
         time.sleep(self.delay_s)
-        previous = self.served.get(model)
+        previous = self.serving.get(model)
         if self.ok:
-            self.served[model] = version
+            self.serving[model] = version
+            self.uris[model] = model_uri
         return DeployResult(
             ok=self.ok,
             model_uri=model_uri if self.ok else "",
@@ -88,4 +90,9 @@ class RecordingDeployer:
         )
 
     def current(self, model: str) -> str | None:
-        return self.served.get(model)
+        return self.serving.get(model)
+
+    def served(self, model: str) -> Served | None:
+        version = self.serving.get(model)
+        uri = self.uris.get(model, "")
+        return Served(model, version, uri, settled=True) if version is not None else None

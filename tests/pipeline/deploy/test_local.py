@@ -19,6 +19,7 @@ import pytest
 
 from pipeline.deploy import make_deployer
 from pipeline.deploy.local import LocalDeployer, default_server_cmd
+from pipeline.ports import Served
 
 pytestmark = pytest.mark.slow  # starts real server processes
 
@@ -97,6 +98,8 @@ def test_a_good_version_goes_live_and_replaces_the_old(deployer: LocalDeployer) 
     assert served_model(new.port).startswith("models:/ganops-cut/2")
     assert deployer.current("cut") == "2"
     assert deployer.current("cyclegan") is None
+    assert deployer.served("cut") == Served("cut", "2", "models:/ganops-cut/2", settled=True)
+    assert deployer.served("cyclegan") is None
     recorded = json.loads((deployer.dir / "current.json").read_text())
     assert (recorded["pid"], recorded["port"], recorded["version"]) == (new.pid, new.port, "2")
     targets = json.loads((deployer.dir / "targets.json").read_text())
