@@ -22,6 +22,7 @@ from model.registry import CHAMPION, PREVIOUS_CHAMPION
 log = logging.getLogger(__name__)
 
 SYSTEM = "ganops"  # the audit actor for what the bot does by itself
+STOPPING = "the bot is restarting; the rollout starts when it is back"
 
 
 class Rollout:
@@ -33,6 +34,7 @@ class Rollout:
         self._guard = threading.Lock()
         self._busy = 0  # deploys running now, for a SIGTERM that waits for them
         self._idle = threading.Condition()
+        self._closed = False  # stopping: start no new rollout
 
     def tag_decision(self, a: Approval) -> None:
         """approved_by / approved_at / decision on the version (decided_by for rejections)."""
@@ -49,8 +51,13 @@ class Rollout:
 
     def deploy(self, a: Approval) -> DeployResult:
         """Roll out the approved version; on success move the aliases. Always recorded.
-        Deploys of one model run one at a time, whatever path approved them."""
-        with self._running(), self._lock(a.model):
+        Deploys of one model run one at a time, whatever path approved them.
+
+        Once the bot is stopping, the approval stays in flight, unrecorded: the start-up
+        reconciliation of the next process rolls it out."""
+        with self._running() as allowed, self._lock(a.model):
+            if not allowed:
+                return _failed(a.version, STOPPING, 0)
             result = self._deploy(a.model, a.version, a.model_uri, a.approval_id)
             aliases_moved = result.ok and self.move_aliases(a)
             self._record(a, result, aliases_moved)
@@ -59,17 +66,26 @@ class Rollout:
     def deploy_version(self, model: str, version: str, model_uri: str) -> DeployResult:
         """Roll out a version with no approval behind it (start-up reconciliation putting the
         champion back); moves no alias and records nothing: the caller audits it."""
-        with self._running(), self._lock(model):
+        with self._running() as allowed, self._lock(model):
+            if not allowed:
+                return _failed(version, STOPPING, 0)
             return self._deploy(model, version, model_uri, f"{model} v{version}")
 
     def adopt(self, a: Approval, model_uri: str, message: str) -> bool:
         """A rollout that finished in a process killed before it recorded it: move the
         aliases and record it as the deploy it was. True if the aliases moved."""
-        with self._running(), self._lock(a.model):
+        with self._running() as allowed, self._lock(a.model):
+            if not allowed:
+                return False
             moved = self.move_aliases(a)
             result = DeployResult(True, model_uri, a.version, None, False, 0.0, message)
             self._record(a, result, moved)
         return moved
+
+    def close(self) -> None:
+        """The process is stopping: deploys already running go on, no new one starts."""
+        with self._idle:
+            self._closed = True
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no deploy runs, at most `timeout_s`; True if none runs."""
@@ -81,14 +97,16 @@ class Rollout:
             return self._busy
 
     @contextlib.contextmanager
-    def _running(self) -> Iterator[None]:
+    def _running(self) -> Iterator[bool]:
+        """Counts a deploy as in flight; yields False (and counts nothing) once closed."""
         with self._idle:
-            self._busy += 1
+            allowed = not self._closed
+            self._busy += allowed
         try:
-            yield
+            yield allowed
         finally:
             with self._idle:
-                self._busy -= 1
+                self._busy -= allowed
                 self._idle.notify_all()
 
     def _deploy(self, model: str, version: str, model_uri: str, what: str) -> DeployResult:
