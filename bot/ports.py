@@ -103,6 +103,9 @@ class DriftAlert:
     # False: the version's score series is gone (server down, scrape failing). `score` and
     # `features` then mean nothing, and `active_since` is when the silence began, if known.
     has_data: bool = True
+    # False: GanInputDrift does not fire for it; it is reported only because its score went
+    # silent (GanDriftScoreAbsent, still held a while after the data is back). Opens nothing.
+    firing: bool = True
 
 
 class MetricsSource(Protocol):

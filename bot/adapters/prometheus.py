@@ -65,22 +65,19 @@ class PrometheusMetrics:
         # Pending counts too: the silence starts at the first evaluation without a score,
         # and keep_firing_for holds GanInputDrift until well after that.
         silent = {_key(i): i for i in self._query(f'ALERTS{{alertname="{self.absent_alert}"}}')}
-        alerts = []
-        for item in firing:
-            model, version = _key(item)
-            alerts.append(self._drift_alert(model, version, (model, version) in silent))
+        alerts = [self._drift_alert(*_key(item), firing=True) for item in firing]
         for model, version in silent.keys() - {(a.model, a.version) for a in alerts}:
-            alerts.append(DriftAlert(model, version, 0.0, has_data=False))
+            alerts.append(self._drift_alert(model, version, firing=False))
         return [
             a if a.has_data else replace(a, active_since=self._since(self.absent_alert, a))
             for a in alerts
         ]
 
-    def _drift_alert(self, model: str, version: str, silent: bool) -> DriftAlert:
+    def _drift_alert(self, model: str, version: str, *, firing: bool) -> DriftAlert:
         sel = f'model="{model}",version="{version}"'
-        scores = [] if silent else self._query(f"max({self.score_metric}{{{sel}}})")
-        if not scores:  # still firing (keep_firing_for) over a series that is gone
-            return DriftAlert(model, version, 0.0, has_data=False)
+        scores = self._query(f"max({self.score_metric}{{{sel}}})")
+        if not scores:  # kept firing (keep_firing_for) over a series that is gone
+            return DriftAlert(model, version, 0.0, has_data=False, firing=firing)
         features = self._query(f"max by (feature) ({self.feature_metric}{{{sel}}})")
         return DriftAlert(
             model=model,
@@ -88,6 +85,7 @@ class PrometheusMetrics:
             score=float(scores[0]["value"][1]),
             features={f["metric"].get("feature", "?"): float(f["value"][1]) for f in features},
             active_since=self._since(self.alert, DriftAlert(model, version, 0.0)),
+            firing=firing,
         )
 
     def _since(self, alert: str, a: DriftAlert) -> float | None:

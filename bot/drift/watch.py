@@ -115,8 +115,8 @@ class DriftWatcher:
                 self.book.mark_no_data(view.episode_id, alert.active_since or now)
             self.render(view.episode_id)
         for alert in firing.values():
-            if not alert.has_data:
-                continue  # a silent series with no episode open: nothing to alarm about
+            if not (alert.firing and alert.has_data):
+                continue  # a silence with no episode open: nothing to alarm about
             opened = self.book.open(alert, self.config.channel)
             self.render(opened.episode_id)
 

@@ -107,6 +107,16 @@ def test_without_keep_firing_for_a_hovering_score_opens_new_episodes(tmp_path: P
 
 
 @needs_promtool
+def test_without_its_keep_firing_for_the_silence_ends_before_drift_fires_again(
+    tmp_path: Path,
+) -> None:
+    tests = _broken_copy(tmp_path, "GanDriftScoreAbsent", lambda r: r.pop("keep_firing_for"))
+    result = _promtool("test", "rules", str(tests))
+    assert result.returncode != 0
+    assert "alertname: GanDriftScoreAbsent, time: 20m" in result.stdout + result.stderr
+
+
+@needs_promtool
 def test_the_absent_rule_ignores_a_version_replaced_by_a_newer_one(tmp_path: Path) -> None:
     def plain(rule: dict[str, Any]) -> None:
         rule["expr"] = "max by (model, version) (max_over_time(gan_input_drift_score[1h]))"

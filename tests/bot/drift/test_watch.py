@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -484,8 +485,14 @@ def test_a_vanished_series_is_no_data_and_its_return_continues_the_episode(
     )
     watcher.tick()  # still silent: the since-time does not move
     assert watcher.book.open_episodes()[0].no_data_since == went_silent
-    # The data comes back: the same episode and the same card go on.
+    # The data comes back: drift is pending again, the silence is still held (keep_firing_for)
+    # and reports the fresh score; then drift fires. The same episode and card go on.
     clock.now += 600
+    metrics.firing = [replace(alert(1.3, brightness=1.5), firing=False)]
+    watcher.tick()
+    [card] = cards(slack)
+    assert "1.30 (peak 4.20)" in card_text(card)
+    assert watcher.book.open_episodes()[0].episode_id == episode.episode_id
     metrics.firing = [alert(2.1, brightness=2.0)]
     watcher.tick()
     [card] = cards(slack)
@@ -496,6 +503,14 @@ def test_a_vanished_series_is_no_data_and_its_return_continues_the_episode(
     assert len(slack.calls("chat.postMessage")) == 1  # never a second card
     outcomes = [r.outcome for r in watcher.book.store.list_audit(obj=episode.episode_id)]
     assert outcomes == ["data_back", "no_data", "opened"]
+
+
+def test_a_silence_held_after_the_data_came_back_under_1_opens_nothing(
+    watcher: DriftWatcher, metrics: Metrics, slack: LocalSlack
+) -> None:
+    metrics.firing = [replace(alert(0.4), firing=False)]
+    watcher.tick()
+    assert cards(slack) == []
 
 
 def test_silence_alone_opens_no_episode_and_silence_that_ends_the_alert_says_so(
