@@ -53,6 +53,9 @@ class ModelState:
     champion: Champion | None
     in_flight: tuple[Approval, ...] = ()  # approved, no deploy result; newest decision first
     last_deploy: LastDeploy | None = None
+    # The endpoint serves one model at a time (one Deployment, one local server): when it
+    # serves another model, "nothing served" for this one is how it should be.
+    serves_other: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ def _plan_in_flight(state: ModelState, a: Approval, stale: tuple[Approval, ...])
 
 def _plan_settled(state: ModelState, stale: tuple[Approval, ...]) -> Plan:
     served, champion, last = state.served, state.champion, state.last_deploy
+    if served is None and state.serves_other:
+        return Plan(state.model, "agree", "the endpoint serves another model", stale=stale)
     if champion is None:
         if served is None:
             return Plan(state.model, "agree", "nothing served and no champion", stale=stale)

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -74,16 +74,17 @@ class Reconciler:
         return self.run()
 
     def run(self) -> list[Reconciled]:
-        done: list[Reconciled] = []
+        states: list[ModelState] = []
         for model in self.models:
             try:
-                state = self.state(model)
+                states.append(self.state(model))
             except Exception as exc:  # MLflow or the cluster is down: decide nothing blind
                 log.warning("cannot reconcile %s at start-up: %s", model, exc)
                 self.book.store.audit(SYSTEM, "reconcile", model, "failed", {"error": str(exc)})
-                continue
-            done.append(self.carry_out(plan(state)))
-        return done
+        served = {s.model for s in states if s.served is not None}
+        return [
+            self.carry_out(plan(replace(s, serves_other=bool(served - {s.model})))) for s in states
+        ]
 
     def state(self, model: str) -> ModelState:
         served = self.deployer.served(model)

@@ -94,6 +94,12 @@ def test_nothing_served_restores_the_champion_or_agrees_without_one() -> None:
     assert plan(ModelState("cut", None, None)).action == "agree"
 
 
+def test_nothing_served_because_another_model_serves_is_left_alone() -> None:
+    assert plan(ModelState("cut", None, V1, serves_other=True)).action == "agree"
+    a2 = approval("2")  # an approved rollout still goes ahead, as the click would have
+    assert plan(ModelState("cut", None, V1, (a2,), serves_other=True)).action == "finish"
+
+
 def test_served_without_any_champion_is_only_reported() -> None:
     assert plan(ModelState("cut", served("4"), None)).action == "report"
 
@@ -238,6 +244,18 @@ def test_nothing_to_do_posts_nothing_and_runs_once(
     assert rec.once() == []
     assert deployer.calls == []
     assert slack.messages(CHANNEL) == []
+
+
+def test_the_endpoint_of_one_model_is_not_taken_by_the_other(
+    tmp_path: Path, registry: MemoryRegistry, slack: LocalSlack
+) -> None:
+    registry.add("cyclegan", "4")
+    registry.aliases[("cyclegan", "champion")] = "4"
+    deployer = RecordingDeployer(serving={"cut": "1"})
+    book = make_book(tmp_path, registry, deployer)
+    rec = Reconciler(book, deployer, registry, models=("cut", "cyclegan"))
+    assert [d.plan.action for d in rec.run()] == ["agree", "agree"]
+    assert deployer.calls == []
 
 
 def test_an_unreadable_registry_decides_nothing(
