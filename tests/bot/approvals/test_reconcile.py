@@ -150,17 +150,21 @@ def make_book(
     return ApprovalBook(Store(tmp_path), registry, deployer, approvers=frozenset({BOB}))
 
 
-def killed_mid_rollout(book: ApprovalBook, client: WebClient, version: str = "2") -> Approval:
-    """An approved approval with a card and no deploy result: what SIGKILL leaves."""
+def killed_mid_rollout(
+    book: ApprovalBook, client: WebClient | None, version: str = "2", model_uri: str = ""
+) -> Approval:
+    """An approved approval (with a card if `client`) and no deploy result: what SIGKILL
+    leaves."""
     a = book.request(
         model="cut",
         version=version,
-        model_uri=f"models:/ganops-cut/{version}",
+        model_uri=model_uri or f"models:/ganops-cut/{version}",
         requested_by=ALICE,
         channel=CHANNEL,
     )
-    ts = str(client.chat_postMessage(channel=CHANNEL, text="card")["ts"])
-    book.attach_message(a.approval_id, CHANNEL, ts)
+    if client is not None:
+        ts = str(client.chat_postMessage(channel=CHANNEL, text="card")["ts"])
+        book.attach_message(a.approval_id, CHANNEL, ts)
     with book.store.tx() as conn:
         conn.execute(
             "UPDATE approvals SET state='approved', decided_by=?, decided_at=?, approvers=?"

@@ -262,16 +262,18 @@ class Killed(BaseException):
     """The bot process dying between its patch and the end of the rollout."""
 
 
-def killed_after_patch(cluster: FakeCluster, version: str, uri: str) -> None:
-    def die(_: float) -> None:
-        raise Killed
+class _Doomed(KubernetesDeployer):
+    def _patch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        super()._patch(ops)
+        raise Killed  # right after the patch lands: no wait, and no rollback either
 
+
+def killed_after_patch(cluster: FakeCluster, version: str, uri: str) -> None:
     cfg = client.Configuration()
     cfg.host = cluster.url
     target = KubeTarget(NS, NAME, CONTAINER, progress_deadline_s=10.0, poll_s=0.05)
-    doomed = KubernetesDeployer(target, client.ApiClient(cfg), sleep=die)
     with pytest.raises(Killed):
-        doomed.deploy("cut", version, uri)
+        _Doomed(target, client.ApiClient(cfg)).deploy("cut", version, uri)
 
 
 def test_served_reads_the_pod_template_and_whether_it_settled(cluster: FakeCluster) -> None:
