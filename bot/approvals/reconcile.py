@@ -123,8 +123,11 @@ def _plan_settled(state: ModelState, stale: tuple[Approval, ...]) -> Plan:
         # The deploy succeeded and was recorded, but the registry was down for the alias.
         reason = f"v{served.version} was deployed but the champion alias never moved; moving it"
         return Plan(state.model, "adopt", reason, last.approval, stale, champion)
-    why = "nothing is served" if served is None else f"{_serving(served)}, not the champion"
-    reason = f"{why}, with no approved rollout behind it; rolling back to v{champion.version}"
+    if served is None:
+        reason = f"nothing is served; serving the champion v{champion.version} again"
+        return Plan(state.model, "restore", reason, None, stale, champion)
+    why = f"{_serving(served)}, not the champion, with no approved rollout behind it"
+    reason = f"{why}; rolling back to v{champion.version}"
     return Plan(state.model, "restore", reason, None, stale, champion)
 
 
