@@ -14,10 +14,14 @@ import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot.errors import ConfigError
 from bot.settings import Settings, load_settings
 from model.logfmt import FORMATS, configure_logging
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger("ganops.bot")
 
@@ -91,17 +95,30 @@ def _logging(settings: Settings, verbose: bool, log_format: str = "text") -> Non
 
 def _run(settings: Settings, user: str, host: str, health_port: int | None = None) -> int:
     # A pod's SIGTERM stops the bot like Ctrl-C: jobs shut down, nothing is half-written.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, on_sigterm)
     if settings.transport == "shell":
         from bot.local.shell import run_shell
 
         return run_shell(settings, user, sys.stdin, sys.stdout)
+    from bot.services import build_services
+
+    return serve(settings, build_services(settings), host=host, health_port=health_port)
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(0)  # unwinds the transport's loop in the main thread, into `serve`'s finally
+
+
+def serve(
+    settings: Settings, services: Services, *, host: str, health_port: int | None = None
+) -> int:
+    """The bot on its transport until it is stopped. On the way out, a rollout in flight may
+    finish (up to `settings.shutdown_grace_s`): killed halfway, it would leave the served
+    version and the champion alias apart until the next start reconciles them."""
     from bot.app import create_app
     from bot.scheduler import build_jobs
-    from bot.services import build_services
     from bot.transports import HttpTransport, run_socket_mode
 
-    services = build_services(settings)
     app = create_app(settings, services)
     jobs = build_jobs(settings, services)
     jobs.start()
@@ -115,7 +132,26 @@ def _run(settings: Settings, user: str, host: str, health_port: int | None = Non
             run_socket_mode(app, settings)
     finally:
         jobs.shutdown(wait=False)
+        drain_rollouts(services, settings.shutdown_grace_s)
     return 0
+
+
+def drain_rollouts(services: Services, grace_s: float) -> None:
+    """Start no new rollout, wait for those in flight, and past `grace_s` exit at once."""
+    if services.approvals is None:
+        return
+    rollout = services.approvals.rollout
+    rollout.close()
+    busy = rollout.busy()
+    if busy:
+        log.warning("stopping: waiting up to %.0f s for %d rollout(s) in flight", grace_s, busy)
+    if rollout.wait_idle(grace_s):
+        return
+    # Exiting normally would join the deploy's thread past the bound; the next start
+    # reconciles what is left.
+    log.error("stopping with a rollout still in flight after %.0f s", grace_s)
+    logging.shutdown()
+    os._exit(3)
 
 
 if __name__ == "__main__":

@@ -180,6 +180,16 @@ class DeployResult:
     message: str  # one human line: "rolled out 3/3 replicas in 12.4 s", or why it failed
 
 
+@dataclass(frozen=True)
+class Served:
+    """What the serving endpoint runs for a model, read from the endpoint itself."""
+
+    model: str
+    version: str
+    model_uri: str
+    settled: bool  # the rollout to `version` is complete: every replica updated and ready
+
+
 class Deployer(Protocol):
     """Rolls the serving endpoint to a model version. Implementations: Kubernetes, local."""
 
@@ -189,4 +199,13 @@ class Deployer(Protocol):
 
     def current(self, model: str) -> str | None:
         """The version now served, or None."""
+        ...
+
+    def served(self, model: str) -> Served | None:
+        """What is served for `model` and whether its rollout finished; None when nothing
+        of that model is served. The start-up reconciliation compares it with the registry.
+
+        Raises:
+            DeployError: the endpoint's state cannot be read.
+        """
         ...

@@ -108,6 +108,18 @@ def test_bot_secrets_come_by_reference(docs: list[dict[str, Any]]) -> None:
     assert not [d for d in docs if d["kind"] == "Secret"]
 
 
+def test_the_bot_pod_outlives_its_shutdown_grace(docs: list[dict[str, Any]]) -> None:
+    """SIGTERM waits GANOPS_SHUTDOWN_GRACE for a rollout; the kubelet must not SIGKILL first."""
+    from bot.settings import load_settings
+
+    bot = one(docs, "Deployment", "ganops-bot")
+    config = one(docs, "ConfigMap", "ganops-bot-config")["data"]
+    grace = load_settings({"GANOPS_SHUTDOWN_GRACE": config["GANOPS_SHUTDOWN_GRACE"]})
+    assert grace.shutdown_grace_s >= 600  # a rollout may take the whole progress deadline
+    pod_grace = bot["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert pod_grace >= grace.shutdown_grace_s + 30
+
+
 def test_prometheus_rule_matches_the_plain_rules_file(docs: list[dict[str, Any]]) -> None:
     rule = next(d for d in docs if d["kind"] == "PrometheusRule")
     plain = yaml.safe_load((REPO / "manifests" / "monitoring" / "rules.yaml").read_text())
