@@ -112,6 +112,10 @@ def group_members(slack: WebClient) -> Callable[[str], set[str]]:
 
 def _launcher_options(settings: Settings) -> dict[str, object]:
     """On Kubeflow, the pipeline's pods may need another MLflow URL than the bot's."""
+    cluster = settings.cluster
+    options: dict[str, object] = {"checkpoint_minutes": cluster.checkpoint_minutes}
+    if cluster.artifact_uri:
+        options["artifact_uri"] = cluster.artifact_uri
     if settings.kfp_host and settings.pipeline_mlflow_uri:
-        return {"pipeline_mlflow_uri": settings.pipeline_mlflow_uri}
-    return {}
+        options["pipeline_mlflow_uri"] = settings.pipeline_mlflow_uri
+    return options

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bot.cluster_settings import ClusterSettings, load_cluster_settings
 from bot.errors import ConfigError
 
 Transport = Literal["shell", "socket", "http"]
@@ -89,6 +90,8 @@ class Settings:
     in_cluster: bool = False
     # MLflow as the pipeline's pods reach it (in-cluster URL); None: the same as mlflow_uri.
     pipeline_mlflow_uri: str | None = None
+    # Kubeflow, object storage and GPU nodes (bot/cluster_settings.py).
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -145,6 +148,7 @@ def load_settings(
         serving_image=_get(env, "GANOPS_SERVING_IMAGE"),
         in_cluster=_get(env, "KUBERNETES_SERVICE_HOST") is not None,
         pipeline_mlflow_uri=_optional_url(env, "GANOPS_PIPELINE_MLFLOW_URI"),
+        cluster=load_cluster_settings(env),
     )
 
 

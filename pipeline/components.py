@@ -93,6 +93,9 @@ def train(
     run_id: str,
     job_id: str,
     image: str,
+    artifact_uri: str,
+    request_id: str,
+    checkpoint_minutes: float,
     model: Output[Model],
     loss_curve: Output[Artifact],
 ) -> str:
@@ -128,6 +131,9 @@ def train(
         events_dir=events_dir,
         kfp_run_id=run_id or job_id,
         image=image,
+        artifact_uri=artifact_uri,
+        request_id=request_id,
+        checkpoint_minutes=checkpoint_minutes,
     )
 
 

@@ -161,10 +161,25 @@ def _fmt(value: float) -> str:
 # --- the pipeline's parameters (KFP has no optional ints: None travels as 0 or "") ---
 
 
+@dataclasses.dataclass(frozen=True)
+class RunStorage:
+    """Where a run keeps what must outlive its pods: from settings, keyed by the request."""
+
+    artifact_uri: str = ""  # GANOPS_ARTIFACT_URI ("": checkpoints stay on the task's output)
+    request_id: str = ""
+    checkpoint_minutes: float = 10.0  # GANOPS_CHECKPOINT_MINUTES
+
+
 def pipeline_arguments(
-    params: RunParams, mlflow_uri: str, events_dir: str = "", run_id: str = ""
+    params: RunParams,
+    mlflow_uri: str,
+    events_dir: str = "",
+    run_id: str = "",
+    *,
+    storage: RunStorage | None = None,
 ) -> dict[str, Any]:
     """The pipeline's parameters for validated `params` (None becomes the 0 / "" defaults)."""
+    storage = storage or RunStorage()
     return {
         "model": params.model,
         "data": params.data,
@@ -182,6 +197,9 @@ def pipeline_arguments(
         "mlflow_uri": mlflow_uri,
         "events_dir": events_dir,
         "run_id": run_id,
+        "artifact_uri": storage.artifact_uri,
+        "request_id": storage.request_id,
+        "checkpoint_minutes": float(storage.checkpoint_minutes),
     }
 
 

@@ -49,6 +49,8 @@ class KubeflowLauncher:
         pending_wait_s: float = 30.0,
         client_factory: Any = None,
         pipeline_mlflow_uri: str | None = None,
+        artifact_uri: str | None = None,
+        checkpoint_minutes: float = 10.0,
     ) -> None:
         """`mlflow_uri` is where this process reads results; the pipeline's pods get
         `pipeline_mlflow_uri` when given (an in-cluster service URL), else the same URI."""
@@ -62,6 +64,8 @@ class KubeflowLauncher:
         self.ui_host = (ui_host or self.host).rstrip("/")
         self.pending_wait_s = pending_wait_s
         self.store = RunStore(self.state_dir)
+        self.artifact_uri = artifact_uri or ""
+        self.checkpoint_minutes = checkpoint_minutes
         self._factory = client_factory
         self._client: Any = None
         self._lock = threading.Lock()
@@ -169,14 +173,16 @@ class KubeflowLauncher:
     # --- internals -----------------------------------------------------------------
 
     def _submit(self, params: RunParams, request_id: str) -> LaunchResult:
-        from pipeline.params import pipeline_arguments
+        from pipeline.params import RunStorage, pipeline_arguments
+
+        storage = RunStorage(self.artifact_uri, request_id, self.checkpoint_minutes)
 
         try:
             result = self._call(
                 "create a run",
                 self.client().create_run_from_pipeline_package,
                 str(self.package()),
-                arguments=pipeline_arguments(params, self.pipeline_mlflow_uri),
+                arguments=pipeline_arguments(params, self.pipeline_mlflow_uri, storage=storage),
                 run_name=run_name(params.model, request_id),
                 experiment_name=self.experiment,
                 enable_caching=False,

@@ -46,7 +46,11 @@ class LocalLauncher:
         max_active_per_model: int | None = 1,
         python: str = sys.executable,
         spawn_grace_s: float = 60.0,
+        artifact_uri: str | None = None,
+        checkpoint_minutes: float = 10.0,
     ) -> None:
+        """`artifact_uri` keeps each request's checkpoints (default: `state_dir/artifacts`),
+        so a retry of a killed run resumes wherever its outputs went."""
         self.state_dir = Path(state_dir).resolve()
         self.mlflow_uri = mlflow_uri
         self.image = image or LOCAL_IMAGE
@@ -54,6 +58,8 @@ class LocalLauncher:
         self.python = python
         self.spawn_grace_s = spawn_grace_s
         self.store = RunStore(self.state_dir)
+        self.artifact_uri = artifact_uri or str(self.state_dir / "artifacts")
+        self.checkpoint_minutes = checkpoint_minutes
 
     def run_dir(self, run_id: str) -> Path:
         return self.state_dir / "runs" / run_id
@@ -132,6 +138,10 @@ class LocalLauncher:
             self.mlflow_uri,
             "--image",
             self.image,
+            "--artifact-uri",
+            self.artifact_uri,
+            "--checkpoint-minutes",
+            str(self.checkpoint_minutes),
         ]
         try:
             pid = procs.spawn(argv, self.run_dir(run_id) / WORKER_LOG, self.state_dir, _env())

@@ -1,8 +1,10 @@
 """The train step: `model.train.train` on the ingested data, with progress for the launcher.
 
 With gpus > 1 the step re-runs itself under torchrun (`python -m pipeline.steps.train --job
-FILE`), one process per GPU; rank 0 reports. Checkpoints live on the step's Model artifact,
-so a retried task resumes where the last one stopped, in the same MLflow run.
+FILE`), one process per GPU; rank 0 reports. Checkpoints go to the step's Model artifact and,
+when the run has an artifact URI, to `<artifact_uri>/<request id>/` with the MLflow run id:
+on Kubeflow a retried pod starts with empty output folders (and a killed pod uploads
+nothing), so the durable copy is what lets it resume at the step reached, in the same run.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def resolve_net_size(preset: str | None, gpus: int, image_size: int | None) -> i
     return image_size_for(preset_name=preset, gpus=gpus, image_size=image_size)
 
 
-def train_config(params: RunParams) -> TrainConfig:
+def train_config(params: RunParams, *, checkpoint_minutes: float | None = None) -> TrainConfig:
     """`model.config.train_config` on the run's parameters: unset values are the preset's."""
     from model.config import train_config as config_for
 
@@ -57,7 +59,15 @@ def train_config(params: RunParams) -> TrainConfig:
         lr=params.lr,
         batch_size=params.batch_size,
         seed=params.seed,
+        checkpoint_minutes=checkpoint_minutes,
     )
+
+
+def durable_dir(*, artifact_uri: str, request_id: str) -> str:
+    """Where a request's checkpoints and MLflow run id outlive its pods ("" when nowhere)."""
+    from model import storage
+
+    return storage.join(artifact_uri, request_id) if artifact_uri and request_id else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +81,8 @@ class TrainJob:
     mlflow_uri: str
     events_dir: str
     tags: dict[str, str]
+    durable_dir: str = ""  # see `durable_dir`
+    checkpoint_minutes: float | None = None
 
 
 def run_train_step(
@@ -84,8 +96,14 @@ def run_train_step(
     events_dir: str,
     kfp_run_id: str,
     image: str,
+    artifact_uri: str = "",
+    request_id: str = "",
+    checkpoint_minutes: float | None = None,
 ) -> str:
-    """Train; return the MLflow run id ("" without tracking)."""
+    """Train; return the MLflow run id ("" without tracking).
+
+    Durable state is keyed by `request_id` (the KFP run id for runs started elsewhere).
+    """
     with step_scope(events_dir, "train") as facts:
         tags = {
             "data_digest": data_digest,
@@ -94,7 +112,15 @@ def run_train_step(
             "params": json.dumps(params.as_dict(), sort_keys=True),
         }
         job = TrainJob(
-            params.as_dict(), data_dir, model_dir, loss_curve_path, mlflow_uri, events_dir, tags
+            params.as_dict(),
+            data_dir,
+            model_dir,
+            loss_curve_path,
+            mlflow_uri,
+            events_dir,
+            tags,
+            durable_dir(artifact_uri=artifact_uri, request_id=request_id or kfp_run_id),
+            checkpoint_minutes,
         )
         result = _torchrun(job, params.gpus) if params.gpus > 1 else train_job(job)
         facts.update(result)
@@ -104,7 +130,7 @@ def run_train_step(
 def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
     """Run the trainer in this process (one rank of several under torchrun)."""
     from model import distributed
-    from model.checkpoint import checkpoint_path
+    from model.checkpoint import CHECKPOINT_NAME
     from model.tracking import make_tracker
     from model.train import train
 
@@ -114,25 +140,26 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
     distributed.setup(info, device)
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    resume = checkpoint_path(out).is_file()
     uri = job.mlflow_uri if info.is_main else ""
     tracker = make_tracker(uri or None, experiment=registered_name(params.model))
-    previous = _read_json(out / MLFLOW_RUN_FILE).get("run_id")
+    durable = job.durable_dir or None
+    previous = _mlflow_run_id(out, durable)
     try:
         with tracker.start_run(
             run_name=f"ct {job.tags['kfp_run_id']}", tags=job.tags, run_id=previous
         ) as run:
-            if info.is_main and run.run_id:
-                (out / MLFLOW_RUN_FILE).write_text(json.dumps({"run_id": run.run_id}))
+            if info.is_main and run.run_id and run.run_id != previous:
+                _save_mlflow_run_id(out, durable, run.run_id)
             report = Reporter(job.events_dir, run)
             result = train(
-                train_config(params),
+                train_config(params, checkpoint_minutes=job.checkpoint_minutes),
                 Path(job.data_dir),
                 device,
                 run,
                 out,
-                resume=resume,
+                resume=True,  # from out/ or the durable copy, when either has a checkpoint
                 progress=report,
+                durable_url=f"{durable}/checkpoints/{CHECKPOINT_NAME}" if durable else None,
             )
             if info.is_main:
                 _fit_drift_reference(Path(job.data_dir), result.bundle_dir, params.seed)
@@ -145,11 +172,37 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
     return {
         "mlflow_run_id": run.run_id,
         "steps": result.steps,
-        "resumed": resume,
+        "resumed": result.resumed_from > 0,
+        "resumed_from": result.resumed_from,
         "final_losses": result.final_losses,
         "loss_curve": job.loss_curve_path,
         "images_per_s": result.images_per_s,
     }
+
+
+def _mlflow_run_id(out: Path, durable: str | None) -> str | None:
+    """The MLflow run an earlier attempt of this request opened: local, else durable."""
+    from model import storage
+
+    local = _read_json(out / MLFLOW_RUN_FILE).get("run_id")
+    if local or not durable:
+        return str(local) if local else None
+    text = storage.read_text(f"{durable}/{MLFLOW_RUN_FILE}")
+    try:
+        data = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return None
+    return str(data["run_id"]) if isinstance(data, dict) and data.get("run_id") else None
+
+
+def _save_mlflow_run_id(out: Path, durable: str | None, run_id: str) -> None:
+    from model import storage
+
+    text = json.dumps({"run_id": run_id})
+    (out / MLFLOW_RUN_FILE).write_text(text)
+    if durable:
+        scratch = out / f".{MLFLOW_RUN_FILE}.upload"
+        storage.write_text(f"{durable}/{MLFLOW_RUN_FILE}", text, scratch=scratch)
 
 
 def _fit_drift_reference(data_dir: Path, bundle_dir: Path, seed: int) -> None:
