@@ -162,6 +162,9 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
                 durable_url=f"{durable}/checkpoints/{CHECKPOINT_NAME}" if durable else None,
             )
             if info.is_main:
+                if result.resumed_from:
+                    print(f"train: resumed from the checkpoint at step {result.resumed_from}",
+                          flush=True)  # fmt: skip
                 _fit_drift_reference(Path(job.data_dir), result.bundle_dir, params.seed)
                 plot_loss_curve(result.history, job.loss_curve_path)
                 curve_uri = run.log_image(_open_png(job.loss_curve_path), "loss_curve.png")
