@@ -150,6 +150,7 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
         ) as run:
             if info.is_main and run.run_id and run.run_id != previous:
                 _save_mlflow_run_id(out, durable, run.run_id)
+                _log_data_input(job.mlflow_uri, run.run_id, Path(job.data_dir))
             report = Reporter(job.events_dir, run)
             result = train(
                 train_config(params, checkpoint_minutes=job.checkpoint_minutes),
@@ -196,6 +197,14 @@ def _mlflow_run_id(out: Path, durable: str | None) -> str | None:
     except json.JSONDecodeError:
         return None
     return str(data["run_id"]) if isinstance(data, dict) and data.get("run_id") else None
+
+
+def _log_data_input(mlflow_uri: str, run_id: str, data_dir: Path) -> None:
+    from pipeline.steps import snapshot
+
+    snap = snapshot.read(data_dir)
+    if snap is not None:
+        snapshot.log_snapshot(mlflow_uri=mlflow_uri, run_id=run_id, snap=snap)
 
 
 def _save_mlflow_run_id(out: Path, durable: str | None, run_id: str) -> None:
