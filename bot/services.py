@@ -23,6 +23,7 @@ from bot.settings import Settings
 from bot.store import Store
 from pipeline.deploy import KubeTarget, make_deployer
 from pipeline.launch import make_launcher
+from pipeline.placement import Placement
 
 log = logging.getLogger("ganops.bot")
 
@@ -116,6 +117,10 @@ def _launcher_options(settings: Settings) -> dict[str, object]:
     options: dict[str, object] = {"checkpoint_minutes": cluster.checkpoint_minutes}
     if cluster.artifact_uri:
         options["artifact_uri"] = cluster.artifact_uri
-    if settings.kfp_host and settings.pipeline_mlflow_uri:
-        options["pipeline_mlflow_uri"] = settings.pipeline_mlflow_uri
+    if settings.kfp_host:
+        options["placement"] = Placement(
+            gpu_node_selector=cluster.gpu_node_selector, data_secret=cluster.data_secret
+        )
+        if settings.pipeline_mlflow_uri:
+            options["pipeline_mlflow_uri"] = settings.pipeline_mlflow_uri
     return options

@@ -8,6 +8,7 @@ mapping lives in our `pipeline_runs` table, claimed before the run is submitted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import threading
@@ -18,6 +19,7 @@ from typing import Any, cast
 
 from pipeline.launch.runstore import RunRow, RunStore, claim_request, row_to_status
 from pipeline.params import validate_params
+from pipeline.placement import DEFAULT_PLACEMENT, Placement
 from pipeline.ports import (
     LaunchResult,
     RunParams,
@@ -51,6 +53,7 @@ class KubeflowLauncher:
         pipeline_mlflow_uri: str | None = None,
         artifact_uri: str | None = None,
         checkpoint_minutes: float = 10.0,
+        placement: Placement = DEFAULT_PLACEMENT,
     ) -> None:
         """`mlflow_uri` is where this process reads results; the pipeline's pods get
         `pipeline_mlflow_uri` when given (an in-cluster service URL), else the same URI."""
@@ -66,6 +69,7 @@ class KubeflowLauncher:
         self.store = RunStore(self.state_dir)
         self.artifact_uri = artifact_uri or ""
         self.checkpoint_minutes = checkpoint_minutes
+        self.placement = placement
         self._factory = client_factory
         self._client: Any = None
         self._lock = threading.Lock()
@@ -103,15 +107,17 @@ class KubeflowLauncher:
                 f"Kubeflow Pipelines at {self.host}: cannot {what}: {first}"
             ) from None
 
-    def package(self) -> Path:
-        """The compiled pipeline for our image, compiled once per image."""
+    def package(self, gpus: int) -> Path:
+        """The compiled pipeline for our image and a run on `gpus` GPUs: a pod spec cannot
+        depend on a runtime parameter, so each GPU count gets its own (cached) compile."""
         from pipeline.ct_pipeline import compile_pipeline
 
-        tag = hashlib.sha256(self.image.encode()).hexdigest()[:12]
+        placement = dataclasses.replace(self.placement, gpus=gpus)
+        tag = hashlib.sha256(f"{self.image}|{placement!r}".encode()).hexdigest()[:12]
         path = self.state_dir / "kfp" / f"ct_pipeline-{tag}.yaml"
         if not path.exists():
             tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.yaml")
-            compile_pipeline(tmp, self.image)
+            compile_pipeline(tmp, self.image, placement)
             tmp.replace(path)
         return path
 
@@ -181,7 +187,7 @@ class KubeflowLauncher:
             result = self._call(
                 "create a run",
                 self.client().create_run_from_pipeline_package,
-                str(self.package()),
+                str(self.package(params.gpus)),
                 arguments=pipeline_arguments(params, self.pipeline_mlflow_uri, storage=storage),
                 run_name=run_name(params.model, request_id),
                 experiment_name=self.experiment,
