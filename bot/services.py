@@ -23,6 +23,7 @@ from bot.settings import Settings
 from bot.store import Store
 from pipeline.deploy import KubeTarget, make_deployer
 from pipeline.launch import make_launcher
+from pipeline.launch.kfp_client import KfpAccess
 from pipeline.placement import Placement
 
 log = logging.getLogger("ganops.bot")
@@ -117,7 +118,14 @@ def _launcher_options(settings: Settings) -> dict[str, object]:
     options: dict[str, object] = {"checkpoint_minutes": cluster.checkpoint_minutes}
     if cluster.artifact_uri:
         options["artifact_uri"] = cluster.artifact_uri
+    if cluster.mlflow_ui_url:
+        options["mlflow_ui_url"] = cluster.mlflow_ui_url
     if settings.kfp_host:
+        options["access"] = KfpAccess(
+            namespace=cluster.kfp_namespace, token_path=cluster.kfp_token_path
+        )
+        if cluster.kfp_ui_url:
+            options["ui_host"] = cluster.kfp_ui_url
         options["placement"] = Placement(
             gpu_node_selector=cluster.gpu_node_selector, data_secret=cluster.data_secret
         )

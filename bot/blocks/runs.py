@@ -76,6 +76,8 @@ class CardView:
     image: str | None = None
     url: str | None = None
     files_note: str | None = None  # e.g. "sample grid and loss curve in the thread"
+    mlflow_run_url: str | None = None
+    model_version_url: str | None = None
 
 
 def duration(seconds: float | None) -> str:
@@ -105,6 +107,16 @@ def _fmt(value: Any) -> str:
 
 def run_link(run_id: str, url: str | None) -> str:
     return f"<{url}|KFP run `{run_id}`>" if url else f"local run `{run_id}`"
+
+
+def mlflow_links(view: CardView) -> str:
+    """The MLflow run and model-version pages, when an MLflow UI URL is set."""
+    links = []
+    if view.mlflow_run_url:
+        links.append(f"<{view.mlflow_run_url}|run>")
+    if view.model_version_url:
+        links.append(f"<{view.model_version_url}|{view.model} v{view.version}>")
+    return " · ".join(links)
 
 
 def step_track(view: RunView) -> str:
@@ -234,6 +246,9 @@ def results_card(view: CardView, approval_id: str | None) -> list[Block]:
         f"*Data*: `{view.data_digest or 'unknown'}`",
         f"*Image*: `{view.image or 'unknown'}`",
     ]
+    mlflow = mlflow_links(view)
+    if mlflow:
+        facts.append(f"*MLflow*: {mlflow}")
     if view.deploy_score is not None:
         facts.insert(0, f"*Deploy score*: {view.deploy_score:.4f}")
     blocks: list[Block] = [

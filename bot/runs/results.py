@@ -52,6 +52,8 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
         image=result.image,
         url=status.url or row.url,
         files_note=FILES_NOTE if result.artifacts else "This run produced no images.",
+        mlflow_run_url=result.mlflow_run_url,
+        model_version_url=result.model_version_url,
     )
     blocks = results_card(view, approval_id)
     key = f"{row.run_id}:card"

@@ -27,6 +27,7 @@ from pipeline.ports import (
     UnknownRunError,
     UpstreamError,
 )
+from pipeline.results import with_links
 
 LOCAL_IMAGE = "ganops-trainer:local"
 WORKER_LOG = "worker.log"
@@ -48,6 +49,7 @@ class LocalLauncher:
         spawn_grace_s: float = 60.0,
         artifact_uri: str | None = None,
         checkpoint_minutes: float = 10.0,
+        mlflow_ui_url: str | None = None,
     ) -> None:
         """`artifact_uri` keeps each request's checkpoints (default: `state_dir/artifacts`),
         so a retry of a killed run resumes wherever its outputs went."""
@@ -60,6 +62,7 @@ class LocalLauncher:
         self.store = RunStore(self.state_dir)
         self.artifact_uri = artifact_uri or str(self.state_dir / "artifacts")
         self.checkpoint_minutes = checkpoint_minutes
+        self.mlflow_ui_url = mlflow_ui_url
 
     def run_dir(self, run_id: str) -> Path:
         return self.state_dir / "runs" / run_id
@@ -82,7 +85,8 @@ class LocalLauncher:
         return LaunchResult(run_id=row.run_id, url=None, created=created)
 
     def status(self, run_id: str) -> RunStatus:
-        return row_to_status(self._fresh(run_id))
+        status = row_to_status(self._fresh(run_id))
+        return dataclasses.replace(status, result=with_links(status.result, self.mlflow_ui_url))
 
     def cancel(self, run_id: str) -> None:
         row = self._fresh(run_id)
@@ -96,7 +100,7 @@ class LocalLauncher:
 
     def list_runs(self, limit: int = 20) -> list[RunStatus]:
         rows = self.store.recent(limit, backend=self.backend)
-        return [row_to_status(self._fresh(r.run_id)) for r in rows if r.run_id]
+        return [self.status(r.run_id) for r in rows if r.run_id]
 
     # --- internals -----------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
 
 from bot.blocks import SECTION_LIMIT, blocks_to_dicts, clip
@@ -171,3 +173,21 @@ def test_small_formatters() -> None:
     assert track.count("✓") == 6
     done = RunView("r", "cut", "U", state="awaiting_approval", elapsed_s=135)
     assert "elapsed 2m 15s" in run_text(done)  # a finished run shows its exact time
+
+
+def test_the_card_links_the_mlflow_run_and_model_version_when_known() -> None:
+    from pipeline.ports import RunResult
+    from pipeline.results import with_links
+
+    plain = RunResult(model="cut", registered_model="ganops-cut", version="7", mlflow_run_id="r9")
+    assert with_links(plain, None) == plain
+    linked = with_links(plain, "https://mlflow.example.com/")
+    assert linked is not None
+    assert linked.mlflow_run_url == "https://mlflow.example.com/#/runs/r9"
+    assert linked.model_version_url == "https://mlflow.example.com/#/models/ganops-cut/versions/7"
+    view = dataclasses.replace(card(), mlflow_run_url=linked.mlflow_run_url,
+                               model_version_url=linked.model_version_url)  # fmt: skip
+    shown = text(results_card(view, None))
+    assert "<https://mlflow.example.com/#/runs/r9|run>" in shown
+    assert "<https://mlflow.example.com/#/models/ganops-cut/versions/7|cut v7>" in shown
+    assert "MLflow" not in text(results_card(card(), None))

@@ -26,6 +26,8 @@ class FakeKfp:
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.auth: list[str | None] = []  # each request's Authorization header
+        self.namespaces: list[str | None] = []  # each experiment call's namespace, as sent
         self.lock = threading.Lock()
 
     # --- test controls -------------------------------------------------------------
@@ -63,9 +65,18 @@ class FakeKfp:
     # --- API -----------------------------------------------------------------------
 
     def handle(
-        self, method: str, path: str, query: dict[str, list[str]], body: Any
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: Any,
+        auth: str | None = None,
     ) -> tuple[int, Any]:
         self.requests.append((method, path))
+        self.auth.append(auth)
+        if path == f"{API}/experiments":  # runs live in their experiment's namespace
+            sent = (body or {}).get("namespace") if method == "POST" else None
+            self.namespaces.append(sent or query.get("namespace", [None])[0])
         with self.lock:
             if path == f"{API}/healthz":
                 return 200, {"commit_sha": "fake", "tag_name": "2.5.0", "multi_user": False}
@@ -82,6 +93,7 @@ class FakeKfp:
             exp = {
                 "experiment_id": uuid.uuid4().hex,
                 "display_name": body["display_name"],
+                "namespace": body.get("namespace"),
                 "created_at": _now(),
                 "storage_state": "AVAILABLE",
             }
@@ -137,7 +149,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"null") if length else None
-        code, payload = self.fake.handle(method, url.path, parse_qs(url.query), body)
+        auth = self.headers.get("Authorization")
+        code, payload = self.fake.handle(method, url.path, parse_qs(url.query), body, auth)
         data = json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
