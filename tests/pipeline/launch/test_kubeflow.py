@@ -99,8 +99,6 @@ def test_status_follows_the_task_details(tmp_path: Path, kfp: tuple[str, FakeKfp
     fake.set_tasks(
         run_id,
         {
-            "root": "RUNNING",
-            "ct": "RUNNING",
             "ingest": "SUCCEEDED",
             "validate": "SUCCEEDED",
             "train": "RUNNING",
