@@ -90,3 +90,22 @@ def write_text(url: str, text: str, *, scratch: Path) -> None:
     scratch.parent.mkdir(parents=True, exist_ok=True)
     scratch.write_text(text)
     upload(scratch, url)
+
+
+def upload_dir(local: Path, url: str) -> None:
+    """Every file under `local` to the same relative keys under `url` (each one atomically)."""
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        upload(path, f"{url.rstrip('/')}/{path.relative_to(local).as_posix()}")
+
+
+def download_dir(url: str, local: Path) -> None:
+    """Every object under `url` into `local`, keeping the relative paths."""
+    fs, path = _fs(url)
+    fs.invalidate_cache()
+    root = path.rstrip("/")
+    for key in fs.find(root):
+        rel = str(key)[len(root) :].lstrip("/")
+        if rel and not rel.endswith(".tmp"):
+            target = local / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(key, str(target))

@@ -66,7 +66,9 @@ class RunParams:
     steps: int | None = None
     lr: float | None = None
     batch_size: int | None = None
-    gpus: int = 0
+    gpus: int = 0  # per node
+    # > 1: training runs as a Kubeflow Trainer TrainJob across this many nodes (Kubeflow only).
+    nodes: int = 1
     image_size: int | None = None
     preset: str | None = None  # None: tiny without a GPU, full with one
     seed: int = 0

@@ -160,6 +160,8 @@ class LocalLauncher:
 def _local_data(params: RunParams) -> RunParams:
     """A local run reads folders of this machine: check now, and make the path absolute
     (the worker runs elsewhere)."""
+    if params.nodes > 1:
+        raise InvalidParamsError("nodes > 1 runs on Kubeflow Trainer: set KFP_HOST")
     data = params.data
     if data == "synthetic" or ("://" in data and not data.startswith("file://")):
         return params

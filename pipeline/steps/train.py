@@ -23,6 +23,7 @@ from model.registry import registered_name
 from pipeline.events import ProgressThrottle, step_scope
 from pipeline.placement import torchrun_command
 from pipeline.ports import RunParams
+from pipeline.steps.trainjob import node_job, upload_outputs
 
 if TYPE_CHECKING:
     from model.config import TrainConfig
@@ -83,6 +84,8 @@ class TrainJob:
     tags: dict[str, str]
     durable_dir: str = ""  # see `durable_dir`
     checkpoint_minutes: float | None = None
+    # On a TrainJob's nodes: rank 0 leaves the bundle, curve and result under durable_dir.
+    upload_outputs: bool = False
 
 
 def run_train_step(
@@ -122,7 +125,12 @@ def run_train_step(
             durable_dir(artifact_uri=artifact_uri, request_id=request_id or kfp_run_id),
             checkpoint_minutes,
         )
-        result = _torchrun(job, params.gpus) if params.gpus > 1 else train_job(job)
+        if params.nodes > 1:
+            from pipeline.steps.trainjob import train_on_nodes
+
+            result = train_on_nodes(job, nodes=params.nodes, gpus=params.gpus, image=image)
+        else:
+            result = _torchrun(job, params.gpus) if params.gpus > 1 else train_job(job)
         facts.update(result)
         return str(result.get("mlflow_run_id") or "")
 
@@ -316,14 +324,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from model.distributed import info_from_env
 
     parser = argparse.ArgumentParser(prog="python -m pipeline.steps.train")
-    parser.add_argument("--job", type=Path, required=True)
+    parser.add_argument("--job", required=True, help="a job file, or its durable URL")
     args = parser.parse_args(argv)
-    job = TrainJob(**json.loads(args.job.read_text()))
     info = info_from_env(os.environ)  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK
+    job = node_job(args.job, info.rank) if "://" in args.job else _local_job(args.job)
     result = train_job(job, info)
     if info.is_main:
         (Path(job.out_dir) / RESULT_FILE).write_text(json.dumps(result, default=str))
+        if job.upload_outputs:
+            upload_outputs(job, result)
     return 0
+
+
+def _local_job(path: str) -> TrainJob:
+    return TrainJob(**json.loads(Path(path).read_text()))
 
 
 if __name__ == "__main__":

@@ -123,3 +123,99 @@ def _reason(exc: Any) -> str:
         return str(json.loads(exc.body or "{}").get("message") or exc.reason)
     except (ValueError, AttributeError):
         return str(exc.reason)
+
+
+# --- the train step's side (the pipeline pod) and the nodes' side ----------------------
+
+NODE_DIR = "/tmp/ganops-train"  # each node's scratch folder (the pipeline pod's is elsewhere)
+
+
+def train_on_nodes(
+    job: Any, *, nodes: int, gpus: int, image: str, api: Any = None, poll_s: float = 10.0
+) -> dict[str, Any]:
+    """Run `job` (a `pipeline.steps.train.TrainJob`) as a TrainJob on `nodes` nodes.
+
+    The nodes share nothing with this pod but durable storage: the data, the job and, back,
+    the bundle, the loss curve and the result travel through `job.durable_dir`.
+
+    Raises:
+        TrainJobError: no durable storage, or the TrainJob failed.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from model import storage
+
+    durable = job.durable_dir
+    if not durable:
+        raise TrainJobError("nodes > 1 needs GANOPS_ARTIFACT_URI: the nodes share data through it")
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    storage.upload_dir(Path(job.data_dir), f"{durable}/data")
+    remote = dataclasses.replace(
+        job,
+        data_dir=f"{durable}/data",
+        out_dir=NODE_DIR,
+        loss_curve_path=f"{NODE_DIR}/loss_curve.png",
+        events_dir="",  # progress goes to MLflow, as on Kubeflow
+        upload_outputs=True,
+    )
+    job_url = f"{durable}/train_job.json"
+    storage.write_text(job_url, json.dumps(dataclasses.asdict(remote)), scratch=out / ".job")
+    manifest = trainjob_manifest(
+        name=trainjob_name(durable),
+        namespace=_namespace(),
+        image=image,
+        nodes=nodes,
+        gpus_per_node=gpus,
+        command=["torchrun", "-m", "pipeline.steps.train", "--job", job_url],
+        env={},
+    )
+    run_trainjob(api or _in_cluster_api(), manifest, poll_s=poll_s)
+    result = read_result(durable)
+    storage.download_dir(f"{durable}/bundle", out / "bundle")
+    storage.download(f"{durable}/loss_curve.png", Path(job.loss_curve_path))
+    return result
+
+
+def node_job(url: str, rank: int) -> Any:
+    """On a node: the job from durable storage, with the data fetched to this node."""
+    from pathlib import Path
+
+    from model import storage
+    from pipeline.steps.train import TrainJob
+
+    text = storage.read_text(url)
+    if text is None:
+        raise TrainJobError(f"no train job at {url}")
+    job = TrainJob(**json.loads(text))
+    local = Path(job.out_dir) / f"data-rank{rank}"  # ranks of one node fetch side by side
+    storage.download_dir(job.data_dir, local)
+    return TrainJob(**{**json.loads(text), "data_dir": str(local)})
+
+
+def upload_outputs(job: Any, result: Mapping[str, Any]) -> None:
+    """Rank 0 on a node: what the train step needs back, beside the checkpoints."""
+    from pathlib import Path
+
+    from model import storage
+
+    durable = job.durable_dir
+    storage.upload_dir(Path(job.out_dir) / "bundle", f"{durable}/bundle")
+    storage.upload(Path(job.loss_curve_path), f"{durable}/loss_curve.png")
+    text = json.dumps(dict(result), default=str)
+    storage.write_text(f"{durable}/{RESULT_FILE}", text, scratch=Path(job.out_dir) / ".result")
+
+
+def _namespace() -> str:
+    # The pod's own namespace, from its service-account mount: TrainJobs go beside the run.
+    from pathlib import Path
+
+    return Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
+
+
+def _in_cluster_api() -> Any:
+    from kubernetes import client, config
+
+    config.load_incluster_config()
+    return client.CustomObjectsApi()
