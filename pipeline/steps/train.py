@@ -23,6 +23,7 @@ from model.registry import registered_name
 from pipeline.events import ProgressThrottle, step_scope
 from pipeline.placement import torchrun_command
 from pipeline.ports import RunParams
+from pipeline.steps import durable
 from pipeline.steps.trainjob import node_job, upload_outputs
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from model.tracking import Tracker
     from model.train import ProgressEvent
 
-JOB_FILE, RESULT_FILE, MLFLOW_RUN_FILE = "train_job.json", "train_result.json", "mlflow_run.json"
+JOB_FILE, RESULT_FILE = "train_job.json", "train_result.json"
 KFP_PROGRESS_EVERY_S = 5.0
 
 
@@ -62,13 +63,6 @@ def train_config(params: RunParams, *, checkpoint_minutes: float | None = None) 
         seed=params.seed,
         checkpoint_minutes=checkpoint_minutes,
     )
-
-
-def durable_dir(*, artifact_uri: str, request_id: str) -> str:
-    """Where a request's checkpoints and MLflow run id outlive its pods ("" when nowhere)."""
-    from model import storage
-
-    return storage.join(artifact_uri, request_id) if artifact_uri and request_id else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +116,7 @@ def run_train_step(
             mlflow_uri,
             events_dir,
             tags,
-            durable_dir(artifact_uri=artifact_uri, request_id=request_id or kfp_run_id),
+            durable.durable_dir(artifact_uri=artifact_uri, request_id=request_id or kfp_run_id),
             checkpoint_minutes,
         )
         if params.nodes > 1:
@@ -150,15 +144,15 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     uri = job.mlflow_uri if info.is_main else ""
     tracker = make_tracker(uri or None, experiment=registered_name(params.model))
-    durable = job.durable_dir or None
-    previous = _mlflow_run_id(out, durable)
+    durable_url = job.durable_dir or None
+    previous = durable.mlflow_run_id(out, durable_url)
     try:
         with tracker.start_run(
             run_name=f"ct {job.tags['kfp_run_id']}", tags=job.tags, run_id=previous
         ) as run:
             if info.is_main and run.run_id and run.run_id != previous:
-                _save_mlflow_run_id(out, durable, run.run_id)
-                _log_data_input(job.mlflow_uri, run.run_id, Path(job.data_dir))
+                durable.save_mlflow_run_id(out, durable_url, run.run_id)
+                durable.log_data_input(job.mlflow_uri, run.run_id, Path(job.data_dir))
             report = Reporter(job.events_dir, run)
             result = train(
                 train_config(params, checkpoint_minutes=job.checkpoint_minutes),
@@ -168,7 +162,7 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
                 out,
                 resume=True,  # from out/ or the durable copy, when either has a checkpoint
                 progress=report,
-                durable_url=f"{durable}/checkpoints/{CHECKPOINT_NAME}" if durable else None,
+                durable_url=f"{durable_url}/checkpoints/{CHECKPOINT_NAME}" if durable_url else None,
             )
             if info.is_main:
                 if result.resumed_from:
@@ -190,39 +184,6 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
         "loss_curve": job.loss_curve_path,
         "images_per_s": result.images_per_s,
     }
-
-
-def _mlflow_run_id(out: Path, durable: str | None) -> str | None:
-    """The MLflow run an earlier attempt of this request opened: local, else durable."""
-    from model import storage
-
-    local = _read_json(out / MLFLOW_RUN_FILE).get("run_id")
-    if local or not durable:
-        return str(local) if local else None
-    text = storage.read_text(f"{durable}/{MLFLOW_RUN_FILE}")
-    try:
-        data = json.loads(text) if text else {}
-    except json.JSONDecodeError:
-        return None
-    return str(data["run_id"]) if isinstance(data, dict) and data.get("run_id") else None
-
-
-def _log_data_input(mlflow_uri: str, run_id: str, data_dir: Path) -> None:
-    from pipeline.steps import snapshot
-
-    snap = snapshot.read(data_dir)
-    if snap is not None:
-        snapshot.log_snapshot(mlflow_uri=mlflow_uri, run_id=run_id, snap=snap)
-
-
-def _save_mlflow_run_id(out: Path, durable: str | None, run_id: str) -> None:
-    from model import storage
-
-    text = json.dumps({"run_id": run_id})
-    (out / MLFLOW_RUN_FILE).write_text(text)
-    if durable:
-        scratch = out / f".{MLFLOW_RUN_FILE}.upload"
-        storage.write_text(f"{durable}/{MLFLOW_RUN_FILE}", text, scratch=scratch)
 
 
 def _fit_drift_reference(data_dir: Path, bundle_dir: Path, seed: int) -> None:
@@ -301,7 +262,7 @@ def _torchrun(job: TrainJob, gpus: int) -> dict[str, Any]:
     code = subprocess.run(cmd, check=False).returncode
     if code != 0:
         raise TrainStepError(f"torchrun with {gpus} processes exited with code {code}")
-    return _read_json(out / RESULT_FILE)
+    return durable.read_json(out / RESULT_FILE)
 
 
 def _open_png(path: str) -> Any:
@@ -309,14 +270,6 @@ def _open_png(path: str) -> Any:
 
     with Image.open(path) as image:
         return image.copy()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
