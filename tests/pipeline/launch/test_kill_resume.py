@@ -20,10 +20,10 @@ from pipeline.ports import RunParams, RunStatus
 pytestmark = pytest.mark.slow
 
 IMAGE = "ganops-trainer:test"
-STEPS = 300
+STEPS = 150
 PARAMS = RunParams(steps=STEPS, synthetic_n=16, batch_size=2, image_size=32)
 REQUEST = "req-kill/1"  # a slash would nest keys: the durable key is made safe
-TIMEOUT_S = 480
+TIMEOUT_S = 600
 
 
 def _wait_final(launcher: LocalLauncher, run_id: str) -> RunStatus:
