@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 IMAGE = "ganops-trainer:test"
 STEPS = 150
+MIN_REACHED = 3
 PARAMS = RunParams(steps=STEPS, synthetic_n=16, batch_size=2, image_size=32)
 REQUEST = "req-kill/1"  # a slash would nest keys: the durable key is made safe
 TIMEOUT_S = 600
@@ -38,7 +39,8 @@ def _wait_final(launcher: LocalLauncher, run_id: str) -> RunStatus:
 
 def _kill_during_training(launcher: LocalLauncher, run_id: str, ckpt: Path) -> None:
     deadline = time.monotonic() + TIMEOUT_S
-    while not ckpt.is_file():
+    # Kill once a few steps are durable, so "resumed at the step reached" is not step 1 by luck.
+    while not ckpt.is_file() or int(load_checkpoint(ckpt)["step"]) < MIN_REACHED:
         assert time.monotonic() < deadline, "no durable checkpoint appeared"
         assert not launcher.status(run_id).final, launcher.status(run_id).error
         time.sleep(0.2)
@@ -60,7 +62,7 @@ def test_a_retry_with_fresh_folders_resumes_at_the_step_reached(tmp_path: Path) 
     _kill_during_training(first, run.run_id, key / "checkpoints" / "last.pt")
     assert first.status(run.run_id).state == "failed"
     reached = int(load_checkpoint(key / "checkpoints" / "last.pt")["step"])
-    assert 0 < reached < STEPS
+    assert MIN_REACHED <= reached < STEPS
     mlflow_run = json.loads((key / "mlflow_run.json").read_text())["run_id"]
 
     # The retry: the same request, nothing of the first attempt's folders.
