@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bot.cluster_settings import ClusterSettings, load_cluster_settings
 from bot.errors import ConfigError
 
 Transport = Literal["shell", "socket", "http"]
@@ -102,6 +103,8 @@ class Settings:
     run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S  # the run watcher cancels a run past it
     # `data=` prefixes anyone may use; `synthetic` always. Empty: only synthetic.
     data_allow: tuple[str, ...] = ()
+    # Kubeflow, object storage and GPU nodes (bot/cluster_settings.py).
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -164,6 +167,7 @@ def load_settings(
         max_epochs=_count(env, "GANOPS_MAX_EPOCHS", DEFAULT_MAX_EPOCHS),
         run_timeout_s=_duration(env, "GANOPS_RUN_TIMEOUT", "6h"),
         data_allow=_prefixes(env, "GANOPS_DATA_ALLOW"),
+        cluster=load_cluster_settings(env),
     )
 
 

@@ -74,7 +74,9 @@ class RunParams:
     steps: int | None = None
     lr: float | None = None
     batch_size: int | None = None
-    gpus: int = 0
+    gpus: int = 0  # per node
+    # > 1: training runs as a Kubeflow Trainer TrainJob across this many nodes (Kubeflow only).
+    nodes: int = 1
     image_size: int | None = None
     preset: str | None = None  # None: tiny without a GPU, full with one
     seed: int = 0
@@ -114,6 +116,9 @@ class RunResult:
     # name -> local path or MLflow artifact URI: "sample_grid", "loss_curve".
     artifacts: Mapping[str, str] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    # Links for people (GANOPS_MLFLOW_UI_URL); None where no MLflow UI is known.
+    mlflow_run_url: str | None = None
+    model_version_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,6 +22,7 @@ from kubernetes import client
 from pipeline.deploy import KubeTarget
 from pipeline.deploy.kubernetes import ANN_PREVIOUS, ANN_VERSION, KubernetesDeployer, rollout_state
 from pipeline.ports import DeployError, Served
+from tests.fakes.kmock_loop import close_emulator, open_emulator, serve_kmock
 from tests.fakes.slack import eventually
 
 NS, NAME, CONTAINER = "serving", "ganops-serve", "server"
@@ -119,11 +119,7 @@ class FakeCluster:
         )
 
     async def start(self) -> None:
-        self.handler = kmock.KubernetesEmulator()
-        await self.handler.__aenter__()
-        self.server = kmock.Server(self.handler)
-        await self.server.__aenter__()
-        self.url = str(self.server.url).rstrip("/")
+        self.handler, self.server, self.url = await open_emulator()
         self.handler.objects[KEY] = seed_deployment()
         self.handler[kmock.action.FETCH, DEPLOYMENTS, kmock.name(NAME)] << self._on_fetch
         self.handler[kmock.action.UPDATE, DEPLOYMENTS, kmock.name(NAME)] << self._on_patch
@@ -131,8 +127,7 @@ class FakeCluster:
 
     async def stop(self) -> None:
         self._controller.cancel()
-        await self.server.__aexit__(None, None, None)
-        await self.handler.__aexit__(None, None, None)
+        await close_emulator(self.handler, self.server)
 
     def _deny(self, verb: str) -> None:
         raise kmock.KubernetesError(
@@ -178,14 +173,8 @@ class FakeCluster:
 
 @pytest.fixture
 def cluster() -> Iterator[FakeCluster]:
-    fake = FakeCluster()
-    thread = threading.Thread(target=fake.loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(fake.start(), fake.loop).result(timeout=10)
-    yield fake
-    asyncio.run_coroutine_threadsafe(fake.stop(), fake.loop).result(timeout=10)
-    fake.loop.call_soon_threadsafe(fake.loop.stop)
-    thread.join(timeout=10)
+    with serve_kmock(FakeCluster()) as fake:
+        yield fake
 
 
 def make_deployer(cluster: FakeCluster, **kw: Any) -> KubernetesDeployer:
