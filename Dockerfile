@@ -5,7 +5,6 @@
 # Base images are pinned by tag and digest-free on purpose only where noted; bump them together.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
-ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
 
 # ---- wheels: build the project wheel once, shared by both targets ----------------------
 FROM ${PYTHON_IMAGE} AS wheels
@@ -18,30 +17,38 @@ COPY model ./model
 RUN python -m build --wheel --outdir /wheels .
 
 # ---- bot: the Slack bot, launcher and deployer clients; no torch ----------------------
+# mlflow-skinny only: set MLFLOW_TRACKING_URI to an MLflow server (the sqlite default needs
+# full mlflow). Default command: Socket Mode, with /healthz and /metrics on 8081 for probes;
+# `--http --port 3000` serves /slack/events (and those two) on 3000 instead.
 FROM ${PYTHON_IMAGE} AS bot
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN useradd --create-home --uid 10001 ganops
+COPY constraints.txt /tmp/constraints.txt
 COPY --from=wheels /wheels /wheels
-RUN pip install /wheels/*.whl && rm -rf /wheels
+RUN pip install -c /tmp/constraints.txt /wheels/*.whl && rm -rf /wheels /tmp/constraints.txt
 USER 10001
 ENV GANOPS_STATE_DIR=/home/ganops/state
 WORKDIR /home/ganops
-EXPOSE 3000
+EXPOSE 3000 8081
 ENTRYPOINT ["ganops", "bot"]
+CMD ["--health-port", "8081"]
 
 # ---- trainer: torch + CUDA; runs the pipeline steps and the model server --------------
-FROM ${CUDA_IMAGE} AS trainer
+# A slim Python base: PyPI's torch wheels bring their own CUDA and cuDNN (the nvidia-* wheels),
+# so a CUDA base image would only put a second copy under them. The host needs the driver only.
+FROM ${PYTHON_IMAGE} AS trainer
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    DEBIAN_FRONTEND=noninteractive VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.12 python3.12-venv ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
-    && python3.12 -m venv /opt/venv \
-    && useradd --create-home --uid 10001 ganops
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv && useradd --create-home --uid 10001 ganops
+COPY constraints.txt /tmp/constraints.txt
 COPY --from=wheels /wheels /wheels
-RUN pip install "$(ls /wheels/*.whl)[trainer]" && rm -rf /wheels
+RUN pip install -c /tmp/constraints.txt "$(ls /wheels/*.whl)[trainer]" \
+    && rm -rf /wheels /tmp/constraints.txt
 USER 10001
 WORKDIR /home/ganops
+# The default command serves the champion: `ganops serve` reads GANOPS_MODEL_URI and
+# GANOPS_SERVE_HOST (a pod must listen on all interfaces); set MLFLOW_TRACKING_URI for models:/.
+ENV GANOPS_MODEL_URI=models:/ganops-cut@champion GANOPS_SERVE_HOST=0.0.0.0
 EXPOSE 8080
 ENTRYPOINT ["ganops"]
 CMD ["serve", "--port", "8080"]

@@ -8,7 +8,10 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.ganops-installed
 export TMPDIR ?= /tmp
 
-.PHONY: setup prometheus demo test test-fast lint bench clean
+.PHONY: setup prometheus demo test test-fast lint bench clean images constraints
+
+REGISTRY ?= ghcr.io/example
+TAG ?= $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +42,18 @@ lint: setup
 
 bench: setup prometheus
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Both images from the one Dockerfile, tagged for REGISTRY (push them yourself; set the same
+# tag in GANOPS_IMAGE and the overlay's images:).
+images:
+	docker build --target bot -t $(REGISTRY)/ganops-bot:$(TAG) .
+	docker build --target trainer -t $(REGISTRY)/ganops-trainer:$(TAG) .
+
+# The pins the images install with, from this venv (all extras).
+constraints: setup
+	{ sed -n '1,/^#   make constraints/p' constraints.txt; \
+	  $(PIP) freeze --exclude-editable | grep -viE '^ganops(==| @)'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .ganops build *.egg-info .pytest_cache .mypy_cache .ruff_cache

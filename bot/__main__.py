@@ -14,9 +14,14 @@ import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot.errors import ConfigError
 from bot.settings import Settings, load_settings
+from model.logfmt import FORMATS, configure_logging
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger("ganops.bot")
 
@@ -28,10 +33,28 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ganops bot", description="Run the ganops Slack bot.")
-    p.add_argument("--http", action="store_true", help="serve Slack's HTTP requests")
-    p.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
+    p.add_argument(
+        "--http",
+        action="store_true",
+        help="serve Slack's HTTP requests at /slack/events, with /healthz and /metrics "
+        "(needs SLACK_SIGNING_SECRET; default: Socket Mode with tokens, else the shell)",
+    )
+    p.add_argument("--port", type=int, default=3000, help="HTTP port, 1..65535 (default 3000)")
     p.add_argument("--host", default="0.0.0.0", help="HTTP address (default 0.0.0.0)")
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help="Socket Mode: also serve /healthz and /metrics on this port, 0..65535 "
+        "(default: off; with --http they share --port)",
+    )
     p.add_argument("--user", default=None, help="shell adapter: who is typing (default alice)")
+    p.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text, or json: one object a line (default text; the shell logs to a file)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -45,9 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ganops: {exc}", file=sys.stderr)
         return 2
-    _logging(settings, args.verbose)
+    _logging(settings, args.verbose, args.log_format)
     try:
-        return _run(settings, args.user or "alice", args.host)
+        return _run(settings, args.user or "alice", args.host, args.health_port)
     except (OSError, sqlite3.Error) as exc:
         print(f"ganops: cannot use GANOPS_STATE_DIR={settings.state_dir}: {exc}", file=sys.stderr)
         return 2
@@ -55,32 +78,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _logging(settings: Settings, verbose: bool) -> None:
+def _logging(settings: Settings, verbose: bool, log_format: str = "text") -> None:
     # In the shell, the terminal is the chat: logs go to a file beside the state.
     level = logging.DEBUG if verbose else logging.INFO
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if settings.transport == "shell":
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         logging.basicConfig(level=level, format=fmt, filename=settings.state_dir / "bot.log")
+    elif log_format == "json":
+        configure_logging(fmt="json", level=level)
     else:
         logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
     if not verbose:  # every job run is an INFO line otherwise
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def _run(settings: Settings, user: str, host: str) -> int:
+def _run(settings: Settings, user: str, host: str, health_port: int | None = None) -> int:
     # A pod's SIGTERM stops the bot like Ctrl-C: jobs shut down, nothing is half-written.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, on_sigterm)
     if settings.transport == "shell":
         from bot.local.shell import run_shell
 
         return run_shell(settings, user, sys.stdin, sys.stdout)
+    from bot.services import build_services
+
+    return serve(settings, build_services(settings), host=host, health_port=health_port)
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(0)  # unwinds the transport's loop in the main thread, into `serve`'s finally
+
+
+def serve(
+    settings: Settings, services: Services, *, host: str, health_port: int | None = None
+) -> int:
+    """The bot on its transport until it is stopped. On the way out, a rollout in flight may
+    finish (up to `settings.shutdown_grace_s`): killed halfway, it would leave the served
+    version and the champion alias apart until the next start reconciles them."""
     from bot.app import create_app
     from bot.scheduler import build_jobs
-    from bot.services import build_services
     from bot.transports import HttpTransport, run_socket_mode
 
-    services = build_services(settings)
     app = create_app(settings, services)
     jobs = build_jobs(settings, services)
     jobs.start()
@@ -89,10 +127,31 @@ def _run(settings: Settings, user: str, host: str) -> int:
             assert settings.http_port is not None
             HttpTransport(app, settings.http_port, host).serve_forever()
         else:
+            if health_port is not None:  # the pod's probes and Prometheus
+                HttpTransport(None, health_port, host).start()
             run_socket_mode(app, settings)
     finally:
         jobs.shutdown(wait=False)
+        drain_rollouts(services, settings.shutdown_grace_s)
     return 0
+
+
+def drain_rollouts(services: Services, grace_s: float) -> None:
+    """Start no new rollout, wait for those in flight, and past `grace_s` exit at once."""
+    if services.approvals is None:
+        return
+    rollout = services.approvals.rollout
+    rollout.close()
+    busy = rollout.busy()
+    if busy:
+        log.warning("stopping: waiting up to %.0f s for %d rollout(s) in flight", grace_s, busy)
+    if rollout.wait_idle(grace_s):
+        return
+    # Exiting normally would join the deploy's thread past the bound; the next start
+    # reconciles what is left.
+    log.error("stopping with a rollout still in flight after %.0f s", grace_s)
+    logging.shutdown()
+    os._exit(3)
 
 
 if __name__ == "__main__":

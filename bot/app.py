@@ -18,6 +18,7 @@ from slack_sdk import WebClient
 
 from bot.errors import report_unexpected
 from bot.listeners import register_listeners
+from bot.metrics import METRICS
 from bot.services import Services, web_client
 from bot.settings import Settings
 
@@ -79,6 +80,11 @@ def create_app(
         context["services"] = services
         context["settings"] = settings
         next()
+
+    # Metrics (bot.metrics): commands as they arrive, failed Web API calls (per-request clients
+    # copy the app client's retry handlers), runs and approvals from the store at scrape time.
+    app.use(METRICS.count_command)
+    METRICS.watch_store(services.store.path)
 
     @app.error
     def handle_error(error: Exception, body: dict[str, Any], client: WebClient) -> None:

@@ -32,9 +32,20 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def version() -> str:
+    """The installed distribution's version (package metadata), or why there is none."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("ganops")
+    except PackageNotFoundError:
+        return "unknown (not installed; pip install -e .)"
+
+
 def _usage() -> str:
     width = max(len(n) for n in SUBCOMMANDS)
-    lines = ["usage: ganops <command> [args...]", "", "commands:"]
+    lines = ["usage: ganops [--version] <command> [args...]", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
     lines += ["", "Run 'ganops <command> --help' for a command's options."]
     return "\n".join(lines)
@@ -60,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in {"-h", "--help", "help"}:
         print(_usage())
+        return 0
+    if args[0] in {"-V", "--version"}:
+        print(f"ganops {version()}")
         return 0
     name, rest = args[0], args[1:]
     if name not in SUBCOMMANDS:

@@ -16,7 +16,7 @@ from pipeline.params import params_from_strings
 from pipeline.ports import InvalidParamsError, RunParams
 
 RETRAIN_USAGE = (
-    "/retrain [epochs=N] [lr=F] [model=cut|fastcut|cyclegan] [data=SOURCE] [gpus=N] [image_size=N] "
+    "/retrain [epochs=N] [lr=F] [model=cut|fastcut|cyclegan] [data=SOURCE] [gpus=N] [nodes=N] [image_size=N] "
     "[steps=N] [preset=tiny|full] [batch_size=N] [seed=N] [auto_deploy=true|false]\n"
     "  data: synthetic (default), a folder the trainer can read, or a URI (s3://, gs://, https://)\n"
     "  preset: tiny without a GPU, full with one, unless given\n"
@@ -35,6 +35,7 @@ RETRAIN_KEYS: tuple[str, ...] = (
     "model",
     "data",
     "gpus",
+    "nodes",
     "image_size",
     "steps",
     "preset",

@@ -25,6 +25,7 @@ from pipeline.ports import (
     RunParams,
     RunResult,
     RunStatus,
+    Served,
     UpstreamError,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "RunParams",
     "RunResult",
     "RunStatus",
+    "Served",
     "UpstreamError",
 ]
 
@@ -99,11 +101,18 @@ class DriftAlert:
     score: float
     features: Mapping[str, float] = field(default_factory=dict)  # feature -> its drift score
     active_since: float | None = None  # unix seconds, from ALERTS_FOR_STATE when known
+    # False: the version's score series is gone (server down, scrape failing). `score` and
+    # `features` then mean nothing, and `active_since` is when the silence began, if known.
+    has_data: bool = True
+    # False: GanInputDrift does not fire for it; it is reported only because its score went
+    # silent (GanDriftScoreAbsent, still held a while after the data is back). Opens nothing.
+    firing: bool = True
 
 
 class MetricsSource(Protocol):
     def firing_drift_alerts(self) -> list[DriftAlert]:
-        """The GanInputDrift alerts now firing.
+        """The GanInputDrift alerts now firing, and the versions whose drift score went
+        silent (GanDriftScoreAbsent), the latter with `has_data=False`.
 
         Raises:
             UpstreamError: Prometheus cannot be reached.

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.metrics import METRICS
 from bot.services import Services
 from bot.settings import Settings
 
@@ -58,7 +59,10 @@ def _logged(name: str, func: Callable[[], object]) -> Callable[[], None]:
         try:
             func()
         except Exception:
+            METRICS.jobs.labels(name, "error").inc()
             log.exception("background job %s failed; it runs again on its next tick", name)
+        else:
+            METRICS.jobs.labels(name, "ok").inc()
 
     return run
 
@@ -78,7 +82,15 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
     if book is not None:
         from bot.approvals.jobs import TICK_S, approval_tick
 
-        jobs.every("approvals", TICK_S, lambda: approval_tick(book, services.slack), first_in=1.0)
+        reconcile = _reconciler(settings, services)
+
+        def approvals() -> None:
+            # A rollout that a killed bot left half done is settled before anything else
+            # looks at approvals (the first tick would otherwise call it "interrupted").
+            reconcile()
+            approval_tick(book, services.slack)
+
+        jobs.every("approvals", TICK_S, approvals, first_in=1.0)
     if services.metrics is not None:
         from bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher
 
@@ -86,3 +98,13 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
         drift = DriftWatcher(AlarmBook(services.store), services.metrics, services.slack, config)
         jobs.every("drift-watch", settings.drift_interval_s, drift.tick, first_in=5.0)
     return jobs
+
+
+def _reconciler(settings: Settings, services: Services) -> Callable[[], object]:
+    """Start-up reconciliation of rollouts, run once on the first approvals tick."""
+    if services.approvals is None or services.deployer is None:
+        return lambda: None
+    from bot.approvals.recover import Reconciler, slack_notifier
+
+    notify = slack_notifier(services.slack, settings.channel)
+    return Reconciler(services.approvals, services.deployer, services.registry, notify=notify).once

@@ -24,12 +24,15 @@ from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.registry import MlflowRegistry
 from bot.approvals.book import ApprovalBook
+from bot.metrics import METRICS, SlackErrorCounter
 from bot.ports import Deployer, MetricsSource, ModelRegistry, PipelineLauncher
 from bot.runs.record import RunBook
 from bot.settings import Settings
 from bot.store import Store
 from pipeline.deploy import KubeTarget, make_deployer
 from pipeline.launch import make_launcher
+from pipeline.launch.kfp_client import KfpAccess
+from pipeline.placement import Placement
 
 log = logging.getLogger("ganops.bot")
 
@@ -78,7 +81,8 @@ def web_client(settings: Settings, *, token: str | None) -> WebClient:
         token=token,
         base_url=settings.slack_api_base,
         timeout=15,
-        retry_handlers=slack_retry_handlers(),
+        # The counter never retries: it counts each failed call by method for /metrics.
+        retry_handlers=[*slack_retry_handlers(), SlackErrorCounter(METRICS)],
     )
 
 
@@ -146,6 +150,21 @@ def group_members(slack: WebClient) -> Callable[[str], set[str]]:
 
 def _launcher_options(settings: Settings) -> dict[str, object]:
     """On Kubeflow, the pipeline's pods may need another MLflow URL than the bot's."""
-    if settings.kfp_host and settings.pipeline_mlflow_uri:
-        return {"pipeline_mlflow_uri": settings.pipeline_mlflow_uri}
-    return {}
+    cluster = settings.cluster
+    options: dict[str, object] = {"checkpoint_minutes": cluster.checkpoint_minutes}
+    if cluster.artifact_uri:
+        options["artifact_uri"] = cluster.artifact_uri
+    if cluster.mlflow_ui_url:
+        options["mlflow_ui_url"] = cluster.mlflow_ui_url
+    if settings.kfp_host:
+        options["access"] = KfpAccess(
+            namespace=cluster.kfp_namespace, token_path=cluster.kfp_token_path
+        )
+        if cluster.kfp_ui_url:
+            options["ui_host"] = cluster.kfp_ui_url
+        options["placement"] = Placement(
+            gpu_node_selector=cluster.gpu_node_selector, data_secret=cluster.data_secret
+        )
+        if settings.pipeline_mlflow_uri:
+            options["pipeline_mlflow_uri"] = settings.pipeline_mlflow_uri
+    return options

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bot.cluster_settings import ClusterSettings, load_cluster_settings
 from bot.errors import ConfigError
 
 Transport = Literal["shell", "socket", "http"]
@@ -91,6 +92,8 @@ class Settings:
     serving_container: str = "server"
     serving_image: str | None = None  # e.g. "registry/ganops-trainer:{version}"
     in_cluster: bool = False
+    # SIGTERM waits this long for an in-flight rollout; the pod's grace period must cover it.
+    shutdown_grace_s: float = 600.0
     # MLflow as the pipeline's pods reach it (in-cluster URL); None: the same as mlflow_uri.
     pipeline_mlflow_uri: str | None = None
     # Bounds on what anyone may ask of /retrain; past one, the request needs an approver.
@@ -100,6 +103,8 @@ class Settings:
     run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S  # the run watcher cancels a run past it
     # `data=` prefixes anyone may use; `synthetic` always. Empty: only synthetic.
     data_allow: tuple[str, ...] = ()
+    # Kubeflow, object storage and GPU nodes (bot/cluster_settings.py).
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -155,12 +160,14 @@ def load_settings(
         serving_container=_name(env, "GANOPS_SERVING_CONTAINER", "server"),
         serving_image=_get(env, "GANOPS_SERVING_IMAGE"),
         in_cluster=_get(env, "KUBERNETES_SERVICE_HOST") is not None,
+        shutdown_grace_s=_duration(env, "GANOPS_SHUTDOWN_GRACE", "600"),
         pipeline_mlflow_uri=_optional_url(env, "GANOPS_PIPELINE_MLFLOW_URI"),
         max_gpus=_count(env, "GANOPS_MAX_GPUS", DEFAULT_MAX_GPUS),
         max_steps=_count(env, "GANOPS_MAX_STEPS", DEFAULT_MAX_STEPS),
         max_epochs=_count(env, "GANOPS_MAX_EPOCHS", DEFAULT_MAX_EPOCHS),
         run_timeout_s=_duration(env, "GANOPS_RUN_TIMEOUT", "6h"),
         data_allow=_prefixes(env, "GANOPS_DATA_ALLOW"),
+        cluster=load_cluster_settings(env),
     )
 
 

@@ -98,6 +98,9 @@ class TrainConfig:
     compile: bool | None = None
     compile_mode: str = "default"
     checkpoint_every: int = 50
+    # Also checkpoint when this much time has passed since the last one (0: steps only), so a
+    # slow full-size run loses at most this much to a preempted node.
+    checkpoint_minutes: float = 10.0
     log_every: int = 10
     num_workers: int = 0
     # CPU threads for the run (None: torch's default, one per core). Tiny steps gain ~1.3x
@@ -220,6 +223,7 @@ def train_config(
     amp: bool = True,
     threads: int | None = None,
     checkpoint_every: int | None = None,
+    checkpoint_minutes: float | None = None,
 ) -> TrainConfig:
     """The one way to build a run's `TrainConfig`: the preset's network and training values,
     then every explicit value. None means "the preset's". Giving `epochs` drops the preset's
@@ -239,6 +243,7 @@ def train_config(
         "lr": lr,
         "batch_size": batch_size,
         "checkpoint_every": checkpoint_every,
+        "checkpoint_minutes": checkpoint_minutes,
     }
     chosen: dict[str, Any] = {
         **train_defaults(name),

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import distributed
+from model import distributed, storage
 from model.batches import Batches, TrainError, load_domain, load_size
 from model.bundle import save_bundle
 from model.checkpoint import (
@@ -28,9 +28,9 @@ from model.checkpoint import (
     load_checkpoint,
     restore_rng,
     rng_state,
-    save_checkpoint,
     to_checkpoint,
 )
+from model.checkpoint_writer import CheckpointWriter, cpu_copy
 from model.config import TrainConfig
 from model.data import dataset_digest
 from model.distributed import pick_device
@@ -59,6 +59,7 @@ class TrainResult:
     seconds: float
     images_per_s: float
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    resumed_from: int = 0  # the checkpoint's step when the run continued one
 
 
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
@@ -125,8 +126,10 @@ class TrainSession:
         tracker: Tracker,
         out_dir: Path,
         progress: Callable[[ProgressEvent], None] | None = None,
+        durable_url: str | None = None,
     ) -> None:
         self.cfg, self.data, self.device, self.out_dir = cfg, Path(data), device, Path(out_dir)
+        self.durable_url = durable_url
         self.dist = distributed.current()
         # Only rank 0 reports: the others would log the same run N times.
         self.tracker: Tracker = tracker if self.dist.is_main else NullTracker()
@@ -146,8 +149,13 @@ class TrainSession:
         )
 
     def resume(self) -> int:
-        """Load the last checkpoint, if any; returns the step to continue from."""
-        if not self.ckpt_path.is_file():
+        """Load the last checkpoint, if any; returns the step to continue from.
+
+        A fresh local folder (a retried pod) takes the durable copy, when there is one.
+        """
+        if not self.ckpt_path.is_file() and not (
+            self.durable_url and storage.download(self.durable_url, self.ckpt_path)
+        ):
             return 0
         try:
             ckpt = load_checkpoint(self.ckpt_path)
@@ -164,28 +172,38 @@ class TrainSession:
         return int(ckpt["step"])
 
     def checkpoint(self, step: int) -> None:
+        """Hand a CPU copy of the state to the writer thread and go on training."""
         if not self.dist.is_main:
             return
-        save_checkpoint(
-            self.ckpt_path,
-            {
-                "step": step,
-                "net": self.cfg.net.to_dict(),
-                "train": self.cfg.to_dict(),
-                "seed": self.cfg.seed,
-                "data_digest": self.digest,
-                **to_checkpoint(self.trainer.state_dict()),
-                "rng": rng_state(self.device),
-                "history": self.history,
-            },
-        )
+        state = {
+            "step": step,
+            "net": self.cfg.net.to_dict(),
+            "train": self.cfg.to_dict(),
+            "seed": self.cfg.seed,
+            "data_digest": self.digest,
+            **to_checkpoint(self.trainer.state_dict()),
+            "rng": rng_state(self.device),
+            "history": self.history,
+        }
+        self.writer.submit(cpu_copy(state))
 
     def run(self, resume: bool) -> TrainResult:
-        with _runtime(self.cfg, self.device):
-            return self._run(resume)
+        self.writer = CheckpointWriter(self.ckpt_path, self.durable_url)
+        try:
+            with _runtime(self.cfg, self.device):
+                return self._run(resume)
+        finally:
+            self.writer.close()
+
+    def _due(self, done: int, total: int, last_write: float) -> bool:
+        """Checkpoint every `checkpoint_every` steps, every `checkpoint_minutes`, and at the end."""
+        minutes = self.cfg.checkpoint_minutes
+        late = minutes > 0 and time.monotonic() - last_write >= minutes * 60
+        return done % self.cfg.checkpoint_every == 0 or done == total or late
 
     def _run(self, resume: bool) -> TrainResult:
         start = self.resume() if resume else 0
+        last_write = time.monotonic()
         total = self.batches.total_steps()
         if start == 0:
             self.tracker.log_params({"train": self.cfg.to_dict(), "data_digest": self.digest})
@@ -206,12 +224,13 @@ class TrainSession:
                 rate = self._rate(done - start, per_step, began, warm)
                 losses = {k: float(v) for k, v in raw.items()}
                 self._report(done, total, epoch, losses, elapsed, rate)
-            if done % self.cfg.checkpoint_every == 0 or done == total:
+            if self._due(done, total, last_write):
                 self.checkpoint(done)
+                last_write = time.monotonic()
+        self.writer.flush()  # the final checkpoint is on disk (and durable) before the bundle
         seconds = time.perf_counter() - began
-        return self._finish(
-            total, losses, seconds, self._rate(total - start, per_step, began, warm)
-        )
+        rate = self._rate(total - start, per_step, began, warm)
+        return self._finish(total, losses, seconds, rate, start)
 
     @staticmethod
     def _rate(steps: int, per_step: int, began: float, warm: float) -> float:
@@ -237,7 +256,7 @@ class TrainSession:
             self.progress(ProgressEvent(done, total, epoch, losses, elapsed, rate))
 
     def _finish(
-        self, total: int, losses: dict[str, float], seconds: float, rate: float
+        self, total: int, losses: dict[str, float], seconds: float, rate: float, start: int
     ) -> TrainResult:
         bundle_dir = self.out_dir / "bundle"
         if self.dist.is_main:
@@ -258,6 +277,7 @@ class TrainSession:
             seconds=seconds,
             images_per_s=rate,
             history=list(self.history),
+            resumed_from=start,
         )
 
 
@@ -269,6 +289,8 @@ def train(
     out_dir: Path,
     resume: bool = False,
     progress: Callable[[ProgressEvent], None] | None = None,
+    *,
+    durable_url: str | None = None,
 ) -> TrainResult:
     """Train `cfg.net.model` on the CycleGAN-layout folder `data`; write a bundle.
 
@@ -278,9 +300,12 @@ def train(
         device: picked once by the caller (`pick_device()`); under torchrun, the caller has
             joined the process group and the device is this process's GPU.
         tracker: where params and losses go; the caller has opened its run.
-        out_dir: checkpoints/last.pt (every `cfg.checkpoint_every` steps) and bundle/.
+        out_dir: checkpoints/last.pt (every `cfg.checkpoint_every` steps or
+            `cfg.checkpoint_minutes`, written by a background thread) and bundle/.
         resume: continue from out_dir's checkpoint (same step, optimizer and RNG state).
         progress: called on rank 0 every `cfg.log_every` steps and at the end.
+        durable_url: where each checkpoint is also written (any fsspec URL), and where a
+            resume with no local checkpoint reads it from.
 
     Returns:
         TrainResult; `bundle_dir` holds the generator, its config and the data digest.
@@ -289,4 +314,4 @@ def train(
         TrainError: unusable data, a batch the data cannot fill, or a foreign checkpoint.
         ValueError: a network config the factories reject.
     """
-    return TrainSession(cfg, data, device, tracker, out_dir, progress).run(resume)
+    return TrainSession(cfg, data, device, tracker, out_dir, progress, durable_url).run(resume)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from pipeline.params import known_keys, params_from_strings
+from pipeline.params import describe_keys, known_keys, params_from_strings
 from pipeline.ports import PIPELINE_STEPS, PipelineError, PipelineLauncher, RunStatus
 
 DEFAULT_IMAGE = "ganops-trainer:latest"
@@ -52,20 +52,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganops pipeline", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     comp = sub.add_parser("compile", help="write the pipeline YAML for Kubeflow")
-    comp.add_argument("-o", "--output", type=Path, default=Path("ct_pipeline.yaml"))
-    comp.add_argument("--image", help="the trainer image every step runs in")
-    run = sub.add_parser(
-        "run", help="launch a run and follow it", epilog="parameters: " + ", ".join(known_keys())
+    comp.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("ct_pipeline.yaml"),
+        help="where to write the YAML (default: %(default)s)",
     )
-    run.add_argument("params", nargs="*", metavar="key=value")
+    comp.add_argument(
+        "--image", help="the trainer image every step runs in (default: $GANOPS_IMAGE)"
+    )
+    run = sub.add_parser(
+        "run",
+        help="launch a run and follow it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="parameters (key=value, as /retrain takes them):\n" + "\n".join(describe_keys()),
+    )
+    run.add_argument("params", nargs="*", metavar="key=value", help="run parameters, see below")
     run.add_argument("--no-follow", action="store_true", help="print the run id and return")
     run.add_argument("--request-id", help="idempotency key (default: a new one)")
     status = sub.add_parser("status", help="show one run")
-    status.add_argument("run_id")
+    status.add_argument("run_id", help="the run's id (ganops pipeline list)")
     listing = sub.add_parser("list", help="recent runs")
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument(
+        "--limit", type=int, default=20, help="most runs to show, > 0 (default: %(default)s)"
+    )
     cancel = sub.add_parser("cancel", help="stop a run")
-    cancel.add_argument("run_id")
+    cancel.add_argument("run_id", help="the run's id (ganops pipeline list)")
     return parser
 
 

@@ -82,6 +82,7 @@ def train(
     lr: float,
     batch_size: int,
     gpus: int,
+    nodes: int,
     image_size: int,
     preset: str,
     seed: int,
@@ -93,6 +94,9 @@ def train(
     run_id: str,
     job_id: str,
     image: str,
+    artifact_uri: str,
+    request_id: str,
+    checkpoint_minutes: float,
     model: Output[Model],
     loss_curve: Output[Artifact],
 ) -> str:
@@ -110,6 +114,7 @@ def train(
         lr=lr,
         batch_size=batch_size,
         gpus=gpus,
+        nodes=nodes,
         image_size=image_size,
         preset=preset,
         seed=seed,
@@ -128,6 +133,9 @@ def train(
         events_dir=events_dir,
         kfp_run_id=run_id or job_id,
         image=image,
+        artifact_uri=artifact_uri,
+        request_id=request_id,
+        checkpoint_minutes=checkpoint_minutes,
     )
 
 

@@ -46,6 +46,7 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
         lr: float = 0.0,  # 0: the preset's
         batch_size: int = 0,  # 0: the preset's
         gpus: int = _D.gpus,
+        nodes: int = _D.nodes,  # > 1: a Kubeflow Trainer TrainJob on that many nodes
         image_size: int = 0,  # 0: the preset's size
         preset: str = "",  # "": tiny without GPUs, full with them
         seed: int = _D.seed,
@@ -55,6 +56,9 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
         mlflow_uri: str = "",
         events_dir: str = "",  # local runs only: where steps append progress events
         run_id: str = "",  # local runs only: the launcher's run id (KFP uses its own)
+        artifact_uri: str = "",  # GANOPS_ARTIFACT_URI: durable checkpoints ("": none)
+        request_id: str = "",  # the durable key ("": the KFP run id)
+        checkpoint_minutes: float = 10.0,  # GANOPS_CHECKPOINT_MINUTES
     ) -> None:
         job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         size: dict[str, Any] = {"image_size": image_size, "preset": preset, "gpus": gpus}
@@ -82,6 +86,7 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
                 steps=steps,
                 lr=lr,
                 batch_size=batch_size,
+                nodes=nodes,
                 seed=seed,
                 auto_deploy=auto_deploy,
                 min_score=min_score,
@@ -91,6 +96,9 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
                 run_id=run_id,
                 job_id=job_id,
                 image=image,
+                artifact_uri=artifact_uri,
+                request_id=request_id,
+                checkpoint_minutes=checkpoint_minutes,
                 **size,
             ).after(val)
             ev = c.evaluate(

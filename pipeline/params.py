@@ -27,6 +27,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "lr": (1e-7, 1.0),
     "batch_size": (1, 1024),
     "gpus": (0, 16),
+    "nodes": (1, 64),
     "image_size": (16, 1024),
     "seed": (0, 2**31 - 1),
     "min_score": (-1e9, 1e9),
@@ -41,6 +42,7 @@ _KEY_TYPES: dict[str, type] = {
     "steps": int,
     "batch_size": int,
     "gpus": int,
+    "nodes": int,
     "image_size": int,
     "seed": int,
     "synthetic_n": int,
@@ -112,6 +114,33 @@ def range_text(key: str) -> str:
     return f"{_fmt(low)}..{_fmt(high)}"
 
 
+def describe_keys() -> list[str]:
+    """One line per key: its type, accepted values or range, and default (for --help)."""
+    defaults = RunParams()
+    choices = {"model": MODELS, "preset": PRESETS}
+    unset = {"preset": "tiny without GPUs, full with", "synthetic_n": "the generator's"}
+    lines = []
+    for key, kind in _KEY_TYPES.items():
+        if key in choices:
+            accepted = "|".join(choices[key])
+        elif key in _RANGES:
+            low, high = _RANGES[key]
+            accepted = f"{kind.__name__} {_fmt(low)}..{_fmt(high)}"
+        elif key == "data":
+            accepted = f"synthetic or a URI ({', '.join(DATA_SCHEMES)})"
+        else:
+            accepted = kind.__name__
+        if key == "image_size":
+            accepted += ", a multiple of 4"
+        default = getattr(defaults, key)
+        if default is None:
+            shown = unset.get(key, "the preset's")
+        else:
+            shown = str(default).lower() if kind is bool else str(default)
+        lines.append(f"  {key:<12} {accepted}; default: {shown}")
+    return lines
+
+
 def _convert(key: str, raw: str, kind: type) -> Any:
     text = raw.strip()
     if text.lower() in {"none", "null", ""} and _optional(key):
@@ -176,10 +205,25 @@ def _fmt(value: float) -> str:
 # --- the pipeline's parameters (KFP has no optional ints: None travels as 0 or "") ---
 
 
+@dataclasses.dataclass(frozen=True)
+class RunStorage:
+    """Where a run keeps what must outlive its pods: from settings, keyed by the request."""
+
+    artifact_uri: str = ""  # GANOPS_ARTIFACT_URI ("": checkpoints stay on the task's output)
+    request_id: str = ""
+    checkpoint_minutes: float = 10.0  # GANOPS_CHECKPOINT_MINUTES
+
+
 def pipeline_arguments(
-    params: RunParams, mlflow_uri: str, events_dir: str = "", run_id: str = ""
+    params: RunParams,
+    mlflow_uri: str,
+    events_dir: str = "",
+    run_id: str = "",
+    *,
+    storage: RunStorage | None = None,
 ) -> dict[str, Any]:
     """The pipeline's parameters for validated `params` (None becomes the 0 / "" defaults)."""
+    storage = storage or RunStorage()
     return {
         "model": params.model,
         "data": params.data,
@@ -188,6 +232,7 @@ def pipeline_arguments(
         "lr": float(params.lr or 0.0),
         "batch_size": params.batch_size or 0,
         "gpus": params.gpus,
+        "nodes": params.nodes,
         "image_size": params.image_size or 0,
         "preset": params.preset or "",
         "seed": params.seed,
@@ -197,6 +242,9 @@ def pipeline_arguments(
         "mlflow_uri": mlflow_uri,
         "events_dir": events_dir,
         "run_id": run_id,
+        "artifact_uri": storage.artifact_uri,
+        "request_id": storage.request_id,
+        "checkpoint_minutes": float(storage.checkpoint_minutes),
     }
 
 

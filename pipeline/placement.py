@@ -2,6 +2,12 @@
 
 Kubernetes facts live here so that `ct_pipeline.py` reads as the pipeline's shape only.
 kfp.local ignores all of it (with a warning); Kubeflow turns it into the pod spec.
+
+The GPU count: tolerations, volumes and node selectors are fixed when the pipeline is
+compiled (a pod spec cannot branch on a runtime parameter), so the Kubeflow launcher compiles
+once per GPU count (`Placement.gpus`, known at launch) and a CPU run gets a plain pod. With
+`gpus=None` (`ganops pipeline compile`, the YAML uploaded for the UI) the request follows the
+`gpus` parameter and the GPU extras are always there: the uploaded pipeline is the GPU recipe.
 """
 
 from __future__ import annotations
@@ -14,6 +20,15 @@ if TYPE_CHECKING:  # kfp's authoring API is absent inside a running component
     from kfp.dsl import PipelineTask
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# Object-storage credentials, taken from the data Secret when it has them (all optional):
+# the AWS SDKs (s3fs) read these variables themselves, AWS_ENDPOINT_URL included.
+DATA_SECRET_KEYS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+)
 
 
 @dataclass(frozen=True)
@@ -35,37 +50,62 @@ class Placement:
     light_memory: str = "2Gi"
     # GPU node pools are usually tainted so that only GPU work lands there.
     tolerations: tuple[Toleration, ...] = field(default_factory=lambda: (Toleration(GPU_RESOURCE),))
-    # A retried train task resumes from the checkpoints on its output artifact.
+    # A retried train task resumes from the durable checkpoints (GANOPS_ARTIFACT_URI).
     train_retries: int = 2
+    # The GPU count known at compile time (None: the runtime `gpus` parameter; see above).
+    gpus: int | None = None
+    # NCCL moves tensors through /dev/shm; a container's default 64 MiB is far too small.
+    shm_size: str | None = "16Gi"
+    gpu_node_selector: tuple[str, str] | None = None  # GANOPS_GPU_NODE_SELECTOR
+    data_secret: str | None = None  # GANOPS_DATA_SECRET: env of every task
 
 
 DEFAULT_PLACEMENT = Placement()
 
 
 def place_on_gpus(task: PipelineTask, gpus: Any, placement: Placement = DEFAULT_PLACEMENT) -> None:
-    """Ask for `gpus` accelerators (an int or a pipeline parameter) and tolerate GPU taints."""
+    """The train task: `gpus` accelerators (`placement.gpus` when known at compile time, else
+    the pipeline parameter), and on GPUs the taint toleration, /dev/shm and node selector."""
     from kfp import kubernetes
 
-    task.set_accelerator_type(placement.accelerator_type)
-    task.set_accelerator_limit(gpus)
     task.set_cpu_request(placement.train_cpu)
     task.set_memory_request(placement.train_memory)
-    for tol in placement.tolerations:
-        kubernetes.add_toleration(
+    if placement.gpus is None or placement.gpus > 0:
+        task.set_accelerator_type(placement.accelerator_type)
+        task.set_accelerator_limit(gpus if placement.gpus is None else placement.gpus)
+        for tol in placement.tolerations:
+            kubernetes.add_toleration(
+                task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect
+            )
+        kubernetes.empty_dir_mount(
             task,
-            key=tol.key,
-            operator=tol.operator,
-            value=tol.value,
-            effect=tol.effect,
+            volume_name="dshm",
+            mount_path="/dev/shm",
+            medium="Memory",
+            size_limit=placement.shm_size,
         )
+        if placement.gpu_node_selector:
+            kubernetes.add_node_selector(task, *placement.gpu_node_selector)
     if placement.train_retries:
         task.set_retry(num_retries=placement.train_retries, backoff_duration="30s")
+    _credentials(task, placement)
 
 
 def place_light(task: PipelineTask, placement: Placement = DEFAULT_PLACEMENT) -> None:
     """Small CPU/memory requests for the bookkeeping steps."""
     task.set_cpu_request(placement.light_cpu)
     task.set_memory_request(placement.light_memory)
+    _credentials(task, placement)
+
+
+def _credentials(task: PipelineTask, placement: Placement) -> None:
+    # Every task: ingest reads the data, train writes checkpoints, and the MLflow steps may
+    # write artifacts to the same store. The values never pass through the bot.
+    if placement.data_secret:
+        from kfp import kubernetes
+
+        keys = {key: key for key in DATA_SECRET_KEYS}
+        kubernetes.use_secret_as_env(task, placement.data_secret, keys, optional=True)
 
 
 def torchrun_command(gpus: int, module: str, args: list[str]) -> list[str]:

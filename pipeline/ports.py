@@ -74,7 +74,9 @@ class RunParams:
     steps: int | None = None
     lr: float | None = None
     batch_size: int | None = None
-    gpus: int = 0
+    gpus: int = 0  # per node
+    # > 1: training runs as a Kubeflow Trainer TrainJob across this many nodes (Kubeflow only).
+    nodes: int = 1
     image_size: int | None = None
     preset: str | None = None  # None: tiny without a GPU, full with one
     seed: int = 0
@@ -114,6 +116,9 @@ class RunResult:
     # name -> local path or MLflow artifact URI: "sample_grid", "loss_curve".
     artifacts: Mapping[str, str] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    # Links for people (GANOPS_MLFLOW_UI_URL); None where no MLflow UI is known.
+    mlflow_run_url: str | None = None
+    model_version_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,16 @@ class DeployResult:
     message: str  # one human line: "rolled out 3/3 replicas in 12.4 s", or why it failed
 
 
+@dataclass(frozen=True)
+class Served:
+    """What the serving endpoint runs for a model, read from the endpoint itself."""
+
+    model: str
+    version: str
+    model_uri: str
+    settled: bool  # the rollout to `version` is complete: every replica updated and ready
+
+
 class Deployer(Protocol):
     """Rolls the serving endpoint to a model version. Implementations: Kubernetes, local."""
 
@@ -189,4 +204,13 @@ class Deployer(Protocol):
 
     def current(self, model: str) -> str | None:
         """The version now served, or None."""
+        ...
+
+    def served(self, model: str) -> Served | None:
+        """What is served for `model` and whether its rollout finished; None when nothing
+        of that model is served. The start-up reconciliation compares it with the registry.
+
+        Raises:
+            DeployError: the endpoint's state cannot be read.
+        """
         ...

@@ -7,6 +7,7 @@ behind). No torch, kfp or mlflow imports here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -94,6 +95,18 @@ def to_run_result(data: Mapping[str, Any] | None) -> RunResult | None:
     values.setdefault("registered_model", None)
     values.setdefault("version", None)
     return RunResult(**values)
+
+
+def with_links(result: RunResult | None, mlflow_ui_url: str | None) -> RunResult | None:
+    """`result` with its MLflow run and model-version pages under `mlflow_ui_url`."""
+    if result is None or not mlflow_ui_url:
+        return result
+    base = mlflow_ui_url.rstrip("/")
+    run_url = f"{base}/#/runs/{result.mlflow_run_id}" if result.mlflow_run_id else None
+    version_url = None
+    if result.registered_model and result.version:
+        version_url = f"{base}/#/models/{result.registered_model}/versions/{result.version}"
+    return dataclasses.replace(result, mlflow_run_url=run_url, model_version_url=version_url)
 
 
 def _json(text: str | None) -> dict[str, Any]:

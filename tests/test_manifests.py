@@ -7,6 +7,7 @@ Rendered with the real `kubectl kustomize`; the probe paths are checked against 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -107,6 +108,18 @@ def test_bot_secrets_come_by_reference(docs: list[dict[str, Any]]) -> None:
     assert not [d for d in docs if d["kind"] == "Secret"]
 
 
+def test_the_bot_pod_outlives_its_shutdown_grace(docs: list[dict[str, Any]]) -> None:
+    """SIGTERM waits GANOPS_SHUTDOWN_GRACE for a rollout; the kubelet must not SIGKILL first."""
+    from bot.settings import load_settings
+
+    bot = one(docs, "Deployment", "ganops-bot")
+    config = one(docs, "ConfigMap", "ganops-bot-config")["data"]
+    grace = load_settings({"GANOPS_SHUTDOWN_GRACE": config["GANOPS_SHUTDOWN_GRACE"]})
+    assert grace.shutdown_grace_s >= 600  # a rollout may take the whole progress deadline
+    pod_grace = bot["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert pod_grace >= grace.shutdown_grace_s + 30
+
+
 def test_prometheus_rule_matches_the_plain_rules_file(docs: list[dict[str, Any]]) -> None:
     rule = next(d for d in docs if d["kind"] == "PrometheusRule")
     plain = yaml.safe_load((REPO / "manifests" / "monitoring" / "rules.yaml").read_text())
@@ -153,3 +166,57 @@ def test_probe_paths_exist_in_the_real_server(server: str) -> None:
     for path in probes:
         with urllib.request.urlopen(server + path, timeout=10) as resp:
             assert resp.status == 200, path
+
+
+def test_the_operators_selector_labels_are_set_once_on_monitors_and_rules(
+    docs: list[dict[str, Any]],
+) -> None:
+    selected = [d for d in docs if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
+    assert {d["metadata"]["name"] for d in selected if d["kind"] == "ServiceMonitor"} == {
+        "ganops-serving",
+        "ganops-bot",
+    }
+    for doc in selected:
+        assert doc["metadata"]["labels"]["release"] == "kube-prometheus-stack", doc["kind"]
+    others = [d for d in docs if d not in selected]
+    assert not [d for d in others if "release" in d["metadata"].get("labels", {})]
+    # One place: no manifest but the component's transformer names the label.
+    setting = re.compile(r"^\s*release:", re.MULTILINE)  # a YAML key, not a comment
+    files = [p for p in (REPO / "manifests").rglob("*.yaml") if setting.search(p.read_text())]
+    assert [p.name for p in files] == ["selector-labels.yaml"]
+
+
+def test_grafana_sidecar_finds_the_dashboard(docs: list[dict[str, Any]]) -> None:
+    cm = one(docs, "ConfigMap", "ganops-grafana-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_serving_has_a_disruption_budget_and_an_autoscaler(docs: list[dict[str, Any]]) -> None:
+    serving = one(docs, "Deployment", "ganops-serving")
+    pod_labels = serving["spec"]["template"]["metadata"]["labels"]
+    pdb = one(docs, "PodDisruptionBudget", "ganops-serving")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    # A budget that allows no disruption at all would block every node drain.
+    assert pdb["spec"].get("maxUnavailable", 0) >= 1 or pdb["spec"]["minAvailable"] < 1
+    hpa = one(docs, "HorizontalPodAutoscaler", "ganops-serving")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "ganops-serving")
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    [container] = serving["spec"]["template"]["spec"]["containers"]
+    assert "cpu" in container["resources"]["requests"]  # utilisation needs a request
+
+
+def test_bot_probes_hit_its_health_port(docs: list[dict[str, Any]]) -> None:
+    bot = one(docs, "Deployment", "ganops-bot")
+    [container] = bot["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    args = container["args"]
+    assert str(ports["metrics"]) == args[args.index("--health-port") + 1]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+    service = one(docs, "Service", "ganops-bot")
+    monitor = one(docs, "ServiceMonitor", "ganops-bot")
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"metrics"}
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )

@@ -12,6 +12,7 @@ can post in the channel as it is.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -24,12 +25,14 @@ class PrometheusMetrics:
         url: str,
         *,
         alert: str = "GanInputDrift",
+        absent_alert: str = "GanDriftScoreAbsent",
         score_metric: str = "gan_input_drift_score",
         feature_metric: str = "gan_input_drift_feature_score",
         timeout_s: float = 5.0,
     ) -> None:
         self.url = url.rstrip("/")
         self.alert = alert
+        self.absent_alert = absent_alert
         self.score_metric = score_metric
         self.feature_metric = feature_metric
         self.timeout_s = timeout_s
@@ -59,26 +62,36 @@ class PrometheusMetrics:
 
     def firing_drift_alerts(self) -> list[DriftAlert]:
         firing = self._query(f'ALERTS{{alertname="{self.alert}",alertstate="firing"}}')
-        alerts = []
-        for item in firing:
-            labels = item.get("metric", {})
-            model, version = labels.get("model", ""), labels.get("version", "")
-            sel = f'model="{model}",version="{version}"'
-            scores = self._query(f"max({self.score_metric}{{{sel}}})")
-            features = self._query(f"max by (feature) ({self.feature_metric}{{{sel}}})")
-            since = self._query(f'ALERTS_FOR_STATE{{alertname="{self.alert}",{sel}}}')
-            alerts.append(
-                DriftAlert(
-                    model=model,
-                    version=version,
-                    score=float(scores[0]["value"][1]) if scores else 0.0,
-                    features={
-                        f["metric"].get("feature", "?"): float(f["value"][1]) for f in features
-                    },
-                    active_since=float(since[0]["value"][1]) if since else None,
-                )
-            )
-        return alerts
+        # Pending counts too: the silence starts at the first evaluation without a score,
+        # and keep_firing_for holds GanInputDrift until well after that.
+        silent = {_key(i): i for i in self._query(f'ALERTS{{alertname="{self.absent_alert}"}}')}
+        alerts = [self._drift_alert(*_key(item), firing=True) for item in firing]
+        for model, version in silent.keys() - {(a.model, a.version) for a in alerts}:
+            alerts.append(self._drift_alert(model, version, firing=False))
+        return [
+            a if a.has_data else replace(a, active_since=self._since(self.absent_alert, a))
+            for a in alerts
+        ]
+
+    def _drift_alert(self, model: str, version: str, *, firing: bool) -> DriftAlert:
+        sel = f'model="{model}",version="{version}"'
+        scores = self._query(f"max({self.score_metric}{{{sel}}})")
+        if not scores:  # kept firing (keep_firing_for) over a series that is gone
+            return DriftAlert(model, version, 0.0, has_data=False, firing=firing)
+        features = self._query(f"max by (feature) ({self.feature_metric}{{{sel}}})")
+        return DriftAlert(
+            model=model,
+            version=version,
+            score=float(scores[0]["value"][1]),
+            features={f["metric"].get("feature", "?"): float(f["value"][1]) for f in features},
+            active_since=self._since(self.alert, DriftAlert(model, version, 0.0)),
+            firing=firing,
+        )
+
+    def _since(self, alert: str, a: DriftAlert) -> float | None:
+        sel = f'alertname="{alert}",model="{a.model}",version="{a.version}"'
+        since = self._query(f"ALERTS_FOR_STATE{{{sel}}}")
+        return float(since[0]["value"][1]) if since else None
 
     def score_history(
         self, model: str, version: str, hours: float = 3.0
@@ -121,6 +134,11 @@ class PrometheusMetrics:
         else:
             why = _short(f"{type(exc).__name__}: {exc}")
         return f"Prometheus at {self.url} did not answer: {why}"
+
+
+def _key(item: dict[str, Any]) -> tuple[str, str]:
+    labels = item.get("metric", {})
+    return labels.get("model", ""), labels.get("version", "")
 
 
 def _duration(seconds: float) -> str:

@@ -6,6 +6,8 @@
 - `rollout`: what follows a decision (tags, deploy, aliases, audit);
 - `jobs`: the expiry job and the card updates that follow the store;
 - `rollback`: `/ganops rollback`; `admin`: `ganops approvals` in a terminal.
+- `reconcile` (pure) and `recover`: at start-up, a rollout a killed bot left half done is
+  finished or rolled back to the champion, audited and told.
 """
 
 from __future__ import annotations

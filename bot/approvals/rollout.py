@@ -7,10 +7,11 @@ and every result lands in the approvals row and the audit log.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bot.approvals import table
@@ -21,6 +22,7 @@ from model.registry import CHAMPION, PREVIOUS_CHAMPION
 log = logging.getLogger(__name__)
 
 SYSTEM = "ganops"  # the audit actor for what the bot does by itself
+STOPPING = "the bot is restarting; the rollout starts when it is back"
 
 
 class Rollout:
@@ -30,6 +32,9 @@ class Rollout:
         self.deployer = deployer
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._busy = 0  # deploys running now, for a SIGTERM that waits for them
+        self._idle = threading.Condition()
+        self._closed = False  # stopping: start no new rollout
 
     def tag_decision(self, a: Approval) -> None:
         """approved_by / approved_at / decision on the version (decided_by for rejections)."""
@@ -46,26 +51,80 @@ class Rollout:
 
     def deploy(self, a: Approval) -> DeployResult:
         """Roll out the approved version; on success move the aliases. Always recorded.
-        Deploys of one model run one at a time, whatever path approved them."""
-        started = time.monotonic()
-        with self._lock(a.model):
-            try:
-                result = self.deployer.deploy(a.model, a.version, a.model_uri)
-            except DeployError as exc:
-                result = _failed(a, str(exc), time.monotonic() - started)
-            except Exception as exc:  # the decision is committed: its outcome must be on record
-                log.exception("deploy of %s crashed", a.approval_id)
-                result = _failed(a, f"deploy crashed: {exc!r}", time.monotonic() - started)
-            aliases_moved = result.ok and self._move_aliases(a)
-        self._record(a, result, aliases_moved)
+        Deploys of one model run one at a time, whatever path approved them.
+
+        Once the bot is stopping, the approval stays in flight, unrecorded: the start-up
+        reconciliation of the next process rolls it out."""
+        with self._running() as allowed, self._lock(a.model):
+            if not allowed:
+                return _failed(a.version, STOPPING, 0)
+            result = self._deploy(a.model, a.version, a.model_uri, a.approval_id)
+            aliases_moved = result.ok and self.move_aliases(a)
+            self._record(a, result, aliases_moved)
         return result
+
+    def deploy_version(self, model: str, version: str, model_uri: str) -> DeployResult:
+        """Roll out a version with no approval behind it (start-up reconciliation putting the
+        champion back); moves no alias and records nothing: the caller audits it."""
+        with self._running() as allowed, self._lock(model):
+            if not allowed:
+                return _failed(version, STOPPING, 0)
+            return self._deploy(model, version, model_uri, f"{model} v{version}")
+
+    def adopt(self, a: Approval, model_uri: str, message: str) -> bool:
+        """A rollout that finished in a process killed before it recorded it: move the
+        aliases and record it as the deploy it was. True if the aliases moved."""
+        with self._running() as allowed, self._lock(a.model):
+            if not allowed:
+                return False
+            moved = self.move_aliases(a)
+            result = DeployResult(True, model_uri, a.version, None, False, 0.0, message)
+            self._record(a, result, moved)
+        return moved
+
+    def close(self) -> None:
+        """The process is stopping: deploys already running go on, no new one starts."""
+        with self._idle:
+            self._closed = True
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no deploy runs, at most `timeout_s`; True if none runs."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout=timeout_s)
+
+    def busy(self) -> int:
+        with self._idle:
+            return self._busy
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[bool]:
+        """Counts a deploy as in flight; yields False (and counts nothing) once closed."""
+        with self._idle:
+            allowed = not self._closed
+            self._busy += allowed
+        try:
+            yield allowed
+        finally:
+            with self._idle:
+                self._busy -= allowed
+                self._idle.notify_all()
+
+    def _deploy(self, model: str, version: str, model_uri: str, what: str) -> DeployResult:
+        started = time.monotonic()
+        try:
+            return self.deployer.deploy(model, version, model_uri)
+        except DeployError as exc:
+            return _failed(version, str(exc), time.monotonic() - started)
+        except Exception as exc:  # the decision is committed: its outcome must be on record
+            log.exception("deploy of %s crashed", what)
+            return _failed(version, f"deploy crashed: {exc!r}", time.monotonic() - started)
 
     def record_interrupted(self, a: Approval) -> None:
         message = (
             "the deploy was interrupted (the bot stopped before it finished); "
             "check /ganops status, and ask for a new deploy or a rollback"
         )
-        self._record(a, _failed(a, message, 0.0), False)
+        self._record(a, _failed(a.version, message, 0.0), False)
 
     def _record(self, a: Approval, result: DeployResult, aliases_moved: bool) -> None:
         with self.store.tx() as conn:
@@ -74,7 +133,7 @@ class Rollout:
             detail = {**_detail(result), "aliases_moved": aliases_moved}
             self.store.audit(SYSTEM, "deploy", a.approval_id, outcome, detail, conn=conn)
 
-    def _move_aliases(self, a: Approval) -> bool:
+    def move_aliases(self, a: Approval) -> bool:
         """champion -> the deployed version, previous_champion -> the old champion. A rollback
         moves them the same way, so a second rollback goes forward again."""
 
@@ -102,11 +161,11 @@ class Rollout:
             return self._locks.setdefault(model, threading.Lock())
 
 
-def _failed(a: Approval, message: str, seconds: float) -> DeployResult:
+def _failed(version: str, message: str, seconds: float) -> DeployResult:
     return DeployResult(
         ok=False,
         model_uri="",
-        version=a.version,
+        version=version,
         previous_version=None,
         rolled_back=False,
         seconds=seconds,

@@ -38,6 +38,7 @@ class AlarmView:
     snoozed_until: float | None = None
     acted_by: str | None = None  # who snoozed / ignored / retrained
     retrain_run_id: str | None = None
+    no_data_since: float | None = None  # the score stopped coming then; None while it comes
 
 
 def _hhmm(ts: float) -> str:
@@ -53,8 +54,12 @@ def moved_features(features: Mapping[str, float], limit: int = 4) -> list[tuple[
 def alarm_text(view: AlarmView) -> str:
     """The notification text (shown in notifications and by clients without blocks)."""
     what = escape(f"{view.model} v{view.version}")  # Prometheus labels: not ours
+    if view.state == "resolved" and view.no_data_since is not None:
+        return f"Closed without data: input drift on {what}"
     if view.state == "resolved":
         return f"Resolved: input drift on {what}"
+    if view.no_data_since is not None:
+        return f"Input drift on {what}: no data since {_hhmm(view.no_data_since)}"
     return f"Input drift on {what}: score {view.score:.2f} (&gt;1 is drift)"
 
 
@@ -65,17 +70,22 @@ def alarm_card(view: AlarmView) -> list[Block]:
         view.state, ":white_check_mark:"
     )
     title = "Input drift" if view.state != "resolved" else "Input drift resolved"
+    if view.state == "resolved" and view.no_data_since is not None:
+        title = "Input drift closed, no data"  # not "resolved": nobody saw the score fall
     moved = moved_features(view.features)
     feature_lines = (
         "\n".join(f"• {literal(name)} {score:.2f}" for name, score in moved) or "• (none)"
     )
+    score = f"{icon} {view.score:.2f} (peak {view.peak_score:.2f})"
+    if view.no_data_since is not None:
+        score = f":grey_question: no data since {_hhmm(view.no_data_since)} " + (
+            f"(last {view.score:.2f}, peak {view.peak_score:.2f})"
+        )
     blocks: list[Block] = [
         HeaderBlock(text=f"{title}: {escape(f'{view.model} v{view.version}')}"),
         SectionBlock(
             fields=[
-                MarkdownTextObject(
-                    text=f"*Score*\n{icon} {view.score:.2f} (peak {view.peak_score:.2f})"
-                ),
+                MarkdownTextObject(text=f"*Score*\n{score}"),
                 MarkdownTextObject(text=f"*Since*\n{_hhmm(view.opened_at)}"),
                 MarkdownTextObject(text=f"*Features that moved*\n{feature_lines}"),
                 MarkdownTextObject(text=f"*Episode*\n{literal(view.episode_id)}"),
@@ -91,8 +101,19 @@ def alarm_card(view: AlarmView) -> list[Block]:
 def _status_line(view: AlarmView) -> str:
     who = f" by {at(view.acted_by)}" if view.acted_by else ""
     parts: list[str] = []
-    if view.state == "resolved" and view.resolved_at is not None:
+    silent = view.no_data_since is not None
+    if view.state == "resolved" and view.resolved_at is not None and silent:
+        parts.append(
+            f"Closed at {_hhmm(view.resolved_at)} with no data since "
+            f"{_hhmm(view.no_data_since or 0)}: the score never came back, so drift is unknown."
+        )
+    elif view.state == "resolved" and view.resolved_at is not None:
         parts.append(f"Resolved at {_hhmm(view.resolved_at)}; the score is back under 1.")
+    elif silent:
+        parts.append(
+            f"No data since {_hhmm(view.no_data_since or 0)}: the drift score is not reported "
+            "(model server down or its scrape failing). This episode goes on when it is back."
+        )
     elif view.state == "snoozed" and view.snoozed_until is not None:
         parts.append(f"Snoozed{who} until {_hhmm(view.snoozed_until)}.")
     elif view.state == "ignored":

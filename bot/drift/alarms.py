@@ -41,6 +41,10 @@ _SCHEMA = (
        ON alarms(model, version) WHERE state != 'resolved'""",
 )
 
+# When the episode's drift score stopped coming (NULL while it comes): a column of its own,
+# added to stores made before it.
+_NO_DATA = ("ALTER TABLE alarms ADD COLUMN no_data_since REAL",)
+
 OPEN_STATES = ("firing", "snoozed", "ignored")
 
 
@@ -51,6 +55,7 @@ class AlarmBook:
         self.store = store
         self.clock = clock
         store.migrate("alarms", 1, _SCHEMA)
+        store.migrate("alarms.no_data", 1, _NO_DATA)
 
     def open_episodes(self) -> list[AlarmView]:
         with self.store.connect() as conn:
@@ -114,12 +119,36 @@ class AlarmBook:
         return view
 
     def update_score(self, episode_id: str, score: float, features: Mapping[str, float]) -> None:
-        with self.store.connect() as conn:
+        """A fresh reading; an episode that had no data continues (and says so once)."""
+        with self.store.tx() as conn:
+            cur = conn.execute(
+                "UPDATE alarms SET no_data_since=NULL WHERE episode_id=?"
+                " AND no_data_since IS NOT NULL",
+                (episode_id,),
+            )
+            if cur.rowcount == 1:
+                detail = {"score": score}
+                self.store.audit("ganops", "drift_alarm", episode_id, "data_back", detail, conn)
             conn.execute(
                 "UPDATE alarms SET score=?, peak_score=MAX(peak_score, ?), features=?,"
                 " updated_at=? WHERE episode_id=?",
                 (score, score, json.dumps(dict(features)), self.clock(), episode_id),
             )
+
+    def mark_no_data(self, episode_id: str, since: float | None = None) -> bool:
+        """The score stopped coming: the card keeps its last values and says "no data".
+        True the first time (until data comes back)."""
+        since = since if since is not None else self.clock()
+        with self.store.tx() as conn:
+            cur = conn.execute(
+                "UPDATE alarms SET no_data_since=? WHERE episode_id=? AND no_data_since IS NULL"
+                " AND state!='resolved'",
+                (since, episode_id),
+            )
+            if cur.rowcount == 1:
+                detail = {"since": since}
+                self.store.audit("ganops", "drift_alarm", episode_id, "no_data", detail, conn)
+        return cur.rowcount == 1
 
     def set_message(self, episode_id: str, channel: str, ts: str) -> None:
         with self.store.connect() as conn:
@@ -226,4 +255,5 @@ def _view(row: sqlite3.Row) -> AlarmView:
         snoozed_until=row["snoozed_until"],
         acted_by=row["acted_by"],
         retrain_run_id=row["retrain_run_id"],
+        no_data_since=row["no_data_since"],
     )

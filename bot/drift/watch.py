@@ -1,7 +1,9 @@
 """The drift watcher: polls Prometheus, and keeps one alarm card per model version and episode.
 
 An episode opens when GanInputDrift starts firing for (model, version) and closes when it
-stops. Its card is posted once, updated in place while it fires, and marked resolved when it
+stops. A version whose score series is gone (GanDriftScoreAbsent, or GanInputDrift kept firing
+over a missing series) is "no data" on its card, never "resolved": the episode stays open and
+goes on when the data comes back. Its card is posted once, updated in place while it fires, and marked resolved when it
 ends. Every fact lives in the `alarms` table (`bot.drift.alarms`), so a restarted bot finds the
 open episodes and keeps updating the same cards instead of posting new ones.
 
@@ -101,8 +103,10 @@ class DriftWatcher:
                 self._isolated(episode_id, partial(self._thread_note, episode_id, note))
         for view in self.book.open_episodes():
             alert = firing.pop((view.model, view.version), None)
-            self._isolated(view.episode_id, partial(self._follow, view, alert))
+            self._isolated(view.episode_id, partial(self._follow, view, alert, now))
         for alert in firing.values():
+            if not (alert.firing and alert.has_data):
+                continue  # a silence with no episode open: nothing to alarm about
             self._isolated(f"{alert.model} v{alert.version}", partial(self._open, alert))
 
     def _isolated(self, what: str, step: Callable[[], None]) -> None:
@@ -113,15 +117,19 @@ class DriftWatcher:
         except Exception:
             log.exception("drift alarm %s failed; retrying next tick", what)
 
-    def _follow(self, view: AlarmView, alert: DriftAlert | None) -> None:
+    def _follow(self, view: AlarmView, alert: DriftAlert | None, now: float) -> None:
         if alert is None:
             if self.book.resolve(view.episode_id):
                 self.render(view.episode_id)
             return
-        if alert.features:
-            self.book.update_score(view.episode_id, alert.score, alert.features)
-        # else: the alert still fires but its series went stale (a server restarting);
-        # the card keeps the last values it had rather than showing a score of 0.
+        if alert.has_data:
+            # Data again after a silence: the same episode and card go on.
+            features = alert.features or view.features
+            self.book.update_score(view.episode_id, alert.score, features)
+        else:
+            # The series is gone (server down, scrape failing): "no data", not "back
+            # under 1". The card keeps its last values; the episode stays open.
+            self.book.mark_no_data(view.episode_id, alert.active_since or now)
         self.render(view.episode_id)
 
     def _open(self, alert: DriftAlert) -> None:

@@ -1,7 +1,7 @@
 """Every listener module exports `register(app)`; `register_listeners` gathers them.
 
 Listeners find their ports in the Bolt context, put there by `bot.app.create_app`:
-`bot.context.services_of(context)` and `settings_of(context)`.
+`bot.listeners.context.services_of(context)` and `settings_of(context)`.
 """
 
 from __future__ import annotations

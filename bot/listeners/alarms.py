@@ -17,9 +17,9 @@ from slack_sdk import WebClient
 
 from bot.blocks.alarms import alarm_thread_note
 from bot.blocks.ops import concurrent_text, refusal_text, upstream_text
-from bot.context import policy_of, services_of, settings_of
 from bot.drift.watch import AlarmBook, render_card
 from bot.errors import ConcurrentRunError, UpstreamError, guarded
+from bot.listeners.context import policy_of, services_of, settings_of
 from bot.policy import Action, audit_refusal
 from bot.ports import RunParams
 from bot.runs.start import start_run

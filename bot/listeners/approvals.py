@@ -19,8 +19,8 @@ from slack_sdk import WebClient
 
 from bot.approvals.jobs import show_decision, update_card
 from bot.blocks.approvals import DECISION_ACTIONS
-from bot.context import services_of, settings_of
 from bot.errors import guarded
+from bot.listeners.context import services_of, settings_of
 from bot.listeners.home import publish_home
 from bot.ports import Approval
 

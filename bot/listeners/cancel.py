@@ -13,8 +13,8 @@ from slack_sdk import WebClient
 
 from bot.blocks.ops import upstream_text
 from bot.blocks.runs import CANCEL_ACTION
-from bot.context import policy_of, services_of
 from bot.errors import UpstreamError, guarded
+from bot.listeners.context import policy_of, services_of
 from bot.runs.cancel import cancel_run
 
 

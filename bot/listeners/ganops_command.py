@@ -31,8 +31,8 @@ from bot.blocks.ops import (
     usage_blocks,
     usage_text,
 )
-from bot.context import policy_of, services_of, settings_of
 from bot.errors import UpstreamError, UsageError, guarded
+from bot.listeners.context import policy_of, services_of, settings_of
 from bot.parsing import GANOPS_USAGE, GanopsCommand, parse_count, parse_ganops
 from bot.policy import Policy, audit_refusal
 from bot.runs.cancel import cancel_run

@@ -16,9 +16,9 @@ from slack_sdk import WebClient
 
 from bot.blocks.home import LIST_LIMIT, HomeView, ModelStanding, home_view
 from bot.blocks.runs import RunView
-from bot.context import services_of
 from bot.drift.alarms import AlarmBook
 from bot.errors import UpstreamError, guarded
+from bot.listeners.context import services_of
 from bot.runs.start import view_of
 from bot.services import Services
 from model.registry import CHALLENGER, CHAMPION

@@ -23,8 +23,8 @@ from bot.blocks.ops import (
     usage_blocks,
     usage_text,
 )
-from bot.context import policy_of, services_of
 from bot.errors import ConcurrentRunError, UpstreamError, UsageError, guarded
+from bot.listeners.context import policy_of, services_of
 from bot.parsing import parse_retrain, request_id_for
 from bot.policy import audit_refusal
 from bot.runs.delivery import ChannelUnusableError

@@ -17,8 +17,8 @@ from slack_sdk import WebClient
 
 from bot.blocks.modal import RETRAIN_MODAL, ModalOrigin, retrain_modal, submitted_fields
 from bot.blocks.ops import concurrent_text, upstream_text
-from bot.context import services_of
 from bot.errors import ConcurrentRunError, InvalidParamsError, UpstreamError, guarded
+from bot.listeners.context import services_of
 from bot.parsing import parse_retrain_fields, request_id_for, retrain_text
 from bot.runs.start import start_run
 

@@ -191,14 +191,18 @@ class _Demo:
             champion = self._require_champion(None)
             self.say(f"bootstrap done: champion is v{champion.version}")
             return
+        # Nothing serves after the last demo stopped its server: the bot's start-up
+        # reconciliation puts the champion back, so the demo only waits for it.
         self.say(f"Champion v{champion.version} exists from an earlier demo: serving it again.")
         deployer = self.services.deployer
         if deployer is None:
             raise DemoError("no deployer is configured")
-        result = deployer.deploy(MODEL, champion.version, champion.uri)
-        if not result.ok:
-            raise DemoError(f"could not serve champion v{champion.version}: {result.message}")
-        self.say(result.message)
+        deadline = time.monotonic() + 300.0
+        while deployer.current(MODEL) != champion.version:
+            if time.monotonic() > deadline:
+                raise DemoError(f"champion v{champion.version} is not served (see the channel)")
+            time.sleep(0.5)
+        self.say(f"v{champion.version} serves again")
 
     def retrain(self) -> str:
         before = self.services.registry.get_alias(MODEL, CHAMPION)

@@ -60,12 +60,15 @@ def terminate(process: subprocess.Popen[Any], timeout: float = 10.0) -> int:
 
 
 def rules_with_for(src: Path, dst: Path, duration: str = "5s") -> Path:
-    """Copy the rules file `src` to `dst` with every alerting rule's `for:` set to `duration`."""
+    """Copy the rules file `src` to `dst` with every alerting rule's `for:` (and
+    `keep_firing_for:`, where set) set to `duration`."""
     doc = yaml.safe_load(src.read_text())
     for group in doc["groups"]:
         for rule in group["rules"]:
             if "alert" in rule:
                 rule["for"] = duration
+            if "keep_firing_for" in rule:
+                rule["keep_firing_for"] = duration
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(yaml.safe_dump(doc, sort_keys=False))
     return dst

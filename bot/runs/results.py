@@ -74,6 +74,8 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
         gate_passed=result.gate_passed,
         gate_reason=result.gate_reason,
         data_uri=str(row.params.get("data") or "") or None,
+        mlflow_run_url=result.mlflow_run_url,
+        model_version_url=result.model_version_url,
     )
     blocks = results_card(view, approval_id)
     key = f"{row.run_id}:card"

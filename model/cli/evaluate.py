@@ -22,11 +22,26 @@ def _evaluate_parser() -> Parser:
     p = Parser(prog="ganops evaluate", description="Score a model (and a champion) on data.")
     p.add_argument("data", type=Path, help="CycleGAN-layout folder with testA/ and testB/")
     p.add_argument("--model-uri", required=True, help="bundle dir, checkpoint or models:/ URI")
-    p.add_argument("--champion-uri", help="compare against this model on the same inputs")
-    p.add_argument("--tracking-uri", help="MLflow store for models:/ URIs")
-    p.add_argument("--num-images", type=positive(int), default=EvalConfig.num_images)
-    p.add_argument("--seed", type=int, default=EvalConfig.seed)
-    p.add_argument("--out", type=Path, help="write metrics.json, sample_grid.png, report.md")
+    p.add_argument(
+        "--champion-uri", help="compare against this model on the same inputs (default: none)"
+    )
+    p.add_argument(
+        "--tracking-uri", help="MLflow store for models:/ URIs (default: $MLFLOW_TRACKING_URI)"
+    )
+    p.add_argument(
+        "--num-images",
+        type=positive(int),
+        default=EvalConfig.num_images,
+        help="test images to score, > 0 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=EvalConfig.seed, help="sampling seed (default: %(default)s)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="write metrics.json, sample_grid.png, report.md here (default: print only)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -67,7 +82,9 @@ def _stylize_parser() -> Parser:
     p.add_argument("in_dir", type=Path, help="folder of images")
     p.add_argument("out_dir", type=Path, help="where the stylized images go, same names")
     p.add_argument("--model-uri", required=True, help="bundle dir, checkpoint or models:/ URI")
-    p.add_argument("--tracking-uri", help="MLflow store for models:/ URIs")
+    p.add_argument(
+        "--tracking-uri", help="MLflow store for models:/ URIs (default: $MLFLOW_TRACKING_URI)"
+    )
     return p
 
 
@@ -98,7 +115,12 @@ def validate_main(argv: Sequence[str] | None = None) -> int:
 
     p = Parser(prog="ganops validate", description="Check a data set before training.")
     p.add_argument("data", type=Path, help="CycleGAN-layout folder")
-    p.add_argument("--image-size", type=positive(int), default=PRESETS["tiny"].image_size)
+    p.add_argument(
+        "--image-size",
+        type=positive(int),
+        default=PRESETS["tiny"].image_size,
+        help="the size images are checked at, > 0 (default: %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     try:
         args = p.parse_args(argv)

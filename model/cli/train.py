@@ -7,37 +7,82 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.cli.args import Parser, UsageError, fail, positive
-from model.config import MODEL_NAMES, PRESETS
+from model.config import MODEL_NAMES, PRESETS, TRAIN_PRESETS, TrainConfig
 
 # --- train --------------------------------------------------------------------------------
 
 
+def _by_preset(key: str) -> str:
+    """`tiny 5e-4, full 2e-4`: a training default as each preset sets it."""
+    return ", ".join(f"{name} {TRAIN_PRESETS[name][key]}" for name in TRAIN_PRESETS)
+
+
 def _train_parser() -> Parser:
+    sizes = ", ".join(f"{name} {net.image_size}" for name, net in PRESETS.items())
+    d = TrainConfig()
     p = Parser(prog="ganops train", description="Train the style-transfer GAN.")
+    add = p.add_argument
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("data", nargs="?", type=Path, help="CycleGAN-layout folder (trainA/...)")
     src.add_argument("--synthetic", action="store_true", help="generate the synthetic data set")
-    p.add_argument("--model", choices=MODEL_NAMES, default="cut")
-    p.add_argument("--preset", choices=(*PRESETS, "auto"), default="auto",
-                   help="network sizes; auto: full on a GPU, tiny on CPU")  # fmt: skip
+    add("--model", choices=MODEL_NAMES, default="cut", help="architecture (default: %(default)s)")
+    add(
+        "--preset",
+        choices=(*PRESETS, "auto"),
+        default="auto",
+        help="network sizes; auto: full on a GPU, tiny on CPU (default: %(default)s)",
+    )
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=positive(int))
-    length.add_argument("--steps", type=positive(int))
-    p.add_argument("--lr", type=positive(float))
-    p.add_argument("--batch-size", type=positive(int))
-    p.add_argument("--image-size", type=positive(int))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
-    p.add_argument("--out", type=Path, default=Path(".ganops/train"), help="output folder")
-    p.add_argument("--checkpoint-every", type=positive(int))
-    p.add_argument("--no-amp", action="store_true", help="train in fp32 even where bf16 is fast")
-    p.add_argument("--threads", type=positive(int), help="CPU threads (default: all cores)")
-    p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, or none)")
-    p.add_argument("--experiment", default="ganops")
-    p.add_argument("--register", metavar="NAME", help="register the model under NAME")
-    p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    return p
+    length.add_argument(
+        "--epochs",
+        type=positive(int),
+        help=f"passes over the data, > 0 (default: the preset's: {_by_preset('epochs')})",
+    )
+    length.add_argument(
+        "--steps",
+        type=positive(int),
+        help="optimiser steps, > 0; instead of --epochs (default: by epochs)",
+    )
+    add(
+        "--lr",
+        type=positive(float),
+        help=f"learning rate, > 0 (default: the preset's: {_by_preset('lr')})",
+    )
+    add(
+        "--batch-size",
+        type=positive(int),
+        help=f"images per step, > 0 (default: the preset's: {_by_preset('batch_size')})",
+    )
+    add(
+        "--image-size",
+        type=positive(int),
+        help=f"training resolution in px, > 0, a multiple of 4 (default: the preset's: {sizes})",
+    )
+    add("--seed", type=int, default=d.seed, help="random seed, any integer (default: %(default)s)")
+    add("--resume", action="store_true", help="continue from OUT's checkpoint")
+    add(
+        "--out",
+        type=Path,
+        default=Path(".ganops/train"),
+        help="output folder (default: %(default)s)",
+    )
+    add(
+        "--checkpoint-every",
+        type=positive(int),
+        help=f"steps between checkpoints, > 0 (default: {d.checkpoint_every})",
+    )
+    add("--no-amp", action="store_true", help="train in fp32 even where bf16 is fast")
+    add("--threads", type=positive(int), help="CPU threads, > 0 (default: all cores)")
+    add("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, or none)")
+    add("--experiment", default="ganops", help="MLflow experiment name (default: %(default)s)")
+    add(
+        "--register",
+        metavar="NAME",
+        help="register the model under NAME (default: no registration)",
+    )
+    add("--no-eval", action="store_true", help="skip the evaluation after training")
+    add("--quiet", action="store_true", help="no progress lines")
+    return p  # fmt: skip
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:

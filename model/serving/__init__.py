@@ -1,6 +1,8 @@
 """The model server: `predictor` (decode, forward, encode; no HTTP), `drift_monitor` (the
-sliding window behind `gan_input_drift_score`), `metrics` (Prometheus), `http` (the endpoints)
-and `server` (`ganops serve`: arguments, loading, signals). `config` holds `ServeConfig`.
+sliding window behind `gan_input_drift_score`) and `drift_worker` (its thread), `metrics`
+(Prometheus), `protocol` (v1 and Open Inference Protocol v2 bodies), `app` (the Starlette
+endpoints), `http` (uvicorn, in-flight slots, worker threads) and `server` (`ganops serve`:
+arguments, loading, signals). `config` holds `ServeConfig`.
 
 Nothing is imported here, so reading the config does not load torch.
 """

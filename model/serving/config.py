@@ -18,6 +18,12 @@ class ServeConfig:
     device: str = "auto"
     tracking_uri: str | None = None
     drift_reference: Path | None = None
+    max_inflight: int = 8  # requests decoding / running / encoding at once; more get 503
+    deadline: float = 30.0  # seconds from the request's headers to its answer; then 504
+    # Pixels per request, summed over the batch (decoded float32 RGB takes 12 bytes a pixel).
+    max_pixels: int = 4096 * 4096
+    drift_queue: int = 64  # image batches waiting for drift evaluation; more are dropped
+    log_format: str = "text"
 
 
 __all__ = ["ServeConfig"]

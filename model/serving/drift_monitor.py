@@ -4,6 +4,7 @@ calibrated `model.drift.DriftReference` every few images."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -34,6 +35,9 @@ class DriftMonitor:
         self._flushing = 0  # images whose features are being computed
         self._lock = threading.Lock()
         self.last = self._kernel.empty(0.0)
+        # Set by `model.serving.drift_worker.DriftWorker`: images then go to its queue, and
+        # features and tests run on its thread rather than in the request.
+        self.offload: Callable[[np.ndarray], None] | None = None
 
     @property
     def count(self) -> int:
@@ -46,8 +50,15 @@ class DriftMonitor:
 
     def add_images(self, images: np.ndarray) -> DriftScore | None:
         """Queue HxWx3 or NxHxWx3 images in [0, 1]. Returns a new score when this call ran an
-        evaluation, else None."""
+        evaluation, else None (always None while offloaded)."""
         batch = images[None] if images.ndim == 3 else images
+        if self.offload is not None:
+            self.offload(batch)
+            return None
+        return self.add_images_now(batch)
+
+    def add_images_now(self, batch: np.ndarray) -> DriftScore | None:
+        """`add_images` on the caller's thread, whatever `offload` says."""
         with self._lock:
             self._pending.append(batch)
             self._pending_count += len(batch)

@@ -34,6 +34,20 @@ class ServingMetrics:
         self.batch = Histogram(
             "gan_batch_size", "Images per stylize request.", buckets=BATCH_BUCKETS, registry=reg
         )
+        self.rejected = Counter(
+            "gan_requests_rejected_total",
+            "Requests refused with 503 because --max-inflight requests were in flight.",
+            registry=reg,
+        )
+        self.timeouts = Counter(
+            "gan_request_timeouts_total", "Requests answered 504 at the deadline.", registry=reg
+        )
+        self.inflight = Gauge("gan_inflight_requests", "Requests in flight.", registry=reg)
+        self.drift_dropped = Counter(
+            "gan_drift_dropped_total",
+            "Image batches left out of drift monitoring because its queue was full.",
+            registry=reg,
+        )
         labels = ["model", "version"]
         self.info = Gauge("gan_model_info", "The served model (value 1).", labels, registry=reg)
         self.drift = Gauge(

@@ -7,13 +7,20 @@ Endpoints:
     `--max-batch`) -> `{"images": ["<base64 PNG>", ...]}`, in the same order, one forward pass.
   Inputs are resized to the model's square input size. Bad input gets a 4xx with
   `{"error": "..."}`: empty body 400, not an image / truncated 400, bad JSON 400, body over
-  `--max-bytes` or too many images 413, no Content-Length 411, an unsupported format 415.
-  Before the model is loaded: 503.
+  `--max-bytes`, too many images or more than `--max-pixels` in all 413, no Content-Length
+  411, an unsupported format 415. Before the model is loaded: 503.
+- The Open Inference Protocol v2 (KServe, Triton), for the model `ganops-<model>`:
+  `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2/models/{name}` (metadata),
+  `GET /v2/models/{name}/ready`, `POST /v2/models/{name}/infer` with one `BYTES` input of base64
+  PNG/JPEG strings, answered with one `BYTES` output alike. Another name: 404.
+- Bounds: at most `--max-inflight` stylize/infer requests at once (more: 503 with
+  `Retry-After`), each answered within `--deadline` seconds (else 504).
 - `GET /healthz`: 200 while the process runs. `GET /readyz`: 200 only once the model is loaded
   (503 while loading and while shutting down).
 - `GET /metrics`: Prometheus exposition (`model.serving.metrics`).
 
-The model loads in a background thread, so /healthz answers at once; a model that fails to load
+Forward passes run on worker threads, off the event loop; drift features and tests run on a
+thread of their own behind a bounded queue. The model loads in a background thread, so /healthz answers at once; a model that fails to load
 stops the server with exit code 1 and one line saying why. SIGTERM stops accepting, lets
 in-flight requests finish (up to 10 s) and exits 0.
 """
@@ -30,17 +37,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from model.asgi_server import bind
 from model.cli.args import Parser, UsageError, fail, positive, tracking_uri_from
+from model.logfmt import FORMATS, configure_logging
 from model.serving.config import ServeConfig
-from model.serving.http import GanServer, Handler, ServerState
+from model.serving.http import GanServer, ServerState
 from model.serving.predictor import Predictor
+
+DEFAULTS = ServeConfig(model_uri="")
 
 
 def make_server(config: ServeConfig, state: ServerState | None = None) -> GanServer:
-    """Bind the HTTP server (port 0: any free port); call `serve_forever()` to run it."""
-    server = GanServer((config.host, config.port), Handler)
-    server.state = state or ServerState(config)
-    return server
+    """Bind the HTTP server (port 0: any free port); call `serve_forever()` to run it.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    from model.serving.app import create_app
+
+    state = state or ServerState(config)
+    return GanServer(create_app(state), bind(config.host, config.port), state)
 
 
 def load_predictor(config: ServeConfig) -> Predictor:
@@ -67,24 +83,100 @@ def load_predictor(config: ServeConfig) -> Predictor:
     return predictor
 
 
+def build_parser(env: Mapping[str, str]) -> Parser:
+    """`--model-uri` defaults to GANOPS_MODEL_URI, so a container image can serve with no
+    arguments."""
+    d = DEFAULTS
+    parser = Parser(prog="ganops serve", description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add(
+        "--model-uri",
+        default=env.get("GANOPS_MODEL_URI"),
+        help="bundle dir, checkpoint or models:/ganops-MODEL@ALIAS (default: $GANOPS_MODEL_URI)",
+    )
+    add(
+        "--port",
+        type=int,
+        default=d.port,
+        help="TCP port, 0..65535; 0 picks a free one (default: %(default)s)",
+    )
+    add(
+        "--host",
+        default=env.get("GANOPS_SERVE_HOST", d.host),
+        help="address to bind; 0.0.0.0 in a container (default: $GANOPS_SERVE_HOST or %(default)s)",
+    )
+    add(
+        "--window",
+        type=positive(int),
+        help="drift window in images, > 0; recalibrates the threshold (default: the reference's)",
+    )
+    add(
+        "--max-bytes",
+        type=positive(int),
+        default=d.max_bytes,
+        help="largest request body in bytes, > 0 (default: %(default)s)",
+    )
+    add(
+        "--max-batch",
+        type=positive(int),
+        default=d.max_batch,
+        help="most images per request, > 0 (default: %(default)s)",
+    )
+    add(
+        "--max-pixels",
+        type=positive(int),
+        default=d.max_pixels,
+        help="most pixels per request, summed over the batch, > 0 (default: %(default)s)",
+    )
+    add(
+        "--max-inflight",
+        type=positive(int),
+        default=d.max_inflight,
+        help="requests in flight at once, > 0; more get 503 + Retry-After (default: %(default)s)",
+    )
+    add(
+        "--deadline",
+        type=positive(float),
+        default=d.deadline,
+        help="seconds a request may take, > 0; then 504 (default: %(default)s)",
+    )
+    add(
+        "--drift-every",
+        type=positive(int),
+        default=d.drift_every,
+        help="images between drift evaluations, > 0 (default: %(default)s)",
+    )
+    add(
+        "--drift-queue",
+        type=positive(int),
+        default=d.drift_queue,
+        help="batches waiting for drift evaluation, > 0; more are dropped (default: %(default)s)",
+    )
+    add("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    add("--tracking-uri", help="MLflow URI for models:/ (default: $MLFLOW_TRACKING_URI)")
+    add(
+        "--drift-reference",
+        type=Path,
+        help="drift reference JSON overriding the bundle's (default: the bundle's)",
+    )
+    add(
+        "--log-format",
+        choices=FORMATS,
+        default=d.log_format,
+        help="text or json, one object a line (default: %(default)s)",
+    )
+    return parser
+
+
 def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeConfig:
     """The CLI's config. Raises model.errors.UsageError on bad arguments."""
-    parser = Parser(prog="ganops serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--model-uri", required=True, help="bundle dir, checkpoint or models:/")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--window", type=positive(int), help="drift window (recalibrates)")
-    parser.add_argument("--max-bytes", type=positive(int), default=ServeConfig.max_bytes)
-    parser.add_argument("--max-batch", type=positive(int), default=ServeConfig.max_batch)
-    parser.add_argument("--drift-every", type=positive(int), default=ServeConfig.drift_every)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--tracking-uri", help="MLflow URI for models:/ (default: MLFLOW_TRACKING_URI)"
-    )
-    parser.add_argument("--drift-reference", type=Path, help="drift reference JSON override")
-    args = parser.parse_args(list(argv))
+    args = build_parser(env).parse_args(list(argv))
+    if not args.model_uri:
+        raise UsageError("--model-uri is required (or set GANOPS_MODEL_URI)")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0..65535, got {args.port}")
     args.tracking_uri = tracking_uri_from(args.tracking_uri, env)
-    return ServeConfig(**{k: v for k, v in vars(args).items() if v is not None})
+    return ServeConfig(**{k: v for k, v in vars(args).items() if v is not None})  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
     except UsageError as exc:
         return fail("serve", str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(fmt=config.log_format)
+    # uvicorn's start/stop lines would follow our one-line failure reason, which a deployer
+    # reads from the log's end; ours say the same (listening, ready).
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     try:
         server = make_server(config)
     except OSError as exc:
@@ -107,8 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     def stop(*_: Any) -> None:
-        state.stopping = True
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        server.stop()  # uvicorn stops accepting and lets in-flight requests finish
 
     def load() -> None:
         try:
@@ -127,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=load, name="load-model", daemon=True).start()
-    server.serve_forever(poll_interval=0.2)
-    state.wait_idle(timeout=10.0)
+    server.serve_forever()
+    state.wait_idle(timeout=10.0)  # work already on the worker threads
     server.server_close()
     return 1 if failed.is_set() else 0

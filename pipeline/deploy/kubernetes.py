@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from pipeline.deploy.target import KubeTarget
-from pipeline.ports import DeployError, DeployResult
+from pipeline.ports import DeployError, DeployResult, Served
 
 ANN_MODEL = "ganops.io/model"
 ANN_VERSION = "ganops.io/model-version"
@@ -63,6 +63,22 @@ class KubernetesDeployer:
         if annotations.get(ANN_MODEL) not in (None, model):
             return None
         return annotations.get(ANN_VERSION)
+
+    def served(self, model: str) -> Served | None:
+        """Read from the pod template, not only the Deployment's annotations: a bot killed
+        between its patch and the end of the rollout leaves a template that the controller
+        is still rolling (or has given up on), and that is what pods run."""
+        dep = self._read()
+        if _annotations(dep).get(ANN_MODEL) not in (None, model):
+            return None
+        template = dep.get("spec", {}).get("template", {})
+        pod_annotations = (template.get("metadata") or {}).get("annotations") or {}
+        version = pod_annotations.get(ANN_VERSION) or _annotations(dep).get(ANN_VERSION)
+        if version is None:
+            return None
+        generation = int(dep.get("metadata", {}).get("generation") or 0)
+        settled = rollout_state(dep, generation).done
+        return Served(model, str(version), self._uri_in(template), settled=settled)
 
     def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
         started = self.clock()

@@ -5,7 +5,9 @@ A deploy starts the new version on a fresh port and switches only once its /read
 old one keeps serving: that is the local rollback. Servers run in their own session, so they
 outlive a bot restart; `<state_dir>/serving/current.json` records pid, port and version, and a
 restarted bot re-adopts the server if the pid is alive and /healthz answers.
-`serving/targets.json` is a Prometheus file_sd list that follows the current port.
+`serving/targets.json` is a Prometheus file_sd list that follows the current port;
+`serving/starting.json` names a server not yet ready, so that the next deploy stops it if
+the deployer that started it was killed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline import procs
-from pipeline.ports import DeployResult
+from pipeline.ports import DeployResult, Served
+
+STARTING = "starting.json"  # the server a deploy is waiting for, until it is ready or dropped
 
 
 def default_server_cmd() -> list[str]:
@@ -79,19 +83,30 @@ class LocalDeployer:
     # --- the Deployer protocol ------------------------------------------------------------
 
     def current(self, model: str) -> str | None:
+        served = self.served(model)
+        return served.version if served is not None else None
+
+    def served(self, model: str) -> Served | None:
+        # current.json is written only once the new server is ready, so a recorded server
+        # that answers /healthz has finished its rollout.
         record = self.serving()
-        return record.version if record is not None and record.model == model else None
+        if record is None or record.model != model:
+            return None
+        return Served(model, record.version, record.model_uri, settled=True)
 
     def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
         started = self.clock()
         with self._lock, self._file_lock():
+            self._stop_orphan()
             old = self.serving()
             port = _free_port(self.host)
             log_path = self.dir / f"{model}-v{version}-{port}.log"
             pid = self._start(model_uri, port, log_path)
+            _write_json(self.dir / STARTING, {"pid": pid, "proc_start": procs.start_time(pid)})
             why = self._wait_ready(pid, f"http://{self.host}:{port}")
             if why is not None:
                 procs.stop_group(pid, self.stop_timeout_s)
+                (self.dir / STARTING).unlink(missing_ok=True)
                 return self._kept_old(version, old, why, log_path, started)
             record = ServerRecord(
                 model,
@@ -105,6 +120,7 @@ class LocalDeployer:
                 procs.start_time(pid),
             )
             self._save(record)
+            (self.dir / STARTING).unlink(missing_ok=True)
             if old is not None:
                 procs.stop_group(old.pid, self.stop_timeout_s)
         seconds = self.clock() - started
@@ -137,6 +153,18 @@ class LocalDeployer:
                 (self.dir / name).unlink(missing_ok=True)
 
     # --- processes ------------------------------------------------------------------------
+
+    def _stop_orphan(self) -> None:
+        """A server whose deploy never finished: its deployer was killed while waiting for
+        it (the lock is ours now, so nobody else is). It would hold a port and memory."""
+        try:
+            data = json.loads((self.dir / STARTING).read_text())
+        except (OSError, ValueError):
+            return
+        pid, proc_start = data.get("pid"), data.get("proc_start")
+        if isinstance(pid, int) and procs.alive(pid, proc_start):
+            procs.stop_group(pid, self.stop_timeout_s)
+        (self.dir / STARTING).unlink(missing_ok=True)
 
     def _start(self, model_uri: str, port: int, log_path: Path) -> int:
         values = {"model_uri": model_uri, "port": str(port), "host": self.host}

@@ -8,16 +8,18 @@ mapping lives in our `pipeline_runs` table, claimed before the run is submitted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any, cast
 
+from pipeline.launch.kfp_client import KfpAccess, make_kfp_client
 from pipeline.launch.runstore import RunRow, RunStore, claim_request, row_to_status
 from pipeline.params import validate_params
+from pipeline.placement import DEFAULT_PLACEMENT, Placement
 from pipeline.ports import (
     LaunchResult,
     RunParams,
@@ -26,7 +28,7 @@ from pipeline.ports import (
     UnknownRunError,
     UpstreamError,
 )
-from pipeline.results import to_run_result
+from pipeline.results import to_run_result, with_links
 
 PENDING_POLL_S = 0.5
 
@@ -49,6 +51,11 @@ class KubeflowLauncher:
         pending_wait_s: float = 30.0,
         client_factory: Any = None,
         pipeline_mlflow_uri: str | None = None,
+        artifact_uri: str | None = None,
+        checkpoint_minutes: float = 10.0,
+        placement: Placement = DEFAULT_PLACEMENT,
+        access: KfpAccess | None = None,
+        mlflow_ui_url: str | None = None,
     ) -> None:
         """`mlflow_uri` is where this process reads results; the pipeline's pods get
         `pipeline_mlflow_uri` when given (an in-cluster service URL), else the same URI."""
@@ -62,6 +69,11 @@ class KubeflowLauncher:
         self.ui_host = (ui_host or self.host).rstrip("/")
         self.pending_wait_s = pending_wait_s
         self.store = RunStore(self.state_dir)
+        self.artifact_uri = artifact_uri or ""
+        self.checkpoint_minutes = checkpoint_minutes
+        self.placement = placement
+        self.access = access or KfpAccess()
+        self.mlflow_ui_url = mlflow_ui_url
         self._factory = client_factory
         self._client: Any = None
         self._lock = threading.Lock()
@@ -77,11 +89,7 @@ class KubeflowLauncher:
     def _make_client(self) -> Any:
         if self._factory is not None:
             return self._factory(self.host)
-        import kfp
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP >= 2.0.0b2"
-            return kfp.Client(host=self.host, ui_host=self.ui_host)
+        return make_kfp_client(self.host, self.ui_host, self.access)
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a client call; any failure becomes one UpstreamError line. KFP prints links
@@ -99,15 +107,17 @@ class KubeflowLauncher:
                 f"Kubeflow Pipelines at {self.host}: cannot {what}: {first}"
             ) from None
 
-    def package(self) -> Path:
-        """The compiled pipeline for our image, compiled once per image."""
+    def package(self, gpus: int) -> Path:
+        """The compiled pipeline for our image and a run on `gpus` GPUs: a pod spec cannot
+        depend on a runtime parameter, so each GPU count gets its own (cached) compile."""
         from pipeline.ct_pipeline import compile_pipeline
 
-        tag = hashlib.sha256(self.image.encode()).hexdigest()[:12]
+        placement = dataclasses.replace(self.placement, gpus=gpus)
+        tag = hashlib.sha256(f"{self.image}|{placement!r}".encode()).hexdigest()[:12]
         path = self.state_dir / "kfp" / f"ct_pipeline-{tag}.yaml"
         if not path.exists():
             tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.yaml")
-            compile_pipeline(tmp, self.image)
+            compile_pipeline(tmp, self.image, placement)
             tmp.replace(path)
         return path
 
@@ -135,9 +145,12 @@ class KubeflowLauncher:
     def status(self, run_id: str) -> RunStatus:
         row = self.store.get(run_id)
         if row is not None and row.final:
-            return row_to_status(row)
+            return self._linked(row_to_status(row))
         run = self._call("get run " + run_id, self.client().get_run, run_id)
         return self._to_status(run, row)
+
+    def _linked(self, status: RunStatus) -> RunStatus:
+        return dataclasses.replace(status, result=with_links(status.result, self.mlflow_ui_url))
 
     def cancel(self, run_id: str) -> None:
         row = self.store.get(run_id)
@@ -150,35 +163,46 @@ class KubeflowLauncher:
 
     def list_runs(self, limit: int = 20) -> list[RunStatus]:
         client = self.client()
-        experiment = self._call("find the experiment", client.create_experiment, self.experiment)
+        experiment = self._call(
+            "find the experiment",
+            client.create_experiment,
+            self.experiment,
+            namespace=self.access.namespace,
+        )
         listed = self._call(
             "list runs",
             client.list_runs,
             page_size=limit,
             sort_by="created_at desc",
             experiment_id=experiment.experiment_id,
+            namespace=self.access.namespace,
         )
         out = []
         for run in listed.runs or []:
             row = self.store.get(run.run_id)
             out.append(
-                row_to_status(row) if row is not None and row.final else self._to_status(run, row)
+                self._linked(row_to_status(row))
+                if row is not None and row.final
+                else self._to_status(run, row)
             )
         return out
 
     # --- internals -----------------------------------------------------------------
 
     def _submit(self, params: RunParams, request_id: str) -> LaunchResult:
-        from pipeline.params import pipeline_arguments
+        from pipeline.params import RunStorage, pipeline_arguments
+
+        storage = RunStorage(self.artifact_uri, request_id, self.checkpoint_minutes)
 
         try:
             result = self._call(
                 "create a run",
                 self.client().create_run_from_pipeline_package,
-                str(self.package()),
-                arguments=pipeline_arguments(params, self.pipeline_mlflow_uri),
+                str(self.package(params.gpus)),
+                arguments=pipeline_arguments(params, self.pipeline_mlflow_uri, storage=storage),
                 run_name=run_name(params.model, request_id),
                 experiment_name=self.experiment,
+                namespace=self.access.namespace,
                 enable_caching=False,
             )
         except BaseException:
@@ -232,7 +256,7 @@ class KubeflowLauncher:
         if row is not None:
             self._store_status(row, fields, result)
         fields["state"] = cast(RunState, fields["state"])
-        return RunStatus(result=to_run_result(result), **fields)
+        return RunStatus(result=with_links(to_run_result(result), self.mlflow_ui_url), **fields)
 
     def _store_status(self, row: RunRow, fields: dict[str, Any], result: Any) -> None:
         keys = (

@@ -27,6 +27,7 @@ from pipeline.ports import (
     UnknownRunError,
     UpstreamError,
 )
+from pipeline.results import with_links
 
 LOCAL_IMAGE = "ganops-trainer:local"
 WORKER_LOG = "worker.log"
@@ -46,7 +47,12 @@ class LocalLauncher:
         max_active_per_model: int | None = 1,
         python: str = sys.executable,
         spawn_grace_s: float = 60.0,
+        artifact_uri: str | None = None,
+        checkpoint_minutes: float = 10.0,
+        mlflow_ui_url: str | None = None,
     ) -> None:
+        """`artifact_uri` keeps each request's checkpoints (default: `state_dir/artifacts`),
+        so a retry of a killed run resumes wherever its outputs went."""
         self.state_dir = Path(state_dir).resolve()
         self.mlflow_uri = mlflow_uri
         self.image = image or LOCAL_IMAGE
@@ -54,6 +60,9 @@ class LocalLauncher:
         self.python = python
         self.spawn_grace_s = spawn_grace_s
         self.store = RunStore(self.state_dir)
+        self.artifact_uri = artifact_uri or str(self.state_dir / "artifacts")
+        self.checkpoint_minutes = checkpoint_minutes
+        self.mlflow_ui_url = mlflow_ui_url
 
     def run_dir(self, run_id: str) -> Path:
         return self.state_dir / "runs" / run_id
@@ -76,7 +85,8 @@ class LocalLauncher:
         return LaunchResult(run_id=row.run_id, url=None, created=created)
 
     def status(self, run_id: str) -> RunStatus:
-        return row_to_status(self._fresh(run_id))
+        status = row_to_status(self._fresh(run_id))
+        return dataclasses.replace(status, result=with_links(status.result, self.mlflow_ui_url))
 
     def cancel(self, run_id: str) -> None:
         row = self._fresh(run_id)
@@ -90,7 +100,7 @@ class LocalLauncher:
 
     def list_runs(self, limit: int = 20) -> list[RunStatus]:
         rows = self.store.recent(limit, backend=self.backend)
-        return [row_to_status(self._fresh(r.run_id)) for r in rows if r.run_id]
+        return [self.status(r.run_id) for r in rows if r.run_id]
 
     # --- internals -----------------------------------------------------------------
 
@@ -132,6 +142,10 @@ class LocalLauncher:
             self.mlflow_uri,
             "--image",
             self.image,
+            "--artifact-uri",
+            self.artifact_uri,
+            "--checkpoint-minutes",
+            str(self.checkpoint_minutes),
         ]
         try:
             pid = procs.spawn(argv, self.run_dir(run_id) / WORKER_LOG, self.state_dir, _env())
@@ -146,6 +160,8 @@ class LocalLauncher:
 def _local_data(params: RunParams) -> RunParams:
     """A local run reads folders of this machine: check now, and make the path absolute
     (the worker runs elsewhere)."""
+    if params.nodes > 1:
+        raise InvalidParamsError("nodes > 1 runs on Kubeflow Trainer: set KFP_HOST")
     data = params.data
     if data == "synthetic" or ("://" in data and not data.startswith("file://")):
         return params

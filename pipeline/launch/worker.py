@@ -21,6 +21,7 @@ from typing import Any
 from pipeline import procs
 from pipeline.events import Progress, error_text, fold, read_events
 from pipeline.launch.runstore import RunStore
+from pipeline.params import RunStorage
 from pipeline.ports import RunParams
 
 POLL_S = 0.5
@@ -97,7 +98,13 @@ class EventTail(threading.Thread):
 
 
 def run_pipeline(
-    params: RunParams, run_dir: Path, mlflow_uri: str, image: str, run_id: str
+    params: RunParams,
+    run_dir: Path,
+    mlflow_uri: str,
+    image: str,
+    run_id: str,
+    *,
+    storage: RunStorage | None = None,
 ) -> str | None:
     """Run the whole pipeline in this process's kfp.local session.
 
@@ -115,7 +122,7 @@ def run_pipeline(
         workspace_root=str(run_dir / "workspace"),
         raise_on_error=True,  # the exit handler still runs; the error names the failed task
     )
-    args = pipeline_arguments(params, mlflow_uri, str(run_dir / "events"), run_id)
+    args = pipeline_arguments(params, mlflow_uri, str(run_dir / "events"), run_id, storage=storage)
     # No task retries here: a local failure is deterministic, not a preempted GPU node.
     placement = dataclasses.replace(DEFAULT_PLACEMENT, train_retries=0)
     try:
@@ -134,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--mlflow-uri", default="")
     parser.add_argument("--image", default="ganops-trainer:local")
+    parser.add_argument("--artifact-uri", default="")
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
     args = parser.parse_args(argv)
     store = RunStore(args.state_dir)
     row = store.get(args.run_id)
@@ -149,7 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     crash = task = None
     try:
         params = RunParams(**row.params)
-        task = run_pipeline(params, run_dir, args.mlflow_uri, args.image, args.run_id)
+        storage = RunStorage(args.artifact_uri, row.request_id, args.checkpoint_minutes)
+        task = run_pipeline(
+            params, run_dir, args.mlflow_uri, args.image, args.run_id, storage=storage
+        )
     except Exception as exc:  # the run fails; the worker must still record why
         crash = f"the local runner failed: {error_text(exc)}"
         print(crash, flush=True)

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.events import step_scope
+from pipeline.steps import snapshot
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 # fsspec protocol -> the package that implements it (not installed in the slim images).
@@ -43,7 +44,8 @@ def ingest(
         else:
             _local(Path(source.removeprefix("file://")), out)
         digest = dataset_digest(out)
-        facts.update(data_digest=digest, source=source)
+        snap = snapshot.record(source=source, data_dir=out, digest=digest)
+        facts.update(data_digest=digest, source=source, files=snap["files"])
         print(f"ingest: {source} -> {out} ({digest})", flush=True)
         return digest
 

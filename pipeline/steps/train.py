@@ -1,8 +1,10 @@
 """The train step: `model.train.train` on the ingested data, with progress for the launcher.
 
 With gpus > 1 the step re-runs itself under torchrun (`python -m pipeline.steps.train --job
-FILE`), one process per GPU; rank 0 reports. Checkpoints live on the step's Model artifact,
-so a retried task resumes where the last one stopped, in the same MLflow run.
+FILE`), one process per GPU; rank 0 reports. Checkpoints go to the step's Model artifact and,
+when the run has an artifact URI, to `<artifact_uri>/<request id>/` with the MLflow run id:
+on Kubeflow a retried pod starts with empty output folders (and a killed pod uploads
+nothing), so the durable copy is what lets it resume at the step reached, in the same run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from model.registry import registered_name
 from pipeline.events import ProgressThrottle, step_scope
 from pipeline.placement import torchrun_command
 from pipeline.ports import RunParams
+from pipeline.steps import durable
+from pipeline.steps.job import TrainJob
+from pipeline.steps.trainjob import node_job, upload_outputs
 
 if TYPE_CHECKING:
     from model.config import TrainConfig
@@ -28,7 +33,7 @@ if TYPE_CHECKING:
     from model.tracking import Tracker
     from model.train import ProgressEvent
 
-JOB_FILE, RESULT_FILE, MLFLOW_RUN_FILE = "train_job.json", "train_result.json", "mlflow_run.json"
+JOB_FILE, RESULT_FILE = "train_job.json", "train_result.json"
 KFP_PROGRESS_EVERY_S = 5.0
 
 
@@ -43,7 +48,7 @@ def resolve_net_size(preset: str | None, gpus: int, image_size: int | None) -> i
     return image_size_for(preset_name=preset, gpus=gpus, image_size=image_size)
 
 
-def train_config(params: RunParams) -> TrainConfig:
+def train_config(params: RunParams, *, checkpoint_minutes: float | None = None) -> TrainConfig:
     """`model.config.train_config` on the run's parameters: unset values are the preset's."""
     from model.config import train_config as config_for
 
@@ -57,20 +62,8 @@ def train_config(params: RunParams) -> TrainConfig:
         lr=params.lr,
         batch_size=params.batch_size,
         seed=params.seed,
+        checkpoint_minutes=checkpoint_minutes,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainJob:
-    """Everything one trainer process needs; JSON, so torchrun ranks can read it from a file."""
-
-    params: dict[str, Any]
-    data_dir: str
-    out_dir: str
-    loss_curve_path: str
-    mlflow_uri: str
-    events_dir: str
-    tags: dict[str, str]
 
 
 def run_train_step(
@@ -84,8 +77,14 @@ def run_train_step(
     events_dir: str,
     kfp_run_id: str,
     image: str,
+    artifact_uri: str = "",
+    request_id: str = "",
+    checkpoint_minutes: float | None = None,
 ) -> str:
-    """Train; return the MLflow run id ("" without tracking)."""
+    """Train; return the MLflow run id ("" without tracking).
+
+    Durable state is keyed by `request_id` (the KFP run id for runs started elsewhere).
+    """
     with step_scope(events_dir, "train") as facts:
         tags = {
             "data_digest": data_digest,
@@ -94,9 +93,22 @@ def run_train_step(
             "params": json.dumps(params.as_dict(), sort_keys=True),
         }
         job = TrainJob(
-            params.as_dict(), data_dir, model_dir, loss_curve_path, mlflow_uri, events_dir, tags
+            params.as_dict(),
+            data_dir,
+            model_dir,
+            loss_curve_path,
+            mlflow_uri,
+            events_dir,
+            tags,
+            durable.durable_dir(artifact_uri=artifact_uri, request_id=request_id or kfp_run_id),
+            checkpoint_minutes,
         )
-        result = _torchrun(job, params.gpus) if params.gpus > 1 else train_job(job)
+        if params.nodes > 1:
+            from pipeline.steps.trainjob import train_on_nodes
+
+            result = train_on_nodes(job, nodes=params.nodes, gpus=params.gpus, image=image)
+        else:
+            result = _torchrun(job, params.gpus) if params.gpus > 1 else train_job(job)
         facts.update(result)
         return str(result.get("mlflow_run_id") or "")
 
@@ -104,7 +116,7 @@ def run_train_step(
 def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
     """Run the trainer in this process (one rank of several under torchrun)."""
     from model import distributed
-    from model.checkpoint import checkpoint_path
+    from model.checkpoint import CHECKPOINT_NAME
     from model.tracking import make_tracker
     from model.train import train
 
@@ -114,27 +126,32 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
     distributed.setup(info, device)
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    resume = checkpoint_path(out).is_file()
     uri = job.mlflow_uri if info.is_main else ""
     tracker = make_tracker(uri or None, experiment=registered_name(params.model))
-    previous = _read_json(out / MLFLOW_RUN_FILE).get("run_id")
+    durable_url = job.durable_dir or None
+    previous = durable.mlflow_run_id(out, durable_url)
     try:
         with tracker.start_run(
             run_name=f"ct {job.tags['kfp_run_id']}", tags=job.tags, run_id=previous
         ) as run:
-            if info.is_main and run.run_id:
-                (out / MLFLOW_RUN_FILE).write_text(json.dumps({"run_id": run.run_id}))
+            if info.is_main and run.run_id and run.run_id != previous:
+                durable.save_mlflow_run_id(out, durable_url, run.run_id)
+                durable.log_data_input(job.mlflow_uri, run.run_id, Path(job.data_dir))
             report = Reporter(job.events_dir, run)
             result = train(
-                train_config(params),
+                train_config(params, checkpoint_minutes=job.checkpoint_minutes),
                 Path(job.data_dir),
                 device,
                 run,
                 out,
-                resume=resume,
+                resume=True,  # from out/ or the durable copy, when either has a checkpoint
                 progress=report,
+                durable_url=f"{durable_url}/checkpoints/{CHECKPOINT_NAME}" if durable_url else None,
             )
             if info.is_main:
+                if result.resumed_from:
+                    print(f"train: resumed from the checkpoint at step {result.resumed_from}",
+                          flush=True)  # fmt: skip
                 _fit_drift_reference(Path(job.data_dir), result.bundle_dir, params.seed)
                 plot_loss_curve(result.history, job.loss_curve_path)
                 curve_uri = run.log_image(_open_png(job.loss_curve_path), "loss_curve.png")
@@ -145,7 +162,8 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
     return {
         "mlflow_run_id": run.run_id,
         "steps": result.steps,
-        "resumed": resume,
+        "resumed": result.resumed_from > 0,
+        "resumed_from": result.resumed_from,
         "final_losses": result.final_losses,
         "loss_curve": job.loss_curve_path,
         "images_per_s": result.images_per_s,
@@ -228,7 +246,7 @@ def _torchrun(job: TrainJob, gpus: int) -> dict[str, Any]:
     code = subprocess.run(cmd, check=False).returncode
     if code != 0:
         raise TrainStepError(f"torchrun with {gpus} processes exited with code {code}")
-    return _read_json(out / RESULT_FILE)
+    return durable.read_json(out / RESULT_FILE)
 
 
 def _open_png(path: str) -> Any:
@@ -238,27 +256,25 @@ def _open_png(path: str) -> Any:
         return image.copy()
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """One torchrun rank: `python -m pipeline.steps.train --job FILE`."""
     from model.distributed import info_from_env
 
     parser = argparse.ArgumentParser(prog="python -m pipeline.steps.train")
-    parser.add_argument("--job", type=Path, required=True)
+    parser.add_argument("--job", required=True, help="a job file, or its durable URL")
     args = parser.parse_args(argv)
-    job = TrainJob(**json.loads(args.job.read_text()))
     info = info_from_env(os.environ)  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK
+    job = node_job(args.job, info.rank) if "://" in args.job else _local_job(args.job)
     result = train_job(job, info)
     if info.is_main:
         (Path(job.out_dir) / RESULT_FILE).write_text(json.dumps(result, default=str))
+        if job.upload_outputs:
+            upload_outputs(job, result)
     return 0
+
+
+def _local_job(path: str) -> TrainJob:
+    return TrainJob(**json.loads(Path(path).read_text()))
 
 
 if __name__ == "__main__":

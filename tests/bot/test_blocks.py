@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
@@ -193,3 +194,21 @@ def test_approve_asks_for_confirmation_and_reject_does_not() -> None:
     approve, reject = approval_buttons("a-1").to_dict()["elements"]
     assert approve["confirm"]["confirm"]["text"] == "Approve"
     assert "confirm" not in reject
+
+
+def test_the_card_links_the_mlflow_run_and_model_version_when_known() -> None:
+    from pipeline.ports import RunResult
+    from pipeline.results import with_links
+
+    plain = RunResult(model="cut", registered_model="ganops-cut", version="7", mlflow_run_id="r9")
+    assert with_links(plain, None) == plain
+    linked = with_links(plain, "https://mlflow.example.com/")
+    assert linked is not None
+    assert linked.mlflow_run_url == "https://mlflow.example.com/#/runs/r9"
+    assert linked.model_version_url == "https://mlflow.example.com/#/models/ganops-cut/versions/7"
+    view = dataclasses.replace(card(), mlflow_run_url=linked.mlflow_run_url,
+                               model_version_url=linked.model_version_url)  # fmt: skip
+    shown = text(results_card(view, None))
+    assert "<https://mlflow.example.com/#/runs/r9|MLflow run>" in shown
+    assert "<https://mlflow.example.com/#/models/ganops-cut/versions/7|model version v7>" in shown
+    assert "MLflow run" not in text(results_card(card(), None))

@@ -140,10 +140,17 @@ def test_pipeline_pods_may_get_their_own_mlflow_url() -> None:
 
     local = load_settings({"GANOPS_PIPELINE_MLFLOW_URI": "http://mlflow.mlflow:5000"})
     assert local.pipeline_mlflow_uri == "http://mlflow.mlflow:5000"
-    assert _launcher_options(local) == {}  # the local runner shares the bot's MLflow
+    assert "pipeline_mlflow_uri" not in _launcher_options(local)  # the local runner shares it
     remote = load_settings(
         {"KFP_HOST": "http://kfp:8888", "GANOPS_PIPELINE_MLFLOW_URI": "http://mlflow.mlflow:5000"}
     )
-    assert _launcher_options(remote) == {"pipeline_mlflow_uri": "http://mlflow.mlflow:5000"}
+    assert _launcher_options(remote)["pipeline_mlflow_uri"] == "http://mlflow.mlflow:5000"
     with pytest.raises(ConfigError, match="GANOPS_PIPELINE_MLFLOW_URI"):
         load_settings({"GANOPS_PIPELINE_MLFLOW_URI": "not a url"})
+
+
+def test_shutdown_grace_is_a_duration_with_a_ten_minute_default() -> None:
+    assert load_settings({}).shutdown_grace_s == 600
+    assert load_settings({"GANOPS_SHUTDOWN_GRACE": "15m"}).shutdown_grace_s == 900
+    with pytest.raises(ConfigError, match="GANOPS_SHUTDOWN_GRACE='soon' is not a duration"):
+        load_settings({"GANOPS_SHUTDOWN_GRACE": "soon"})

@@ -6,13 +6,15 @@ version; tags merge). The deployer records every call, so tests can count deploy
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.ports import DeployResult, ModelVersionInfo, UpstreamError
+from bot.ports import DeployResult, ModelVersionInfo, Served, UpstreamError
 
 
 @dataclass
@@ -85,16 +87,18 @@ class RecordingDeployer:
     ok: bool = True
     delay_s: float = 0.0
     calls: list[tuple[str, str, str]] = field(default_factory=list)
-    served: dict[str, str] = field(default_factory=dict)
+    serving: dict[str, str] = field(default_factory=dict)  # model -> version
+    uris: dict[str, str] = field(default_factory=dict)  # model -> its model URI
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
         with self.lock:
             self.calls.append((model, version, model_uri))
         time.sleep(self.delay_s)
-        previous = self.served.get(model)
+        previous = self.serving.get(model)
         if self.ok:
-            self.served[model] = version
+            self.serving[model] = version
+            self.uris[model] = model_uri
         return DeployResult(
             ok=self.ok,
             model_uri=model_uri if self.ok else "",
@@ -106,4 +110,60 @@ class RecordingDeployer:
         )
 
     def current(self, model: str) -> str | None:
-        return self.served.get(model)
+        return self.serving.get(model)
+
+    def served(self, model: str) -> Served | None:
+        version = self.serving.get(model)
+        uri = self.uris.get(model, "")
+        return Served(model, version, uri, settled=True) if version is not None else None
+
+
+@dataclass
+class FileRegistry(MemoryRegistry):
+    """A `MemoryRegistry` kept in a JSON file, so that a test and the bot processes it starts
+    share one registry, as they would share MLflow. Reads see the last write of any process."""
+
+    path: Path = Path("registry.json")
+
+    def __post_init__(self) -> None:
+        if not self.path.exists():
+            self._save()
+
+    def _load(self) -> None:
+        data = json.loads(self.path.read_text())
+        self.versions = data["versions"]
+        self.aliases = {tuple(k.split("@", 1)): v for k, v in data["aliases"].items()}
+        self.tags = {tuple(k.split("/", 1)): v for k, v in data["tags"].items()}
+
+    def _save(self) -> None:
+        data = {
+            "versions": self.versions,
+            "aliases": {f"{m}@{a}": v for (m, a), v in self.aliases.items()},
+            "tags": {f"{m}/{v}": t for (m, v), t in self.tags.items()},
+        }
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.path)  # a reader in another process sees all of it or none
+
+    def add(self, model: str, *versions: str) -> None:
+        self._load()
+        super().add(model, *versions)
+        self._save()
+
+    def get_alias(self, model: str, alias: str) -> ModelVersionInfo | None:
+        self._load()
+        return super().get_alias(model, alias)
+
+    def get_version(self, model: str, version: str) -> ModelVersionInfo | None:
+        self._load()
+        return super().get_version(model, version)
+
+    def set_alias(self, model: str, alias: str, version: str) -> None:
+        self._load()
+        super().set_alias(model, alias, version)
+        self._save()
+
+    def set_tags(self, model: str, version: str, tags: Mapping[str, str]) -> None:
+        self._load()
+        super().set_tags(model, version, tags)
+        self._save()

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_check_rules() -> None:
     result = _promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 3 rules found" in result.stdout
+    assert "SUCCESS: 4 rules found" in result.stdout
 
 
 @needs_promtool
@@ -87,6 +88,47 @@ def test_promtool_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
     assert "GanInputDrift" in result.stdout + result.stderr
 
 
+def _broken_copy(tmp_path: Path, alert: str, change: Callable[[dict[str, Any]], None]) -> Path:
+    doc = yaml.safe_load(RULES.read_text())
+    for rule in (r for g in doc["groups"] for r in g["rules"]):
+        if rule.get("alert") == alert:
+            change(rule)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    shutil.copy(RULES_TEST, tmp_path / "rules_test.yaml")
+    return tmp_path / "rules_test.yaml"
+
+
+@needs_promtool
+def test_without_keep_firing_for_a_hovering_score_opens_new_episodes(tmp_path: Path) -> None:
+    tests = _broken_copy(tmp_path, "GanInputDrift", lambda r: r.pop("keep_firing_for"))
+    result = _promtool("test", "rules", str(tests))
+    assert result.returncode != 0
+    assert "alertname: GanInputDrift, time: 5m" in result.stdout + result.stderr
+
+
+@needs_promtool
+def test_without_its_keep_firing_for_the_silence_ends_before_drift_fires_again(
+    tmp_path: Path,
+) -> None:
+    tests = _broken_copy(tmp_path, "GanDriftScoreAbsent", lambda r: r.pop("keep_firing_for"))
+    result = _promtool("test", "rules", str(tests))
+    assert result.returncode != 0
+    assert "alertname: GanDriftScoreAbsent, time: 20m" in result.stdout + result.stderr
+
+
+@needs_promtool
+def test_the_absent_rule_ignores_a_version_replaced_by_a_newer_one(tmp_path: Path) -> None:
+    def plain(rule: dict[str, Any]) -> None:
+        rule["expr"] = "max by (model, version) (max_over_time(gan_input_drift_score[1h]))"
+        rule["expr"] += " unless max by (model, version) (gan_input_drift_score)"
+
+    result = _promtool("test", "rules", str(_broken_copy(tmp_path, "GanDriftScoreAbsent", plain)))
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "alertname: GanDriftScoreAbsent, time: 7m" in out
+    assert 'model="cyclegan"' in out  # v1, replaced by v2, would alarm as silent
+
+
 def test_prometheusrule_matches_rules_file() -> None:
     rules = yaml.safe_load(RULES.read_text())
     crd = yaml.safe_load(PROMETHEUSRULE.read_text())
@@ -99,14 +141,21 @@ def test_prometheusrule_matches_rules_file() -> None:
 
 def test_production_rules_wait_minutes_and_the_short_variant_seconds(tmp_path: Path) -> None:
     rules = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
-    assert set(rules) == {"GanInputDrift", "GanServingErrorRate", "GanServingLatencyHigh"}
+    assert set(rules) == {
+        "GanInputDrift",
+        "GanDriftScoreAbsent",
+        "GanServingErrorRate",
+        "GanServingLatencyHigh",
+    }
     assert rules["GanInputDrift"]["for"] == "2m"
+    assert rules["GanInputDrift"]["keep_firing_for"] == "10m"
     assert rules["GanInputDrift"]["expr"].strip() == (
         "max by (model, version) (gan_input_drift_score) > 1"
     )
     short = yaml.safe_load(rules_with_for(RULES, tmp_path / "short.yaml", "5s").read_text())
     short_rules = {r["alert"]: r for g in short["groups"] for r in g["rules"]}
     assert {r["for"] for r in short_rules.values()} == {"5s"}
+    assert short_rules["GanInputDrift"]["keep_firing_for"] == "5s"
     assert {k: r["expr"] for k, r in short_rules.items()} == {
         k: r["expr"] for k, r in rules.items()
     }

@@ -158,3 +158,31 @@ def test_a_short_real_run_beats_the_untrained_generator(tmp_path: Path) -> None:
     after = evaluate(load_bundle(result.bundle_dir).generator, eval_data, ecfg, "cpu")
     assert after.metrics["ssim"] > before.metrics["ssim"] + 0.1
     assert after.deploy_score > before.deploy_score
+
+
+def test_a_fresh_folder_resumes_from_the_durable_copy(synthetic: Path, tmp_path: Path) -> None:
+    cpu = torch.device("cpu")
+    durable = str(tmp_path / "bucket" / "request-1" / "last.pt")
+    with pytest.raises(Crash):
+        train(MINI, synthetic, cpu, NullTracker(), tmp_path / "pod-1",
+              progress=_crash_after(5), durable_url=durable)  # fmt: skip
+    seen: list[int] = []
+    resumed = train(MINI, synthetic, cpu, NullTracker(), tmp_path / "pod-2", resume=True,
+                    progress=lambda e: seen.append(e.step), durable_url=durable)  # fmt: skip
+    assert (resumed.resumed_from, seen) == (3, [4, 5, 6, 7, 8])
+    assert load_checkpoint(Path(durable))["step"] == 8
+
+
+def test_checkpoints_also_follow_the_clock(synthetic: Path, tmp_path: Path) -> None:
+    # Far apart by steps, but "every 6 µs": each step is late, so each one is handed over.
+    cfg = dataclasses.replace(MINI, checkpoint_every=1000, checkpoint_minutes=1e-7)
+    with pytest.raises(Crash):
+        train(cfg, synthetic, torch.device("cpu"), NullTracker(), tmp_path,
+              progress=_crash_after(5))  # fmt: skip
+    # Step 5 crashed while reporting, before its checkpoint; the newest handed over is 4.
+    assert load_checkpoint(checkpoint_path(tmp_path))["step"] == 4
+    steps_only = dataclasses.replace(cfg, checkpoint_minutes=0.0)
+    with pytest.raises(Crash):
+        train(steps_only, synthetic, torch.device("cpu"), NullTracker(), tmp_path / "b",
+              progress=_crash_after(5))  # fmt: skip
+    assert not checkpoint_path(tmp_path / "b").exists()

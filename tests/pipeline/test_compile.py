@@ -10,6 +10,7 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.ct_pipeline import compile_pipeline
+from pipeline.placement import Placement
 from pipeline.ports import PIPELINE_STEPS
 
 IMAGE = "registry.example/ganops-trainer:9.9"
@@ -137,3 +138,53 @@ def test_explicit_values_win_over_the_preset() -> None:
     assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.steps) == (3, 1e-3, 1, None)
     tiny = train_config(params_from_strings({"steps": "40"}))
     assert (tiny.net.image_size, tiny.steps, tiny.lr) == (32, 40, 5e-4)
+
+
+def _compile_for(tmp_path: Path, placement: Placement) -> tuple[dict[str, Any], dict[str, Any]]:
+    # With no Kubernetes extras at all, KFP writes no platform document.
+    spec, *platform = yaml.safe_load_all(
+        compile_pipeline(tmp_path / "ct.yaml", IMAGE, placement).read_text()
+    )
+    if not platform:
+        return spec, {}
+    return spec, platform[0]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+SELECTOR = ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3")
+
+
+def test_a_run_on_gpus_gets_its_count_shm_node_selector_and_the_data_secret(
+    tmp_path: Path,
+) -> None:
+    placement = Placement(gpus=2, gpu_node_selector=SELECTOR, data_secret="ganops-data")
+    spec, k8s = _compile_for(tmp_path, placement)
+    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert resources["accelerator"]["resourceCount"] == "2"
+    train = k8s["exec-train"]
+    assert train["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    [shm] = train["emptyDirMounts"]
+    assert (shm["mountPath"], shm["medium"]) == ("/dev/shm", "Memory")
+    assert train["nodeSelector"]["labels"] == dict([SELECTOR])
+    for executor in ("exec-ingest", "exec-train", "exec-register"):
+        [secret] = k8s[executor]["secretAsEnv"]
+        assert (secret["secretName"], secret["optional"]) == ("ganops-data", True)
+        envs = {e["envVar"] for e in secret["keyToEnv"]}
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} <= envs
+
+
+def test_a_cpu_run_gets_no_gpu_toleration_volume_or_selector(tmp_path: Path) -> None:
+    spec, k8s = _compile_for(tmp_path, Placement(gpus=0, gpu_node_selector=SELECTOR))
+    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert "accelerator" not in resources
+    train = k8s.get("exec-train", {})
+    assert not {"tolerations", "emptyDirMounts", "nodeSelector", "secretAsEnv"} & set(train)
+
+
+def test_the_uploadable_yaml_follows_the_gpus_parameter_with_shm(
+    compiled: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    _, platform = compiled
+    train = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert [m["mountPath"] for m in train["emptyDirMounts"]] == ["/dev/shm"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,8 +59,14 @@ def test_synthetic_then_folder_then_archive_give_one_digest(tmp_path: Path) -> N
     ],
 )
 def test_a_uri_without_its_client_says_what_to_install(
-    tmp_path: Path, source: str, message: str
+    tmp_path: Path, source: str, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # `fsspec.registry` the attribute is a mapping proxy; the module holds the mutable dict.
+    registry = importlib.import_module("fsspec.registry")._registry
+    # The dev install has s3fs and gcsfs (the trainer extra): hide them, as a slim image would.
+    for scheme, package in (("s3", "s3fs"), ("gs", "gcsfs")):
+        monkeypatch.setitem(sys.modules, package, None)
+        monkeypatch.delitem(registry, scheme, raising=False)
     events = str(tmp_path / "events")
     with pytest.raises(IngestError, match=message):
         ingest(

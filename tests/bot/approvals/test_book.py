@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bot.approvals.book import ApprovalBook, NothingToRollBack
-from bot.ports import Approval, DeployError, DeployResult
+from bot.ports import Approval, DeployError, DeployResult, Served
 from bot.store import Store
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
 
@@ -366,6 +366,9 @@ class RaisingDeployer:
         raise self.exc
 
     def current(self, model: str) -> str | None:
+        return None
+
+    def served(self, model: str) -> Served | None:
         return None
 
 

@@ -99,6 +99,9 @@ class Loop:
 
 @pytest.fixture
 def loop(tmp_path: Path, drift_stack: DriftStack) -> Iterator[Loop]:
+    # The bot starts on a quiet stack: an alert left by another module's drift would still
+    # fire for keep_firing_for, and the new bot would rightly post (and resolve) a card.
+    calm(drift_stack, seed=1)
     launcher = ScriptedLauncher(url_base="http://kfp.test")
     registry = MemoryRegistry()
     registry.add(MODEL, VERSION)

@@ -8,7 +8,9 @@ cards, matplotlib's plot and the three-step `files_upload_v2`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -454,18 +456,87 @@ def slack_updates(bot: Bot) -> int:
     return len(bot.slack.calls("chat.update"))
 
 
-def test_a_stale_series_keeps_the_cards_last_values(
-    watcher: DriftWatcher, metrics: Metrics, slack: LocalSlack
+def silent(version: str = "3", since: float | None = None) -> DriftAlert:
+    """What the adapter reports when the version's score series is gone."""
+    return DriftAlert(model="cut", version=version, score=0.0, active_since=since, has_data=False)
+
+
+def test_a_vanished_series_is_no_data_and_its_return_continues_the_episode(
+    watcher: DriftWatcher, metrics: Metrics, slack: LocalSlack, clock: Clock
 ) -> None:
     metrics.firing = [alert(4.2, brightness=3.5)]
     watcher.tick()
-    # The alert still fires, but the server's series went stale (no score, no features).
-    metrics.firing = [DriftAlert(model="cut", version="3", score=0.0, features={})]
+    [card] = cards(slack)
+    [episode] = watcher.book.open_episodes()
+    # The server goes down: its series vanish (GanDriftScoreAbsent, or GanInputDrift kept
+    # firing over a missing series). Not "back under 1": no data, since the silence began.
+    went_silent = clock.now + 60
+    clock.now += 90
+    metrics.firing = [silent(since=went_silent)]
     watcher.tick()
     [card] = cards(slack)
-    assert "4.20" in card_text(card)
-    assert "brightness" in card_text(card)
-    assert watcher.book.open_episodes()[0].features == {"brightness": 3.5}
+    text = card_text(card)
+    since = time.strftime("%H:%M", time.localtime(went_silent))
+    assert f"no data since {since}" in text
+    assert "(last 4.20, peak 4.20)" in text  # the last values stay, marked as such
+    assert "resolved" not in text.lower()
+    assert "back under 1" not in text
+    assert action_ids(card) == ["alarm_retrain", "alarm_snooze", "alarm_ignore"]
+    [still] = watcher.book.open_episodes()
+    assert (still.episode_id, still.state, still.no_data_since) == (
+        episode.episode_id,
+        "firing",
+        went_silent,
+    )
+    watcher.tick()  # still silent: the since-time does not move
+    assert watcher.book.open_episodes()[0].no_data_since == went_silent
+    # The data comes back: drift is pending again, the silence is still held (keep_firing_for)
+    # and reports the fresh score; then drift fires. The same episode and card go on.
+    clock.now += 600
+    metrics.firing = [replace(alert(1.3, brightness=1.5), firing=False)]
+    watcher.tick()
+    [card] = cards(slack)
+    assert "1.30 (peak 4.20)" in card_text(card)
+    assert watcher.book.open_episodes()[0].episode_id == episode.episode_id
+    metrics.firing = [alert(2.1, brightness=2.0)]
+    watcher.tick()
+    [card] = cards(slack)
+    assert "no data" not in card_text(card)
+    assert "2.10 (peak 4.20)" in card_text(card)
+    [back] = watcher.book.open_episodes()
+    assert (back.episode_id, back.no_data_since) == (episode.episode_id, None)
+    assert len(slack.calls("chat.postMessage")) == 1  # never a second card
+    outcomes = [r.outcome for r in watcher.book.store.list_audit(obj=episode.episode_id)]
+    assert outcomes == ["data_back", "no_data", "opened"]
+
+
+def test_a_silence_held_after_the_data_came_back_under_1_opens_nothing(
+    watcher: DriftWatcher, metrics: Metrics, slack: LocalSlack
+) -> None:
+    metrics.firing = [replace(alert(0.4), firing=False)]
+    watcher.tick()
+    assert cards(slack) == []
+
+
+def test_silence_alone_opens_no_episode_and_silence_that_ends_the_alert_says_so(
+    watcher: DriftWatcher, metrics: Metrics, slack: LocalSlack, clock: Clock
+) -> None:
+    metrics.firing = [silent(version="9")]
+    watcher.tick()
+    assert cards(slack) == []
+    assert watcher.book.open_episodes() == []
+    metrics.firing = [alert(3.0)]
+    watcher.tick()
+    metrics.firing = [silent()]
+    watcher.tick()
+    metrics.firing = []  # both alerts gone (the silent version left the 1 h look-back)
+    clock.now += 3600
+    watcher.tick()
+    [card] = cards(slack)
+    text = card_text(card)
+    assert "closed, no data" in text
+    assert "the score never came back" in text
+    assert "back under 1" not in text
 
 
 def test_a_card_that_cannot_be_updated_does_not_stop_the_other_alarms(

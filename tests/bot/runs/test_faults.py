@@ -112,7 +112,8 @@ def test_429s_and_a_deleted_run_message_still_end_with_a_card(
     assert refused
     assert {status for _, status in refused} == {429}
     # each refused write was sent again: no write was lost to a 429
-    assert len(bot.slack.calls("chat.postMessage")) == 3  # run message, summary, card
+    # run message, summary, card, and the card's full metric table in its thread
+    assert len(bot.slack.calls("chat.postMessage")) == 4
     watcher.tick()
     assert len(cards(bot)) == 1
 
@@ -176,8 +177,10 @@ def test_an_upload_slack_refuses_does_not_keep_the_run_open(
     bot.slack.fail_always("files.completeUploadExternal", "not_allowed_token_type")
     bot.watcher().tick()
     [card] = cards(bot)
-    [note] = [m for m in bot.slack.messages(CHANNEL) if m["thread_ts"] == card["ts"]]
-    assert "could not upload" in note["text"]
+    replies = [m for m in bot.slack.messages(CHANNEL) if m["thread_ts"] == card["ts"]]
+    notes = [m for m in replies if "could not upload" in m["text"]]
+    assert len(notes) == 1
+    assert len(replies) == 2  # the card's metric table, and the note
     assert settled(bot, run_id)
 
 

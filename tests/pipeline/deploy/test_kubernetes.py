@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,7 +21,9 @@ from kubernetes import client
 
 from pipeline.deploy import KubeTarget
 from pipeline.deploy.kubernetes import ANN_PREVIOUS, ANN_VERSION, KubernetesDeployer, rollout_state
-from pipeline.ports import DeployError
+from pipeline.ports import DeployError, Served
+from tests.fakes.kmock_loop import close_emulator, open_emulator, serve_kmock
+from tests.fakes.slack import eventually
 
 NS, NAME, CONTAINER = "serving", "ganops-serve", "server"
 DEPLOYMENTS = kmock.resource("apps/v1/deployments")
@@ -118,11 +119,7 @@ class FakeCluster:
         )
 
     async def start(self) -> None:
-        self.handler = kmock.KubernetesEmulator()
-        await self.handler.__aenter__()
-        self.server = kmock.Server(self.handler)
-        await self.server.__aenter__()
-        self.url = str(self.server.url).rstrip("/")
+        self.handler, self.server, self.url = await open_emulator()
         self.handler.objects[KEY] = seed_deployment()
         self.handler[kmock.action.FETCH, DEPLOYMENTS, kmock.name(NAME)] << self._on_fetch
         self.handler[kmock.action.UPDATE, DEPLOYMENTS, kmock.name(NAME)] << self._on_patch
@@ -130,8 +127,7 @@ class FakeCluster:
 
     async def stop(self) -> None:
         self._controller.cancel()
-        await self.server.__aexit__(None, None, None)
-        await self.handler.__aexit__(None, None, None)
+        await close_emulator(self.handler, self.server)
 
     def _deny(self, verb: str) -> None:
         raise kmock.KubernetesError(
@@ -177,14 +173,8 @@ class FakeCluster:
 
 @pytest.fixture
 def cluster() -> Iterator[FakeCluster]:
-    fake = FakeCluster()
-    thread = threading.Thread(target=fake.loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(fake.start(), fake.loop).result(timeout=10)
-    yield fake
-    asyncio.run_coroutine_threadsafe(fake.stop(), fake.loop).result(timeout=10)
-    fake.loop.call_soon_threadsafe(fake.loop.stop)
-    thread.join(timeout=10)
+    with serve_kmock(FakeCluster()) as fake:
+        yield fake
 
 
 def make_deployer(cluster: FakeCluster, **kw: Any) -> KubernetesDeployer:
@@ -255,6 +245,40 @@ def test_a_rollout_that_never_becomes_available_is_rolled_back(
     templates = [v["spec"]["template"] for v in cluster.history() if v]
     assert any("broken" in str(t) for t in templates)  # the bad version was really applied
     assert deployer.current("cut") == "6"
+
+
+class Killed(BaseException):
+    """The bot process dying between its patch and the end of the rollout."""
+
+
+class _Doomed(KubernetesDeployer):
+    def _patch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        super()._patch(ops)
+        raise Killed  # right after the patch lands: no wait, and no rollback either
+
+
+def killed_after_patch(cluster: FakeCluster, version: str, uri: str) -> None:
+    cfg = client.Configuration()
+    cfg.host = cluster.url
+    target = KubeTarget(NS, NAME, CONTAINER, progress_deadline_s=10.0, poll_s=0.05)
+    with pytest.raises(Killed):
+        _Doomed(target, client.ApiClient(cfg)).deploy("cut", version, uri)
+
+
+def test_served_reads_the_pod_template_and_whether_it_settled(cluster: FakeCluster) -> None:
+    deployer = make_deployer(cluster)
+    assert deployer.served("cut") == Served("cut", "6", URI_V6, settled=True)
+    assert deployer.served("cyclegan") is None
+    killed_after_patch(cluster, "8", "models:/ganops-cut/8-broken")
+    # A restarted bot sees the half-done rollout: v8 in the template, and once the
+    # controller has seen it, pods that never get ready.
+    dep = eventually(lambda: (d := cluster.obj())["status"]["observedGeneration"] == 2 and d)
+    assert dep["status"]["updatedReplicas"] == 1  # of 3: the old pods still serve
+    assert deployer.served("cut") == Served("cut", "8", "models:/ganops-cut/8-broken", False)
+    killed_after_patch(cluster, "9", "models:/ganops-cut/9")
+    # A good version killed mid-way is finished by the controller alone.
+    want = Served("cut", "9", "models:/ganops-cut/9", settled=True)
+    assert eventually(lambda: deployer.served("cut") == want)
 
 
 @pytest.mark.parametrize("verb", ["get", "patch"])

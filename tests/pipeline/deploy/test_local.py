@@ -8,17 +8,21 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.deploy import make_deployer
-from pipeline.deploy.local import LocalDeployer, default_server_cmd
+from pipeline.deploy.local import STARTING, LocalDeployer, default_server_cmd
+from pipeline.ports import Served
+from tests.fakes.slack import eventually
 
 pytestmark = pytest.mark.slow  # starts real server processes
 
@@ -97,6 +101,8 @@ def test_a_good_version_goes_live_and_replaces_the_old(deployer: LocalDeployer) 
     assert served_model(new.port).startswith("models:/ganops-cut/2")
     assert deployer.current("cut") == "2"
     assert deployer.current("cyclegan") is None
+    assert deployer.served("cut") == Served("cut", "2", "models:/ganops-cut/2", settled=True)
+    assert deployer.served("cyclegan") is None
     recorded = json.loads((deployer.dir / "current.json").read_text())
     assert (recorded["pid"], recorded["port"], recorded["version"]) == (new.pid, new.port, "2")
     targets = json.loads((deployer.dir / "targets.json").read_text())
@@ -192,3 +198,33 @@ def _running_with_arg(arg: str) -> list[int]:
         if arg.encode() in argv and state != "Z":
             found.append(int(proc.name))
     return found
+
+
+def test_a_server_left_starting_by_a_killed_deployer_is_stopped_by_the_next_deploy(
+    tmp_path: Path, stub_cmd: list[str], deployer: LocalDeployer
+) -> None:
+    assert deployer.deploy("cut", "1", "models:/ganops-cut/1").ok
+    script = (
+        "import sys; from pathlib import Path; from pipeline.deploy.local import LocalDeployer; "
+        "LocalDeployer(Path(sys.argv[1]), server_cmd=sys.argv[2:], ready_timeout_s=600)"
+        ".deploy('cut', '2', 'models:/ganops-cut/2-broken')"
+    )
+    doomed = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "state"), *stub_cmd])
+    try:
+        starting = eventually(lambda: _read_json(deployer.dir / STARTING), timeout=30)
+        assert _running_with_arg("models:/ganops-cut/2-broken") == [starting["pid"]]
+    finally:
+        doomed.kill()  # the bot dies while its new server is still loading
+        doomed.wait()
+    assert deployer.current("cut") == "1"  # the old one kept serving
+    result = deployer.deploy("cut", "3", "models:/ganops-cut/3")
+    assert result.ok, result.message
+    assert _running_with_arg("models:/ganops-cut/2-broken") == []
+    assert not (deployer.dir / STARTING).exists()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

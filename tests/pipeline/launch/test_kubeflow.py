@@ -99,8 +99,6 @@ def test_status_follows_the_task_details(tmp_path: Path, kfp: tuple[str, FakeKfp
     fake.set_tasks(
         run_id,
         {
-            "root": "RUNNING",
-            "ct": "RUNNING",
             "ingest": "SUCCEEDED",
             "validate": "SUCCEEDED",
             "train": "RUNNING",
@@ -186,3 +184,29 @@ def test_unreachable_server_is_an_upstream_error(tmp_path: Path) -> None:
     # The failed submission does not pin the request id to a run that never existed.
     with pytest.raises(UpstreamError):
         launcher.launch(RunParams(), "r")
+
+
+def test_multi_user_kubeflow_gets_the_namespace_the_token_and_public_links(
+    tmp_path: Path, kfp: tuple[str, FakeKfp]
+) -> None:
+    from pipeline.launch.kfp_client import KfpAccess
+
+    host, fake = kfp
+    token = tmp_path / "token"
+    token.write_text("projected-sa-token")
+    launcher = KubeflowLauncher(
+        tmp_path / "state",
+        host,
+        "",
+        IMAGE,
+        access=KfpAccess(namespace="team-a", token_path=token),
+        ui_host="https://kubeflow.example.com/pipeline",
+    )
+    launched = launcher.launch(RunParams(), "req-mu")
+    assert launched.url == f"https://kubeflow.example.com/pipeline/#/runs/details/{launched.run_id}"
+    assert set(fake.auth) == {"Bearer projected-sa-token"}  # every call, read from the file
+    assert fake.experiments
+    launcher.list_runs()
+    assert fake.namespaces
+    assert set(fake.namespaces) == {"team-a"}
+    assert [e.get("namespace") for e in fake.experiments.values()] == ["team-a"]

@@ -1,0 +1,219 @@
+"""Start-up reconciliation: read the facts, carry out `reconcile.plan`, record it, tell people.
+
+Runs once per bot process, before the first approvals tick (so `settle_interrupted` never
+races it), on the bot's scheduler so that start-up itself is not held up by a redeploy.
+Every action lands in the audit log as `reconcile` on the model; every change is posted to
+the channel, and in the thread of the approval card it concerns.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.approvals import table
+from bot.approvals.book import ApprovalBook
+from bot.approvals.reconcile import Champion, LastDeploy, ModelState, Plan, plan
+from bot.approvals.rollout import SYSTEM
+from bot.blocks.reconcile import reconcile_blocks, reconcile_text
+from bot.ports import Approval, Deployer, DeployError, DeployResult, ModelRegistry
+from model.registry import CHAMPION
+from pipeline.params import MODELS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What start-up reconciliation did for one model, and where it ended."""
+
+    plan: Plan
+    deploy: DeployResult | None = None  # the finishing deploy, or the restore
+    restore: DeployResult | None = None  # the champion put back after a failed finish
+    served: str | None = None  # the version served afterwards
+    champion: str | None = None  # the champion afterwards
+
+    @property
+    def agree(self) -> bool:
+        return self.served == self.champion
+
+
+Notify = Callable[[Reconciled], None]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        book: ApprovalBook,
+        deployer: Deployer,
+        registry: ModelRegistry,
+        *,
+        notify: Notify | None = None,
+        models: Sequence[str] = MODELS,
+    ) -> None:
+        self.book = book
+        self.deployer = deployer
+        self.registry = registry
+        self.notify = notify
+        self.models = tuple(models)
+        self._done = False
+        self._once = threading.Lock()
+
+    def once(self) -> list[Reconciled]:
+        """`run` the first time only; later calls return at once."""
+        with self._once:
+            if self._done:
+                return []
+            self._done = True
+        return self.run()
+
+    def run(self) -> list[Reconciled]:
+        states: list[ModelState] = []
+        for model in self.models:
+            try:
+                states.append(self.state(model))
+            except Exception as exc:  # MLflow or the cluster is down: decide nothing blind
+                log.warning("cannot reconcile %s at start-up: %s", model, exc)
+                self.book.store.audit(SYSTEM, "reconcile", model, "failed", {"error": str(exc)})
+        served = {s.model for s in states if s.served is not None}
+        return [
+            self.carry_out(plan(replace(s, serves_other=bool(served - {s.model})))) for s in states
+        ]
+
+    def state(self, model: str) -> ModelState:
+        served = self.deployer.served(model)
+        info = self.registry.get_alias(model, CHAMPION)
+        champion = Champion(info.version, info.uri) if info is not None else None
+        with self.book.store.connect() as conn:
+            flying = table.select(
+                conn, "model=? AND state='approved' AND deploy_result IS NULL", (model,)
+            )
+            last = table.select(conn, "model=? AND deploy_result IS NOT NULL", (model,), 1)
+        in_flight = sorted(
+            (table.to_approval(r) for r in flying),
+            key=lambda a: a.decided_at or a.created_at,
+            reverse=True,
+        )
+        return ModelState(model, served, champion, tuple(in_flight), self._last(last))
+
+    def carry_out(self, p: Plan) -> Reconciled:
+        rollout = self.book.rollout
+        for a in p.stale:
+            rollout.record_interrupted(a)
+        deploy = restore = None
+        if p.action == "adopt" and p.approval is not None:
+            if self.book.deploy_result(p.approval.approval_id) is not None:
+                rollout.move_aliases(p.approval)  # the deploy is on record; the alias lagged
+            else:
+                rollout.adopt(p.approval, p.approval.model_uri, f"at start-up: {p.reason}")
+        elif p.action == "finish" and p.approval is not None:
+            deploy = rollout.deploy(p.approval)
+            if not deploy.ok:
+                restore = self._restore_if_needed(p)
+        elif p.action == "restore" and p.champion is not None:
+            deploy = rollout.deploy_version(p.model, p.champion.version, p.champion.model_uri)
+        done = self._ended(p, deploy, restore)
+        self._audit(done)
+        if p.action != "agree" or p.stale:
+            self._tell(done)
+        return done
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def _last(self, rows: list[sqlite3.Row]) -> LastDeploy | None:
+        if not rows:
+            return None
+        a = table.to_approval(rows[0])
+        result = self.book.deploy_result(a.approval_id)
+        moved = any(
+            r.action == "deploy" and r.detail.get("aliases_moved")
+            for r in self.book.store.list_audit(limit=50, obj=a.approval_id)
+        )
+        return LastDeploy(a, bool(result and result.ok), moved)
+
+    def _restore_if_needed(self, p: Plan) -> DeployResult | None:
+        """A finish that failed may leave the half-rolled version (the deployer rolls back to
+        what it found, which was the half-done rollout): put the champion back."""
+        if p.champion is None:
+            return None
+        served = self._served_version(p.model)
+        if served == p.champion.version:
+            return None
+        return self.book.rollout.deploy_version(p.model, p.champion.version, p.champion.model_uri)
+
+    def _ended(
+        self, p: Plan, deploy: DeployResult | None, restore: DeployResult | None
+    ) -> Reconciled:
+        try:
+            info = self.registry.get_alias(p.model, CHAMPION)
+        except Exception as exc:
+            log.warning("cannot read the champion of %s after reconciling: %s", p.model, exc)
+            info = None
+        champion = info.version if info is not None else None
+        return Reconciled(p, deploy, restore, self._served_version(p.model), champion)
+
+    def _served_version(self, model: str) -> str | None:
+        try:
+            served = self.deployer.served(model)
+        except DeployError as exc:
+            log.warning("cannot read what serves %s: %s", model, exc)
+            return None
+        return served.version if served is not None else None
+
+    def _audit(self, done: Reconciled) -> None:
+        p = done.plan
+        outcome = "noop" if p.action == "agree" else ("ok" if done.agree else "disagree")
+        detail = {
+            "action": p.action,
+            "reason": p.reason,
+            "approval": p.approval.approval_id if p.approval else None,
+            "stale": [a.approval_id for a in p.stale],
+            "deploy": done.deploy.message if done.deploy else None,
+            "restore": done.restore.message if done.restore else None,
+            "served": done.served,
+            "champion": done.champion,
+        }
+        self.book.store.audit(SYSTEM, "reconcile", p.model, outcome, detail)
+
+    def _tell(self, done: Reconciled) -> None:
+        if self.notify is None:
+            return
+        try:
+            self.notify(done)
+        except Exception:  # telling people must never undo or repeat what was done
+            log.exception("cannot tell the channel about reconciling %s", done.plan.model)
+
+
+def slack_notifier(client: WebClient, channel: str) -> Notify:
+    """Post to the channel, and in the thread of each approval card concerned."""
+
+    def notify(done: Reconciled) -> None:
+        results = tuple(r.message for r in (done.deploy, done.restore) if r is not None)
+        text = reconcile_text(model=done.plan.model, served=done.served, champion=done.champion)
+        blocks = reconcile_blocks(
+            model=done.plan.model,
+            reason=done.plan.reason,
+            served=done.served,
+            champion=done.champion,
+            results=results,
+        )
+        where = [(channel, None)] + [
+            (a.channel, a.message_ts) for a in _approvals_of(done) if a.channel and a.message_ts
+        ]
+        for to, thread in where:
+            try:
+                client.chat_postMessage(channel=to, thread_ts=thread, text=text, blocks=blocks)
+            except SlackApiError as exc:  # one failed post must not hide the others
+                log.warning("cannot post the reconciliation to %s: %s", to, exc)
+
+    return notify
+
+
+def _approvals_of(done: Reconciled) -> list[Approval]:
+    return [a for a in (done.plan.approval, *done.plan.stale) if a is not None]

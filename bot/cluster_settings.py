@@ -1,0 +1,103 @@
+"""The settings of the cluster path (Kubeflow, object storage, GPU nodes), validated once.
+
+Kept beside `bot.settings` (which holds them as `Settings.cluster`) so the Kubeflow-only
+knobs read as one group. Same rules: one line naming the variable on a bad value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.errors import ConfigError
+
+# kfp.Client reads the projected service-account token from here (multi-user Kubeflow).
+DEFAULT_SA_TOKEN_PATH = Path("/var/run/secrets/kubeflow/pipelines/token")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*)$")
+_SCHEME_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    # Durable checkpoints and MLflow run ids, keyed by request: s3://…, gs://…, a PVC path.
+    artifact_uri: str | None = None
+    checkpoint_minutes: float = 10.0
+    # A Secret whose keys (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, …) become the train and
+    # ingest pods' environment: object-storage credentials never pass through the bot.
+    data_secret: str | None = None
+    gpu_node_selector: tuple[str, str] | None = None  # ("nvidia.com/gpu.product", "…")
+    kfp_namespace: str | None = None
+    kfp_token_path: Path | None = None  # KF_PIPELINES_SA_TOKEN_PATH
+    kfp_ui_url: str | None = None  # links in Slack; KFP_HOST is often in-cluster only
+    mlflow_ui_url: str | None = None
+
+
+def load_cluster_settings(env: Mapping[str, str]) -> ClusterSettings:
+    """Raises: ConfigError naming the first bad setting."""
+    token = _get(env, "KF_PIPELINES_SA_TOKEN_PATH")
+    return ClusterSettings(
+        artifact_uri=_uri(env, "GANOPS_ARTIFACT_URI"),
+        checkpoint_minutes=_minutes(env, "GANOPS_CHECKPOINT_MINUTES", 10.0),
+        data_secret=_k8s_name(env, "GANOPS_DATA_SECRET"),
+        gpu_node_selector=_label(env, "GANOPS_GPU_NODE_SELECTOR"),
+        kfp_namespace=_k8s_name(env, "GANOPS_KFP_NAMESPACE"),
+        kfp_token_path=Path(token) if token else None,
+        kfp_ui_url=_http(env, "GANOPS_KFP_UI_URL"),
+        mlflow_ui_url=_http(env, "GANOPS_MLFLOW_UI_URL"),
+    )
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = (env.get(name) or "").strip()
+    return value or None
+
+
+def _uri(env: Mapping[str, str], name: str) -> str | None:
+    value = _get(env, name)
+    if value is None:
+        return None
+    if not (_SCHEME_URL.match(value) or value.startswith("/")):
+        raise ConfigError(
+            f"{name}={value!r} must be a URL (s3://bucket/prefix) or an absolute path"
+        )
+    return value.rstrip("/")
+
+
+def _minutes(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 10_000:
+        raise ConfigError(f"{name}={raw!r} must be minutes (0 or more; 0: by steps only)")
+    return value
+
+
+def _k8s_name(env: Mapping[str, str], name: str) -> str | None:
+    value = _get(env, name)
+    if value is not None and not _K8S_NAME.match(value):
+        raise ConfigError(f"{name}={value!r} is not a Kubernetes name (lower case, digits, -)")
+    return value
+
+
+def _label(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    value = _get(env, name)
+    if value is None:
+        return None
+    match = _LABEL.match(value)
+    if match is None:
+        raise ConfigError(f"{name}={value!r} must be label=value (nvidia.com/gpu.product=…)")
+    return match.group(1), match.group(2)
+
+
+def _http(env: Mapping[str, str], name: str) -> str | None:
+    value = _get(env, name)
+    if value is not None and not re.match(r"^https?://\S+$", value):
+        raise ConfigError(f"{name}={value!r} is not an http(s) URL")
+    return value.rstrip("/") if value else None

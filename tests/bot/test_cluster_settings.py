@@ -1,0 +1,69 @@
+"""The cluster settings (Kubeflow, object storage, GPU nodes) and what the launcher gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.cluster_settings import ClusterSettings
+from bot.errors import ConfigError
+from bot.services import _launcher_options
+from bot.settings import load_settings
+from pipeline.placement import Placement
+
+CLUSTER = {
+    "KFP_HOST": "http://ml-pipeline.kubeflow.svc.cluster.local:8888",
+    "GANOPS_ARTIFACT_URI": "s3://ganops/ckpt/",
+    "GANOPS_CHECKPOINT_MINUTES": "5",
+    "GANOPS_DATA_SECRET": "ganops-data",
+    "GANOPS_GPU_NODE_SELECTOR": "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
+    "GANOPS_KFP_NAMESPACE": "team-a",
+    "KF_PIPELINES_SA_TOKEN_PATH": "/var/run/secrets/kubeflow/pipelines/token",
+    "GANOPS_KFP_UI_URL": "https://kubeflow.example.com/pipeline/",
+    "GANOPS_MLFLOW_UI_URL": "https://mlflow.example.com",
+}
+
+
+def test_every_cluster_setting_is_read_and_reaches_the_launcher(tmp_path: Path) -> None:
+    settings = load_settings({**CLUSTER, "GANOPS_STATE_DIR": str(tmp_path)})
+    assert settings.cluster == ClusterSettings(
+        artifact_uri="s3://ganops/ckpt",
+        checkpoint_minutes=5.0,
+        data_secret="ganops-data",
+        gpu_node_selector=("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
+        kfp_namespace="team-a",
+        kfp_token_path=Path("/var/run/secrets/kubeflow/pipelines/token"),
+        kfp_ui_url="https://kubeflow.example.com/pipeline",
+        mlflow_ui_url="https://mlflow.example.com",
+    )
+    options = _launcher_options(settings)
+    assert options["artifact_uri"] == "s3://ganops/ckpt"
+    assert options["checkpoint_minutes"] == 5.0
+    placement = options["placement"]
+    assert isinstance(placement, Placement)
+    assert placement.data_secret == "ganops-data"
+    assert placement.gpu_node_selector == ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3")
+
+
+def test_defaults_keep_checkpoints_every_ten_minutes(tmp_path: Path) -> None:
+    cluster = load_settings({"GANOPS_STATE_DIR": str(tmp_path)}).cluster
+    assert cluster == ClusterSettings()
+    assert cluster.checkpoint_minutes == 10.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GANOPS_ARTIFACT_URI", "relative/path"),
+        ("GANOPS_CHECKPOINT_MINUTES", "soon"),
+        ("GANOPS_CHECKPOINT_MINUTES", "-1"),
+        ("GANOPS_DATA_SECRET", "Not_A_Name"),
+        ("GANOPS_GPU_NODE_SELECTOR", "H100"),
+        ("GANOPS_KFP_NAMESPACE", "team a"),
+        ("GANOPS_KFP_UI_URL", "kubeflow.example.com"),
+    ],
+)
+def test_a_bad_value_is_named(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
