@@ -89,6 +89,12 @@ class Settings:
     in_cluster: bool = False
     # MLflow as the pipeline's pods reach it (in-cluster URL); None: the same as mlflow_uri.
     pipeline_mlflow_uri: str | None = None
+    # The closed drift loop: a sample of served inputs (0: off), where it goes, for how long,
+    # and how many a drift retrain needs before it is worth launching.
+    capture_rate: float = 0.0
+    capture_uri: str | None = None
+    capture_days: float = 30.0
+    drift_min_captured: int = 64
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -145,6 +151,10 @@ def load_settings(
         serving_image=_get(env, "GANOPS_SERVING_IMAGE"),
         in_cluster=_get(env, "KUBERNETES_SERVICE_HOST") is not None,
         pipeline_mlflow_uri=_optional_url(env, "GANOPS_PIPELINE_MLFLOW_URI"),
+        capture_rate=_number(env, "GANOPS_CAPTURE_RATE", 0.0, (0.0, 1.0)),
+        capture_uri=_get(env, "GANOPS_CAPTURE_URI") or str(state_dir.resolve() / "captured"),
+        capture_days=_number(env, "GANOPS_CAPTURE_DAYS", 30.0, (1e-3, 36500.0)),
+        drift_min_captured=int(_number(env, "GANOPS_DRIFT_MIN_CAPTURED", 64, (2, 100000))),
     )
 
 
@@ -256,6 +266,19 @@ def _choice_int(env: Mapping[str, str], name: str, choices: tuple[int, ...], def
         allowed = " or ".join(str(c) for c in choices)
         raise ConfigError(f"{name}={raw!r} must be {allowed}")
     return int(raw)
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: float, bounds: tuple[float, float]
+) -> float:
+    raw = _get(env, name)
+    try:
+        value = float(raw) if raw is not None else default
+    except ValueError:
+        value = float("nan")
+    if not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(f"{name}={raw!r} must be a number from {bounds[0]:g} to {bounds[1]:g}")
+    return value
 
 
 def _image(env: Mapping[str, str]) -> str:

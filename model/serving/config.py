@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from model.serving.capture import CaptureConfig
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class ServeConfig:
     device: str = "auto"
     tracking_uri: str | None = None
     drift_reference: Path | None = None
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
 
 
 __all__ = ["ServeConfig"]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from model.cli.args import Parser, UsageError, fail, positive, tracking_uri_from
+from model.serving.capture import CaptureConfig, make_sink
 from model.serving.config import ServeConfig
 from model.serving.http import GanServer, Handler, ServerState
 from model.serving.predictor import Predictor
@@ -64,6 +65,7 @@ def load_predictor(config: ServeConfig) -> Predictor:
         bundle, window=config.window, drift_every=config.drift_every, drift_reference=reference
     )
     predictor.warmup()
+    predictor.capture = make_sink(config.capture, model=bundle.model, version=predictor.version)
     return predictor
 
 
@@ -82,9 +84,35 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeConfig:
         "--tracking-uri", help="MLflow URI for models:/ (default: MLFLOW_TRACKING_URI)"
     )
     parser.add_argument("--drift-reference", type=Path, help="drift reference JSON override")
+    add_capture_arguments(parser, env)
     args = parser.parse_args(list(argv))
     args.tracking_uri = tracking_uri_from(args.tracking_uri, env)
-    return ServeConfig(**{k: v for k, v in vars(args).items() if v is not None})
+    values = {k: v for k, v in vars(args).items() if v is not None}
+    try:
+        capture = CaptureConfig(
+            rate=values.pop("capture_rate"),
+            uri=values.pop("capture_uri", None),
+            days=values.pop("capture_days"),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return ServeConfig(capture=capture, **values)
+
+
+def add_capture_arguments(parser: Parser, env: Mapping[str, str]) -> None:
+    """Input capture (`model.serving.capture`); the flags default to GANOPS_CAPTURE_*."""
+    try:
+        rate = float(env.get("GANOPS_CAPTURE_RATE") or 0.0)
+        days = float(env.get("GANOPS_CAPTURE_DAYS") or CaptureConfig.days)
+    except ValueError:
+        raise UsageError("GANOPS_CAPTURE_RATE and GANOPS_CAPTURE_DAYS must be numbers") from None
+    parser.add_argument(
+        "--capture-rate", type=float, default=rate, help="share of inputs kept (0: off)"
+    )
+    parser.add_argument(
+        "--capture-uri", default=env.get("GANOPS_CAPTURE_URI") or None, help="folder or fsspec URL"
+    )
+    parser.add_argument("--capture-days", type=float, default=days, help="retention in days")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,4 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.serve_forever(poll_interval=0.2)
     state.wait_idle(timeout=10.0)
     server.server_close()
+    if state.predictor is not None and state.predictor.capture is not None:
+        state.predictor.capture.close()
     return 1 if failed.is_set() else 0

@@ -147,3 +147,36 @@ def test_pipeline_pods_may_get_their_own_mlflow_url() -> None:
     assert _launcher_options(remote) == {"pipeline_mlflow_uri": "http://mlflow.mlflow:5000"}
     with pytest.raises(ConfigError, match="GANOPS_PIPELINE_MLFLOW_URI"):
         load_settings({"GANOPS_PIPELINE_MLFLOW_URI": "not a url"})
+
+
+def test_capture_is_off_by_default_and_passed_to_the_local_server_when_on(
+    tmp_path: Path,
+) -> None:
+    from bot.services import capture_args
+
+    off = load_settings({"GANOPS_STATE_DIR": str(tmp_path)})
+    assert off.capture_rate == 0.0
+    assert off.capture_uri == str(tmp_path.resolve() / "captured")
+    assert off.drift_min_captured == 64
+    assert capture_args(off) == []
+    on = load_settings(
+        {"GANOPS_CAPTURE_RATE": "0.5", "GANOPS_CAPTURE_URI": "s3://b/c", "GANOPS_CAPTURE_DAYS": "7"}
+    )
+    assert capture_args(on) == [
+        "--capture-rate=0.5",
+        "--capture-uri=s3://b/c",
+        "--capture-days=7",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GANOPS_CAPTURE_RATE", "1.5"),
+        ("GANOPS_CAPTURE_DAYS", "soon"),
+        ("GANOPS_DRIFT_MIN_CAPTURED", "0"),
+    ],
+)
+def test_bad_capture_settings_stop_start_up(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
