@@ -135,6 +135,26 @@ def alarm_thread_note(kind: str, user: str | None, detail: str = "") -> str:
     return notes.get(kind, detail)
 
 
+def retrain_data_text(captured: int, needed: int, held_out: int, capture_on: bool) -> str:
+    """What a drift retrain trains on, or why it was not started."""
+    if not capture_on:
+        return (
+            "Input capture is off (`GANOPS_CAPTURE_RATE=0`): this retrain uses the champion's "
+            "data only, so it cannot learn the new inputs."
+        )
+    if captured < needed:
+        return (
+            f":hourglass: Not retraining yet: {captured} inputs captured during this episode, "
+            f"{needed} needed (`GANOPS_DRIFT_MIN_CAPTURED`); {needed - captured} missing. "
+            "Click again once more traffic has been served."
+        )
+    return (
+        f"Retraining on the champion's data plus {captured - held_out} of the {captured} "
+        f"inputs captured during this episode (domain B unchanged); the other {held_out} are "
+        "held out, so challenger and champion are judged on the new inputs."
+    )
+
+
 def alarm_summary_lines(views: Sequence[AlarmView]) -> list[str]:
     """One line per alarm, for `/ganops status`."""
     return [

@@ -7,21 +7,20 @@ start one run, threaded under the alarm, and the one-run-per-model rule still ho
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.blocks.alarms import alarm_thread_note
+from bot.blocks.alarms import alarm_thread_note, retrain_data_text
 from bot.blocks.ops import concurrent_text, upstream_text
 from bot.context import services_of, settings_of
+from bot.drift.retrain import plan_retrain
 from bot.drift.watch import AlarmBook, render_card
 from bot.errors import ConcurrentRunError, UpstreamError, guarded
-from bot.ports import RunParams
 from bot.runs.start import start_run
-from bot.services import Services
 
 log = logging.getLogger("ganops.bot")
 
@@ -50,21 +49,6 @@ def _ephemeral(client: WebClient, channel: str, user: str, text: str) -> None:
         client.chat_postEphemeral(channel=channel, user=user, text=text)
 
 
-def retrain_params(services: Services, model: str, version: str) -> RunParams:
-    """Retrain on the same data source as the drifting version, when its tags say which."""
-    data = "synthetic"
-    try:
-        info = services.registry.get_version(model, version)
-    except UpstreamError:
-        info = None
-    if info is not None and info.tags.get("params"):
-        try:
-            data = str(json.loads(info.tags["params"]).get("data") or data)
-        except (ValueError, AttributeError):
-            log.warning("version %s of %s has unreadable params tag", version, model)
-    return RunParams(model=model, data=data)
-
-
 @guarded
 def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     episode_id, user, channel = _click(body)
@@ -75,10 +59,18 @@ def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -
         _ephemeral(client, channel, user, "That alarm is no longer known to me.")
         return
     alarm_channel, alarm_ts, _ = book.row_meta(episode_id)
+    plan = plan_retrain(services, settings_of(context), view, now=time.time())
+    if plan.params is None:
+        # Too few inputs of the new kind: a retrain on the old data cannot learn them.
+        text = retrain_data_text(plan.captured, plan.needed, plan.held_out, plan.capture_on)
+        _ephemeral(client, channel, user, text)
+        if alarm_channel and alarm_ts:
+            client.chat_postMessage(channel=alarm_channel, thread_ts=alarm_ts, text=text)
+        return
     try:
         outcome = start_run(
             services,
-            retrain_params(services, view.model, view.version),
+            plan.params,
             episode_id,
             requested_by=user,
             channel=alarm_channel or channel,
@@ -95,6 +87,9 @@ def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -
     # recording it on the alarm catches up on the next click.
     if book.set_retrain(episode_id, user, outcome.run_id):
         render_card(book, client, episode_id, settings_of(context).channel)
+        if alarm_channel and alarm_ts:
+            text = retrain_data_text(plan.captured, plan.needed, plan.held_out, plan.capture_on)
+            client.chat_postMessage(channel=alarm_channel, thread_ts=alarm_ts, text=text)
     if not outcome.created:
         _ephemeral(
             client,
