@@ -76,6 +76,13 @@ class CardView:
     image: str | None = None
     url: str | None = None
     files_note: str | None = None  # e.g. "sample grid and loss curve in the thread"
+    on_captured: bool = False  # a drift retrain: evaluated on held-out captured inputs
+
+
+CAPTURED_EVAL_NOTE = (
+    ":mag: Judged on the new inputs: both models were evaluated on inputs captured during the "
+    "drift episode and held out from training (no ground truth for them, so no SSIM/PSNR)."
+)
 
 
 def duration(seconds: float | None) -> str:
@@ -242,6 +249,8 @@ def results_card(view: CardView, approval_id: str | None) -> list[Block]:
         section(code(metrics_table(view.metrics, view.champion_metrics))),
         section(" · ".join(facts)),
     ]
+    if view.on_captured:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=CAPTURED_EVAL_NOTE)]))
     if view.files_note:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=view.files_note)]))
     if approval_id is not None:

@@ -52,6 +52,7 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
         image=result.image,
         url=status.url or row.url,
         files_note=FILES_NOTE if result.artifacts else "This run produced no images.",
+        on_captured=bool((status.params or {}).get("captured")),
     )
     blocks = results_card(view, approval_id)
     key = f"{row.run_id}:card"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
 
 from bot.blocks import SECTION_LIMIT, blocks_to_dicts, clip
@@ -124,6 +126,13 @@ def test_the_results_card_buttons_carry_only_the_approval_id() -> None:
     assert "sha256:d1" in shown
     assert "img:1" in shown
     assert "pictures in the thread" in shown
+
+
+def test_a_drift_retrain_card_says_it_was_judged_on_the_new_inputs() -> None:
+    assert "Judged on the new inputs" not in text(results_card(card(), "id"))
+    blocks = results_card(dataclasses.replace(card(), on_captured=True), "id")
+    valid(blocks)
+    assert "held out from training" in text(blocks)
 
 
 def test_a_decided_card_has_no_buttons() -> None:
