@@ -95,6 +95,8 @@ class Settings:
     capture_uri: str | None = None
     capture_days: float = 30.0
     drift_min_captured: int = 64
+    # A replaced version's episode resolves once the new version scored under 1 this long.
+    drift_resolve_after_s: float = 300.0
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -155,6 +157,7 @@ def load_settings(
         capture_uri=_get(env, "GANOPS_CAPTURE_URI") or str(state_dir.resolve() / "captured"),
         capture_days=_number(env, "GANOPS_CAPTURE_DAYS", 30.0, (1e-3, 36500.0)),
         drift_min_captured=int(_number(env, "GANOPS_DRIFT_MIN_CAPTURED", 64, (2, 100000))),
+        drift_resolve_after_s=_duration(env, "GANOPS_DRIFT_RESOLVE_AFTER", "5m"),
     )
 
 

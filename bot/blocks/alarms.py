@@ -36,6 +36,9 @@ class AlarmView:
     snoozed_until: float | None = None
     acted_by: str | None = None  # who snoozed / ignored / retrained
     retrain_run_id: str | None = None
+    captured: int | None = None  # captured inputs its retrain trains on
+    outcome: str | None = None  # how it ended, or what its retrain came to
+    attempts: int = 0  # retrains turned down (gate, failure)
 
 
 def _hhmm(ts: float) -> str:
@@ -51,7 +54,7 @@ def moved_features(features: Mapping[str, float], limit: int = 4) -> list[tuple[
 def alarm_text(view: AlarmView) -> str:
     """The notification text (shown in notifications and by clients without blocks)."""
     if view.state == "resolved":
-        return f"Resolved: input drift on {view.model} v{view.version}"
+        return view.outcome or f"Resolved: input drift on {view.model} v{view.version}"
     return f"Input drift on {view.model} v{view.version}: score {view.score:.2f} (>1 is drift)"
 
 
@@ -86,6 +89,8 @@ def alarm_card(view: AlarmView) -> list[Block]:
 def _status_line(view: AlarmView) -> str:
     who = f" by <@{view.acted_by}>" if view.acted_by else ""
     parts: list[str] = []
+    if view.state == "resolved" and view.outcome:
+        return view.outcome
     if view.state == "resolved" and view.resolved_at is not None:
         parts.append(f"Resolved at {_hhmm(view.resolved_at)}; the score is back under 1.")
     elif view.state == "snoozed" and view.snoozed_until is not None:
@@ -96,6 +101,8 @@ def _status_line(view: AlarmView) -> str:
         parts.append(f"Firing; updated {_hhmm(view.updated_at)}. >1 means the inputs moved.")
     if view.retrain_run_id:
         parts.append(f"Retrain started{who}: run `{view.retrain_run_id}` (progress in the thread).")
+    if view.outcome:
+        parts.append(view.outcome)
     return " ".join(parts)
 
 

@@ -68,10 +68,12 @@ def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -
             client.chat_postMessage(channel=alarm_channel, thread_ts=alarm_ts, text=text)
         return
     try:
+        # A retry after a turned-down retrain is a new request; clicks on one attempt are not.
+        request_id = episode_id if not view.attempts else f"{episode_id}-retry{view.attempts}"
         outcome = start_run(
             services,
             plan.params,
-            episode_id,
+            request_id,
             requested_by=user,
             channel=alarm_channel or channel,
             thread_ts=alarm_ts,
@@ -86,6 +88,8 @@ def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -
     # Also when the run already existed: a bot that died between starting the run and
     # recording it on the alarm catches up on the next click.
     if book.set_retrain(episode_id, user, outcome.run_id):
+        if plan.capture_on:
+            book.set_captured(episode_id, plan.captured - plan.held_out)
         render_card(book, client, episode_id, settings_of(context).channel)
         if alarm_channel and alarm_ts:
             text = retrain_data_text(plan.captured, plan.needed, plan.held_out, plan.capture_on)
