@@ -2,8 +2,8 @@
 the episode as domain A (`pipeline.captured`).
 
 With capture on, a retrain needs `GANOPS_DRIFT_MIN_CAPTURED` inputs served by the drifting
-version since shortly before the alarm opened (the inputs that filled the window which raised
-it); with fewer, the plan says how many are missing and nothing is launched, since a retrain on
+version since the alarm went pending (earlier ones may be of the old kind, and the retrained
+version's drift reference is fitted on these); with fewer, the plan says how many are missing and nothing is launched, since a retrain on
 the old data cannot learn the new inputs. With capture off, the retrain runs on the champion's
 data as before, and the plan says that it will not see the new inputs.
 """
@@ -24,10 +24,9 @@ from pipeline.captured import CapturedSpec, dump_specs, held_out_count, load_spe
 
 log = logging.getLogger("ganops.bot")
 
-# The window that raised the alarm filled before it opened; its inputs belong to the episode.
-LOOKBACK_S = 600.0
-# What a drift retrain keeps of the drifting version's run: the same base data and sizes.
-_KEPT = ("data", "synthetic_n", "seed", "image_size", "preset", "captured")
+# What a drift retrain keeps of the drifting version's run: the same base data, sizes and
+# training length (a drift retrain changes the data, not the recipe).
+_KEPT = ("data", "synthetic_n", "seed", "image_size", "preset", "steps", "epochs", "captured")
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def plan_retrain(
         uri=settings.capture_uri,
         model=view.model,
         version=view.version,
-        since=view.opened_at - LOOKBACK_S,
+        since=view.opened_at,
         until=now,
     )
     found = [
