@@ -89,4 +89,14 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
         )
         drift = DriftWatcher(alarms, services.metrics, services.slack, config, closer=closer)
         jobs.every("drift-watch", settings.drift_interval_s, drift.tick, first_in=5.0)
+    if settings.data_watch:
+        from bot.runs.data_watch import DataWatcher
+
+        data = DataWatcher(
+            services,
+            source=settings.data_watch,
+            minimum=settings.data_watch_min,
+            channel=settings.channel,
+        )
+        jobs.every("data-watch", settings.data_watch_interval_s, data.tick, first_in=10.0)
     return jobs

@@ -97,6 +97,10 @@ class Settings:
     drift_min_captured: int = 64
     # A replaced version's episode resolves once the new version scored under 1 this long.
     drift_resolve_after_s: float = 300.0
+    # New data offers a retrain: the watched source (any fsspec URI), how often, how many.
+    data_watch: str | None = None
+    data_watch_interval_s: float = 3600.0
+    data_watch_min: int = 100
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -158,6 +162,9 @@ def load_settings(
         capture_days=_number(env, "GANOPS_CAPTURE_DAYS", 30.0, (1e-3, 36500.0)),
         drift_min_captured=int(_number(env, "GANOPS_DRIFT_MIN_CAPTURED", 64, (2, 100000))),
         drift_resolve_after_s=_duration(env, "GANOPS_DRIFT_RESOLVE_AFTER", "5m"),
+        data_watch=_get(env, "GANOPS_DATA_WATCH"),
+        data_watch_interval_s=_duration(env, "GANOPS_DATA_WATCH_INTERVAL", "1h"),
+        data_watch_min=int(_number(env, "GANOPS_DATA_WATCH_MIN", 100, (1, 10_000_000))),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import alarms, approvals, ganops_command, retrain
+from bot.listeners import alarms, approvals, data_watch, ganops_command, retrain
 
 
 def register_listeners(app: App) -> None:
@@ -16,6 +16,7 @@ def register_listeners(app: App) -> None:
     ganops_command.register(app)
     approvals.register(app)
     alarms.register(app)
+    data_watch.register(app)
 
 
 __all__ = ["register_listeners"]
