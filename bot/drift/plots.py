@@ -22,9 +22,25 @@ def drift_score_plot(
     end: float | None = None,
     marks: Sequence[tuple[float, str]] = (),
 ) -> bytes:
+    """`score_figure` as PNG bytes."""
+    fig = score_figure(history, title, threshold, start=start, end=end, marks=marks)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def score_figure(
+    history: Sequence[tuple[float, float]],
+    title: str,
+    threshold: float = 1.0,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    marks: Sequence[tuple[float, str]] = (),
+) -> Figure:
     """The drift score over time with the alarm threshold and vertical marks (the alarm, the
-    deploy); returns PNG bytes. The x axis is minutes before `end` (default: the last sample)
-    and spans from `start` (default: the first sample), however few samples there are."""
+    deploy). The x axis is minutes before `end` (default: the last sample) and spans from
+    `start` (default: the first sample), however few samples there are."""
     fig = Figure(figsize=(6, 2.4), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     t_end = end if end is not None else (history[-1][0] if history else time.time())
@@ -46,6 +62,4 @@ def drift_score_plot(
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig
