@@ -14,16 +14,13 @@ BEFORE_S = 1800.0
 
 
 def drift_score_plot(
-    history: Sequence[tuple[float, float]],
-    title: str,
-    threshold: float = 1.0,
-    *,
-    start: float | None = None,
-    end: float | None = None,
-    marks: Sequence[tuple[float, str]] = (),
+    history: Sequence[tuple[float, float]], title: str, threshold: float = 1.0
 ) -> bytes:
-    """`score_figure` as PNG bytes."""
-    fig = score_figure(history, title, threshold, start=start, end=end, marks=marks)
+    """The score over its samples, as PNG bytes (the card renderer's plot)."""
+    return to_png(score_figure(history, title, threshold))
+
+
+def to_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()

@@ -32,7 +32,7 @@ from bot.blocks.alarms import (
 )
 from bot.drift.alarms import OPEN_STATES, AlarmBook
 from bot.drift.lifecycle import Deployed, EpisodeCloser
-from bot.drift.plots import BEFORE_S, drift_score_plot
+from bot.drift.plots import BEFORE_S, score_figure, to_png
 from bot.ports import MetricsSource, UpstreamError
 from bot.runs.record import RunBook
 from bot.runs.start import POST_EVENT, find_post
@@ -138,13 +138,14 @@ class DriftWatcher:
         # From well before the episode (or since the version went live: the series starts
         # there) to now, so the plot shows the score before and after it moved.
         start = view.opened_at - BEFORE_S
-        png = drift_score_plot(
+        figure = score_figure(
             self._history(view.model, view.version, start),
             title=f"{view.model} v{view.version} drift score",
             start=start,
             end=self.clock(),
             marks=[(view.opened_at, "alarm")],
         )
+        png = to_png(figure)
         self._upload(view, channel, thread_ts, png, f"Drift score, {view.model} v{view.version}")
 
     def _upload_resolution_plot(self, view: AlarmView, deployed: Deployed) -> None:
@@ -157,13 +158,14 @@ class DriftWatcher:
         marks = [(view.opened_at, "alarm")]
         if deployed.at is not None:
             marks.append((deployed.at, f"v{deployed.version} deployed"))
-        png = drift_score_plot(
+        figure = score_figure(
             sorted(old + new),
             title=f"{view.model} drift score: v{view.version} then v{deployed.version}",
             start=start,
             end=self.clock(),
             marks=marks,
         )
+        png = to_png(figure)
         self._upload(view, channel, ts, png, "Drift score through the fix", suffix="-resolved")
 
     def _upload(
