@@ -108,7 +108,8 @@ def demo_env(cfg: DemoConfig, prometheus_url: str) -> dict[str, str]:
     return {
         **keep,
         "GANOPS_STATE_DIR": str(cfg.state_dir),
-        "GANOPS_APPROVERS": user_id("carol"),
+        # dave (on call) clicks an alarm's Retrain now; carol, another approver, approves it.
+        "GANOPS_APPROVERS": f"{user_id('carol')},{user_id('dave')}",
         "PROMETHEUS_URL": prometheus_url,
         "GANOPS_DRIFT_INTERVAL": "2",
         "GANOPS_POLL_INTERVAL": "1",

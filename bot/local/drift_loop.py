@@ -2,7 +2,7 @@
 `bench/drift_loop.py` times.
 
 Drift-free traffic → brighter, flatter inputs until the alarm → more of them until enough are
-captured → carol clicks Retrain now (the champion's data plus the captured inputs) → the card,
+captured → dave clicks Retrain now (the champion's data plus the captured inputs) → the card,
 judged on held-out captured inputs → carol approves → the local rollout → the new version
 serves the same drifted inputs until its score has stayed under 1 → the alarm reads Resolved.
 A gate that keeps the champion is an outcome, narrated like the others.
@@ -105,8 +105,8 @@ class DriftLoop:
         self.say(f"serving more drifted inputs until {need} are captured since the alarm…")
         if self._shift_until(lambda: self._captured(episode) >= need, self.timeouts.alarm_s):
             result.captured = self._captured(episode)
-        self.say(f"{self._captured(episode)} inputs captured; carol clicks Retrain now")
-        self.shell.handle("/user carol")
+        self.say(f"{self._captured(episode)} inputs captured; dave (on call) clicks Retrain now")
+        self.shell.handle("/user dave")
         self.shell.handle("Retrain now")
         view = self.book.get(episode)
         if view is None or view.retrain_run_id is None:
@@ -127,6 +127,7 @@ class DriftLoop:
             )
             return result
         self.say("the card compares both models on held-out captured inputs; carol approves")
+        self.shell.handle("/user carol")
         self.shell.handle("Approve")
         self.shell.wait_idle(self.timeouts.run_s)
         after = self.services.registry.get_alias(MODEL, CHAMPION)
