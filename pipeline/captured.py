@@ -5,8 +5,9 @@ version, time span) join domain A. The last one is this episode's: part of it is
 the whole test set (`testA/`), so challenger and champion are judged on the new distribution;
 the rest, and every earlier episode's inputs (a chain of drift retrains keeps what its champion
 learnt), join `trainA/`, repeated until they make up half of it so a few hundred inputs are not
-drowned by the original set. They are also kept in `capturedA/`, from which the new version's
-drift reference is fitted (`model.drift.attach_reference`): they are what it will serve.
+drowned by the original set. This episode's training part is also kept in `capturedA/`, from
+which the new version's drift reference is fitted (`model.drift.attach_reference`): it is what
+the new version will serve.
 Domain B is left as it is: CUT and CycleGAN are unpaired, so the inputs need no labels.
 
 Torch-free: the bot builds the spec and counts inputs; the ingest step composes the data.
@@ -84,12 +85,13 @@ def add_captured(out: Path, specs: list[CapturedSpec], *, seed: int) -> dict[str
     order = np.random.default_rng(seed).permutation(len(latest))
     n_held = held_out_count(len(latest))
     held = [latest[i] for i in order[:n_held]]
-    train = [latest[i] for i in order[n_held:]] + [x for items in found[:-1] for x in items]
+    current = [latest[i] for i in order[n_held:]]
+    train = current + [x for items in found[:-1] for x in items]
     # The test set is the new distribution alone, with no ground truth for it.
     for folder in ("testA", "testB_gt"):
         shutil.rmtree(out / folder, ignore_errors=True)
     _write(out / "testA", held)
-    _write(out / CAPTURED_DIR, train)
+    _write(out / CAPTURED_DIR, current)  # the reference: what the new version will serve
     n_original = sum(1 for p in (out / "trainA").iterdir() if p.is_file())
     copies = max(1, math.ceil(n_original / len(train)))
     for k in range(copies):

@@ -11,6 +11,7 @@ A gate that keeps the champion is an outcome, narrated like the others.
 from __future__ import annotations
 
 import io
+import json
 import time
 import urllib.error
 import urllib.request
@@ -81,18 +82,27 @@ class DriftLoop:
         self.timeouts = timeouts
         self.book = AlarmBook(self.services.store)
         self._seed = 100
+        self._drifted = True  # which kind of inputs `_shift_until` sends
 
     def run(self) -> LoopResult:
         result = LoopResult()
         champion = self.services.registry.get_alias(MODEL, CHAMPION)
         result.version_before = champion.version if champion else None
         known = {v.episode_id for v in self.book.open_episodes()}
+        # A champion from an earlier loop learnt the bright, flat inputs: for it those are
+        # the drift-free ones, and the drift is the old camera coming back.
+        self._drifted = not (
+            champion and json.loads(champion.tags.get("params") or "{}").get("captured")
+        )
         self.say(f"sending {self.calm_requests} drift-free requests")
-        self._traffic(self.calm_requests, shift=False)
+        self._traffic(self.calm_requests, shift=not self._drifted)
         time.sleep(4)  # a few scrapes and rule evaluations
         fresh = [v for v in self.book.open_episodes() if v.episode_id not in known]
         self.say(f"drift-free traffic: {len(fresh)} alarm(s) (expected none)")
-        self.say("now the inputs get brighter and lose contrast (a new camera, say)…")
+        if self._drifted:
+            self.say("now the inputs get brighter and lose contrast (a new camera, say)…")
+        else:
+            self.say("now the old camera is back: darker, contrasted inputs…")
         result.onset_at = time.time()
         episode = self._shift_until(lambda: self._new_alarm(known), self.timeouts.alarm_s)
         if episode is None:
@@ -184,7 +194,7 @@ class DriftLoop:
             found = done()
             if found:
                 return found
-            self._traffic(16, shift=True)
+            self._traffic(16, shift=self._drifted)
             time.sleep(0.5)
         return done()
 

@@ -92,3 +92,19 @@ def test_captured_specs_round_trip_and_bad_ones_are_refused() -> None:
     assert validate_params(RunParams(captured=dump_specs([spec]))).captured
     with pytest.raises(InvalidParamsError, match="captured"):
         validate_params(RunParams(captured="[{}]"))
+
+
+def test_a_chained_retrain_keeps_earlier_inputs_but_fits_on_this_episode(tmp_path: Path) -> None:
+    store = tmp_path / "captured"
+    _capture(store, "3", 30, T0 + 100)  # the episode that made v4
+    _capture(store, "4", 40, T0 + 900)  # this one, on v4
+    earlier = CapturedSpec(str(store), "cut", "3", since=T0, until=T0 + 200)
+    latest = CapturedSpec(str(store), "cut", "4", since=T0 + 800, until=T0 + 1000)
+    _ingest(tmp_path / "out", dump_specs([earlier, latest]))
+    held = held_out_count(40)
+    names = {p.name for p in list_images(tmp_path / "out" / "capturedA")}
+    assert len(names) == 40 - held
+    assert all(n.startswith("4_") for n in names)
+    train_a = [p.name for p in list_images(tmp_path / "out" / "trainA")]
+    assert sum(n.startswith("captured0_3_") for n in train_a) == 30
+    assert sum(n.startswith("captured0_4_") for n in train_a) == 40 - held
