@@ -92,11 +92,29 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
 
         jobs.every("approvals", TICK_S, approvals, first_in=1.0)
     if services.metrics is not None:
+        from bot.drift.lifecycle import EpisodeCloser, champion_of
         from bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher
 
         config = DriftWatchConfig(channel=settings.channel, prometheus_url=settings.prometheus_url)
-        drift = DriftWatcher(AlarmBook(services.store), services.metrics, services.slack, config)
+        alarms = AlarmBook(services.store)
+        closer = EpisodeCloser(
+            alarms,
+            services.metrics,
+            champion_of(services.registry),
+            resolve_after_s=settings.drift_resolve_after_s,
+        )
+        drift = DriftWatcher(alarms, services.metrics, services.slack, config, closer=closer)
         jobs.every("drift-watch", settings.drift_interval_s, drift.tick, first_in=5.0)
+    if settings.data_watch:
+        from bot.runs.data_watch import DataWatcher
+
+        data = DataWatcher(
+            services,
+            source=settings.data_watch,
+            minimum=settings.data_watch_min,
+            channel=settings.channel,
+        )
+        jobs.every("data-watch", settings.data_watch_interval_s, data.tick, first_in=10.0)
     return jobs
 
 

@@ -96,7 +96,12 @@ def build_services(settings: Settings) -> Services:
     store = Store(settings.state_dir)
     registry = MlflowRegistry(settings.mlflow_uri)
     slack = slack_client(settings)
-    deployer = make_deployer(settings.state_dir, settings.mlflow_uri, kube_target(settings))
+    deployer = make_deployer(
+        settings.state_dir,
+        settings.mlflow_uri,
+        kube_target(settings),
+        serve_args=capture_args(settings),
+    )
     approvals = ApprovalBook(
         store,
         registry,
@@ -168,3 +173,17 @@ def _launcher_options(settings: Settings) -> dict[str, object]:
         if settings.pipeline_mlflow_uri:
             options["pipeline_mlflow_uri"] = settings.pipeline_mlflow_uri
     return options
+    if settings.kfp_host and settings.pipeline_mlflow_uri:
+        return {"pipeline_mlflow_uri": settings.pipeline_mlflow_uri}
+    return {}
+
+
+def capture_args(settings: Settings) -> list[str]:
+    """The model server's input-capture flags (`ganops serve --capture-*`); none when off."""
+    if settings.capture_rate <= 0 or not settings.capture_uri:
+        return []
+    return [
+        f"--capture-rate={settings.capture_rate:g}",
+        f"--capture-uri={settings.capture_uri}",
+        f"--capture-days={settings.capture_days:g}",
+    ]

@@ -105,6 +105,18 @@ class Settings:
     data_allow: tuple[str, ...] = ()
     # Kubeflow, object storage and GPU nodes (bot/cluster_settings.py).
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    # The closed drift loop: a sample of served inputs (0: off), where it goes, for how long,
+    # and how many a drift retrain needs before it is worth launching.
+    capture_rate: float = 0.0
+    capture_uri: str | None = None
+    capture_days: float = 30.0
+    drift_min_captured: int = 64
+    # A replaced version's episode resolves once the new version scored under 1 this long.
+    drift_resolve_after_s: float = 300.0
+    # New data offers a retrain: the watched source (any fsspec URI), how often, how many.
+    data_watch: str | None = None
+    data_watch_interval_s: float = 3600.0
+    data_watch_min: int = 100
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -168,6 +180,14 @@ def load_settings(
         run_timeout_s=_duration(env, "GANOPS_RUN_TIMEOUT", "6h"),
         data_allow=_prefixes(env, "GANOPS_DATA_ALLOW"),
         cluster=load_cluster_settings(env),
+        capture_rate=_number(env, "GANOPS_CAPTURE_RATE", 0.0, (0.0, 1.0)),
+        capture_uri=_get(env, "GANOPS_CAPTURE_URI") or str(state_dir.resolve() / "captured"),
+        capture_days=_number(env, "GANOPS_CAPTURE_DAYS", 30.0, (1e-3, 36500.0)),
+        drift_min_captured=int(_number(env, "GANOPS_DRIFT_MIN_CAPTURED", 64, (2, 100000))),
+        drift_resolve_after_s=_duration(env, "GANOPS_DRIFT_RESOLVE_AFTER", "5m"),
+        data_watch=_get(env, "GANOPS_DATA_WATCH"),
+        data_watch_interval_s=_duration(env, "GANOPS_DATA_WATCH_INTERVAL", "1h"),
+        data_watch_min=int(_number(env, "GANOPS_DATA_WATCH_MIN", 100, (1, 10_000_000))),
     )
 
 
@@ -308,6 +328,19 @@ def _prefixes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
             raise ConfigError(f"{name}={raw!r}: a folder prefix must be absolute, not {prefix!r}")
         found.append(prefix)
     return tuple(dict.fromkeys(found))
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: float, bounds: tuple[float, float]
+) -> float:
+    raw = _get(env, name)
+    try:
+        value = float(raw) if raw is not None else default
+    except ValueError:
+        value = float("nan")
+    if not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(f"{name}={raw!r} must be a number from {bounds[0]:g} to {bounds[1]:g}")
+    return value
 
 
 def _image(env: Mapping[str, str]) -> str:

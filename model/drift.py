@@ -35,9 +35,19 @@ import numpy as np
 from model.drift_stats import DriftScore, KernelReference, calibrate
 from model.features import FEATURE_NAMES, image_features
 
-__all__ = ["DriftReference", "DriftScore", "fit_reference", "load_images"]
+__all__ = [
+    "CAPTURED_DIR",
+    "DriftReference",
+    "DriftScore",
+    "attach_reference",
+    "fit_reference",
+    "load_images",
+]
 
 FORMAT_VERSION = 1
+# A drift retrain's snapshot keeps the captured inputs it trains on (also in trainA/) here too:
+# the reference is fitted on them, since they are what the new version will serve.
+CAPTURED_DIR = "capturedA"
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,33 @@ def fit_reference(
     reference, held_out = features[order[n_held:]], features[order[:n_held]]
     size = image_size if image_size is not None else int(images.shape[1])
     return _fit(reference, held_out, window, target_fpr, safety, trials, seed, size)
+
+
+def attach_reference(
+    bundle_dir: str | Path, data_dir: str | Path, *, seed: int, image_size: int
+) -> str:
+    """Fit the reference on the inputs a bundle trained on and save it in the bundle: the one
+    path used by `ganops train`, the pipeline's train step and the drift retrain. Small data
+    sets get a smaller window; one too small for any window serves without drift scoring.
+
+    Returns:
+        one line for the log saying what was fitted, or why nothing was.
+    """
+    import json
+
+    from model.bundle import DRIFT_REFERENCE
+    from model.data import list_images
+
+    data = Path(data_dir)
+    source = data / CAPTURED_DIR if (data / CAPTURED_DIR).is_dir() else data
+    root = source / "trainA" if (source / "trainA").is_dir() else source
+    n = len(list_images(root))
+    window = min(64, (n - 8) // 2)
+    if window < 8:
+        return f"drift: {n} training images are too few for a drift reference"
+    reference = fit_reference(source, window=window, seed=seed, image_size=image_size)
+    (Path(bundle_dir) / DRIFT_REFERENCE).write_text(json.dumps(reference.to_dict()))
+    return f"drift: reference fitted on {n} images of {root.name} (window {window})"
 
 
 def load_images(folder: Path, image_size: int | None) -> np.ndarray:

@@ -32,6 +32,7 @@ def ingest(
     gpus: int,
     seed: int,
     synthetic_n: int,
+    captured: str,
     events_dir: str,
     dataset: Output[Dataset],
 ) -> str:
@@ -47,6 +48,7 @@ def ingest(
         image_size=size,
         seed=seed,
         synthetic_n=synthetic_n,
+        captured=captured,
         events_dir=events_dir,
     )
     dataset.metadata["digest"] = digest
@@ -89,6 +91,7 @@ def train(
     auto_deploy: bool,
     min_score: float,
     synthetic_n: int,
+    captured: str,
     mlflow_uri: str,
     events_dir: str,
     run_id: str,
@@ -121,6 +124,7 @@ def train(
         auto_deploy=auto_deploy,
         min_score=min_score,
         synthetic_n=synthetic_n,
+        captured=captured,
     )
     # The curve artifact is a folder holding loss_curve.png, so the file keeps its extension.
     return train_step.run_train_step(

@@ -53,6 +53,7 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
         auto_deploy: bool = _D.auto_deploy,
         min_score: float = _D.min_score,
         synthetic_n: int = 0,  # 0: the synthetic generator's default size
+        captured: str = "",  # a drift retrain's captured inputs (pipeline.captured)
         mlflow_uri: str = "",
         events_dir: str = "",  # local runs only: where steps append progress events
         run_id: str = "",  # local runs only: the launcher's run id (KFP uses its own)
@@ -73,7 +74,12 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
         )
         with dsl.ExitHandler(final, name="ct"):
             ing = c.ingest(
-                source=data, seed=seed, synthetic_n=synthetic_n, events_dir=events_dir, **size
+                source=data,
+                seed=seed,
+                synthetic_n=synthetic_n,
+                captured=captured,
+                events_dir=events_dir,
+                **size,
             )
             dataset = ing.outputs["dataset"]
             val = c.validate(dataset=dataset, events_dir=events_dir, **size)
@@ -91,6 +97,7 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
                 auto_deploy=auto_deploy,
                 min_score=min_score,
                 synthetic_n=synthetic_n,
+                captured=captured,
                 mlflow_uri=mlflow_uri,
                 events_dir=events_dir,
                 run_id=run_id,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from model.config import MODEL_NAMES, PRESET_NAMES, default_preset
+from pipeline.captured import load_specs
 from pipeline.ports import InvalidParamsError, RunParams
 
 MODELS: tuple[str, ...] = MODEL_NAMES
@@ -83,6 +84,10 @@ def validate_params(params: RunParams) -> RunParams:
             f"image_size={params.image_size} must be a multiple of 4", "image_size"
         )
     _check_data(params.data)
+    try:
+        load_specs(params.captured)
+    except ValueError as exc:
+        raise InvalidParamsError(str(exc)) from None
     if params.preset is None:
         params = dataclasses.replace(params, preset=default_preset(gpus=params.gpus))
     return params
@@ -239,6 +244,7 @@ def pipeline_arguments(
         "auto_deploy": params.auto_deploy,
         "min_score": float(params.min_score),
         "synthetic_n": params.synthetic_n or 0,
+        "captured": params.captured,
         "mlflow_uri": mlflow_uri,
         "events_dir": events_dir,
         "run_id": run_id,

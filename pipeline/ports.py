@@ -84,6 +84,9 @@ class RunParams:
     min_score: float = 0.0  # the gate's floor when no champion exists
     # Synthetic data only: training images per domain (None: the generator's default).
     synthetic_n: int | None = None
+    # A drift retrain only (not a /retrain key): the captured inputs that join domain A, as
+    # `pipeline.captured.dump_specs` writes them; "" for every other run.
+    captured: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

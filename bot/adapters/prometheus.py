@@ -98,7 +98,8 @@ class PrometheusMetrics:
     ) -> list[tuple[float, float]]:
         end = time.time()
         start = end - hours * 3600
-        step = max(15, int(hours * 3600 / 240))
+        # ~240 points whatever the span, so a short one is not a single sample.
+        step = max(1, int(hours * 3600 / 240))
         promql = f'max({self.score_metric}{{model="{model}",version="{version}"}})'
         try:
             series = self._client().custom_query_range(

@@ -39,6 +39,9 @@ class AlarmView:
     acted_by: str | None = None  # who snoozed / ignored / retrained
     retrain_run_id: str | None = None
     no_data_since: float | None = None  # the score stopped coming then; None while it comes
+    captured: int | None = None  # captured inputs its retrain trains on
+    outcome: str | None = None  # how it ended, or what its retrain came to
+    attempts: int = 0  # retrains turned down (gate, failure)
 
 
 def _hhmm(ts: float) -> str:
@@ -57,7 +60,8 @@ def alarm_text(view: AlarmView) -> str:
     if view.state == "resolved" and view.no_data_since is not None:
         return f"Closed without data: input drift on {what}"
     if view.state == "resolved":
-        return f"Resolved: input drift on {what}"
+        # The outcome line is ours, but it names versions that came from labels: escaped.
+        return escape(view.outcome) if view.outcome else f"Resolved: input drift on {what}"
     if view.no_data_since is not None:
         return f"Input drift on {what}: no data since {_hhmm(view.no_data_since)}"
     return f"Input drift on {what}: score {view.score:.2f} (&gt;1 is drift)"
@@ -101,6 +105,8 @@ def alarm_card(view: AlarmView) -> list[Block]:
 def _status_line(view: AlarmView) -> str:
     who = f" by {at(view.acted_by)}" if view.acted_by else ""
     parts: list[str] = []
+    if view.state == "resolved" and view.outcome:
+        return escape(view.outcome)
     silent = view.no_data_since is not None
     if view.state == "resolved" and view.resolved_at is not None and silent:
         parts.append(
@@ -123,6 +129,8 @@ def _status_line(view: AlarmView) -> str:
     if view.retrain_run_id:
         run = literal(view.retrain_run_id)
         parts.append(f"Retrain started{who}: run {run} (progress in the thread).")
+    if view.outcome:
+        parts.append(escape(view.outcome))
     return " ".join(parts)
 
 
@@ -162,6 +170,26 @@ def alarm_thread_note(kind: str, user: str | None, detail: str = "") -> str:
         "retrain": f"{who} started a retrain: {detail}",  # detail: mrkdwn the bot built
     }
     return notes.get(kind, detail)
+
+
+def retrain_data_text(captured: int, needed: int, held_out: int, capture_on: bool) -> str:
+    """What a drift retrain trains on, or why it was not started."""
+    if not capture_on:
+        return (
+            "Input capture is off (`GANOPS_CAPTURE_RATE=0`): this retrain uses the champion's "
+            "data only, so it cannot learn the new inputs."
+        )
+    if captured < needed:
+        return (
+            f":hourglass: Not retraining yet: {captured} inputs captured during this episode, "
+            f"{needed} needed (`GANOPS_DRIFT_MIN_CAPTURED`); {needed - captured} missing. "
+            "Click again once more traffic has been served."
+        )
+    return (
+        f"Retraining on the champion's data plus {captured - held_out} of the {captured} "
+        f"inputs captured during this episode (domain B unchanged); the other {held_out} are "
+        "held out, so challenger and champion are judged on the new inputs."
+    )
 
 
 def alarm_summary_lines(views: Sequence[AlarmView]) -> list[str]:

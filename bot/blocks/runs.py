@@ -85,6 +85,13 @@ class CardView:
     data_uri: str | None = None  # the run's `data` parameter
     mlflow_run_url: str | None = None  # links shown when known
     model_version_url: str | None = None
+    on_captured: bool = False  # a drift retrain: evaluated on held-out captured inputs
+
+
+CAPTURED_EVAL_NOTE = (
+    ":mag: Judged on the new inputs: both models were evaluated on inputs captured during the "
+    "drift episode and held out from training (no ground truth for them, so no SSIM/PSNR)."
+)
 
 
 def duration(seconds: float | None) -> str:
@@ -296,6 +303,8 @@ def results_card(view: CardView, approval_id: str | None) -> list[Block]:
     headlines = headlines_section(view.metrics, view.champion_metrics)
     if headlines is not None:
         blocks.append(headlines)
+    if view.on_captured:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=CAPTURED_EVAL_NOTE)]))
     blocks += [
         section(
             f"{data_line(view.data_uri, view.data_digest)}\n*Image*: {literal(view.image or 'unknown')}"

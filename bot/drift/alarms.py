@@ -44,6 +44,18 @@ _SCHEMA = (
 # When the episode's drift score stopped coming (NULL while it comes): a column of its own,
 # added to stores made before it.
 _NO_DATA = ("ALTER TABLE alarms ADD COLUMN no_data_since REAL",)
+# How an episode ended or what its retrain came to, beside the row (a table of its own, so
+# the migration stays `CREATE ... IF NOT EXISTS`): captured inputs the retrain learnt, the
+# line the card shows, and how many retrains the gate (or a failure) turned down.
+_OUTCOMES = (
+    """CREATE TABLE IF NOT EXISTS alarm_outcomes (
+        episode_id TEXT PRIMARY KEY,
+        captured INTEGER,
+        outcome TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0
+    )""",
+)
+_SELECT = "SELECT * FROM alarms LEFT JOIN alarm_outcomes o USING (episode_id)"
 
 OPEN_STATES = ("firing", "snoozed", "ignored")
 
@@ -56,11 +68,12 @@ class AlarmBook:
         self.clock = clock
         store.migrate("alarms", 1, _SCHEMA)
         store.migrate("alarms.no_data", 1, _NO_DATA)
+        store.migrate("alarm_outcomes", 1, _OUTCOMES)
 
     def open_episodes(self) -> list[AlarmView]:
         with self.store.connect() as conn:
             rows = conn.execute(
-                "SELECT * FROM alarms WHERE state != 'resolved' ORDER BY opened_at"
+                f"{_SELECT} WHERE state != 'resolved' ORDER BY opened_at"
             ).fetchall()
         return [_view(r) for r in rows]
 
@@ -78,7 +91,7 @@ class AlarmBook:
     def _row(self, episode_id: str) -> sqlite3.Row | None:
         with self.store.connect() as conn:
             row: sqlite3.Row | None = conn.execute(
-                "SELECT * FROM alarms WHERE episode_id=?", (episode_id,)
+                f"{_SELECT} WHERE episode_id=?", (episode_id,)
             ).fetchone()
         return row
 
@@ -163,7 +176,10 @@ class AlarmBook:
                 "UPDATE alarms SET last_rendered=? WHERE episode_id=?", (rendered, episode_id)
             )
 
-    def resolve(self, episode_id: str) -> bool:
+    def resolve(
+        self, episode_id: str, note: str | None = None, details: Mapping[str, object] | None = None
+    ) -> bool:
+        """Close the episode; `note` (e.g. the deploy that fixed it) goes on the card."""
         with self.store.tx() as conn:
             cur = conn.execute(
                 "UPDATE alarms SET state='resolved', resolved_at=? "
@@ -171,8 +187,50 @@ class AlarmBook:
                 (self.clock(), episode_id),
             )
             if cur.rowcount == 1:
-                self.store.audit("ganops", "drift_alarm", episode_id, "resolved", None, conn)
+                if note is not None:
+                    _set_outcome(conn, episode_id, note)
+                audit = {"note": note, **(details or {})} if note else None
+                self.store.audit("ganops", "drift_alarm", episode_id, "resolved", audit, conn)
         return cur.rowcount == 1
+
+    def note_outcome(self, episode_id: str, note: str) -> bool:
+        """Set the card's outcome line; False when it already says that."""
+        with self.store.tx() as conn:
+            row = conn.execute(
+                "SELECT outcome FROM alarm_outcomes WHERE episode_id=?", (episode_id,)
+            ).fetchone()
+            if row is not None and row["outcome"] == note:
+                return False
+            _set_outcome(conn, episode_id, note)
+        return True
+
+    def set_captured(self, episode_id: str, captured: int) -> None:
+        """How many captured inputs the episode's retrain trains on."""
+        with self.store.tx() as conn:
+            conn.execute(
+                "INSERT INTO alarm_outcomes(episode_id, captured) VALUES(?, ?) "
+                "ON CONFLICT(episode_id) DO UPDATE SET captured=excluded.captured",
+                (episode_id, captured),
+            )
+
+    def retrain_turned_down(self, episode_id: str, run_id: str, note: str) -> bool:
+        """The retrain ended without a challenger to deploy: forget it (the buttons return,
+        and the next click is a new attempt), keep the note, audit it."""
+        with self.store.tx() as conn:
+            cur = conn.execute(
+                "UPDATE alarms SET retrain_run_id=NULL WHERE episode_id=? AND retrain_run_id=?",
+                (episode_id, run_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            _set_outcome(conn, episode_id, note)
+            conn.execute(
+                "UPDATE alarm_outcomes SET attempts=attempts+1 WHERE episode_id=?", (episode_id,)
+            )
+            self.store.audit(
+                "ganops", "drift_retrain", episode_id, "turned_down", {"run_id": run_id}, conn
+            )
+        return True
 
     def snooze(self, episode_id: str, user: str, seconds: float) -> bool:
         return self._act(
@@ -240,6 +298,14 @@ class AlarmBook:
         return ok
 
 
+def _set_outcome(conn: sqlite3.Connection, episode_id: str, note: str) -> None:
+    conn.execute(
+        "INSERT INTO alarm_outcomes(episode_id, outcome) VALUES(?, ?) "
+        "ON CONFLICT(episode_id) DO UPDATE SET outcome=excluded.outcome",
+        (episode_id, note),
+    )
+
+
 def _view(row: sqlite3.Row) -> AlarmView:
     return AlarmView(
         episode_id=row["episode_id"],
@@ -256,4 +322,7 @@ def _view(row: sqlite3.Row) -> AlarmView:
         acted_by=row["acted_by"],
         retrain_run_id=row["retrain_run_id"],
         no_data_since=row["no_data_since"],
+        captured=row["captured"],
+        outcome=row["outcome"],
+        attempts=row["attempts"] or 0,
     )

@@ -34,7 +34,8 @@ from bot.blocks.alarms import (
     prometheus_down_text,
 )
 from bot.drift.alarms import OPEN_STATES, AlarmBook
-from bot.drift.plots import drift_score_plot
+from bot.drift.lifecycle import Deployed, EpisodeCloser
+from bot.drift.plots import BEFORE_S, score_figure, to_png
 from bot.ports import DriftAlert, MetricsSource, UpstreamError
 from bot.runs.record import RunBook
 from bot.runs.start import POST_EVENT, find_post
@@ -65,7 +66,9 @@ class DriftWatcher:
         client: WebClient,
         config: DriftWatchConfig,
         clock: Callable[[], float] = time.time,
+        closer: EpisodeCloser | None = None,
     ) -> None:
+        self.closer = closer  # resolves episodes by the deploy that fixed them
         self.book = book
         self.metrics = metrics
         self.client = client
@@ -118,6 +121,13 @@ class DriftWatcher:
             log.exception("drift alarm %s failed; retrying next tick", what)
 
     def _follow(self, view: AlarmView, alert: DriftAlert | None, now: float) -> None:
+        deployed = self.closer.check(view) if self.closer is not None else None
+        if self.closer is not None and deployed is not None:
+            # Replaced: the old version's alert says nothing now; the new one's score does.
+            if self.closer.settle(view, deployed):
+                self._upload_resolution_plot(view, deployed)
+            self.render(view.episode_id)
+            return
         if alert is None:
             if self.book.resolve(view.episode_id):
                 self.render(view.episode_id)
@@ -139,22 +149,65 @@ class DriftWatcher:
     def render(self, episode_id: str) -> None:
         render_card(self.book, self.client, episode_id, self.config.channel, self._upload_plot)
 
-    def _upload_plot(self, view: AlarmView, channel: str, thread_ts: str) -> None:
+    def _history(self, model: str, version: str, start: float) -> list[tuple[float, float]]:
+        hours = max(self.config.history_hours, (self.clock() - start) / 3600.0)
         try:
-            history = self.metrics.score_history(
-                view.model, view.version, self.config.history_hours
-            )
+            history = self.metrics.score_history(model, version, hours)
         except UpstreamError as exc:
             log.warning("no drift history for the plot: %s", exc)
-            history = []
-        png = drift_score_plot(history, title=f"{view.model} v{view.version} drift score")
+            return []
+        return [(t, v) for t, v in history if t >= start]
+
+    def _upload_plot(self, view: AlarmView, channel: str, thread_ts: str) -> None:
+        # From well before the episode (or since the version went live: the series starts
+        # there) to now, so the plot shows the score before and after it moved.
+        start = view.opened_at - BEFORE_S
+        figure = score_figure(
+            self._history(view.model, view.version, start),
+            title=f"{view.model} v{view.version} drift score",
+            start=start,
+            end=self.clock(),
+            marks=[(view.opened_at, "alarm")],
+        )
+        png = to_png(figure)
+        self._upload(view, channel, thread_ts, png, f"Drift score, {view.model} v{view.version}")
+
+    def _upload_resolution_plot(self, view: AlarmView, deployed: Deployed) -> None:
+        channel, ts, _ = self.book.row_meta(view.episode_id)
+        if not (channel and ts):
+            return
+        start = view.opened_at - BEFORE_S
+        old = self._history(view.model, view.version, start)
+        new = self._history(view.model, deployed.version, start)
+        marks = [(view.opened_at, "alarm")]
+        if deployed.at is not None:
+            marks.append((deployed.at, f"v{deployed.version} deployed"))
+        figure = score_figure(
+            sorted(old + new),
+            title=f"{view.model} drift score: v{view.version} then v{deployed.version}",
+            start=start,
+            end=self.clock(),
+            marks=marks,
+        )
+        png = to_png(figure)
+        self._upload(view, channel, ts, png, "Drift score through the fix", suffix="-resolved")
+
+    def _upload(
+        self,
+        view: AlarmView,
+        channel: str,
+        thread_ts: str,
+        png: bytes,
+        title: str,
+        suffix: str = "",
+    ) -> None:
         try:
             self.client.files_upload_v2(
                 channel=channel,
                 thread_ts=thread_ts,
                 content=png,
-                filename=f"{view.episode_id}.png",
-                title=f"Drift score, {view.model} v{view.version}, last {self.config.history_hours:g} h",
+                filename=f"{view.episode_id}{suffix}.png",
+                title=title,
             )
         except SlackApiError as exc:
             # The card is already up; a missing plot is worth a log line, not a lost alarm.

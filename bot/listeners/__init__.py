@@ -12,6 +12,7 @@ from bot.listeners import (
     alarms,
     approvals,
     cancel,
+    data_watch,
     ganops_command,
     home,
     retrain,
@@ -27,6 +28,7 @@ def register_listeners(app: App) -> None:
     alarms.register(app)
     cancel.register(app)
     home.register(app)
+    data_watch.register(app)
 
 
 __all__ = ["register_listeners"]

@@ -8,22 +8,21 @@ start one run, threaded under the alarm, and the one-run-per-model rule still ho
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from typing import Any, Literal
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.blocks.alarms import alarm_thread_note
+from bot.blocks.alarms import alarm_thread_note, retrain_data_text
 from bot.blocks.ops import concurrent_text, refusal_text, upstream_text
+from bot.drift.retrain import plan_retrain
 from bot.drift.watch import AlarmBook, render_card
 from bot.errors import ConcurrentRunError, UpstreamError, guarded
 from bot.listeners.context import policy_of, services_of, settings_of
 from bot.policy import Action, audit_refusal
-from bot.ports import RunParams
 from bot.runs.start import start_run
-from bot.services import Services
 
 log = logging.getLogger("ganops.bot")
 
@@ -64,21 +63,6 @@ def _ephemeral(client: WebClient, channel: str, user: str, text: str) -> None:
         client.chat_postEphemeral(channel=channel, user=user, text=text)
 
 
-def retrain_params(services: Services, model: str, version: str) -> RunParams:
-    """Retrain on the same data source as the drifting version, when its tags say which."""
-    data = "synthetic"
-    try:
-        info = services.registry.get_version(model, version)
-    except UpstreamError:
-        info = None
-    if info is not None and info.tags.get("params"):
-        try:
-            data = str(json.loads(info.tags["params"]).get("data") or data)
-        except (ValueError, AttributeError):
-            log.warning("version %s of %s has unreadable params tag", version, model)
-    return RunParams(model=model, data=data)
-
-
 @guarded
 def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     if _refused(client, context, body, "alarm_retrain"):
@@ -91,11 +75,21 @@ def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -
         _ephemeral(client, channel, user, "That alarm is no longer known to me.")
         return
     alarm_channel, alarm_ts, _ = book.row_meta(episode_id)
+    plan = plan_retrain(services, settings_of(context), view, now=time.time())
+    if plan.params is None:
+        # Too few inputs of the new kind: a retrain on the old data cannot learn them.
+        text = retrain_data_text(plan.captured, plan.needed, plan.held_out, plan.capture_on)
+        _ephemeral(client, channel, user, text)
+        if alarm_channel and alarm_ts:
+            client.chat_postMessage(channel=alarm_channel, thread_ts=alarm_ts, text=text)
+        return
     try:
+        # A retry after a turned-down retrain is a new request; clicks on one attempt are not.
+        request_id = episode_id if not view.attempts else f"{episode_id}-retry{view.attempts}"
         outcome = start_run(
             services,
-            retrain_params(services, view.model, view.version),
-            episode_id,
+            plan.params,
+            request_id,
             requested_by=user,
             channel=alarm_channel or channel,
             thread_ts=alarm_ts,
@@ -110,7 +104,12 @@ def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -
     # Also when the run already existed: a bot that died between starting the run and
     # recording it on the alarm catches up on the next click.
     if book.set_retrain(episode_id, user, outcome.run_id):
+        if plan.capture_on:
+            book.set_captured(episode_id, plan.captured - plan.held_out)
         render_card(book, client, episode_id, settings_of(context).channel)
+        if alarm_channel and alarm_ts:
+            text = retrain_data_text(plan.captured, plan.needed, plan.held_out, plan.capture_on)
+            client.chat_postMessage(channel=alarm_channel, thread_ts=alarm_ts, text=text)
     if not outcome.created:
         _ephemeral(
             client,

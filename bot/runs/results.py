@@ -76,6 +76,7 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
         data_uri=str(row.params.get("data") or "") or None,
         mlflow_run_url=result.mlflow_run_url,
         model_version_url=result.model_version_url,
+        on_captured=bool((status.params or {}).get("captured")),
     )
     blocks = results_card(view, approval_id)
     key = f"{row.run_id}:card"

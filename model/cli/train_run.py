@@ -20,6 +20,7 @@ from model.cli.args import UsageError, fail, tracking_uri_from
 from model.config import EvalConfig, TrainConfig
 from model.config import train_config as config_for
 from model.data import make_synthetic, validate_dataset
+from model.drift import attach_reference
 from model.networks import check_net_config
 from model.tracking import NullTracker, Tracker, TrackingError, make_tracker
 from model.train import ProgressEvent, TrainError, TrainResult, amp_dtype, train
@@ -156,6 +157,12 @@ def run_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             result = train(cfg, data, device, run, args.out, args.resume, progress)
             lines = _summary(cfg, device, result)
             if info.is_main:
+                # Before logging, so a CLI-trained bundle serves with drift monitoring too.
+                lines.append(
+                    attach_reference(
+                        result.bundle_dir, data, seed=cfg.seed, image_size=cfg.net.image_size
+                    )
+                )
                 lines += _after_training(args, cfg, data, run, result, device)
     except TrainError as exc:
         return fail("train", str(exc))

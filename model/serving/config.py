@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from model.serving.capture import CaptureConfig
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class ServeConfig:
     max_pixels: int = 4096 * 4096
     drift_queue: int = 64  # image batches waiting for drift evaluation; more are dropped
     log_format: str = "text"
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
 
 
 __all__ = ["ServeConfig"]

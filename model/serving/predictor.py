@@ -23,6 +23,7 @@ from model.serving.drift_monitor import DriftMonitor
 
 if TYPE_CHECKING:
     from model.bundle import Bundle
+    from model.serving.capture import CaptureSink
 
 log = logging.getLogger("ganops.serve")
 
@@ -65,6 +66,7 @@ class Predictor:
         # One forward at a time: concurrent forwards only fight over the same cores (CPU) or
         # stream (GPU); decoding and encoding still run in parallel in the request threads.
         self._forward_lock = threading.Lock()
+        self.capture: CaptureSink | None = None  # a sample of inputs for the drift retrain
 
     @classmethod
     def from_bundle(
@@ -134,6 +136,8 @@ class Predictor:
         """Translate a batch of decoded images; record their features for drift."""
         batch = np.stack(images)
         drift = self.monitor.add_images(batch) if self.monitor is not None else None
+        if self.capture is not None:
+            self.capture.offer(batch)
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2.0 - 1.0
         with self._forward_lock, torch.inference_mode():
             y = self.generator(x)

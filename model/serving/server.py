@@ -40,6 +40,7 @@ from typing import Any
 from model.asgi_server import bind
 from model.cli.args import Parser, UsageError, fail, positive, tracking_uri_from
 from model.logfmt import FORMATS, configure_logging
+from model.serving.capture import CaptureConfig, make_sink
 from model.serving.config import ServeConfig
 from model.serving.http import GanServer, ServerState
 from model.serving.predictor import Predictor
@@ -80,6 +81,7 @@ def load_predictor(config: ServeConfig) -> Predictor:
         bundle, window=config.window, drift_every=config.drift_every, drift_reference=reference
     )
     predictor.warmup()
+    predictor.capture = make_sink(config.capture, model=bundle.model, version=predictor.version)
     return predictor
 
 
@@ -170,13 +172,50 @@ def build_parser(env: Mapping[str, str]) -> Parser:
 
 def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeConfig:
     """The CLI's config. Raises model.errors.UsageError on bad arguments."""
-    args = build_parser(env).parse_args(list(argv))
+    parser = build_parser(env)
+    add_capture_arguments(parser, env)
+    args = parser.parse_args(list(argv))
     if not args.model_uri:
         raise UsageError("--model-uri is required (or set GANOPS_MODEL_URI)")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
     args.tracking_uri = tracking_uri_from(args.tracking_uri, env)
-    return ServeConfig(**{k: v for k, v in vars(args).items() if v is not None})  # fmt: skip
+    values = {k: v for k, v in vars(args).items() if v is not None}
+    try:
+        capture = CaptureConfig(
+            rate=values.pop("capture_rate"),
+            uri=values.pop("capture_uri", None),
+            days=values.pop("capture_days"),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return ServeConfig(capture=capture, **values)
+
+
+def add_capture_arguments(parser: Parser, env: Mapping[str, str]) -> None:
+    """Input capture (`model.serving.capture`); the flags default to GANOPS_CAPTURE_*."""
+    try:
+        rate = float(env.get("GANOPS_CAPTURE_RATE") or 0.0)
+        days = float(env.get("GANOPS_CAPTURE_DAYS") or CaptureConfig.days)
+    except ValueError:
+        raise UsageError("GANOPS_CAPTURE_RATE and GANOPS_CAPTURE_DAYS must be numbers") from None
+    parser.add_argument(
+        "--capture-rate",
+        type=float,
+        default=rate,
+        help="share of inputs kept, 0..1; 0: off (default: $GANOPS_CAPTURE_RATE or 0)",
+    )
+    parser.add_argument(
+        "--capture-uri",
+        default=env.get("GANOPS_CAPTURE_URI") or None,
+        help="folder or fsspec URL for captured inputs (default: $GANOPS_CAPTURE_URI)",
+    )
+    parser.add_argument(
+        "--capture-days",
+        type=float,
+        default=days,
+        help="days captured inputs are kept (default: $GANOPS_CAPTURE_DAYS or %(default)s)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,4 +263,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.serve_forever()
     state.wait_idle(timeout=10.0)  # work already on the worker threads
     server.server_close()
+    if state.predictor is not None and state.predictor.capture is not None:
+        state.predictor.capture.close()
     return 1 if failed.is_set() else 0

@@ -27,12 +27,14 @@ def make_deployer(
     kube: KubeTarget | None = None,
     *,
     server_cmd: Sequence[str] | None = None,
+    serve_args: Sequence[str] = (),
     ready_timeout_s: float = 180.0,
 ) -> Deployer:
     """The deployer for this process: Kubernetes when a target is given, else local.
 
     `server_cmd` (local only) overrides the server command; its items may hold {model_uri},
-    {port} and {host}. The default runs `ganops serve --model-uri URI --port P`.
+    {port} and {host}. The default runs `ganops serve --model-uri URI --port P`; `serve_args`
+    (local only) are appended to it, e.g. the input-capture flags.
     """
     if kube is not None:
         from pipeline.deploy.kubernetes import KubernetesDeployer
@@ -41,5 +43,9 @@ def make_deployer(
     from pipeline.deploy.local import LocalDeployer
 
     return LocalDeployer(
-        state_dir, mlflow_uri, server_cmd=server_cmd, ready_timeout_s=ready_timeout_s
+        state_dir,
+        mlflow_uri,
+        server_cmd=server_cmd,
+        serve_args=serve_args,
+        ready_timeout_s=ready_timeout_s,
     )

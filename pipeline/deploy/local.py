@@ -66,6 +66,7 @@ class LocalDeployer:
         mlflow_uri: str | None = None,
         *,
         server_cmd: Sequence[str] | None = None,
+        serve_args: Sequence[str] = (),
         host: str = "127.0.0.1",
         ready_timeout_s: float = 180.0,
         stop_timeout_s: float = 10.0,
@@ -74,6 +75,8 @@ class LocalDeployer:
         self.dir = state_dir / "serving"
         self.mlflow_uri = mlflow_uri
         self.server_cmd = list(server_cmd) if server_cmd is not None else default_server_cmd()
+        # Extra flags from the bot's settings (input capture), after the command's own.
+        self.server_cmd += list(serve_args)
         self.host = host
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from pipeline.events import step_scope
 from pipeline.steps import snapshot
@@ -25,12 +26,20 @@ class DataValidationError(Exception):
 
 
 def ingest(
-    *, source: str, out_dir: str, image_size: int, seed: int, synthetic_n: int, events_dir: str
+    *,
+    source: str,
+    out_dir: str,
+    image_size: int,
+    seed: int,
+    synthetic_n: int,
+    events_dir: str,
+    captured: str = "",
 ) -> str:
     """Materialise `source` under `out_dir` and return its content digest (the data version).
 
     `source` is "synthetic", a local or mounted folder (or archive), or an fsspec URI.
     `synthetic_n` is the number of training images per domain (0: the generator's default).
+    `captured` (a drift retrain): served inputs that join domain A (`pipeline.captured`).
     """
     with step_scope(events_dir, "ingest") as facts:
         from model.data import dataset_digest
@@ -43,6 +52,8 @@ def ingest(
             _remote(source, out)
         else:
             _local(Path(source.removeprefix("file://")), out)
+        if captured:
+            _add_captured(out, captured, seed, facts)
         digest = dataset_digest(out)
         snap = snapshot.record(source=source, data_dir=out, digest=digest)
         facts.update(data_digest=digest, source=source, files=snap["files"])
@@ -76,6 +87,21 @@ def validate(
             problems = "; ".join(report.errors)
             raise DataValidationError(f"bad data, {len(report.errors)} problem(s): {problems}")
         return dict(report.counts)
+
+
+def _add_captured(out: Path, captured: str, seed: int, facts: dict[str, Any]) -> None:
+    from pipeline.captured import add_captured, load_specs
+
+    try:
+        counts = add_captured(out, load_specs(captured), seed=seed)
+    except (ValueError, OSError) as exc:
+        raise IngestError(f"captured inputs: {exc}") from None
+    facts.update(captured=counts)
+    print(
+        f"ingest: {counts['trained']} captured inputs join trainA (x{counts['copies']}), "
+        f"{counts['held_out']} held out as testA",
+        flush=True,
+    )
 
 
 def _synthetic(out: Path, image_size: int, seed: int, synthetic_n: int) -> None:

@@ -171,22 +171,12 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
 
 
 def _fit_drift_reference(data_dir: Path, bundle_dir: Path, seed: int) -> None:
-    """Save the training inputs' drift profile beside the weights, so the server scores drift
-    against the data this version learnt from. Small data sets get a smaller window; one too
-    small for any window serves without drift scoring, and the step log says so."""
-    from model.bundle import BUNDLE_JSON, DRIFT_REFERENCE
-    from model.data import list_images
-    from model.drift import fit_reference
+    """The training inputs' drift profile beside the weights (`model.drift.attach_reference`)."""
+    from model.bundle import BUNDLE_JSON
+    from model.drift import attach_reference
 
-    n = len(list_images(data_dir / "trainA"))
-    window = min(64, (n - 8) // 2)
-    if window < 8:
-        print(f"drift: {n} training images are too few for a drift reference", flush=True)
-        return
     size = json.loads((bundle_dir / BUNDLE_JSON).read_text())["net"]["image_size"]
-    reference = fit_reference(data_dir, window=window, seed=seed, image_size=size)
-    (bundle_dir / DRIFT_REFERENCE).write_text(json.dumps(reference.to_dict()))
-    print(f"drift: reference fitted on {n} images (window {window})", flush=True)
+    print(attach_reference(bundle_dir, data_dir, seed=seed, image_size=size), flush=True)
 
 
 class Reporter:

@@ -130,6 +130,13 @@ def test_the_results_card_buttons_carry_only_the_approval_id() -> None:
     assert "pictures in the thread" in shown
 
 
+def test_a_drift_retrain_card_says_it_was_judged_on_the_new_inputs() -> None:
+    assert "Judged on the new inputs" not in text(results_card(card(), "id"))
+    blocks = results_card(dataclasses.replace(card(), on_captured=True), "id")
+    valid(blocks)
+    assert "held out from training" in text(blocks)
+
+
 def test_a_decided_card_has_no_buttons() -> None:
     blocks = results_card(card(), None)
     valid(blocks)

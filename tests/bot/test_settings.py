@@ -154,3 +154,36 @@ def test_shutdown_grace_is_a_duration_with_a_ten_minute_default() -> None:
     assert load_settings({"GANOPS_SHUTDOWN_GRACE": "15m"}).shutdown_grace_s == 900
     with pytest.raises(ConfigError, match="GANOPS_SHUTDOWN_GRACE='soon' is not a duration"):
         load_settings({"GANOPS_SHUTDOWN_GRACE": "soon"})
+
+
+def test_capture_is_off_by_default_and_passed_to_the_local_server_when_on(
+    tmp_path: Path,
+) -> None:
+    from bot.services import capture_args
+
+    off = load_settings({"GANOPS_STATE_DIR": str(tmp_path)})
+    assert off.capture_rate == 0.0
+    assert off.capture_uri == str(tmp_path.resolve() / "captured")
+    assert off.drift_min_captured == 64
+    assert capture_args(off) == []
+    on = load_settings(
+        {"GANOPS_CAPTURE_RATE": "0.5", "GANOPS_CAPTURE_URI": "s3://b/c", "GANOPS_CAPTURE_DAYS": "7"}
+    )
+    assert capture_args(on) == [
+        "--capture-rate=0.5",
+        "--capture-uri=s3://b/c",
+        "--capture-days=7",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GANOPS_CAPTURE_RATE", "1.5"),
+        ("GANOPS_CAPTURE_DAYS", "soon"),
+        ("GANOPS_DRIFT_MIN_CAPTURED", "0"),
+    ],
+)
+def test_bad_capture_settings_stop_start_up(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})

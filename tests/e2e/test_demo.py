@@ -73,10 +73,38 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_every_stage_ran_and_was_timed(demo: tuple[Path, str]) -> None:
     _, out = demo
-    for stage in ("1/6 set-up", "2/6 bootstrap", "3/6 retrain", "4/6 approvals", "5/6 drift"):
+    stages = ("1/6 set-up", "2/6 bootstrap", "3/6 retrain", "4/6 approvals", "5/6 the closed")
+    for stage in stages:
         assert f"══ {stage}" in out
     assert "timings:" in out
     assert "Traceback" not in out
+
+
+def loop_result(out: str) -> dict[str, Any]:
+    """The drift loop's figures, as the demo printed them."""
+    [line] = [ln for ln in out.splitlines() if ln.startswith("» drift loop: ")]
+    result: dict[str, Any] = json.loads(line[line.index("(") + 1 : -1])
+    return result
+
+
+def test_the_drift_loop_closed_on_the_captured_inputs(demo: tuple[Path, str]) -> None:
+    state, out = demo
+    result = loop_result(out)
+    assert result["outcome"] == "resolved", result
+    assert result["score_before"] > 1.0 > result["score_after"]
+    assert (result["version_before"], result["version_after"]) == ("2", "3")
+    db = state / "ganops.db"
+    [alarm] = rows(db, "SELECT * FROM alarms LEFT JOIN alarm_outcomes USING (episode_id)")
+    assert alarm["state"] == "resolved"
+    assert alarm["outcome"].startswith("Resolved: v3 deployed at ")
+    assert f"after retrain on {alarm['captured']} captured inputs; score " in alarm["outcome"]
+    assert alarm["captured"] >= 36  # 48 captured at least, a quarter held out
+    [run] = rows(db, "SELECT * FROM runs WHERE run_id=?", alarm["retrain_run_id"])
+    [spec] = json.loads(json.loads(run["params"])["captured"])
+    assert (spec["model"], spec["version"]) == ("cut", "2")
+    assert list((state / "captured" / "cut" / "2").glob("*.png"))
+    resolved = rows(db, "SELECT * FROM audit WHERE action='drift_alarm' AND outcome='resolved'")
+    assert json.loads(resolved[0]["detail"])["deployed_version"] == "3"
 
 
 def test_bob_was_refused_and_carol_deployed(demo: tuple[Path, str]) -> None:
@@ -86,11 +114,12 @@ def test_bob_was_refused_and_carol_deployed(demo: tuple[Path, str]) -> None:
         for r in rows(state / "ganops.db", "SELECT * FROM audit ORDER BY id")
     ]
     assert ("U_BOB", "decide", "refused") in audit
-    assert audit.count(("U_CAROL", "decide", "approved")) == 2  # bootstrap and retrain
-    assert audit.count(("ganops", "deploy", "ok")) == 2
+    # bootstrap, alice's retrain, the drift retrain
+    assert audit.count(("U_CAROL", "decide", "approved")) == 3
+    assert audit.count(("ganops", "deploy", "ok")) == 3
     assert ("U_ALICE", "retrain", "started") in audit
     approvals = rows(state / "ganops.db", "SELECT * FROM approvals ORDER BY created_at")
-    assert [a["state"] for a in approvals[:2]] == ["approved", "approved"]
+    assert [a["state"] for a in approvals[:3]] == ["approved", "approved", "approved"]
     assert approvals[1]["decided_by"] == "U_CAROL"
 
 
@@ -101,7 +130,7 @@ def test_the_champion_moved_in_mlflow(demo: tuple[Path, str]) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{state / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("ganops-cut", "champion")
     previous = client.get_model_version_by_alias("ganops-cut", "previous_champion")
-    assert (str(champion.version), str(previous.version)) == ("2", "1")
+    assert (str(champion.version), str(previous.version)) == ("3", "2")
     assert champion.tags["approved_by"] == "U_CAROL"
     assert champion.tags["data_digest"].startswith("sha256:")
     serving = state / "serving"
@@ -111,7 +140,7 @@ def test_the_champion_moved_in_mlflow(demo: tuple[Path, str]) -> None:
 def test_the_results_cards_images_were_saved(demo: tuple[Path, str]) -> None:
     state, out = demo
     grids = sorted((state / "shell-files").glob("*sample_grid*.png"))
-    assert len(grids) >= 2
+    assert len(grids) >= 3
     for grid in grids:
         assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert str(grid) in out  # its path was printed

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model.bundle import save_bundle
+from model.bundle import load_bundle, save_bundle
 from model.checkpoint import checkpoint_path, load_checkpoint
 from model.cli import main
 from model.cli.evaluate import evaluate_main, stylize_main, validate_main
@@ -238,3 +238,18 @@ def test_the_mlflow_run_holds_params_metrics_grid_and_a_registered_model(
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_NCE")] == [1, 4]
     assert "deploy_score" in run.data.metrics
     assert "sample_grid.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_a_cli_trained_bundle_carries_a_drift_reference_of_its_inputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_synthetic(tmp_path / "d", n_train=60, n_test=6, image_size=32)
+    out = tmp_path / "out"
+    argv = [str(data), "--preset", "tiny", "--steps", "2", "--no-eval", "--quiet"]
+    assert train_main([*argv, "--out", str(out)]) == 0
+    assert "drift: reference fitted on 60 images of trainA (window 26)" in capsys.readouterr().out
+    bundles = [p.parent for p in out.rglob("drift_reference.json")]
+    assert len(bundles) == 1
+    reference = load_bundle(bundles[0]).drift_reference
+    assert reference is not None
+    assert reference["window"] == 26

@@ -17,8 +17,8 @@ from typing import Any, cast
 import pytest
 from slack_sdk import WebClient
 
+from bot.drift.retrain import retrain_params
 from bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher, render_card
-from bot.listeners.alarms import retrain_params
 from bot.local.slack import LocalSlack
 from bot.ports import DriftAlert, UpstreamError
 from bot.runs.start import start_run

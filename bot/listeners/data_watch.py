@@ -1,0 +1,92 @@
+"""The new-data card's buttons: Retrain / Not now (approvers only, audited).
+
+Retrain goes through `start_run` with the offer id as the request id, so clicks, double
+clicks and Slack retries start one run, threaded under the card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from bot.blocks.data_watch import DATA_DISMISS, DATA_RETRAIN, offer_card, offer_text
+from bot.blocks.ops import concurrent_text, upstream_text
+from bot.drift.retrain import retrain_params
+from bot.errors import ConcurrentRunError, UpstreamError, guarded
+from bot.listeners.context import services_of, settings_of
+from bot.runs.data_watch import DataOffers
+from bot.runs.start import start_run
+from bot.services import Services
+
+
+def register(app: App) -> None:
+    app.action(DATA_RETRAIN)(ack=_ack, lazy=[retrain])
+    app.action(DATA_DISMISS)(ack=_ack, lazy=[dismiss])
+
+
+def _ack(ack: Ack) -> None:
+    ack()
+
+
+def _allowed(services: Services, client: WebClient, body: dict[str, Any]) -> tuple[str, str]:
+    """(offer id, user) when the user is an approver; else ("", user) after saying no."""
+    offer_id, user = str(body["actions"][0]["value"]), str(body["user"]["id"])
+    book = services.approvals
+    if book is not None and book.is_approver(user):
+        return offer_id, user
+    services.store.audit(user, "data_offer", offer_id, "refused", {"why": "not an approver"})
+    channel = (body.get("channel") or {}).get("id")
+    if channel:
+        client.chat_postEphemeral(
+            channel=channel, user=user, text="Only approvers may act on new-data offers."
+        )
+    return "", user
+
+
+@guarded
+def retrain(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    services = services_of(context)
+    offer_id, user = _allowed(services, client, body)
+    offers = DataOffers(services.store)
+    offer = offers.get(offer_id) if offer_id else None
+    if offer is None or offer.state != "offered":
+        return
+    channel, ts = offers.message(offer_id)
+    channel = channel or settings_of(context).channel
+    # The champion's recipe on the watched source: same sizes and length, the new data.
+    base = retrain_params(services, offer.model, offer.champion_version)
+    params = dataclasses.replace(base, data=offer.source, captured="", synthetic_n=None)
+    try:
+        outcome = start_run(
+            services, params, offer_id, requested_by=user, channel=channel, thread_ts=ts,
+            source="data-watch",
+        )  # fmt: skip
+    except (ConcurrentRunError, UpstreamError) as exc:
+        text = (
+            concurrent_text(exc.model, exc.run_id)
+            if isinstance(exc, ConcurrentRunError)
+            else upstream_text("start the retrain", str(exc))
+        )
+        client.chat_postEphemeral(channel=channel, user=user, text=text)
+        return
+    if offers.act(offer_id, user, "retraining", outcome.run_id):
+        _render(client, offers, offer_id)
+
+
+@guarded
+def dismiss(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    services = services_of(context)
+    offer_id, user = _allowed(services, client, body)
+    offers = DataOffers(services.store)
+    if offer_id and offers.act(offer_id, user, "dismissed"):
+        _render(client, offers, offer_id)
+
+
+def _render(client: WebClient, offers: DataOffers, offer_id: str) -> None:
+    view = offers.get(offer_id)
+    channel, ts = offers.message(offer_id)
+    if view is not None and channel and ts:
+        client.chat_update(channel=channel, ts=ts, text=offer_text(view), blocks=offer_card(view))
