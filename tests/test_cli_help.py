@@ -48,7 +48,7 @@ def test_pipeline_run_help_lists_types_and_ranges(capsys: pytest.CaptureFixture[
         pipeline_parser().parse_args(["run", "--help"])
     out = capsys.readouterr().out
     assert "epochs       int 1..10000; default: the preset's" in out
-    assert "model        cut|cyclegan; default: cut" in out
+    assert "model        cut|fastcut|cyclegan; default: cut" in out
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,8 +18,9 @@ from model.serving.capture import CaptureConfig, CaptureSink
 from pipeline.captured import load_specs
 from tests.fakes.approvals import MemoryRegistry
 from tests.fakes.launcher import ScriptedLauncher
-from tests.fakes.slack import ALICE, Bot, eventually, make_services, start_bot
+from tests.fakes.slack import CAROL as APPROVER  # Retrain now is for approvers (bot.policy)
 from tests.fakes.slack import CHANNEL as BOT_CHANNEL
+from tests.fakes.slack import Bot, eventually, make_services, start_bot
 
 MIN = 20
 
@@ -70,8 +71,8 @@ def test_too_few_captured_inputs_say_how_many_are_missing_and_launch_nothing(bot
     episode, ts = open_alarm(bot)
     capture(bot, 7)
     capture(bot, 30, version="2")  # another version's inputs do not count
-    bot.click("alarm_retrain", episode, ALICE, ts)
-    [note] = bot.slack.wait_for(lambda s: s.ephemerals(ALICE))
+    bot.click("alarm_retrain", episode, APPROVER, ts)
+    [note] = bot.slack.wait_for(lambda s: s.ephemerals(APPROVER))
     assert "7 inputs captured during this episode, 20 needed" in note["text"]
     assert "13 missing" in note["text"]
     eventually(lambda: any("13 missing" in t for t in thread(bot, ts)))
@@ -83,7 +84,7 @@ def test_enough_captured_inputs_retrain_on_them_with_the_champions_data(bot: Bot
     before = time.time()
     episode, ts = open_alarm(bot)
     capture(bot, 24)
-    bot.click("alarm_retrain", episode, ALICE, ts)
+    bot.click("alarm_retrain", episode, APPROVER, ts)
     book = AlarmBook(bot.services.store)
     run_id = eventually(lambda: book.get(episode).retrain_run_id)  # type: ignore[union-attr]
     launcher = cast(ScriptedLauncher, bot.services.launcher)
