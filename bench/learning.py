@@ -6,7 +6,8 @@ inputs) before and after, for each.
 The step count is sized to the time budget from a short calibration run, so that the learning
 rate schedule completes; a guard stops training if the machine turns out slower.
 
-Prints one JSON object. Goal: SSIM >= 0.6 after 90 s of CPU training.
+Prints one JSON object. Goals: SSIM >= 0.6 (CUT) and >= 0.7 (CycleGAN) after 90 s of CPU
+training.
 Usage: bench/learning.py [--seconds 90] [--model cut|cyclegan|both]   (about 4 minutes)
 """
 
@@ -34,7 +35,8 @@ from model.tracking import NullTracker
 from model.train import ProgressEvent, TrainSession, step_options
 from model.trainers import make_trainer
 
-GOAL = 0.6
+# SSIM to the ground truth after the budget (issue: CUT >= 0.6, CycleGAN >= 0.7).
+GOALS = {"cut": 0.6, "fastcut": 0.6, "cyclegan": 0.7}
 
 
 class OutOfTime(Exception):
@@ -96,7 +98,8 @@ def run(
         "ssim_identity": round(eval_data.reference["ssim_identity"], 4),
         "deploy_score_start": round(before.deploy_score, 4),
         "deploy_score_end": round(after.deploy_score, 4),
-        "goal_met": after.metrics["ssim"] >= GOAL,
+        "goal_ssim": GOALS[model],
+        "goal_met": after.metrics["ssim"] >= GOALS[model],
     }
 
 
@@ -120,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         "device": "cpu",
         "threads": args.threads or torch.get_num_threads(),
         "budget_s": args.seconds,
-        "goal_ssim": GOAL,
         "results": results,
     }
     print(json.dumps(report, indent=2))
