@@ -129,8 +129,7 @@ def describe_keys() -> list[str]:
         if key in choices:
             accepted = "|".join(choices[key])
         elif key in _RANGES:
-            low, high = _RANGES[key]
-            accepted = f"{kind.__name__} {_fmt(low)}..{_fmt(high)}"
+            accepted = f"{kind.__name__} {range_text(key)}"
         elif key == "data":
             accepted = f"synthetic or a URI ({', '.join(DATA_SCHEMES)})"
         else:

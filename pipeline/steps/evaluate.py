@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.registry import CHAMPION, registered_name
+from model.registry import CHAMPION, model_uri, registered_name
 from pipeline.events import step_scope
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def load_champion(model: str, mlflow_uri: str, device: torch.device) -> tuple[Bu
     # load_bundle resolves models:/ URIs through MLflow's process-wide settings.
     mlflow.set_tracking_uri(mlflow_uri)
     mlflow.set_registry_uri(mlflow_uri)
-    return load_bundle(f"models:/{name}/{version}", device), version
+    return load_bundle(model_uri(model, version=version), device), version
 
 
 def _scores(report: EvalReport, champion_version: str, min_score: float) -> dict[str, Any]:
