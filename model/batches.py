@@ -66,6 +66,14 @@ def augment(
     return torch.stack(out)
 
 
+def _on(device: torch.device, index: torch.Tensor) -> torch.Tensor:
+    """`index` (a CPU tensor) on `device` without stalling the host: a plain copy from pageable
+    memory waits for the GPU's queue to drain, a pinned non-blocking one is queued behind it."""
+    if device.type != "cuda":
+        return index
+    return index.pin_memory().to(device, non_blocking=True)
+
+
 class Batches:
     """The batch order: A through DistributedSampler (reshuffled per epoch, sharded per rank),
     B drawn at random from a generator seeded by (seed, step, rank). Both depend only on the
@@ -88,6 +96,7 @@ class Batches:
                 f"per process ({world} processes); lower --batch-size"
             )
         self._epoch, self._order = -1, list[int]()
+        self._index = torch.empty(0, dtype=torch.long)
 
     def total_steps(self) -> int:
         return self.cfg.steps if self.cfg.steps is not None else self.cfg.epochs * self.per_epoch
@@ -97,10 +106,11 @@ class Batches:
         if epoch != self._epoch:
             self.sampler.set_epoch(epoch)
             self._epoch, self._order = epoch, list(self.sampler)
+            self._index = _on(self.a.device, torch.tensor(self._order))
         bs, cfg = self.cfg.batch_size, self.cfg
-        idx_a = torch.tensor(self._order[pos * bs : (pos + 1) * bs])
+        idx_a = self._index[pos * bs : (pos + 1) * bs]
         rng = torch.Generator().manual_seed((cfg.seed << 32) + step * self.world + self.rank)
-        idx_b = torch.randint(len(self.b), (bs,), generator=rng)
+        idx_b = _on(self.b.device, torch.randint(len(self.b), (bs,), generator=rng))
         size = cfg.net.image_size
         a = augment(self.a[idx_a], size=size, flip=cfg.flip, generator=rng)
         b = augment(self.b[idx_b], size=size, flip=cfg.flip, generator=rng)
