@@ -49,17 +49,20 @@ class PatchNCELoss(nn.Module):
         self.temperature = temperature
 
     def forward(self, feat_q: Tensor, feat_k: Tensor) -> Tensor:
-        """Mean loss over all patches. Both inputs are (B, P, C) and L2-normalised."""
+        """Mean loss over all patches. Both inputs are (B, P, C) and L2-normalised.
+
+        Upstream builds (B*P, 1 + P) logits: the positive, then every key with the query's own
+        (the positive again) masked to -10. After the division by the temperature that entry
+        is exp(-10 / 0.07) ~ 1e-62 of a softmax, zero in float32, so it contributes nothing:
+        the (B, P, P) similarity matrix, whose diagonal holds the positives, with the diagonal
+        as the target, is the same loss without the mask, the slice and the concatenation (a
+        third less work in the NCE at 256 patches; `test_patch_nce_equals_upstreams_formula`).
+        """
         feat_q = feat_q.float()
         feat_k = feat_k.detach().float()
-        positives = (feat_q * feat_k).sum(dim=-1, keepdim=True)  # (B, P, 1)
-        negatives = torch.bmm(feat_q, feat_k.transpose(1, 2))  # (B, P, P)
-        patches = feat_q.shape[1]
-        # The diagonal is each query's positive again: push it to ~exp(-10) as CUT does.
-        diagonal = torch.eye(patches, dtype=torch.bool, device=feat_q.device)
-        negatives = negatives.masked_fill(diagonal, -10.0)
-        logits = torch.cat([positives, negatives], dim=-1).flatten(0, 1) / self.temperature
-        target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        batch, patches = feat_q.shape[:2]
+        logits = torch.bmm(feat_q, feat_k.transpose(1, 2)).flatten(0, 1) / self.temperature
+        target = torch.arange(patches, device=logits.device).repeat(batch)
         return F.cross_entropy(logits, target)
 
 

@@ -66,3 +66,32 @@ def test_l1_losses() -> None:
     a, b = torch.zeros(2, 3), torch.ones(2, 3)
     assert cycle_loss(a, b) == 1.0
     assert identity_loss(a, a) == 0.0
+
+
+def upstream_patch_nce(feat_q: torch.Tensor, feat_k: torch.Tensor, t: float) -> torch.Tensor:
+    """CUT's PatchNCELoss (taesungp/contrastive-unpaired-translation, models/patchnce.py) with
+    negatives from the query's own image, written out as upstream does."""
+    _, patches, dim = feat_q.shape
+    feat_k = feat_k.detach()
+    l_pos = torch.bmm(feat_q.reshape(-1, 1, dim), feat_k.reshape(-1, dim, 1)).view(-1, 1)
+    l_neg = torch.bmm(feat_q, feat_k.transpose(2, 1))
+    diagonal = torch.eye(patches, dtype=torch.bool)[None]
+    l_neg = l_neg.masked_fill(diagonal, -10.0).view(-1, patches)
+    out = torch.cat((l_pos, l_neg), dim=1) / t
+    target = torch.zeros(out.size(0), dtype=torch.long)
+    return torch.nn.functional.cross_entropy(out, target)
+
+
+def test_patch_nce_equals_upstreams_formula() -> None:
+    gen = torch.Generator().manual_seed(3)
+    queries = torch.nn.functional.normalize(torch.randn(3, 64, 16, generator=gen), dim=-1)
+    keys = torch.nn.functional.normalize(torch.randn(3, 64, 16, generator=gen), dim=-1)
+    queries.requires_grad_(True)
+    ours = PatchNCELoss(0.07)(queries, keys)
+    (grad_ours,) = torch.autograd.grad(ours, queries)
+    theirs = upstream_patch_nce(queries, keys, 0.07)
+    (grad_theirs,) = torch.autograd.grad(theirs, queries)
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
+    assert torch.allclose(grad_ours, grad_theirs, atol=1e-7)
+    # Matching features (each query is its own key) give a far lower loss than random ones.
+    assert float(PatchNCELoss(0.07)(keys, keys)) < float(theirs) / 10
