@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import distributed, storage
+from model import batch_fit, distributed, storage
 from model.batches import Batches, TrainError, load_domain, load_size
 from model.bundle import save_bundle
 from model.checkpoint import (
@@ -139,6 +139,8 @@ class TrainSession:
         size = load_size(cfg.net.image_size, cfg.load_scale)
         a = load_domain(self.data / "trainA", size).to(device)
         b = load_domain(self.data / "trainB", size).to(device)
+        if cfg.auto_batch and device.type == "cuda":
+            cfg = self.cfg = self._fill_gpu(cfg, images=len(a) // self.dist.world_size)
         self.batches = Batches(a, b, cfg, self.dist.rank, self.dist.world_size)
         self.digest = dataset_digest(self.data) if self.dist.is_main else ""
         _seed_everything(cfg.seed)
@@ -147,6 +149,17 @@ class TrainSession:
             step_options(cfg, device),
             lambda m: distributed.wrap(m, self.dist, device),
         )
+
+    def _fill_gpu(self, cfg: TrainConfig, *, images: int) -> TrainConfig:
+        """The batch that fills this GPU and its lr (model/batch_fit.py), the same on every
+        rank; said once on stdout, and kept in the run's params and checkpoints."""
+        total = torch.cuda.get_device_properties(self.device).total_memory
+        probe = batch_fit.cuda_peak_bytes(cfg, step_options(cfg, self.device))
+        fitted, note = batch_fit.fit_batch(cfg, peak_bytes=probe, total_bytes=total, images=images)
+        fitted = batch_fit.agree(fitted, self.device)
+        if self.dist.is_main:
+            print(f"train: {note}", flush=True)
+        return fitted
 
     def resume(self) -> int:
         """Load the last checkpoint, if any; returns the step to continue from.

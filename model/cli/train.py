@@ -7,14 +7,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.cli.args import Parser, UsageError, fail, positive
-from model.config import MODEL_NAMES, PRESETS, TRAIN_PRESETS, TrainConfig
+from model.config import (
+    MODEL_NAMES,
+    PRESET_MODEL_TRAIN_DEFAULTS,
+    PRESETS,
+    TRAIN_PRESETS,
+    TrainConfig,
+)
 
 # --- train --------------------------------------------------------------------------------
 
 
 def _by_preset(key: str) -> str:
-    """`tiny 5e-4, full 2e-4`: a training default as each preset sets it."""
-    return ", ".join(f"{name} {TRAIN_PRESETS[name][key]}" for name in TRAIN_PRESETS)
+    """`tiny 0.0005 (cyclegan 0.0015), full 0.0002`: a training default as each preset sets
+    it, with the models that differ."""
+    parts = []
+    for name in TRAIN_PRESETS:
+        models = [f"{m} {v[key]}" for (n, m), v in PRESET_MODEL_TRAIN_DEFAULTS.items()
+                  if n == name and key in v]  # fmt: skip
+        parts.append(
+            f"{name} {TRAIN_PRESETS[name][key]}" + (f" ({', '.join(models)})" if models else "")
+        )
+    return ", ".join(parts)
 
 
 def _train_parser() -> Parser:
@@ -51,7 +65,8 @@ def _train_parser() -> Parser:
     add(
         "--batch-size",
         type=positive(int),
-        help=f"images per step, > 0 (default: the preset's: {_by_preset('batch_size')})",
+        help=f"images per step, > 0 (default: the preset's: {_by_preset('batch_size')}; "
+        "full on a GPU: the batch that fills it)",
     )
     add(
         "--image-size",

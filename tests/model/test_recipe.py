@@ -179,3 +179,10 @@ def test_compile_is_on_for_cuda_only_unless_asked() -> None:
     assert not step_options(cfg, torch.device("cpu")).compile
     assert step_options(cfg, torch.device("cuda")).compile
     assert not step_options(dataclasses.replace(cfg, compile=False), torch.device("cuda")).compile
+
+
+def test_tiny_cyclegan_gets_its_own_lr_and_an_explicit_one_wins() -> None:
+    assert train_config(model="cyclegan", preset_name="tiny").lr == 1.5e-3
+    assert train_config(model="cut", preset_name="tiny").lr == TRAIN_PRESETS["tiny"]["lr"]
+    assert train_config(model="cyclegan", preset_name="full").lr == TRAIN_PRESETS["full"]["lr"]
+    assert train_config(model="cyclegan", preset_name="tiny", lr=1e-4).lr == 1e-4
