@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -57,16 +58,24 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "GANOPS_"))}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("KFP_HOST", None)
-    proc = subprocess.run(
+    # Its own session, so that a timeout (ours or pytest-timeout's) kills the whole tree: the
+    # demo's Prometheus, MLflow and model server must not outlive it and skew later tests.
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "demo", "--quick", "--state-dir", str(state)],
         cwd=REPO,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=1200,
-        check=False,
+        start_new_session=True,
     )
-    out = proc.stdout + proc.stderr
+    try:
+        stdout, stderr = proc.communicate(timeout=1200)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    out = stdout + stderr
     assert proc.returncode == 0, out[-6000:]
     return state, out
 
