@@ -46,24 +46,30 @@ def pick_batch(*, at_one: int, at_two: int, budget: int, cap: int = MAX_AUTO_BAT
 
 
 def fit_batch(
-    cfg: TrainConfig, *, peak_bytes: Callable[[int], int], total_bytes: int, images: int
+    cfg: TrainConfig,
+    *,
+    peak_bytes: Callable[[int], int],
+    total_bytes: int,
+    images: int,
+    agree: Callable[[int], int] = lambda batch: batch,
 ) -> tuple[TrainConfig, str]:
     """`cfg` with the batch that fills the device, and the lr for it (see the module's rule);
-    `images` (training images per process) caps the batch so that an epoch has a step.
+    `images` (training images per process) caps the batch so that an epoch has a step, and
+    `agree` turns this process's pick into the one every process uses (`min_over_ranks`).
 
     Returns the new config and a line saying what was picked and why.
     """
     at_one, at_two = peak_bytes(1), peak_bytes(2)
-    batch = pick_batch(
-        at_one=at_one, at_two=at_two, budget=int(total_bytes * MEMORY_SHARE),
-        cap=min(MAX_AUTO_BATCH, max(1, 2 ** int(math.log2(max(images, 1))))),
-    )  # fmt: skip
+    budget = int(total_bytes * MEMORY_SHARE)
+    fits = pick_batch(at_one=at_one, at_two=at_two, budget=budget, cap=min(MAX_AUTO_BATCH, images))
+    batch = agree(fits)
     lr = scaled_lr(cfg.lr, base_batch=cfg.batch_size, batch=batch) if cfg.scale_lr else cfg.lr
     gib = 2**30
     note = (
         f"batch {batch} fills this GPU (one step at batch 1 peaks at {at_one / gib:.1f} GiB, "
         f"+{max(at_two - at_one, 0) / gib:.2f} GiB per image, {total_bytes / gib:.0f} GiB in "
-        f"all); lr {cfg.lr:g} -> {lr:.3g}"
+        f"all{'' if batch == fits else f'; {fits} here, the smallest rank fits {batch}'}); "
+        f"lr {cfg.lr:g} -> {lr:.3g}"
         + (" by the square-root rule" if cfg.scale_lr else " (given, kept)")
     )
     return dataclasses.replace(cfg, batch_size=batch, lr=lr, auto_batch=False), note
@@ -97,22 +103,19 @@ def cuda_peak_bytes(cfg: TrainConfig, opts: StepOptions) -> Callable[[int], int]
     return measure
 
 
-def agree(batch_cfg: TrainConfig, device: torch.device) -> TrainConfig:
-    """Under DDP, every rank takes the smallest batch any rank picked (and its lr)."""
+def min_over_ranks(device: torch.device) -> Callable[[int], int]:
+    """Under DDP, the smallest batch any rank picked; a single process keeps its own."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return batch_cfg
-    mine = torch.tensor([batch_cfg.batch_size], device=device)
-    dist.all_reduce(mine, op=dist.ReduceOp.MIN)
-    smallest = int(mine.item())
-    if smallest == batch_cfg.batch_size:
-        return batch_cfg
-    lr = batch_cfg.lr
-    if batch_cfg.scale_lr:
-        lr = scaled_lr(lr, base_batch=batch_cfg.batch_size, batch=smallest)
-    return dataclasses.replace(batch_cfg, batch_size=smallest, lr=lr)
+    def agree(batch: int) -> int:
+        if not (dist.is_available() and dist.is_initialized()):
+            return batch
+        mine = torch.tensor([batch], device=device)
+        dist.all_reduce(mine, op=dist.ReduceOp.MIN)
+        return int(mine.item())
+
+    return agree
 
 
-__all__ = ["MAX_AUTO_BATCH", "MEMORY_SHARE", "agree", "cuda_peak_bytes", "fit_batch",
+__all__ = ["MAX_AUTO_BATCH", "MEMORY_SHARE", "cuda_peak_bytes", "fit_batch", "min_over_ranks",
            "pick_batch", "scaled_lr"]  # fmt: skip

@@ -55,8 +55,9 @@ class PatchNCELoss(nn.Module):
         (the positive again) masked to -10. After the division by the temperature that entry
         is exp(-10 / 0.07) ~ 1e-62 of a softmax, zero in float32, so it contributes nothing:
         the (B, P, P) similarity matrix, whose diagonal holds the positives, with the diagonal
-        as the target, is the same loss without the mask, the slice and the concatenation (a
-        third less work in the NCE at 256 patches; `test_patch_nce_equals_upstreams_formula`).
+        as the target, is the same loss without the mask and the concatenation (each a pass
+        over the (B, P, P) logits) or the positives' separate product
+        (`test_patch_nce_equals_upstreams_formula`).
         """
         feat_q = feat_q.float()
         feat_k = feat_k.detach().float()

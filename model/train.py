@@ -155,8 +155,10 @@ class TrainSession:
         rank; said once on stdout, and kept in the run's params and checkpoints."""
         total = torch.cuda.get_device_properties(self.device).total_memory
         probe = batch_fit.cuda_peak_bytes(cfg, step_options(cfg, self.device))
-        fitted, note = batch_fit.fit_batch(cfg, peak_bytes=probe, total_bytes=total, images=images)
-        fitted = batch_fit.agree(fitted, self.device)
+        fitted, note = batch_fit.fit_batch(
+            cfg, peak_bytes=probe, total_bytes=total, images=images,
+            agree=batch_fit.min_over_ranks(self.device),
+        )  # fmt: skip
         if self.dist.is_main:
             print(f"train: {note}", flush=True)
         return fitted

@@ -89,3 +89,22 @@ def test_a_cpu_run_keeps_its_batch_even_when_asked_to_fill(tmp_path: Path) -> No
     session = TrainSession(cfg, data, torch.device("cpu"), NullTracker(), tmp_path / "out")
     assert session.cfg.batch_size == cfg.batch_size
     assert session.cfg.auto_batch
+
+
+def test_the_ranks_agreed_batch_sets_the_lr_and_the_note() -> None:
+    # This process fits 16; another rank fits only 4: all train at 4, with 4's lr.
+    _, peak = linear_memory(fixed=8, per_image=2)
+    cfg = train_config(model="cut", preset_name=None, gpus=1)
+    seen: list[int] = []
+
+    def smallest_rank(batch: int) -> int:
+        seen.append(batch)
+        return 4
+
+    fitted, note = fit_batch(cfg, peak_bytes=peak, total_bytes=80 * GIB, images=400,  # type: ignore[arg-type]
+                             agree=smallest_rank)  # fmt: skip
+    assert seen == [16]
+    assert fitted.batch_size == 4
+    assert fitted.lr == pytest.approx(cfg.lr * 2)
+    assert note.startswith("batch 4 ")
+    assert "16 here" in note

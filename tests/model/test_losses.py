@@ -91,7 +91,7 @@ def test_patch_nce_equals_upstreams_formula() -> None:
     (grad_ours,) = torch.autograd.grad(ours, queries)
     theirs = upstream_patch_nce(queries, keys, 0.07)
     (grad_theirs,) = torch.autograd.grad(theirs, queries)
-    assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
+    assert float(ours.detach()) == pytest.approx(float(theirs.detach()), rel=1e-6)
     assert torch.allclose(grad_ours, grad_theirs, atol=1e-7)
     # Matching features (each query is its own key) give a far lower loss than random ones.
     assert float(PatchNCELoss(0.07)(keys, keys)) < float(theirs) / 10
