@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import batch_fit, distributed, storage
+from model import batch_fit, distributed, norm_stats, storage
 from model.batches import Batches, TrainError, load_domain, load_size
 from model.bundle import save_bundle
 from model.checkpoint import (
@@ -239,6 +239,8 @@ class TrainSession:
                 rate = self._rate(done - start, per_step, began, warm)
                 losses = {k: float(v) for k, v in raw.items()}
                 self._report(done, total, epoch, losses, elapsed, rate)
+            if done == total:  # before the last checkpoint, which holds what ships
+                self.measure_norm_stats(total)
             if self._due(done, total, last_write):
                 self.checkpoint(done)
                 last_write = time.monotonic()
@@ -246,6 +248,13 @@ class TrainSession:
         seconds = time.perf_counter() - began
         rate = self._rate(total - start, per_step, began, warm)
         return self._finish(total, losses, seconds, rate, start)
+
+    def measure_norm_stats(self, total: int) -> None:
+        """The shipped generator's batch-norm statistics, measured on its own weights over
+        the last batches before step `total` (model/norm_stats.py). A pure function of the
+        weights and the steps, so a resumed run ships the same model."""
+        steps = range(max(0, total - norm_stats.BATCHES), total)
+        self.trainer.measure_norm_stats(self.batches.get(s)[1:] for s in steps)
 
     @staticmethod
     def _rate(steps: int, per_step: int, began: float, warm: float) -> float:

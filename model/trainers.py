@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from model import norm_stats
 from model.config import MODEL_NAMES, NCE_MODELS, TrainConfig
 from model.losses import GANLoss, PatchNCELoss, cycle_loss, identity_loss
 from model.networks import build_discriminator, build_feature_head, build_generator
@@ -171,6 +172,19 @@ class GanTrainer:
     def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def norm_inputs(self, real_a: Tensor, real_b: Tensor) -> list[Tensor]:
+        """The batches G normalises in one training step on (real_a, real_b)."""
+        raise NotImplementedError
+
+    def measure_norm_stats(self, batches: Iterable[tuple[Tensor, Tensor]]) -> bool:
+        """Measure the shipped generator's batch-norm statistics on its own weights over
+        `batches` of (real_a, real_b) (model/norm_stats.py); False when it has none. Every rank
+        calls it: SyncBatchNorm reduces across ranks."""
+        from model.bundle import unwrap
+
+        inputs = (x for a, b in batches for x in self.norm_inputs(self._input(a), self._input(b)))
+        return norm_stats.measure(unwrap(self.generator), inputs)
+
     def _update(self, loss: Tensor, optims: list[torch.optim.Optimizer]) -> None:
         for opt in optims:
             opt.zero_grad(set_to_none=True)
@@ -242,6 +256,9 @@ class CutTrainer(GanTrainer):
         self.nce_idt = net.model == "cut"
         self._start_ema()
 
+    def norm_inputs(self, real_a: Tensor, real_b: Tensor) -> list[Tensor]:
+        return [torch.cat([real_a, real_b]) if self.nce_idt else real_a]
+
     def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         G, D, F = self.nets["G"], self.nets["D"], self.nets["F"]
         cfg, layers, n = self.cfg, self.cfg.net.nce_layers, real_a.shape[0]
@@ -289,6 +306,21 @@ class CycleGanTrainer(GanTrainer):
         # One pool per discriminator, each with its own stream of choices.
         self.pools = {d: ImagePool(cfg.pool_size, seed=cfg.seed + i) for i, d in enumerate("BA")}
         self._start_ema()
+
+    @torch.no_grad()
+    def norm_inputs(self, real_a: Tensor, real_b: Tensor) -> list[Tensor]:
+        # G runs on (A, B) for the translation and identity terms, and on G_BA(B) for the
+        # cycle back. G_BA makes that fake in eval mode, so its own statistics stay as trained.
+        from model.bundle import unwrap
+
+        g_ba = unwrap(self.nets["G_BA"])
+        was_training = g_ba.training
+        g_ba.eval()
+        try:
+            fake_a = g_ba(real_b)
+        finally:
+            g_ba.train(was_training)
+        return [torch.cat([real_a, real_b]), fake_a]
 
     def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         G, G_BA, D, D_A = (self.nets[k] for k in ("G", "G_BA", "D", "D_A"))
