@@ -18,6 +18,7 @@ Instance norm (the full preset) keeps no running statistics: there is nothing to
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -35,10 +36,14 @@ def has_batch_norm(module: nn.Module) -> bool:
 def measure(generator: nn.Module, inputs: Iterable[Tensor]) -> bool:
     """Replace `generator`'s batch-norm running statistics by their equal-weight average over
     `inputs` (train-mode forwards, no gradients). Returns False, touching nothing, when it has
-    no batch norm."""
+    no batch norm or there are no inputs (update_bn would leave the reset statistics)."""
     if not has_batch_norm(generator):
         return False
-    update_bn(inputs, generator)
+    batches = iter(inputs)
+    first = next(batches, None)
+    if first is None:
+        return False
+    update_bn(itertools.chain([first], batches), generator)
     return True
 
 

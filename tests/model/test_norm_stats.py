@@ -49,6 +49,13 @@ def test_the_statistics_are_the_equal_weight_average_over_the_inputs() -> None:
     assert not net.training
 
 
+def test_no_inputs_leave_the_statistics_as_they_were() -> None:
+    bn = nn.BatchNorm2d(2)
+    bn.running_mean.fill_(0.5)
+    assert not norm_stats.measure(nn.Sequential(bn), iter([]))
+    assert torch.equal(bn.running_mean, torch.full((2,), 0.5))
+
+
 def test_a_generator_without_batch_norm_is_left_alone() -> None:
     from model.networks import build_generator
 
