@@ -257,12 +257,13 @@ class CutTrainer(GanTrainer):
         self._start_ema()
 
     def norm_inputs(self, real_a: Tensor, real_b: Tensor) -> list[Tensor]:
+        # G's one pass in `_step`: A, and B too for the identity NCE.
         return [torch.cat([real_a, real_b]) if self.nce_idt else real_a]
 
     def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         G, D, F = self.nets["G"], self.nets["D"], self.nets["F"]
         cfg, layers, n = self.cfg, self.cfg.net.nce_layers, real_a.shape[0]
-        inputs = torch.cat([real_a, real_b]) if self.nce_idt else real_a
+        (inputs,) = self.norm_inputs(real_a, real_b)
         with self.autocast():
             fake, keys = G(inputs, layers=layers)
         fake_b = fake[:n]
