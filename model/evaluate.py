@@ -47,6 +47,7 @@ from model.metrics import (
     ssim,
     train_domain_encoder,
 )
+from model.networks import eval_mode
 
 ENCODER_TRAIN_IMAGES = 256
 _encoders: dict[tuple[str, int, int], DomainEncoder] = {}
@@ -181,14 +182,10 @@ def translate(
     generator: nn.Module, images: torch.Tensor, device: torch.device | str, batch_size: int
 ) -> torch.Tensor:
     """G(images) in eval mode, batch by batch, clamped to [-1, 1], back on the CPU."""
-    was_training = generator.training
-    generator.eval()
-    try:
+    with eval_mode(generator):
         outs = [
             generator(c.to(device)).float().clamp(-1.0, 1.0).cpu() for c in images.split(batch_size)
         ]
-    finally:
-        generator.train(was_training)
     out = torch.cat(outs)
     if out.shape != images.shape:
         raise ValueError(f"generator output {tuple(out.shape)} != input {tuple(images.shape)}")

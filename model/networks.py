@@ -8,8 +8,9 @@ of each they train (see model/trainers.py).
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import torch
@@ -258,6 +259,18 @@ class PatchSampleF(nn.Module):
             pooled.append(nn.functional.normalize(sample, dim=-1, eps=1e-7))
             ids.append(pid)
         return pooled, ids
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """`module` in eval mode (running statistics, no dropout) inside the block, then back in
+    the mode it was in, whatever happens."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def init_weights(module: M, std: float = 0.02, generator: torch.Generator | None = None) -> M:

@@ -31,7 +31,12 @@ from torch.nn.parallel import DistributedDataParallel
 from model import norm_stats
 from model.config import MODEL_NAMES, NCE_MODELS, TrainConfig
 from model.losses import GANLoss, PatchNCELoss, cycle_loss, identity_loss
-from model.networks import build_discriminator, build_feature_head, build_generator
+from model.networks import (
+    build_discriminator,
+    build_feature_head,
+    build_generator,
+    eval_mode,
+)
 from model.pool import ImagePool
 
 Wrap = Callable[[nn.Module], nn.Module]
@@ -314,13 +319,8 @@ class CycleGanTrainer(GanTrainer):
         # cycle back. G_BA makes that fake in eval mode, so its own statistics stay as trained.
         from model.bundle import unwrap
 
-        g_ba = unwrap(self.nets["G_BA"])
-        was_training = g_ba.training
-        g_ba.eval()
-        try:
+        with eval_mode(unwrap(self.nets["G_BA"])) as g_ba:
             fake_a = g_ba(real_b)
-        finally:
-            g_ba.train(was_training)
         return [torch.cat([real_a, real_b]), fake_a]
 
     def _step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
