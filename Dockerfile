@@ -14,6 +14,7 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY pipeline ./pipeline
 COPY model ./model
+COPY ganops ./ganops
 RUN python -m build --wheel --outdir /wheels .
 
 # ---- bot: the Slack bot, launcher and deployer clients; no torch ----------------------

@@ -25,15 +25,15 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.adapters.registry import MlflowRegistry
-from bot.app import create_app
-from bot.local.slack import LocalSlack
-from bot.runs.record import RunBook
-from bot.services import Services, slack_client
-from bot.settings import load_settings
-from bot.store import Store
-from bot.transports import HttpTransport
-from pipeline.ports import LaunchResult, RunParams, RunStatus
+from ganops.bot.adapters.registry import MlflowRegistry
+from ganops.bot.app import create_app
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.runs.record import RunBook
+from ganops.bot.services import Services, slack_client
+from ganops.bot.settings import load_settings
+from ganops.bot.store import Store
+from ganops.bot.transports import HttpTransport
+from ganops.pipeline.ports import LaunchResult, RunParams, RunStatus
 
 SECRET, TOKEN = "bench-signing-secret", "xoxb-bench"
 CONCURRENCY, ROUNDS, WARMUP = 50, 6, 1

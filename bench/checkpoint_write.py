@@ -26,11 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.checkpoint import rng_state, save_checkpoint, to_checkpoint
-from model.config import train_config
-from model.data import make_synthetic
-from model.tracking import NullTracker
-from model.train import TrainSession
+from ganops.model.checkpoint import rng_state, save_checkpoint, to_checkpoint
+from ganops.model.config import train_config
+from ganops.model.data import make_synthetic
+from ganops.model.tracking import NullTracker
+from ganops.model.train import TrainSession
 
 
 def _session(preset: str, size: int, root: Path) -> TrainSession:
@@ -60,7 +60,7 @@ def _async(session: TrainSession) -> tuple[float, float]:
 
 
 def measure(preset: str, size: int, repeats: int, root: Path) -> dict[str, Any]:
-    from model.checkpoint_writer import CheckpointWriter
+    from ganops.model.checkpoint_writer import CheckpointWriter
 
     session = _session(preset, size, root)
     sync = [_sync(session, root / f"sync-{preset}.pt") for _ in range(repeats)]

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.config import preset
-from model.data import DriftKnobs, apply_knobs
-from model.drift import DriftReference, fit_reference
-from model.features import image_features
-from model.networks import build_generator
-from model.serving.drift_monitor import DriftMonitor
-from model.synthetic import random_scene, render
+from ganops.model.config import preset
+from ganops.model.data import DriftKnobs, apply_knobs
+from ganops.model.drift import DriftReference, fit_reference
+from ganops.model.features import image_features
+from ganops.model.networks import build_generator
+from ganops.model.serving.drift_monitor import DriftMonitor
+from ganops.model.synthetic import random_scene, render
 
 WINDOW = 64
 EVERY = 16

@@ -2,7 +2,7 @@
 
 Set-up as `ganops demo` does (Prometheus on loopback, the bot through the shell adapter, kfp.local,
 MLflow on sqlite, the LocalDeployer with input capture on), a champion (bootstrapped when the
-state dir has none), then `bot.local.drift_loop.DriftLoop`: drift-free traffic, brighter and
+state dir has none), then `ganops.bot.local.drift_loop.DriftLoop`: drift-free traffic, brighter and
 flatter inputs from `onset`, the alarm, Retrain now on the captured inputs, approve, deploy,
 the alarm resolving once the retrained version scored under 1 for GANOPS_DRIFT_RESOLVE_AFTER.
 
@@ -23,8 +23,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bot.local.demo import DemoConfig, DemoStages, start_session
-from bot.local.drift_loop import DriftLoop
+from ganops.bot.local.demo import DemoConfig, DemoStages, start_session
+from ganops.bot.local.drift_loop import DriftLoop
 
 
 def main() -> int:

@@ -31,12 +31,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.bundle import load_bundle
-from model.config import EvalConfig, train_config
-from model.data import make_synthetic
-from model.evaluate import EvalData, load_eval_data, output_metrics, translate
-from model.tracking import NullTracker
-from model.train import train
+from ganops.model.bundle import load_bundle
+from ganops.model.config import EvalConfig, train_config
+from ganops.model.data import make_synthetic
+from ganops.model.evaluate import EvalData, load_eval_data, output_metrics, translate
+from ganops.model.tracking import NullTracker
+from ganops.model.train import train
 
 GOAL = 0.95
 Damage = Callable[[nn.Module, torch.Tensor, int], torch.Tensor]

@@ -25,14 +25,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.batches import Batches, load_domain
-from model.cli.train_run import SYNTHETIC_TEST, SYNTHETIC_TRAIN
-from model.config import EvalConfig, TrainConfig, train_config
-from model.data import make_synthetic
-from model.evaluate import evaluate, load_eval_data
-from model.tracking import NullTracker
-from model.train import ProgressEvent, TrainSession, step_options
-from model.trainers import make_trainer
+from ganops.model.batches import Batches, load_domain
+from ganops.model.cli.train_run import SYNTHETIC_TEST, SYNTHETIC_TRAIN
+from ganops.model.config import EvalConfig, TrainConfig, train_config
+from ganops.model.data import make_synthetic
+from ganops.model.evaluate import evaluate, load_eval_data
+from ganops.model.tracking import NullTracker
+from ganops.model.train import ProgressEvent, TrainSession, step_options
+from ganops.model.trainers import make_trainer
 
 # SSIM to the ground truth after the budget (issue: CUT >= 0.6, CycleGAN >= 0.7).
 GOALS = {"cut": 0.6, "fastcut": 0.6, "cyclegan": 0.7}

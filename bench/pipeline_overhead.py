@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import itertools
 
-from pipeline.events import read_events
-from pipeline.launch.local import LocalLauncher
-from pipeline.ports import RunParams
+from ganops.pipeline.events import read_events
+from ganops.pipeline.launch.local import LocalLauncher
+from ganops.pipeline.ports import RunParams
 
 PARAMS = RunParams(steps=10, synthetic_n=8, batch_size=2, image_size=32)
 POLL_S = 0.05

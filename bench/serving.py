@@ -47,7 +47,7 @@ class RawForward:
     """The bundle's generator in this process, called the way the server calls it."""
 
     def __init__(self, bundle: Path, device: str) -> None:
-        from model.bundle import load_bundle
+        from ganops.model.bundle import load_bundle
 
         self.generator = load_bundle(bundle, device=device).generator
         self.device = device
@@ -137,7 +137,7 @@ def concurrent(port: int, batch: np.ndarray, repeats: int, clients: int) -> dict
 
 def start(bundle: Path, device: str, log: Any) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    cmd = [sys.executable, "-m", "bot.cli", "serve", "--model-uri", str(bundle)]
+    cmd = [sys.executable, "-m", "ganops.bot.cli", "serve", "--model-uri", str(bundle)]
     cmd += ["--port", str(port), "--device", device, "--max-batch", "64"]
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180

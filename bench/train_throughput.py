@@ -31,11 +31,11 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.config import TrainConfig, preset, train_defaults
-from model.losses import GANLoss, PatchNCELoss, cycle_loss, identity_loss
-from model.networks import build_discriminator, build_feature_head, build_generator
-from model.train import step_options
-from model.trainers import make_trainer
+from ganops.model.config import TrainConfig, preset, train_defaults
+from ganops.model.losses import GANLoss, PatchNCELoss, cycle_loss, identity_loss
+from ganops.model.networks import build_discriminator, build_feature_head, build_generator
+from ganops.model.train import step_options
+from ganops.model.trainers import make_trainer
 
 Step = Callable[[Tensor, Tensor], Any]
 

@@ -45,11 +45,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.config import TrainConfig, preset
-from model.data import make_synthetic
-from model.tracking import NullTracker
-from model.train import ProgressEvent, TrainSession, step_options
-from model.trainers import make_trainer
+from ganops.model.config import TrainConfig, preset
+from ganops.model.data import make_synthetic
+from ganops.model.tracking import NullTracker
+from ganops.model.train import ProgressEvent, TrainSession, step_options
+from ganops.model.trainers import make_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCES = {

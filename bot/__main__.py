@@ -16,12 +16,12 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bot.errors import ConfigError
-from bot.settings import Settings, load_settings
-from model.logfmt import FORMATS, configure_logging
+from ganops.bot.errors import ConfigError
+from ganops.bot.settings import Settings, load_settings
+from ganops.model.logfmt import FORMATS, configure_logging
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from ganops.bot.services import Services
 
 log = logging.getLogger("ganops.bot")
 
@@ -97,10 +97,10 @@ def _run(settings: Settings, user: str, host: str, health_port: int | None = Non
     # A pod's SIGTERM stops the bot like Ctrl-C: jobs shut down, nothing is half-written.
     signal.signal(signal.SIGTERM, on_sigterm)
     if settings.transport == "shell":
-        from bot.local.shell import run_shell
+        from ganops.bot.local.shell import run_shell
 
         return run_shell(settings, user, sys.stdin, sys.stdout)
-    from bot.services import build_services
+    from ganops.bot.services import build_services
 
     return serve(settings, build_services(settings), host=host, health_port=health_port)
 
@@ -115,9 +115,9 @@ def serve(
     """The bot on its transport until it is stopped. On the way out, a rollout in flight may
     finish (up to `settings.shutdown_grace_s`): killed halfway, it would leave the served
     version and the champion alias apart until the next start reconciles them."""
-    from bot.app import create_app
-    from bot.scheduler import build_jobs
-    from bot.transports import HttpTransport, run_socket_mode
+    from ganops.bot.app import create_app
+    from ganops.bot.scheduler import build_jobs
+    from ganops.bot.transports import HttpTransport, run_socket_mode
 
     app = create_app(settings, services)
     jobs = build_jobs(settings, services)

@@ -16,11 +16,11 @@ from slack_bolt import App, BoltContext
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
-from bot.errors import report_unexpected
-from bot.listeners import register_listeners
-from bot.metrics import METRICS
-from bot.services import Services, web_client
-from bot.settings import Settings
+from ganops.bot.errors import report_unexpected
+from ganops.bot.listeners import register_listeners
+from ganops.bot.metrics import METRICS
+from ganops.bot.services import Services, web_client
+from ganops.bot.settings import Settings
 
 log = logging.getLogger("ganops.bot")
 
@@ -76,7 +76,7 @@ def create_app(
 
     @app.middleware
     def provide_services(context: BoltContext, next: Callable[[], None]) -> None:
-        # Listeners (ours and bot.listeners.approvals) find their ports here.
+        # Listeners (ours and ganops.bot.listeners.approvals) find their ports here.
         context["services"] = services
         context["settings"] = settings
         next()

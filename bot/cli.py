@@ -14,21 +14,30 @@ from collections.abc import Callable, Sequence
 # name -> ("module:function", one-line help). Each function takes argv (without the
 # subcommand) and returns an exit code.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("model.cli.train:train_main", "train the GAN (synthetic data or a CycleGAN folder)"),
+    "train": (
+        "ganops.model.cli.train:train_main",
+        "train the GAN (synthetic data or a CycleGAN folder)",
+    ),
     "evaluate": (
-        "model.cli.evaluate:evaluate_main",
+        "ganops.model.cli.evaluate:evaluate_main",
         "evaluate a checkpoint, optionally vs a champion",
     ),
-    "stylize": ("model.cli.evaluate:stylize_main", "apply a model to a folder of images"),
-    "validate": ("model.cli.evaluate:validate_main", "check a data set folder before training"),
-    "serve": ("model.serving.server:main", "run the model server (HTTP, /metrics, drift score)"),
-    "pipeline": ("pipeline.cli:main", "compile or run the CT pipeline"),
-    "bot": ("bot.__main__:main", "run the bot (shell, Socket Mode or HTTP)"),
+    "stylize": ("ganops.model.cli.evaluate:stylize_main", "apply a model to a folder of images"),
+    "validate": (
+        "ganops.model.cli.evaluate:validate_main",
+        "check a data set folder before training",
+    ),
+    "serve": (
+        "ganops.model.serving.server:main",
+        "run the model server (HTTP, /metrics, drift score)",
+    ),
+    "pipeline": ("ganops.pipeline.cli:main", "compile or run the CT pipeline"),
+    "bot": ("ganops.bot.__main__:main", "run the bot (shell, Socket Mode or HTTP)"),
     "approvals": (
-        "bot.approvals.admin:approvals_main",
+        "ganops.bot.approvals.admin:approvals_main",
         "list or decide approvals from the terminal",
     ),
-    "demo": ("bot.local.demo:main", "run the whole loop on embedded defaults"),
+    "demo": ("ganops.bot.local.demo:main", "run the whole loop on embedded defaults"),
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.errors import ConfigError
+from ganops.bot.errors import ConfigError
 
 # kfp.Client reads the projected service-account token from here (multi-user Kubeflow).
 DEFAULT_SA_TOKEN_PATH = Path("/var/run/secrets/kubeflow/pipelines/token")

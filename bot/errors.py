@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 # One UsageError for the model's commands and the bot's: `problem` and the command's `usage`.
-from model.errors import UsageError
-from pipeline.ports import (
+from ganops.model.errors import UsageError
+from ganops.pipeline.ports import (
     ConcurrentRunError,
     DeployError,
     InvalidParamsError,

@@ -11,9 +11,9 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.errors import UsageError
-from pipeline.params import params_from_strings
-from pipeline.ports import InvalidParamsError, RunParams
+from ganops.bot.errors import UsageError
+from ganops.pipeline.params import params_from_strings
+from ganops.pipeline.ports import InvalidParamsError, RunParams
 
 RETRAIN_USAGE = (
     "/retrain [epochs=N] [lr=F] [model=cut|fastcut|cyclegan] [data=SOURCE] [gpus=N] [nodes=N] [image_size=N] "

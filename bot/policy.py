@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from bot.store import Store
-from pipeline.ports import RunParams
+from ganops.bot.store import Store
+from ganops.pipeline.ports import RunParams
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from model.registry import model_uri
-from pipeline.ports import (
+from ganops.model.registry import model_uri
+from ganops.pipeline.ports import (
     ConcurrentRunError,
     Deployer,
     DeployError,

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.metrics import METRICS
-from bot.services import Services
-from bot.settings import Settings
+from ganops.bot.metrics import METRICS
+from ganops.bot.services import Services
+from ganops.bot.settings import Settings
 
 log = logging.getLogger("ganops.bot")
 
@@ -69,7 +69,7 @@ def _logged(name: str, func: Callable[[], object]) -> Callable[[], None]:
 
 def build_jobs(settings: Settings, services: Services) -> Jobs:
     """Every background job of the bot process, not yet started."""
-    from bot.runs.watch import RunWatcher
+    from ganops.bot.runs.watch import RunWatcher
 
     jobs = Jobs()
     watcher = RunWatcher(
@@ -80,7 +80,7 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
     jobs.every("run-watch", settings.poll_interval_s, watcher.tick)
     book = services.approvals
     if book is not None:
-        from bot.approvals.jobs import TICK_S, approval_tick
+        from ganops.bot.approvals.jobs import TICK_S, approval_tick
 
         reconcile = _reconciler(settings, services)
 
@@ -92,8 +92,8 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
 
         jobs.every("approvals", TICK_S, approvals, first_in=1.0)
     if services.metrics is not None:
-        from bot.drift.lifecycle import EpisodeCloser, champion_of
-        from bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher
+        from ganops.bot.drift.lifecycle import EpisodeCloser, champion_of
+        from ganops.bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher
 
         config = DriftWatchConfig(channel=settings.channel, prometheus_url=settings.prometheus_url)
         alarms = AlarmBook(services.store)
@@ -106,7 +106,7 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
         drift = DriftWatcher(alarms, services.metrics, services.slack, config, closer=closer)
         jobs.every("drift-watch", settings.drift_interval_s, drift.tick, first_in=5.0)
     if settings.data_watch:
-        from bot.runs.data_watch import DataWatcher
+        from ganops.bot.runs.data_watch import DataWatcher
 
         data = DataWatcher(
             services,
@@ -122,7 +122,7 @@ def _reconciler(settings: Settings, services: Services) -> Callable[[], object]:
     """Start-up reconciliation of rollouts, run once on the first approvals tick."""
     if services.approvals is None or services.deployer is None:
         return lambda: None
-    from bot.approvals.recover import Reconciler, slack_notifier
+    from ganops.bot.approvals.recover import Reconciler, slack_notifier
 
     notify = slack_notifier(services.slack, settings.channel)
     return Reconciler(services.approvals, services.deployer, services.registry, notify=notify).once

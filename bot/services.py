@@ -21,18 +21,18 @@ from slack_sdk.http_retry import (
 )
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 
-from bot.adapters.prometheus import PrometheusMetrics
-from bot.adapters.registry import MlflowRegistry
-from bot.approvals.book import ApprovalBook
-from bot.metrics import METRICS, SlackErrorCounter
-from bot.ports import Deployer, MetricsSource, ModelRegistry, PipelineLauncher
-from bot.runs.record import RunBook
-from bot.settings import Settings
-from bot.store import Store
-from pipeline.deploy import KubeTarget, make_deployer
-from pipeline.launch import make_launcher
-from pipeline.launch.kfp_client import KfpAccess
-from pipeline.placement import Placement
+from ganops.bot.adapters.prometheus import PrometheusMetrics
+from ganops.bot.adapters.registry import MlflowRegistry
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.metrics import METRICS, SlackErrorCounter
+from ganops.bot.ports import Deployer, MetricsSource, ModelRegistry, PipelineLauncher
+from ganops.bot.runs.record import RunBook
+from ganops.bot.settings import Settings
+from ganops.bot.store import Store
+from ganops.pipeline.deploy import KubeTarget, make_deployer
+from ganops.pipeline.launch import make_launcher
+from ganops.pipeline.launch.kfp_client import KfpAccess
+from ganops.pipeline.placement import Placement
 
 log = logging.getLogger("ganops.bot")
 

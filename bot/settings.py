@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bot.cluster_settings import ClusterSettings, load_cluster_settings
-from bot.errors import ConfigError
+from ganops.bot.cluster_settings import ClusterSettings, load_cluster_settings
+from ganops.bot.errors import ConfigError
 
 Transport = Literal["shell", "socket", "http"]
 DeployerKind = Literal["local", "kubernetes"]

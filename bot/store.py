@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.sqlite import SqliteDb
+from ganops.pipeline.sqlite import SqliteDb
 
 __all__ = ["AuditRow", "Store"]
 

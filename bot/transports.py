@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot.metrics import CONTENT_TYPE, METRICS
-from bot.services import web_client
-from bot.settings import Settings
-from model.asgi_server import AsgiServer, bind
+from ganops.bot.metrics import CONTENT_TYPE, METRICS
+from ganops.bot.services import web_client
+from ganops.bot.settings import Settings
+from ganops.model.asgi_server import AsgiServer, bind
 
 log = logging.getLogger("ganops.bot")
 EVENTS_PATH = "/slack/events"

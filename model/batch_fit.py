@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 import torch
 
-from model.config import TrainConfig
-from model.trainers import StepOptions, make_trainer
+from ganops.model.config import TrainConfig
+from ganops.model.trainers import StepOptions, make_trainer
 
 MAX_AUTO_BATCH = 32
 MEMORY_SHARE = 0.8

@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DistributedSampler
 from torchvision.transforms.v2 import functional as tvf
 
-from model.config import TrainConfig
-from model.data import list_images, load_image
+from ganops.model.config import TrainConfig
+from ganops.model.data import list_images, load_image
 
 
 class TrainError(Exception):

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from model.config import NetConfig
+from ganops.model.config import NetConfig
 
 BUNDLE_JSON = "bundle.json"
 WEIGHTS = "generator.pt"
@@ -136,7 +136,7 @@ def _net_config(data: Any, where: str) -> NetConfig:
 
 
 def _build(net: NetConfig, state: Any, device: str | torch.device, where: str) -> nn.Module:
-    from model.networks import build_generator  # late: keeps this module importable alone
+    from ganops.model.networks import build_generator  # late: keeps this module importable alone
 
     if not isinstance(state, dict):
         raise BundleError(f"{where}: the generator weights are not a state_dict")

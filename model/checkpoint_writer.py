@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from model import storage
-from model.checkpoint import CheckpointError, save_checkpoint
+from ganops.model import storage
+from ganops.model.checkpoint import CheckpointError, save_checkpoint
 
 
 def cpu_copy(obj: Any) -> Any:

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from model.synthetic import DriftKnobs, apply_knobs, make_synthetic
-from model.validation import IMAGE_EXTENSIONS, ValidationReport, validate_dataset
+from ganops.model.synthetic import DriftKnobs, apply_knobs, make_synthetic
+from ganops.model.validation import IMAGE_EXTENSIONS, ValidationReport, validate_dataset
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from model.drift_stats import DriftScore, KernelReference, calibrate
-from model.features import FEATURE_NAMES, image_features
+from ganops.model.drift_stats import DriftScore, KernelReference, calibrate
+from ganops.model.features import FEATURE_NAMES, image_features
 
 __all__ = [
     "CAPTURED_DIR",
@@ -193,8 +193,8 @@ def attach_reference(
     """
     import json
 
-    from model.bundle import DRIFT_REFERENCE
-    from model.data import list_images
+    from ganops.model.bundle import DRIFT_REFERENCE
+    from ganops.model.data import list_images
 
     data = Path(data_dir)
     source = data / CAPTURED_DIR if (data / CAPTURED_DIR).is_dir() else data
@@ -212,7 +212,7 @@ def load_images(folder: Path, image_size: int | None) -> np.ndarray:
     """A folder's images (its trainA/ when present) as NxHxWx3 float32 in [0, 1]."""
     from PIL import Image
 
-    from model.data import list_images
+    from ganops.model.data import list_images
 
     root = folder / "trainA" if (folder / "trainA").is_dir() else folder
     paths = list_images(root)

@@ -34,10 +34,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from model.config import EvalConfig, NetConfig
-from model.data import dataset_digest, list_images, load_image
-from model.images import make_grid
-from model.metrics import (
+from ganops.model.config import EvalConfig, NetConfig
+from ganops.model.data import dataset_digest, list_images, load_image
+from ganops.model.images import make_grid
+from ganops.model.metrics import (
     DomainEncoder,
     encode,
     histogram_distance,
@@ -47,7 +47,7 @@ from model.metrics import (
     ssim,
     train_domain_encoder,
 )
-from model.networks import eval_mode
+from ganops.model.networks import eval_mode
 
 ENCODER_TRAIN_IMAGES = 256
 _encoders: dict[tuple[str, int, int], DomainEncoder] = {}
@@ -292,7 +292,7 @@ def untrained_baseline(
 ) -> EvalReport:
     """The report of a freshly initialised generator (seeded by `cfg.seed`): the bar a first
     model must clear when there is no champion."""
-    from model.networks import build_generator  # late: networks is the trainer's module
+    from ganops.model.networks import build_generator  # late: networks is the trainer's module
 
     generator = build_generator(net_cfg, generator=torch.Generator().manual_seed(cfg.seed))
     return evaluate(generator.to(device), data, cfg, device, image_size=net_cfg.image_size)

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from model.evaluate import EvalData, score_terms
-from model.metrics import colour_histogram_per_image, encode, ssim
+from ganops.model.evaluate import EvalData, score_terms
+from ganops.model.metrics import colour_histogram_per_image, encode, ssim
 
 
 @dataclass(frozen=True)

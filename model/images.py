@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from model.data import tensor_to_pil
+from ganops.model.data import tensor_to_pil
 
 LABEL_WIDTH = 96
 PAD = 2

@@ -16,7 +16,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
-from model.config import MODEL_NAMES, NCE_MODELS, NetConfig
+from ganops.model.config import MODEL_NAMES, NCE_MODELS, NetConfig
 
 M = TypeVar("M", bound=nn.Module)
 

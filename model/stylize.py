@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from model.data import list_images, load_image, tensor_to_pil
+from ganops.model.data import list_images, load_image, tensor_to_pil
 
 MIN_SIDE = 8
 

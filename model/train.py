@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import batch_fit, distributed, norm_stats, storage
-from model.batches import Batches, TrainError, load_domain, load_size
-from model.bundle import save_bundle
-from model.checkpoint import (
+from ganops.model import batch_fit, distributed, norm_stats, storage
+from ganops.model.batches import Batches, TrainError, load_domain, load_size
+from ganops.model.bundle import save_bundle
+from ganops.model.checkpoint import (
     CheckpointError,
     checkpoint_path,
     from_checkpoint,
@@ -30,12 +30,12 @@ from model.checkpoint import (
     rng_state,
     to_checkpoint,
 )
-from model.checkpoint_writer import CheckpointWriter, cpu_copy
-from model.config import TrainConfig
-from model.data import dataset_digest
-from model.distributed import pick_device
-from model.tracking import NullTracker, Tracker
-from model.trainers import GanTrainer, StepOptions, make_trainer
+from ganops.model.checkpoint_writer import CheckpointWriter, cpu_copy
+from ganops.model.config import TrainConfig
+from ganops.model.data import dataset_digest
+from ganops.model.distributed import pick_device
+from ganops.model.tracking import NullTracker, Tracker
+from ganops.model.trainers import GanTrainer, StepOptions, make_trainer
 
 __all__ = ["ProgressEvent", "TrainError", "TrainResult", "pick_device", "train"]
 

@@ -28,16 +28,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from model import norm_stats
-from model.config import MODEL_NAMES, NCE_MODELS, TrainConfig
-from model.losses import GANLoss, PatchNCELoss, cycle_loss, identity_loss
-from model.networks import (
+from ganops.model import norm_stats
+from ganops.model.config import MODEL_NAMES, NCE_MODELS, TrainConfig
+from ganops.model.losses import GANLoss, PatchNCELoss, cycle_loss, identity_loss
+from ganops.model.networks import (
     build_discriminator,
     build_feature_head,
     build_generator,
     eval_mode,
 )
-from model.pool import ImagePool
+from ganops.model.pool import ImagePool
 
 Wrap = Callable[[nn.Module], nn.Module]
 
@@ -87,7 +87,7 @@ class Ema:
     """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
-        from model.bundle import unwrap
+        from ganops.model.bundle import unwrap
 
         self.decay = decay
         self.model = copy.deepcopy(unwrap(module)).requires_grad_(False)
@@ -95,7 +95,7 @@ class Ema:
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
-        from model.bundle import unwrap
+        from ganops.model.bundle import unwrap
 
         self.updates += 1
         # Early on the average would still be mostly the random init: warm the decay up.
@@ -185,7 +185,7 @@ class GanTrainer:
         """Measure the shipped generator's batch-norm statistics on its own weights over
         `batches` of (real_a, real_b) (model/norm_stats.py); False when it has none. Every rank
         calls it: SyncBatchNorm reduces across ranks."""
-        from model.bundle import unwrap
+        from ganops.model.bundle import unwrap
 
         inputs = (x for a, b in batches for x in self.norm_inputs(self._input(a), self._input(b)))
         return norm_stats.measure(unwrap(self.generator), inputs)
@@ -210,7 +210,7 @@ class GanTrainer:
         return self.ema.model if self.ema is not None else self.nets["G"]
 
     def state_dict(self) -> dict[str, Any]:
-        from model.bundle import unwrap
+        from ganops.model.bundle import unwrap
 
         state: dict[str, Any] = {
             "nets": {k: unwrap(v).state_dict() for k, v in self.nets.items()},
@@ -225,7 +225,7 @@ class GanTrainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from model.bundle import unwrap
+        from ganops.model.bundle import unwrap
 
         for name, net in self.nets.items():
             unwrap(net).load_state_dict(state["nets"][name])
@@ -317,7 +317,7 @@ class CycleGanTrainer(GanTrainer):
     def norm_inputs(self, real_a: Tensor, real_b: Tensor) -> list[Tensor]:
         # G runs on (A, B) for the translation and identity terms, and on G_BA(B) for the
         # cycle back. G_BA makes that fake in eval mode, so its own statistics stay as trained.
-        from model.bundle import unwrap
+        from ganops.model.bundle import unwrap
 
         with eval_mode(unwrap(self.nets["G_BA"])) as g_ba:
             fake_a = g_ba(real_b)

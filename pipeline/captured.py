@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from model.serving.capture import Captured
+    from ganops.model.serving.capture import Captured
 
 HELD_OUT_FRACTION = 0.25
 MIN_HELD_OUT = 8
@@ -72,8 +72,8 @@ def add_captured(out: Path, specs: list[CapturedSpec], *, seed: int) -> dict[str
     """
     import numpy as np
 
-    from model.drift import CAPTURED_DIR
-    from model.serving.capture import list_captured
+    from ganops.model.drift import CAPTURED_DIR
+    from ganops.model.serving.capture import list_captured
 
     found = [
         [(s, c) for c in list_captured(s.uri, model=s.model, version=s.version)] for s in specs
@@ -105,7 +105,7 @@ def add_captured(out: Path, specs: list[CapturedSpec], *, seed: int) -> dict[str
 
 
 def _write(folder: Path, items: list[tuple[CapturedSpec, Captured]], prefix: str = "") -> None:
-    from model.serving.capture import read_captured
+    from ganops.model.serving.capture import read_captured
 
     folder.mkdir(parents=True, exist_ok=True)
     for spec, item in items:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from pipeline.params import describe_keys, known_keys, params_from_strings
-from pipeline.ports import PIPELINE_STEPS, PipelineError, PipelineLauncher, RunStatus
+from ganops.pipeline.params import describe_keys, known_keys, params_from_strings
+from ganops.pipeline.ports import PIPELINE_STEPS, PipelineError, PipelineLauncher, RunStatus
 
 DEFAULT_IMAGE = "ganops-trainer:latest"
 POLL_S = 1.0
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = env_from(os.environ)
     try:
         if args.command == "compile":
-            from pipeline.ct_pipeline import compile_pipeline
+            from ganops.pipeline.ct_pipeline import compile_pipeline
 
             path = compile_pipeline(args.output, args.image or env.image)
             print(f"wrote {path}")
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, env: CliEnv) -> int:
-    from pipeline.ports import InvalidParamsError
+    from ganops.pipeline.ports import InvalidParamsError
 
     pairs: dict[str, str] = {}
     for item in args.params:
@@ -187,7 +187,7 @@ def format_status(st: RunStatus, final_details: bool = False) -> str:
 
 
 def _launcher(env: CliEnv) -> PipelineLauncher:
-    from pipeline.launch import make_launcher
+    from ganops.pipeline.launch import make_launcher
 
     return make_launcher(env.state_dir, env.kfp_host, env.mlflow_uri, env.image)
 

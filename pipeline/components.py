@@ -37,8 +37,8 @@ def ingest(
     dataset: Output[Dataset],
 ) -> str:
     """Fetch the data (synthetic, a folder, or a URI) into a Dataset; return its digest."""
-    from pipeline.steps import data, train
-    from pipeline.steps.fastexit import exit_fast_when_done
+    from ganops.pipeline.steps import data, train
+    from ganops.pipeline.steps.fastexit import exit_fast_when_done
 
     exit_fast_when_done()
     size = train.resolve_net_size(preset, gpus, image_size)
@@ -64,8 +64,8 @@ def validate(
     report: Output[Markdown],
 ) -> None:
     """Fail the run here, before any GPU time, when the data set is unusable."""
-    from pipeline.steps import data, train
-    from pipeline.steps.fastexit import exit_fast_when_done
+    from ganops.pipeline.steps import data, train
+    from ganops.pipeline.steps.fastexit import exit_fast_when_done
 
     exit_fast_when_done()
     size = train.resolve_net_size(preset, gpus, image_size)
@@ -104,9 +104,9 @@ def train(
     loss_curve: Output[Artifact],
 ) -> str:
     """Train the GAN (under torchrun with gpus > 1); resume from the artifact's checkpoints."""
-    from pipeline.params import params_from_arguments
-    from pipeline.steps import train as train_step
-    from pipeline.steps.fastexit import exit_fast_when_done
+    from ganops.pipeline.params import params_from_arguments
+    from ganops.pipeline.steps import train as train_step
+    from ganops.pipeline.steps.fastexit import exit_fast_when_done
 
     exit_fast_when_done()
     params = params_from_arguments(
@@ -159,8 +159,8 @@ def evaluate(
     [("deploy_score", float), ("gate_bar", float), ("champion_version", str), ("scores", str)],
 ):
     """Score the challenger against the champion (or the untrained generator) on fixed inputs."""
-    from pipeline.steps import evaluate as steps
-    from pipeline.steps.fastexit import exit_fast_when_done
+    from ganops.pipeline.steps import evaluate as steps
+    from ganops.pipeline.steps.fastexit import exit_fast_when_done
 
     exit_fast_when_done()
     # The grid artifact is a folder holding sample_grid.png, so the file keeps its extension.
@@ -194,8 +194,8 @@ def register(
     events_dir: str,
 ) -> str:
     """Log the bundle as an MLflow model version aliased `challenger`, with its tags."""
-    from pipeline.steps import registry
-    from pipeline.steps.fastexit import exit_fast_when_done
+    from ganops.pipeline.steps import registry
+    from ganops.pipeline.steps.fastexit import exit_fast_when_done
 
     exit_fast_when_done()
     return registry.run_register_step(
@@ -221,8 +221,8 @@ def gate_pass(
     events_dir: str,
 ) -> str:
     """The challenger beat the bar: wait for a human, or promote it when auto_deploy is on."""
-    from pipeline.steps import registry
-    from pipeline.steps.fastexit import exit_fast_when_done
+    from ganops.pipeline.steps import registry
+    from ganops.pipeline.steps.fastexit import exit_fast_when_done
 
     exit_fast_when_done()
     return registry.run_gate_step(
@@ -248,8 +248,8 @@ def gate_reject(
     events_dir: str,
 ) -> str:
     """The challenger did not beat the bar: the run ends gated, with the reason."""
-    from pipeline.steps import registry
-    from pipeline.steps.fastexit import exit_fast_when_done
+    from ganops.pipeline.steps import registry
+    from ganops.pipeline.steps.fastexit import exit_fast_when_done
 
     exit_fast_when_done()
     return registry.run_gate_step(
@@ -277,8 +277,8 @@ def finalize(
     summary: Output[Markdown],
 ) -> str:
     """Exit handler: record the final state (succeeded, failed at step X, gated) for the bot."""
-    from pipeline.steps import finish
-    from pipeline.steps.fastexit import exit_fast_when_done
+    from ganops.pipeline.steps import finish
+    from ganops.pipeline.steps.fastexit import exit_fast_when_done
 
     exit_fast_when_done()
     return finish.run_finalize_step(

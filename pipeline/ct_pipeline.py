@@ -14,9 +14,9 @@ from kfp import compiler, dsl
 from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
-from pipeline.components import make_components
-from pipeline.placement import DEFAULT_PLACEMENT, Placement, place_light, place_on_gpus
-from pipeline.ports import RunParams
+from ganops.pipeline.components import make_components
+from ganops.pipeline.placement import DEFAULT_PLACEMENT, Placement, place_light, place_on_gpus
+from ganops.pipeline.ports import RunParams
 
 PIPELINE_NAME = "ganops-ct"
 # The task names that make up each step of PIPELINE_STEPS (KFP names tasks after components).

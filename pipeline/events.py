@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.ports import PIPELINE_STEPS
+from ganops.pipeline.ports import PIPELINE_STEPS
 
 EVENTS_FILE = "events.jsonl"
 MAX_ERROR_CHARS = 4000

@@ -12,9 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from model.config import MODEL_NAMES, PRESET_NAMES, default_preset
-from pipeline.captured import load_specs
-from pipeline.ports import InvalidParamsError, RunParams
+from ganops.model.config import MODEL_NAMES, PRESET_NAMES, default_preset
+from ganops.pipeline.captured import load_specs
+from ganops.pipeline.ports import InvalidParamsError, RunParams
 
 MODELS: tuple[str, ...] = MODEL_NAMES
 PRESETS: tuple[str, ...] = PRESET_NAMES

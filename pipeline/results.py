@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from model.registry import model_of
-from pipeline.ports import RunResult
+from ganops.model.registry import model_of
+from ganops.pipeline.ports import RunResult
 
 # Tags of a model version that are JSON documents rather than plain strings.
 JSON_TAGS = ("scores", "params")

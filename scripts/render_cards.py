@@ -5,10 +5,10 @@
 Writes run-progress.png (the live run message), results-card.png (the results card with every
 metric, the sample grid and the loss curve in its thread), drift-alarm.png (the alarm card
 with its score plot), retrain-modal.png (the `/retrain` modal) and app-home.png (the Home tab).
-The blocks come from `bot.blocks.runs` / `results` / `alarms` / `modal` / `home` and the plot
-from `bot.drift.plots`, fed the same views the bot builds; the numbers are those of a local demo
+The blocks come from `ganops.bot.blocks.runs` / `results` / `alarms` / `modal` / `home` and the plot
+from `ganops.bot.drift.plots`, fed the same views the bot builds; the numbers are those of a local demo
 run (relabelled v7 against champion v6). `--grid` / `--loss` take a real run's PNGs (e.g. from
-the demo's `shell-files/`); without them the grid comes from `model.evaluate` on fresh
+the demo's `shell-files/`); without them the grid comes from `ganops.model.evaluate` on fresh
 synthetic data (an untrained champion against an identity challenger, nothing trained) and the
 loss curve is drawn from an illustrative history with the pipeline's own plotting function.
 """
@@ -35,12 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blockpng.render import Reply, render_message
 from blockpng.surfaces import render_home, render_modal
 
-from bot.blocks import blocks_to_dicts
-from bot.blocks.alarms import AlarmView, alarm_card, alarm_text
-from bot.blocks.home import HomeView, ModelStanding, home_view
-from bot.blocks.modal import ModalOrigin, retrain_modal
-from bot.blocks.results import metrics_reply_text
-from bot.blocks.runs import (
+from ganops.bot.blocks import blocks_to_dicts
+from ganops.bot.blocks.alarms import AlarmView, alarm_card, alarm_text
+from ganops.bot.blocks.home import HomeView, ModelStanding, home_view
+from ganops.bot.blocks.modal import ModalOrigin, retrain_modal
+from ganops.bot.blocks.results import metrics_reply_text
+from ganops.bot.blocks.runs import (
     CardView,
     metrics_table,
     results_card,
@@ -48,12 +48,12 @@ from bot.blocks.runs import (
     run_blocks,
     run_text,
 )
-from bot.drift.plots import drift_score_plot
-from bot.ports import Approval, ModelVersionInfo
-from bot.runs.record import RunRow
-from bot.runs.results import ARTIFACTS, FILES_NOTE
-from bot.runs.start import view_of
-from pipeline.ports import RunParams, RunStatus
+from ganops.bot.drift.plots import drift_score_plot
+from ganops.bot.ports import Approval, ModelVersionInfo
+from ganops.bot.runs.record import RunRow
+from ganops.bot.runs.results import ARTIFACTS, FILES_NOTE
+from ganops.bot.runs.start import view_of
+from ganops.pipeline.ports import RunParams, RunStatus
 
 NOW = float(calendar.timegm((2025, 3, 12, 10, 42, 0)))  # a fixed clock: stable pictures
 USERS = {"U_ALICE": "alice", "U_CAROL": "carol"}
@@ -97,7 +97,7 @@ def run_progress() -> Image.Image:
 
 
 def results(grid: Image.Image, loss: Image.Image) -> Image.Image:
-    """The card as `bot.runs.results.post_results` posts it, and its files as uploaded."""
+    """The card as `ganops.bot.runs.results.post_results` posts it, and its files as uploaded."""
     view = CardView(
         run_id=RUN_ID,
         model="cut",
@@ -200,10 +200,10 @@ def fallback_grid() -> Image.Image:
     """A real evaluation grid without training: identity challenger vs untrained champion."""
     import torch
 
-    from model.config import EvalConfig, NetConfig
-    from model.evaluate import evaluate
-    from model.networks import build_generator
-    from model.synthetic import make_synthetic
+    from ganops.model.config import EvalConfig, NetConfig
+    from ganops.model.evaluate import evaluate
+    from ganops.model.networks import build_generator
+    from ganops.model.synthetic import make_synthetic
 
     with tempfile.TemporaryDirectory() as tmp:
         data = make_synthetic(Path(tmp) / "data", n_train=16, n_test=16)
@@ -214,7 +214,7 @@ def fallback_grid() -> Image.Image:
 
 def fallback_loss() -> Image.Image:
     """The pipeline's loss plot over an illustrative (not trained) history."""
-    from pipeline.steps.train import plot_loss_curve
+    from ganops.pipeline.steps.train import plot_loss_curve
 
     rng = random.Random(3)
     history = [

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bot import cli
+from ganops.bot import cli
 
 
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
@@ -34,6 +34,6 @@ def test_every_target_names_a_module_and_function() -> None:
 
 def test_importing_the_bot_cli_does_not_import_torch() -> None:
     # The bot image has no torch: the dispatcher must not pull it in.
-    code = "import sys, bot.cli; print('torch' in sys.modules)"
+    code = "import sys, ganops.bot.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,12 +8,12 @@ from importlib.metadata import version
 
 import pytest
 
-from bot.__main__ import _parser as bot_parser
-from bot.cli import main
-from model.cli.evaluate import _evaluate_parser, _stylize_parser
-from model.cli.train import _train_parser
-from model.serving.server import build_parser as serve_parser
-from pipeline.cli import build_parser as pipeline_parser
+from ganops.bot.__main__ import _parser as bot_parser
+from ganops.bot.cli import main
+from ganops.model.cli.evaluate import _evaluate_parser, _stylize_parser
+from ganops.model.cli.train import _train_parser
+from ganops.model.serving.server import build_parser as serve_parser
+from ganops.pipeline.cli import build_parser as pipeline_parser
 
 
 def parsers() -> dict[str, argparse.ArgumentParser]:

@@ -110,7 +110,7 @@ def test_bot_secrets_come_by_reference(docs: list[dict[str, Any]]) -> None:
 
 def test_the_bot_pod_outlives_its_shutdown_grace(docs: list[dict[str, Any]]) -> None:
     """SIGTERM waits GANOPS_SHUTDOWN_GRACE for a rollout; the kubelet must not SIGKILL first."""
-    from bot.settings import load_settings
+    from ganops.bot.settings import load_settings
 
     bot = one(docs, "Deployment", "ganops-bot")
     config = one(docs, "ConfigMap", "ganops-bot-config")["data"]

@@ -3,7 +3,7 @@ MLflow model registry (`registry`, the `ModelRegistry`). `bot.services` builds t
 
 from __future__ import annotations
 
-from bot.adapters.prometheus import PrometheusMetrics
-from bot.adapters.registry import MlflowRegistry
+from ganops.bot.adapters.prometheus import PrometheusMetrics
+from ganops.bot.adapters.registry import MlflowRegistry
 
 __all__ = ["MlflowRegistry", "PrometheusMetrics"]

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from bot.ports import DriftAlert, UpstreamError
+from ganops.bot.ports import DriftAlert, UpstreamError
 
 
 class PrometheusMetrics:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.ports import ModelVersionInfo, UpstreamError
-from model.registry import registered_name
+from ganops.bot.ports import ModelVersionInfo, UpstreamError
+from ganops.model.registry import registered_name
 
 T = TypeVar("T")
 # What `download` fetches: artifacts of a run, or of a registered model version.

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from bot.approvals.book import ApprovalBook, NothingToRollBack
-from bot.approvals.rollout import Rollout
+from ganops.bot.approvals.book import ApprovalBook, NothingToRollBack
+from ganops.bot.approvals.rollout import Rollout
 
 __all__ = ["ApprovalBook", "NothingToRollBack", "Rollout"]

@@ -14,10 +14,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bot.approvals.jobs import show_decision
-from bot.blocks.approvals import approval_line, audit_line
-from bot.errors import ConfigError
-from bot.settings import Settings, load_settings
+from ganops.bot.approvals.jobs import show_decision
+from ganops.bot.blocks.approvals import approval_line, audit_line
+from ganops.bot.errors import ConfigError
+from ganops.bot.settings import Settings, load_settings
 
 _OK_EXIT = {"approved": 0, "rejected": 0, "recorded": 0}
 
@@ -46,7 +46,7 @@ def approvals_main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.cmd == "audit":
         return _audit(settings, args.n)
-    from bot.services import build_services  # the full services only where they are used
+    from ganops.bot.services import build_services  # the full services only where they are used
 
     services = build_services(settings)
     book = services.approvals
@@ -77,7 +77,7 @@ def _os_user() -> str:
 
 
 def _audit(settings: Settings, n: int) -> int:
-    from bot.store import Store
+    from ganops.bot.store import Store
 
     rows = Store(settings.state_dir).list_audit(max(1, n))
     for row in reversed(rows):

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.approvals import table
-from bot.approvals.rollout import SYSTEM, Rollout
-from bot.blocks.approvals import label, who_decided
-from bot.policy import AuditPath
-from bot.ports import (
+from ganops.bot.approvals import table
+from ganops.bot.approvals.rollout import SYSTEM, Rollout
+from ganops.bot.blocks.approvals import label, who_decided
+from ganops.bot.policy import AuditPath
+from ganops.bot.ports import (
     Approval,
     ApprovalKind,
     DecisionOutcome,
@@ -30,8 +30,8 @@ from bot.ports import (
     ModelRegistry,
     ModelVersionInfo,
 )
-from bot.store import Store
-from model.registry import PREVIOUS_CHAMPION
+from ganops.bot.store import Store
+from ganops.model.registry import PREVIOUS_CHAMPION
 
 log = logging.getLogger(__name__)
 _ALREADY_VOTED = "Your approval is already recorded; a second approver is needed."

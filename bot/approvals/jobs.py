@@ -15,16 +15,16 @@ import logging
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.approvals.book import ApprovalBook
-from bot.approvals.table import card_state_of
-from bot.blocks.approvals import (
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.approvals.table import card_state_of
+from ganops.bot.blocks.approvals import (
     decided_card,
     decision_text,
     deploy_result_blocks,
     deploy_result_text,
     fallback_card,
 )
-from bot.ports import Approval, DecisionOutcome
+from ganops.bot.ports import Approval, DecisionOutcome
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.ports import Approval, Served
+from ganops.bot.ports import Approval, Served
 
 Action = Literal[
     "agree",  # served == champion, nothing in flight: nothing to do

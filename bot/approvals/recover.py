@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.approvals import table
-from bot.approvals.book import ApprovalBook
-from bot.approvals.reconcile import Champion, LastDeploy, ModelState, Plan, plan
-from bot.approvals.rollout import SYSTEM
-from bot.blocks.reconcile import reconcile_blocks, reconcile_text
-from bot.ports import Approval, Deployer, DeployError, DeployResult, ModelRegistry
-from model.registry import CHAMPION
-from pipeline.params import MODELS
+from ganops.bot.approvals import table
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.approvals.reconcile import Champion, LastDeploy, ModelState, Plan, plan
+from ganops.bot.approvals.rollout import SYSTEM
+from ganops.bot.blocks.reconcile import reconcile_blocks, reconcile_text
+from ganops.bot.ports import Approval, Deployer, DeployError, DeployResult, ModelRegistry
+from ganops.model.registry import CHAMPION
+from ganops.pipeline.params import MODELS
 
 log = logging.getLogger(__name__)
 

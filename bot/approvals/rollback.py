@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from slack_sdk.models.blocks import Block
 
-from bot.approvals.book import NothingToRollBack
-from bot.blocks import blocks_to_dicts
-from bot.blocks.ops import rollback_card, rollback_text, text_blocks
-from bot.errors import UsageError
-from bot.parsing import GANOPS_USAGE
-from bot.services import Services
-from model.registry import CHAMPION
-from pipeline.params import MODELS
+from ganops.bot.approvals.book import NothingToRollBack
+from ganops.bot.blocks import blocks_to_dicts
+from ganops.bot.blocks.ops import rollback_card, rollback_text, text_blocks
+from ganops.bot.errors import UsageError
+from ganops.bot.parsing import GANOPS_USAGE
+from ganops.bot.services import Services
+from ganops.model.registry import CHAMPION
+from ganops.pipeline.params import MODELS
 
 
 def parse_rollback(args: tuple[str, ...]) -> tuple[str, str | None]:

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bot.approvals import table
-from bot.ports import Approval, Deployer, DeployError, DeployResult, ModelRegistry
-from bot.store import Store
-from model.registry import CHAMPION, PREVIOUS_CHAMPION
+from ganops.bot.approvals import table
+from ganops.bot.ports import Approval, Deployer, DeployError, DeployResult, ModelRegistry
+from ganops.bot.store import Store
+from ganops.model.registry import CHAMPION, PREVIOUS_CHAMPION
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import sqlite3
 from dataclasses import asdict
 from typing import Any, cast
 
-from bot.ports import Approval, ApprovalKind, ApprovalState, DeployResult
-from bot.store import Store
+from ganops.bot.ports import Approval, ApprovalKind, ApprovalState, DeployResult
+from ganops.bot.store import Store
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS approvals (

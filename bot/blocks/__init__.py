@@ -7,7 +7,7 @@ has a twin `*_text` for the notification text that clients without blocks show.
 
 from __future__ import annotations
 
-from bot.blocks.common import (
+from ganops.bot.blocks.common import (
     SECTION_LIMIT,
     at,
     blocks_to_dicts,

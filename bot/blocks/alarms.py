@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.blocks.common import at, escape, literal
+from ganops.bot.blocks.common import at, escape, literal
 
 ALARM_ACTIONS = ("alarm_retrain", "alarm_snooze", "alarm_ignore")
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
-from bot.blocks.common import at, escape
-from bot.ports import Approval, DeployResult
-from bot.store import AuditRow
+from ganops.bot.blocks.common import at, escape
+from ganops.bot.ports import Approval, DeployResult
+from ganops.bot.store import AuditRow
 
 DECISION_ACTIONS = ("approve", "reject")
 DECISION_BLOCK_ID = "ganops_decision"

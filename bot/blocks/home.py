@@ -20,11 +20,11 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.blocks.alarms import AlarmView, moved_features
-from bot.blocks.approvals import hhmm, label
-from bot.blocks.common import section
-from bot.blocks.runs import RunView, approval_buttons, run_link, run_text
-from bot.ports import Approval, ModelVersionInfo
+from ganops.bot.blocks.alarms import AlarmView, moved_features
+from ganops.bot.blocks.approvals import hhmm, label
+from ganops.bot.blocks.common import section
+from ganops.bot.blocks.runs import RunView, approval_buttons, run_link, run_text
+from ganops.bot.ports import Approval, ModelVersionInfo
 
 # A Home view holds at most 100 blocks; each list is cut well before that.
 LIST_LIMIT = 10

@@ -25,7 +25,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from pipeline.params import MODELS, PRESETS, range_text
+from ganops.pipeline.params import MODELS, PRESETS, range_text
 
 RETRAIN_MODAL = "retrain_modal"  # the view's callback_id
 # (key, label, placeholder, what the hint says before the range); text inputs, in form order.

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from slack_sdk.models.blocks import Block
 
-from bot.blocks.approvals import audit_line
-from bot.blocks.common import at, code, escape, literal, section
-from bot.blocks.runs import approval_buttons, duration, run_link
-from bot.parsing import GANOPS_USAGE, RETRAIN_USAGE
-from bot.ports import Approval, ModelVersionInfo
-from bot.store import AuditRow
+from ganops.bot.blocks.approvals import audit_line
+from ganops.bot.blocks.common import at, code, escape, literal, section
+from ganops.bot.blocks.runs import approval_buttons, duration, run_link
+from ganops.bot.parsing import GANOPS_USAGE, RETRAIN_USAGE
+from ganops.bot.ports import Approval, ModelVersionInfo
+from ganops.bot.store import AuditRow
 
 HELP_TEXT = f"""*ganops* runs the continuous-training pipeline of the style-transfer GAN.
 */retrain* starts a run; its message follows the run, then a results card asks for a decision.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject
 
-from bot.blocks.common import section
+from ganops.bot.blocks.common import section
 
 
 def _plain(text: str) -> str:

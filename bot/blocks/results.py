@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 
-from bot.blocks.common import code, escape, link, literal
+from ganops.bot.blocks.common import code, escape, link, literal
 
 HEADLINE_LIMIT = 5
 DIGEST_CHARS = 12

@@ -18,9 +18,9 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
 )
 
-from bot.blocks.common import at, clip, code, escape, link, literal, section
-from bot.blocks.results import data_line, headlines_section, links_line, verdict
-from pipeline.ports import PIPELINE_STEPS
+from ganops.bot.blocks.common import at, clip, code, escape, link, literal, section
+from ganops.bot.blocks.results import data_line, headlines_section, links_line, verdict
+from ganops.pipeline.ports import PIPELINE_STEPS
 
 APPROVE_ACTION = "approve"
 REJECT_ACTION = "reject"

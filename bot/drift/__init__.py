@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from bot.drift.alarms import AlarmBook
-from bot.drift.watch import DriftWatchConfig, DriftWatcher
+from ganops.bot.drift.alarms import AlarmBook
+from ganops.bot.drift.watch import DriftWatchConfig, DriftWatcher
 
 __all__ = ["AlarmBook", "DriftWatchConfig", "DriftWatcher"]

@@ -13,9 +13,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 
-from bot.blocks.alarms import AlarmView
-from bot.ports import DriftAlert
-from bot.store import Store
+from ganops.bot.blocks.alarms import AlarmView
+from ganops.bot.ports import DriftAlert
+from ganops.bot.store import Store
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS alarms (

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.blocks.alarms import AlarmView
-from bot.drift.alarms import AlarmBook
-from bot.ports import MetricsSource, ModelRegistry, UpstreamError
-from bot.runs.record import RunBook
-from model.registry import CHAMPION
+from ganops.bot.blocks.alarms import AlarmView
+from ganops.bot.drift.alarms import AlarmBook
+from ganops.bot.ports import MetricsSource, ModelRegistry, UpstreamError
+from ganops.bot.runs.record import RunBook
+from ganops.model.registry import CHAMPION
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ import json
 import logging
 from dataclasses import dataclass
 
-from bot.blocks.alarms import AlarmView
-from bot.errors import UpstreamError
-from bot.ports import RunParams
-from bot.services import Services
-from bot.settings import Settings
-from pipeline.captured import CapturedSpec, dump_specs, held_out_count, load_specs
+from ganops.bot.blocks.alarms import AlarmView
+from ganops.bot.errors import UpstreamError
+from ganops.bot.ports import RunParams
+from ganops.bot.services import Services
+from ganops.bot.settings import Settings
+from ganops.pipeline.captured import CapturedSpec, dump_specs, held_out_count, load_specs
 
 log = logging.getLogger("ganops.bot")
 
@@ -73,7 +73,7 @@ def plan_retrain(
     need = settings.drift_min_captured
     if settings.capture_rate <= 0 or not settings.capture_uri:
         return RetrainPlan(base, 0, need, capture_on=False)
-    from model.serving.capture import list_captured  # torch-free: fsspec and numpy
+    from ganops.model.serving.capture import list_captured  # torch-free: fsspec and numpy
 
     spec = CapturedSpec(
         uri=settings.capture_uri,

@@ -25,7 +25,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 
-from bot.blocks.alarms import (
+from ganops.bot.blocks.alarms import (
     AlarmView,
     alarm_card,
     alarm_text,
@@ -33,12 +33,12 @@ from bot.blocks.alarms import (
     prometheus_back_text,
     prometheus_down_text,
 )
-from bot.drift.alarms import OPEN_STATES, AlarmBook
-from bot.drift.lifecycle import Deployed, EpisodeCloser
-from bot.drift.plots import BEFORE_S, score_figure, to_png
-from bot.ports import DriftAlert, MetricsSource, UpstreamError
-from bot.runs.record import RunBook
-from bot.runs.start import POST_EVENT, find_post
+from ganops.bot.drift.alarms import OPEN_STATES, AlarmBook
+from ganops.bot.drift.lifecycle import Deployed, EpisodeCloser
+from ganops.bot.drift.plots import BEFORE_S, score_figure, to_png
+from ganops.bot.ports import DriftAlert, MetricsSource, UpstreamError
+from ganops.bot.runs.record import RunBook
+from ganops.bot.runs.start import POST_EVENT, find_post
 
 __all__ = ["OPEN_STATES", "AlarmBook", "DriftWatchConfig", "DriftWatcher", "render_card"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import (
+from ganops.bot.listeners import (
     alarms,
     approvals,
     cancel,

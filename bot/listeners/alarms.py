@@ -15,14 +15,14 @@ from typing import Any, Literal
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.blocks.alarms import alarm_thread_note, retrain_data_text
-from bot.blocks.ops import concurrent_text, refusal_text, upstream_text
-from bot.drift.retrain import plan_retrain
-from bot.drift.watch import AlarmBook, render_card
-from bot.errors import ConcurrentRunError, UpstreamError, guarded
-from bot.listeners.context import policy_of, services_of, settings_of
-from bot.policy import Action, audit_refusal
-from bot.runs.start import start_run
+from ganops.bot.blocks.alarms import alarm_thread_note, retrain_data_text
+from ganops.bot.blocks.ops import concurrent_text, refusal_text, upstream_text
+from ganops.bot.drift.retrain import plan_retrain
+from ganops.bot.drift.watch import AlarmBook, render_card
+from ganops.bot.errors import ConcurrentRunError, UpstreamError, guarded
+from ganops.bot.listeners.context import policy_of, services_of, settings_of
+from ganops.bot.policy import Action, audit_refusal
+from ganops.bot.runs.start import start_run
 
 log = logging.getLogger("ganops.bot")
 

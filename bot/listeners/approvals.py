@@ -17,12 +17,12 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.approvals.jobs import show_decision, update_card
-from bot.blocks.approvals import DECISION_ACTIONS
-from bot.errors import guarded
-from bot.listeners.context import services_of, settings_of
-from bot.listeners.home import publish_home
-from bot.ports import Approval
+from ganops.bot.approvals.jobs import show_decision, update_card
+from ganops.bot.blocks.approvals import DECISION_ACTIONS
+from ganops.bot.errors import guarded
+from ganops.bot.listeners.context import services_of, settings_of
+from ganops.bot.listeners.home import publish_home
+from ganops.bot.ports import Approval
 
 # Outcomes the clicker is told about privately; the others show on the card for everyone.
 _PRIVATE = ("refused", "not_found", "already_decided", "expired", "recorded")

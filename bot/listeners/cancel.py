@@ -11,11 +11,11 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.blocks.ops import upstream_text
-from bot.blocks.runs import CANCEL_ACTION
-from bot.errors import UpstreamError, guarded
-from bot.listeners.context import policy_of, services_of
-from bot.runs.cancel import cancel_run
+from ganops.bot.blocks.ops import upstream_text
+from ganops.bot.blocks.runs import CANCEL_ACTION
+from ganops.bot.errors import UpstreamError, guarded
+from ganops.bot.listeners.context import policy_of, services_of
+from ganops.bot.runs.cancel import cancel_run
 
 
 def register(app: App) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from bot.policy import Bounds, Policy
-from bot.services import Services
-from bot.settings import Settings
+from ganops.bot.policy import Bounds, Policy
+from ganops.bot.services import Services
+from ganops.bot.settings import Settings
 
 
 def services_of(context: Any) -> Services:

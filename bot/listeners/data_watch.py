@@ -12,14 +12,14 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.blocks.data_watch import DATA_DISMISS, DATA_RETRAIN, offer_card, offer_text
-from bot.blocks.ops import concurrent_text, upstream_text
-from bot.drift.retrain import retrain_params
-from bot.errors import ConcurrentRunError, UpstreamError, guarded
-from bot.listeners.context import services_of, settings_of
-from bot.runs.data_watch import DataOffers
-from bot.runs.start import start_run
-from bot.services import Services
+from ganops.bot.blocks.data_watch import DATA_DISMISS, DATA_RETRAIN, offer_card, offer_text
+from ganops.bot.blocks.ops import concurrent_text, upstream_text
+from ganops.bot.drift.retrain import retrain_params
+from ganops.bot.errors import ConcurrentRunError, UpstreamError, guarded
+from ganops.bot.listeners.context import services_of, settings_of
+from ganops.bot.runs.data_watch import DataOffers
+from ganops.bot.runs.start import start_run
+from ganops.bot.services import Services
 
 
 def register(app: App) -> None:

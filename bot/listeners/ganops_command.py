@@ -14,9 +14,9 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.models.blocks import Block
 
-from bot.approvals.jobs import show_decision
-from bot.approvals.rollback import request_rollback
-from bot.blocks.ops import (
+from ganops.bot.approvals.jobs import show_decision
+from ganops.bot.approvals.rollback import request_rollback
+from ganops.bot.blocks.ops import (
     ModelStatus,
     RunLine,
     approvers_blocks,
@@ -31,16 +31,16 @@ from bot.blocks.ops import (
     usage_blocks,
     usage_text,
 )
-from bot.errors import UpstreamError, UsageError, guarded
-from bot.listeners.context import policy_of, services_of, settings_of
-from bot.parsing import GANOPS_USAGE, GanopsCommand, parse_count, parse_ganops
-from bot.policy import Policy, audit_refusal
-from bot.runs.cancel import cancel_run
-from bot.services import Services
-from bot.settings import Settings
-from model.registry import CHALLENGER, CHAMPION
-from pipeline.params import MODELS
-from pipeline.ports import FINAL_STATES
+from ganops.bot.errors import UpstreamError, UsageError, guarded
+from ganops.bot.listeners.context import policy_of, services_of, settings_of
+from ganops.bot.parsing import GANOPS_USAGE, GanopsCommand, parse_count, parse_ganops
+from ganops.bot.policy import Policy, audit_refusal
+from ganops.bot.runs.cancel import cancel_run
+from ganops.bot.services import Services
+from ganops.bot.settings import Settings
+from ganops.model.registry import CHALLENGER, CHAMPION
+from ganops.pipeline.params import MODELS
+from ganops.pipeline.ports import FINAL_STATES
 
 # Subcommands answered in the ack: no I/O, so well within Slack's 3 seconds.
 _IN_ACK = {"help", "approvers"}

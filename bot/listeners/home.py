@@ -14,15 +14,15 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.blocks.home import LIST_LIMIT, HomeView, ModelStanding, home_view
-from bot.blocks.runs import RunView
-from bot.drift.alarms import AlarmBook
-from bot.errors import UpstreamError, guarded
-from bot.listeners.context import services_of
-from bot.runs.start import view_of
-from bot.services import Services
-from model.registry import CHALLENGER, CHAMPION
-from pipeline.params import MODELS
+from ganops.bot.blocks.home import LIST_LIMIT, HomeView, ModelStanding, home_view
+from ganops.bot.blocks.runs import RunView
+from ganops.bot.drift.alarms import AlarmBook
+from ganops.bot.errors import UpstreamError, guarded
+from ganops.bot.listeners.context import services_of
+from ganops.bot.runs.start import view_of
+from ganops.bot.services import Services
+from ganops.model.registry import CHALLENGER, CHAMPION
+from ganops.pipeline.params import MODELS
 
 log = logging.getLogger("ganops.bot")
 

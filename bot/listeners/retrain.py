@@ -15,7 +15,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.blocks.ops import (
+from ganops.bot.blocks.ops import (
     channel_unusable_text,
     concurrent_text,
     refusal_text,
@@ -23,12 +23,12 @@ from bot.blocks.ops import (
     usage_blocks,
     usage_text,
 )
-from bot.errors import ConcurrentRunError, UpstreamError, UsageError, guarded
-from bot.listeners.context import policy_of, services_of
-from bot.parsing import parse_retrain, request_id_for
-from bot.policy import audit_refusal
-from bot.runs.delivery import ChannelUnusableError
-from bot.runs.start import start_run
+from ganops.bot.errors import ConcurrentRunError, UpstreamError, UsageError, guarded
+from ganops.bot.listeners.context import policy_of, services_of
+from ganops.bot.parsing import parse_retrain, request_id_for
+from ganops.bot.policy import audit_refusal
+from ganops.bot.runs.delivery import ChannelUnusableError
+from ganops.bot.runs.start import start_run
 
 VERDICT_KEY = "ganops_retrain_verdict"
 

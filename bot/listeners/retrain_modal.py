@@ -15,12 +15,12 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.blocks.modal import RETRAIN_MODAL, ModalOrigin, retrain_modal, submitted_fields
-from bot.blocks.ops import concurrent_text, upstream_text
-from bot.errors import ConcurrentRunError, InvalidParamsError, UpstreamError, guarded
-from bot.listeners.context import services_of
-from bot.parsing import parse_retrain_fields, request_id_for, retrain_text
-from bot.runs.start import start_run
+from ganops.bot.blocks.modal import RETRAIN_MODAL, ModalOrigin, retrain_modal, submitted_fields
+from ganops.bot.blocks.ops import concurrent_text, upstream_text
+from ganops.bot.errors import ConcurrentRunError, InvalidParamsError, UpstreamError, guarded
+from ganops.bot.listeners.context import services_of
+from ganops.bot.parsing import parse_retrain_fields, request_id_for, retrain_text
+from ganops.bot.runs.start import start_run
 
 SOURCE = "modal"  # how the run message and the audit log name this path
 

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from bot.errors import ConfigError
-from bot.local.drift_loop import DriftLoop, LoopError, LoopTimeouts
-from bot.local.embedded import start_local_prometheus, start_mlflow_server
-from bot.local.shell import Shell, user_id
-from bot.ports import Approval, ModelVersionInfo
-from bot.settings import load_settings
-from model.registry import CHAMPION
+from ganops.bot.errors import ConfigError
+from ganops.bot.local.drift_loop import DriftLoop, LoopError, LoopTimeouts
+from ganops.bot.local.embedded import start_local_prometheus, start_mlflow_server
+from ganops.bot.local.shell import Shell, user_id
+from ganops.bot.ports import Approval, ModelVersionInfo
+from ganops.bot.settings import load_settings
+from ganops.model.registry import CHAMPION
 
 MODEL = "cut"
 

@@ -21,9 +21,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from bot.drift.alarms import AlarmBook
-from bot.local.shell import Shell
-from model.registry import CHAMPION
+from ganops.bot.drift.alarms import AlarmBook
+from ganops.bot.local.shell import Shell
+from ganops.model.registry import CHAMPION
 
 MODEL = "cut"
 T = TypeVar("T")
@@ -176,7 +176,7 @@ class DriftLoop:
         return None
 
     def _captured(self, episode: str) -> int:
-        from model.serving.capture import list_captured
+        from ganops.model.serving.capture import list_captured
 
         view = self.book.get(episode)
         uri = self.settings.capture_uri
@@ -208,7 +208,7 @@ class DriftLoop:
 
 def send_traffic(url: str, n: int, *, shift: bool, seed: int) -> None:
     """POST n synthetic domain-A images, optionally brighter and flatter, one per request."""
-    from model.synthetic import DriftKnobs, apply_knobs, random_scene, render, to_pil
+    from ganops.model.synthetic import DriftKnobs, apply_knobs, random_scene, render, to_pil
 
     rng = np.random.default_rng(seed)
     knobs = DriftKnobs(brightness=0.25, contrast=0.6) if shift else DriftKnobs()

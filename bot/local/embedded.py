@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.local.prometheus import (
+from ganops.bot.local.prometheus import (
     PrometheusServer,
     free_port,
     prometheus_binary,

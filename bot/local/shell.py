@@ -19,12 +19,12 @@ from typing import Any, TextIO
 
 from slack_bolt import BoltRequest
 
-from bot.app import create_app
-from bot.local.shell_view import TrackingExecutor, Transcript
-from bot.local.slack import LocalSlack
-from bot.scheduler import build_jobs
-from bot.services import Services, build_services
-from bot.settings import Secret, Settings
+from ganops.bot.app import create_app
+from ganops.bot.local.shell_view import TrackingExecutor, Transcript
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.scheduler import build_jobs
+from ganops.bot.services import Services, build_services
+from ganops.bot.settings import Secret, Settings
 
 LOCAL_TOKEN = "xoxb-ganops-local"
 TEAM = "T_LOCAL"

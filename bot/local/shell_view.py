@@ -14,8 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.local.shell_render import Button, mrkdwn, render
-from bot.local.slack import Change, LocalSlack
+from ganops.bot.local.shell_render import Button, mrkdwn, render
+from ganops.bot.local.slack import Change, LocalSlack
 
 # The clock alone changes a progress line; the shell prints it only when something else did.
 _ELAPSED = re.compile(r" · elapsed [^·]*$")

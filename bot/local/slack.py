@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from bot.local.slack_api import (
+from ganops.bot.local.slack_api import (
     BOT_USER,
     METHODS,
     Call,
@@ -29,7 +29,7 @@ from bot.local.slack_api import (
     SlackApi,
     SlackState,
 )
-from bot.local.slack_faults import Faults
+from ganops.bot.local.slack_faults import Faults
 
 __all__ = ["BOT_USER", "METHODS", "Call", "Change", "LocalSlack", "Message"]
 
@@ -119,7 +119,7 @@ class LocalSlack(SlackApi):
         with self._cond:
             self._failures[method] = error
 
-    # --- faults, as slack.com has them (see bot.local.slack_faults) ------------------------
+    # --- faults, as slack.com has them (see ganops.bot.local.slack_faults) ------------------------
 
     def rate_limit(self, every: int, retry_after_s: int = 0) -> None:
         """Answer every `every`th write with HTTP 429 and `Retry-After: retry_after_s`."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.local.slack_faults import Faults
+from ganops.bot.local.slack_faults import Faults
 
 BOT_USER = "U_GANOPS_BOT"
 Message = dict[str, Any]

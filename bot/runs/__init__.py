@@ -11,6 +11,6 @@ which are built from the record, so importing them from here would make a cycle.
 
 from __future__ import annotations
 
-from bot.runs.record import RunBook, RunRow
+from ganops.bot.runs.record import RunBook, RunRow
 
 __all__ = ["RunBook", "RunRow"]

@@ -7,11 +7,11 @@ updates the message and settles the run, as for any other ending.
 
 from __future__ import annotations
 
-from bot.blocks.ops import refusal_text
-from bot.policy import AuditPath, Policy, audit_refusal
-from bot.runs.record import RunRow
-from bot.services import Services
-from pipeline.ports import FINAL_STATES
+from ganops.bot.blocks.ops import refusal_text
+from ganops.bot.policy import AuditPath, Policy, audit_refusal
+from ganops.bot.runs.record import RunRow
+from ganops.bot.services import Services
+from ganops.pipeline.ports import FINAL_STATES
 
 
 def latest_running(services: Services, user: str) -> RunRow | None:

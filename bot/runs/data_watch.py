@@ -16,12 +16,12 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-from bot.blocks.data_watch import OfferView, offer_card, offer_text
-from bot.errors import UpstreamError
-from bot.runs.start import post_keyed
-from bot.services import Services
-from bot.store import Store
-from model.registry import CHAMPION
+from ganops.bot.blocks.data_watch import OfferView, offer_card, offer_text
+from ganops.bot.errors import UpstreamError
+from ganops.bot.runs.start import post_keyed
+from ganops.bot.services import Services
+from ganops.bot.store import Store
+from ganops.model.registry import CHAMPION
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from pipeline.ports import UpstreamError
+from ganops.pipeline.ports import UpstreamError
 
 log = logging.getLogger("ganops.bot")
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.store import Store
+from ganops.bot.store import Store
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (

@@ -18,9 +18,9 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks import blocks_to_dicts
-from bot.blocks.results import metrics_reply_text
-from bot.blocks.runs import (
+from ganops.bot.blocks import blocks_to_dicts
+from ganops.bot.blocks.results import metrics_reply_text
+from ganops.bot.blocks.runs import (
     CardView,
     files_comment_text,
     files_failed_text,
@@ -28,11 +28,11 @@ from bot.blocks.runs import (
     results_card,
     results_card_text,
 )
-from bot.ports import ModelVersionInfo, RunResult, RunStatus, UpstreamError
-from bot.runs.delivery import slack_error
-from bot.runs.record import RunRow
-from bot.runs.start import post_keyed
-from bot.services import Services
+from ganops.bot.ports import ModelVersionInfo, RunResult, RunStatus, UpstreamError
+from ganops.bot.runs.delivery import slack_error
+from ganops.bot.runs.record import RunRow
+from ganops.bot.runs.start import post_keyed
+from ganops.bot.services import Services
 
 log = logging.getLogger("ganops.bot")
 

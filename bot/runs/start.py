@@ -20,12 +20,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 
-from bot.blocks import blocks_to_dicts
-from bot.blocks.runs import RunView, run_blocks, run_text
-from bot.ports import RunParams, RunStatus
-from bot.runs.delivery import check_channel, is_permanent, slack_error
-from bot.runs.record import RunBook, RunRow
-from bot.services import Services
+from ganops.bot.blocks import blocks_to_dicts
+from ganops.bot.blocks.runs import RunView, run_blocks, run_text
+from ganops.bot.ports import RunParams, RunStatus
+from ganops.bot.runs.delivery import check_channel, is_permanent, slack_error
+from ganops.bot.runs.record import RunBook, RunRow
+from ganops.bot.services import Services
 
 log = logging.getLogger("ganops.bot")
 

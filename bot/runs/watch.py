@@ -18,8 +18,8 @@ from pathlib import Path
 
 from slack_sdk.errors import SlackApiError
 
-from bot.approvals.rollout import SYSTEM
-from bot.blocks.runs import (
+from ganops.bot.approvals.rollout import SYSTEM
+from ganops.bot.blocks.runs import (
     RunView,
     duration,
     failure_blocks,
@@ -29,8 +29,8 @@ from bot.blocks.runs import (
     run_text,
     status_unavailable_text,
 )
-from bot.ports import RunStatus, UpstreamError
-from bot.runs.delivery import (
+from ganops.bot.ports import RunStatus, UpstreamError
+from ganops.bot.runs.delivery import (
     CHANNEL_GONE,
     MESSAGE_GONE,
     Destination,
@@ -39,11 +39,11 @@ from bot.runs.delivery import (
     is_transient,
     slack_error,
 )
-from bot.runs.record import RunRow
-from bot.runs.results import post_results
-from bot.runs.start import post_keyed, post_run_message, rendered, view_of
-from bot.services import Services
-from pipeline.ports import UnknownRunError
+from ganops.bot.runs.record import RunRow
+from ganops.bot.runs.results import post_results
+from ganops.bot.runs.start import post_keyed, post_run_message, rendered, view_of
+from ganops.bot.services import Services
+from ganops.pipeline.ports import UnknownRunError
 
 log = logging.getLogger("ganops.bot")
 
@@ -265,7 +265,7 @@ class RunWatcher:
         """The run asked for auto_deploy=true and passed the gate: that counts as the
         requester's approval, checked again here (policy may have changed since the ack), on
         the approvals path. Under the two-person rule the card then waits for one more."""
-        from bot.approvals.jobs import show_decision
+        from ganops.bot.approvals.jobs import show_decision
 
         book, row = self.services.approvals, self.services.runbook.get(run_id)
         if book is None or row is None or row.approval_id is None:

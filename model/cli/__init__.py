@@ -10,14 +10,14 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from model.cli.args import EXIT_USAGE
+from ganops.model.cli.args import EXIT_USAGE
 
 # command -> "module:function"
 COMMANDS = {
-    "train": "model.cli.train:train_main",
-    "evaluate": "model.cli.evaluate:evaluate_main",
-    "stylize": "model.cli.evaluate:stylize_main",
-    "validate": "model.cli.evaluate:validate_main",
+    "train": "ganops.model.cli.train:train_main",
+    "evaluate": "ganops.model.cli.evaluate:evaluate_main",
+    "stylize": "ganops.model.cli.evaluate:stylize_main",
+    "validate": "ganops.model.cli.evaluate:validate_main",
 }
 
 

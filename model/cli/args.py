@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from model.errors import UsageError
+from ganops.model.errors import UsageError
 
 EXIT_USAGE = 2
 

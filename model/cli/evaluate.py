@@ -12,8 +12,15 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.cli.args import Parser, UsageError, existing_dir, fail, positive, tracking_uri_from
-from model.config import PRESETS, EvalConfig
+from ganops.model.cli.args import (
+    Parser,
+    UsageError,
+    existing_dir,
+    fail,
+    positive,
+    tracking_uri_from,
+)
+from ganops.model.config import PRESETS, EvalConfig
 
 # --- evaluate -----------------------------------------------------------------------------
 
@@ -50,9 +57,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """`ganops evaluate --model-uri URI [--champion-uri URI] DATA`."""
     import torch
 
-    from model.bundle import BundleError, load_bundle
-    from model.distributed import pick_device
-    from model.evaluate import evaluate, load_eval_data
+    from ganops.model.bundle import BundleError, load_bundle
+    from ganops.model.distributed import pick_device
+    from ganops.model.evaluate import evaluate, load_eval_data
 
     env = dict(os.environ)
     try:
@@ -90,9 +97,9 @@ def _stylize_parser() -> Parser:
 
 def stylize_main(argv: Sequence[str] | None = None) -> int:
     """`ganops stylize --model-uri URI IN_DIR OUT_DIR`: n images in, n images out."""
-    from model.bundle import BundleError, load_bundle
-    from model.distributed import pick_device
-    from model.stylize import StylizeError, stylize_folder
+    from ganops.model.bundle import BundleError, load_bundle
+    from ganops.model.distributed import pick_device
+    from ganops.model.stylize import StylizeError, stylize_folder
 
     env = dict(os.environ)
     try:
@@ -111,7 +118,7 @@ def stylize_main(argv: Sequence[str] | None = None) -> int:
 
 def validate_main(argv: Sequence[str] | None = None) -> int:
     """`ganops validate DATA`: exit 0 when the data set is usable, else 2 with every problem."""
-    from model.data import validate_dataset
+    from ganops.model.data import validate_dataset
 
     p = Parser(prog="ganops validate", description="Check a data set before training.")
     p.add_argument("data", type=Path, help="CycleGAN-layout folder")

@@ -6,8 +6,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.cli.args import Parser, UsageError, fail, positive
-from model.config import (
+from ganops.model.cli.args import Parser, UsageError, fail, positive
+from ganops.model.config import (
     MODEL_NAMES,
     PRESET_MODEL_TRAIN_DEFAULTS,
     PRESETS,
@@ -102,7 +102,7 @@ def _train_parser() -> Parser:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """`ganops train`: see `ganops train --help`."""
-    from model.cli.train_run import run_train  # late: torch loads only for real commands
+    from ganops.model.cli.train_run import run_train  # late: torch loads only for real commands
 
     env = dict(os.environ)
     try:

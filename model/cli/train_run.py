@@ -14,16 +14,16 @@ from pathlib import Path
 
 import torch
 
-from model import distributed
-from model.bundle import BundleError, load_bundle
-from model.cli.args import UsageError, fail, tracking_uri_from
-from model.config import EvalConfig, TrainConfig
-from model.config import train_config as config_for
-from model.data import make_synthetic, validate_dataset
-from model.drift import attach_reference
-from model.networks import check_net_config
-from model.tracking import NullTracker, Tracker, TrackingError, make_tracker
-from model.train import ProgressEvent, TrainError, TrainResult, amp_dtype, train
+from ganops.model import distributed
+from ganops.model.bundle import BundleError, load_bundle
+from ganops.model.cli.args import UsageError, fail, tracking_uri_from
+from ganops.model.config import EvalConfig, TrainConfig
+from ganops.model.config import train_config as config_for
+from ganops.model.data import make_synthetic, validate_dataset
+from ganops.model.drift import attach_reference
+from ganops.model.networks import check_net_config
+from ganops.model.tracking import NullTracker, Tracker, TrackingError, make_tracker
+from ganops.model.train import ProgressEvent, TrainError, TrainResult, amp_dtype, train
 
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 400, 256
 
@@ -98,7 +98,7 @@ def _after_training(
     device: torch.device,
 ) -> list[str]:
     """Evaluate the bundle, log metrics, grid and model; returns summary lines."""
-    from model.evaluate import evaluate, load_eval_data, untrained_baseline
+    from ganops.model.evaluate import evaluate, load_eval_data, untrained_baseline
 
     lines = []
     bundle = load_bundle(result.bundle_dir, device)

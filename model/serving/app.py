@@ -20,12 +20,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from model.registry import registered_name
-from model.serving import protocol
-from model.serving.http import ServerState
-from model.serving.metrics import CONTENT_TYPE
-from model.serving.predictor import InputError, Predictor
-from model.serving.protocol import Reply, error_reply
+from ganops.model.registry import registered_name
+from ganops.model.serving import protocol
+from ganops.model.serving.http import ServerState
+from ganops.model.serving.metrics import CONTENT_TYPE
+from ganops.model.serving.predictor import InputError, Predictor
+from ganops.model.serving.protocol import Reply, error_reply
 
 log = logging.getLogger("ganops.serve")
 

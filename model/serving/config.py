@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.serving.capture import CaptureConfig
+from ganops.model.serving.capture import CaptureConfig
 
 
 @dataclass(frozen=True)

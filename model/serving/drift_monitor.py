@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from model.drift import DriftReference
-from model.drift_stats import DriftScore
-from model.features import image_features
+from ganops.model.drift import DriftReference
+from ganops.model.drift_stats import DriftScore
+from ganops.model.features import image_features
 
 
 class DriftMonitor:

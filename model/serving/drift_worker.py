@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from model.drift_stats import DriftScore
-from model.serving.drift_monitor import DriftMonitor
+from ganops.model.drift_stats import DriftScore
+from ganops.model.serving.drift_monitor import DriftMonitor
 
 log = logging.getLogger("ganops.serve")
 

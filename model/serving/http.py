@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from model.asgi_server import AsgiServer
-from model.serving.metrics import ServingMetrics
-from model.serving.protocol import Limits
+from ganops.model.asgi_server import AsgiServer
+from ganops.model.serving.metrics import ServingMetrics
+from ganops.model.serving.protocol import Limits
 
 if TYPE_CHECKING:
-    from model.serving.config import ServeConfig
-    from model.serving.drift_worker import DriftWorker
-    from model.serving.predictor import Predictor
+    from ganops.model.serving.config import ServeConfig
+    from ganops.model.serving.drift_worker import DriftWorker
+    from ganops.model.serving.predictor import Predictor
 
 
 class Slots:
@@ -72,7 +72,7 @@ class ServerState:
         self.drift_worker: DriftWorker | None = None
 
     def ready(self, predictor: Predictor) -> None:
-        from model.serving.drift_worker import DriftWorker
+        from ganops.model.serving.drift_worker import DriftWorker
 
         self.metrics.set_model(predictor.model, predictor.version, predictor.monitor is not None)
         if predictor.monitor is not None:

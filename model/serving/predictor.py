@@ -18,12 +18,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from model.drift import DriftReference, DriftScore
-from model.serving.drift_monitor import DriftMonitor
+from ganops.model.drift import DriftReference, DriftScore
+from ganops.model.serving.drift_monitor import DriftMonitor
 
 if TYPE_CHECKING:
-    from model.bundle import Bundle
-    from model.serving.capture import CaptureSink
+    from ganops.model.bundle import Bundle
+    from ganops.model.serving.capture import CaptureSink
 
 log = logging.getLogger("ganops.serve")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from model.serving.predictor import InputError, Predictor
+from ganops.model.serving.predictor import InputError, Predictor
 
 OIP_INPUT = "images"  # the tensor name in the model metadata, for input and output alike
 

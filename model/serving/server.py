@@ -37,13 +37,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from model.asgi_server import bind
-from model.cli.args import Parser, UsageError, fail, positive, tracking_uri_from
-from model.logfmt import FORMATS, configure_logging
-from model.serving.capture import CaptureConfig, make_sink
-from model.serving.config import ServeConfig
-from model.serving.http import GanServer, ServerState
-from model.serving.predictor import Predictor
+from ganops.model.asgi_server import bind
+from ganops.model.cli.args import Parser, UsageError, fail, positive, tracking_uri_from
+from ganops.model.logfmt import FORMATS, configure_logging
+from ganops.model.serving.capture import CaptureConfig, make_sink
+from ganops.model.serving.config import ServeConfig
+from ganops.model.serving.http import GanServer, ServerState
+from ganops.model.serving.predictor import Predictor
 
 DEFAULTS = ServeConfig(model_uri="")
 
@@ -54,7 +54,7 @@ def make_server(config: ServeConfig, state: ServerState | None = None) -> GanSer
     Raises:
         OSError: the address cannot be bound.
     """
-    from model.serving.app import create_app
+    from ganops.model.serving.app import create_app
 
     state = state or ServerState(config)
     return GanServer(create_app(state), bind(config.host, config.port), state)
@@ -68,7 +68,7 @@ def load_predictor(config: ServeConfig) -> Predictor:
     """
     import torch
 
-    from model.bundle import load_bundle
+    from ganops.model.bundle import load_bundle
 
     device = config.device
     if device == "auto":

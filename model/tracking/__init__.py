@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from model.tracking.base import (
+from ganops.model.tracking.base import (
     NullTracker,
     RecordingTracker,
     Tracker,
@@ -21,14 +21,14 @@ from model.tracking.base import (
 )
 
 if TYPE_CHECKING:
-    from model.tracking.mlflow_tracker import MlflowTracker
+    from ganops.model.tracking.mlflow_tracker import MlflowTracker
 
 
 def make_tracker(uri: str | None, experiment: str = "ganops") -> Tracker:
     """None -> NullTracker; a tracking URI -> MlflowTracker on that store."""
     if not uri:
         return NullTracker()
-    from model.tracking.mlflow_tracker import MlflowTracker
+    from ganops.model.tracking.mlflow_tracker import MlflowTracker
 
     return MlflowTracker(uri, experiment)
 
@@ -36,7 +36,7 @@ def make_tracker(uri: str | None, experiment: str = "ganops") -> Tracker:
 def __getattr__(name: str) -> Any:
     # MlflowTracker lives in its own module so that importing this one does not load mlflow.
     if name == "MlflowTracker":
-        from model.tracking.mlflow_tracker import MlflowTracker
+        from ganops.model.tracking.mlflow_tracker import MlflowTracker
 
         return MlflowTracker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,8 +20,8 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from model.bundle import bundle_files, unwrap
-from model.tracking.base import (
+from ganops.model.bundle import bundle_files, unwrap
+from ganops.model.tracking.base import (
     TrackingError,
     artifact_root_for,
     captured_stdout,

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.deploy.target import KubeTarget
-from pipeline.ports import Deployer, DeployError, DeployResult
+from ganops.pipeline.deploy.target import KubeTarget
+from ganops.pipeline.ports import Deployer, DeployError, DeployResult
 
 __all__ = ["DeployError", "DeployResult", "Deployer", "KubeTarget", "make_deployer"]
 
@@ -37,10 +37,10 @@ def make_deployer(
     (local only) are appended to it, e.g. the input-capture flags.
     """
     if kube is not None:
-        from pipeline.deploy.kubernetes import KubernetesDeployer
+        from ganops.pipeline.deploy.kubernetes import KubernetesDeployer
 
         return KubernetesDeployer(kube)
-    from pipeline.deploy.local import LocalDeployer
+    from ganops.pipeline.deploy.local import LocalDeployer
 
     return LocalDeployer(
         state_dir,

@@ -21,8 +21,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from pipeline.deploy.target import KubeTarget
-from pipeline.ports import DeployError, DeployResult, Served
+from ganops.pipeline.deploy.target import KubeTarget
+from ganops.pipeline.ports import DeployError, DeployResult, Served
 
 ANN_MODEL = "ganops.io/model"
 ANN_VERSION = "ganops.io/model-version"

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline import procs
-from pipeline.ports import DeployResult, Served
+from ganops.pipeline import procs
+from ganops.pipeline.ports import DeployResult, Served
 
 STARTING = "starting.json"  # the server a deploy is waiting for, until it is ready or dropped
 
@@ -36,7 +36,7 @@ def default_server_cmd() -> list[str]:
     """`ganops serve --model-uri URI --port P`, through this interpreter's own console
     script (or the same CLI module where the script is not installed)."""
     script = Path(sys.executable).with_name("ganops")
-    ganops = [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
+    ganops = [str(script)] if script.exists() else [sys.executable, "-m", "ganops.bot.cli"]
     return [*ganops, "serve", "--model-uri", "{model_uri}", "--port", "{port}"]
 
 

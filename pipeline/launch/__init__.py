@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.launch.local import LocalLauncher
-from pipeline.launch.runstore import RunRow, RunStore, row_to_status
-from pipeline.ports import PipelineLauncher
+from ganops.pipeline.launch.local import LocalLauncher
+from ganops.pipeline.launch.runstore import RunRow, RunStore, row_to_status
+from ganops.pipeline.ports import PipelineLauncher
 
 __all__ = ["LocalLauncher", "RunRow", "RunStore", "make_launcher", "row_to_status"]
 
@@ -25,7 +25,7 @@ def make_launcher(
 ) -> PipelineLauncher:
     """Kubeflow when `kfp_host` is set, else the local runner. `options` go to the class."""
     if kfp_host:
-        from pipeline.launch.kubeflow import KubeflowLauncher
+        from ganops.pipeline.launch.kubeflow import KubeflowLauncher
 
         return KubeflowLauncher(state_dir, kfp_host, mlflow_uri, image, **options)  # type: ignore[arg-type]
     return LocalLauncher(state_dir, mlflow_uri, image, **options)  # type: ignore[arg-type]

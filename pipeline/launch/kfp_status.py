@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from model.registry import registered_name
-from pipeline.ct_pipeline import STEP_TASKS
-from pipeline.ports import PIPELINE_STEPS
-from pipeline.results import final_state, result_from_version
+from ganops.model.registry import registered_name
+from ganops.pipeline.ct_pipeline import STEP_TASKS
+from ganops.pipeline.ports import PIPELINE_STEPS
+from ganops.pipeline.results import final_state, result_from_version
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from pipeline.launch.kfp_client import KfpAccess, make_kfp_client
-from pipeline.launch.runstore import RunRow, RunStore, claim_request, row_to_status
-from pipeline.params import validate_params
-from pipeline.placement import DEFAULT_PLACEMENT, Placement
-from pipeline.ports import (
+from ganops.pipeline.launch.kfp_client import KfpAccess, make_kfp_client
+from ganops.pipeline.launch.runstore import RunRow, RunStore, claim_request, row_to_status
+from ganops.pipeline.params import validate_params
+from ganops.pipeline.placement import DEFAULT_PLACEMENT, Placement
+from ganops.pipeline.ports import (
     LaunchResult,
     RunParams,
     RunState,
@@ -28,7 +28,7 @@ from pipeline.ports import (
     UnknownRunError,
     UpstreamError,
 )
-from pipeline.results import to_run_result, with_links
+from ganops.pipeline.results import to_run_result, with_links
 
 PENDING_POLL_S = 0.5
 
@@ -110,7 +110,7 @@ class KubeflowLauncher:
     def package(self, gpus: int) -> Path:
         """The compiled pipeline for our image and a run on `gpus` GPUs: a pod spec cannot
         depend on a runtime parameter, so each GPU count gets its own (cached) compile."""
-        from pipeline.ct_pipeline import compile_pipeline
+        from ganops.pipeline.ct_pipeline import compile_pipeline
 
         placement = dataclasses.replace(self.placement, gpus=gpus)
         tag = hashlib.sha256(f"{self.image}|{placement!r}".encode()).hexdigest()[:12]
@@ -190,7 +190,7 @@ class KubeflowLauncher:
     # --- internals -----------------------------------------------------------------
 
     def _submit(self, params: RunParams, request_id: str) -> LaunchResult:
-        from pipeline.params import RunStorage, pipeline_arguments
+        from ganops.pipeline.params import RunStorage, pipeline_arguments
 
         storage = RunStorage(self.artifact_uri, request_id, self.checkpoint_minutes)
 
@@ -237,7 +237,7 @@ class KubeflowLauncher:
                 self.status(row.run_id)
 
     def _to_status(self, run: Any, row: RunRow | None) -> RunStatus:
-        from pipeline.launch.kfp_status import MlflowFacts, base_fields, run_parameters
+        from ganops.pipeline.launch.kfp_status import MlflowFacts, base_fields, run_parameters
 
         fields = base_fields(run)
         model = row.model if row else str(run_parameters(run).get("model") or "cut")

@@ -15,11 +15,11 @@ import time
 import uuid
 from pathlib import Path
 
-import pipeline
-from pipeline import procs
-from pipeline.launch.runstore import RunRow, RunStore, claim_request, row_to_status
-from pipeline.params import validate_params
-from pipeline.ports import (
+from ganops import pipeline
+from ganops.pipeline import procs
+from ganops.pipeline.launch.runstore import RunRow, RunStore, claim_request, row_to_status
+from ganops.pipeline.params import validate_params
+from ganops.pipeline.ports import (
     InvalidParamsError,
     LaunchResult,
     RunParams,
@@ -27,7 +27,7 @@ from pipeline.ports import (
     UnknownRunError,
     UpstreamError,
 )
-from pipeline.results import with_links
+from ganops.pipeline.results import with_links
 
 LOCAL_IMAGE = "ganops-trainer:local"
 WORKER_LOG = "worker.log"
@@ -133,7 +133,7 @@ class LocalLauncher:
         argv = [
             self.python,
             "-m",
-            "pipeline.launch.worker",
+            "ganops.pipeline.launch.worker",
             "--state-dir",
             str(self.state_dir),
             "--run-id",

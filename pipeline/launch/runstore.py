@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from pipeline.ports import (
+from ganops.pipeline.ports import (
     FINAL_STATES,
     PIPELINE_STEPS,
     ConcurrentRunError,
@@ -24,8 +24,8 @@ from pipeline.ports import (
     RunState,
     RunStatus,
 )
-from pipeline.results import to_run_result
-from pipeline.sqlite import SqliteDb
+from ganops.pipeline.results import to_run_result
+from ganops.pipeline.sqlite import SqliteDb
 
 OWNER = "pipeline"
 SCHEMA_VERSION = 1

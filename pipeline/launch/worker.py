@@ -1,4 +1,4 @@
-"""The detached process that runs one local pipeline: `python -m pipeline.launch.worker`.
+"""The detached process that runs one local pipeline: `python -m ganops.pipeline.launch.worker`.
 
 It runs the compiled CT pipeline with kfp.local's SubprocessRunner (use_venv=False: each step
 is a subprocess of this interpreter), copies the steps' progress events into the run's row
@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline import procs
-from pipeline.events import Progress, error_text, fold, read_events
-from pipeline.launch.runstore import RunStore
-from pipeline.params import RunStorage
-from pipeline.ports import RunParams
+from ganops.pipeline import procs
+from ganops.pipeline.events import Progress, error_text, fold, read_events
+from ganops.pipeline.launch.runstore import RunStore
+from ganops.pipeline.params import RunStorage
+from ganops.pipeline.ports import RunParams
 
 POLL_S = 0.5
 
@@ -72,7 +72,7 @@ _INNER = re.compile(r"Inner task failed: '([^']+)'")
 
 def failed_task(message: str) -> str | None:
     """The innermost failed task in kfp.local's failure message, as a pipeline step name."""
-    from pipeline.ct_pipeline import STEP_TASKS
+    from ganops.pipeline.ct_pipeline import STEP_TASKS
 
     match = _INNER.search(_ANSI.sub("", message))
     if match is None:
@@ -112,9 +112,9 @@ def run_pipeline(
     """
     from kfp import local
 
-    from pipeline.ct_pipeline import build_pipeline
-    from pipeline.params import pipeline_arguments
-    from pipeline.placement import DEFAULT_PLACEMENT
+    from ganops.pipeline.ct_pipeline import build_pipeline
+    from ganops.pipeline.params import pipeline_arguments
+    from ganops.pipeline.placement import DEFAULT_PLACEMENT
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -136,7 +136,7 @@ def run_pipeline(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.launch.worker")
+    parser = argparse.ArgumentParser(prog="python -m ganops.pipeline.launch.worker")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--mlflow-uri", default="")

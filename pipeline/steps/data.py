@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.events import step_scope
-from pipeline.steps import snapshot
+from ganops.pipeline.events import step_scope
+from ganops.pipeline.steps import snapshot
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 # fsspec protocol -> the package that implements it (not installed in the slim images).
@@ -42,7 +42,7 @@ def ingest(
     `captured` (a drift retrain): served inputs that join domain A (`pipeline.captured`).
     """
     with step_scope(events_dir, "ingest") as facts:
-        from model.data import dataset_digest
+        from ganops.model.data import dataset_digest
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def validate(
     """
     with step_scope(events_dir, "validate") as facts:
         # The validator itself, not model.data: this step needs no torch.
-        from model.validation import validate_dataset
+        from ganops.model.validation import validate_dataset
 
         report = validate_dataset(data_dir, image_size=image_size)
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ def validate(
 
 
 def _add_captured(out: Path, captured: str, seed: int, facts: dict[str, Any]) -> None:
-    from pipeline.captured import add_captured, load_specs
+    from ganops.pipeline.captured import add_captured, load_specs
 
     try:
         counts = add_captured(out, load_specs(captured), seed=seed)
@@ -105,7 +105,7 @@ def _add_captured(out: Path, captured: str, seed: int, facts: dict[str, Any]) ->
 
 
 def _synthetic(out: Path, image_size: int, seed: int, synthetic_n: int) -> None:
-    from model.synthetic import make_synthetic
+    from ganops.model.synthetic import make_synthetic
 
     if synthetic_n > 0:
         n_test = max(2, synthetic_n // _TEST_FRACTION)

@@ -16,14 +16,14 @@ MLFLOW_RUN_FILE = "mlflow_run.json"
 
 def durable_dir(*, artifact_uri: str, request_id: str) -> str:
     """Where a request's checkpoints and MLflow run id outlive its pods ("" when nowhere)."""
-    from model import storage
+    from ganops.model import storage
 
     return storage.join(artifact_uri, request_id) if artifact_uri and request_id else ""
 
 
 def mlflow_run_id(out: Path, durable: str | None) -> str | None:
     """The MLflow run an earlier attempt of this request opened: local, else durable."""
-    from model import storage
+    from ganops.model import storage
 
     local = read_json(out / MLFLOW_RUN_FILE).get("run_id")
     if local or not durable:
@@ -37,7 +37,7 @@ def mlflow_run_id(out: Path, durable: str | None) -> str | None:
 
 
 def log_data_input(mlflow_uri: str, run_id: str, data_dir: Path) -> None:
-    from pipeline.steps import snapshot
+    from ganops.pipeline.steps import snapshot
 
     snap = snapshot.read(data_dir)
     if snap is not None:
@@ -45,7 +45,7 @@ def log_data_input(mlflow_uri: str, run_id: str, data_dir: Path) -> None:
 
 
 def save_mlflow_run_id(out: Path, durable: str | None, run_id: str) -> None:
-    from model import storage
+    from ganops.model import storage
 
     text = json.dumps({"run_id": run_id})
     (out / MLFLOW_RUN_FILE).write_text(text)

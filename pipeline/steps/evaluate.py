@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.registry import CHAMPION, model_uri, registered_name
-from pipeline.events import step_scope
+from ganops.model.registry import CHAMPION, model_uri, registered_name
+from ganops.pipeline.events import step_scope
 
 if TYPE_CHECKING:
     import torch
 
-    from model.bundle import Bundle
-    from model.evaluate import EvalReport
-    from model.gate import Comparison
+    from ganops.model.bundle import Bundle
+    from ganops.model.evaluate import EvalReport
+    from ganops.model.gate import Comparison
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,11 @@ def run_evaluate_step(
     grid_path: str,
 ) -> EvalOut:
     with step_scope(events_dir, "evaluate") as facts:
-        from model.bundle import load_bundle
-        from model.config import EvalConfig
-        from model.distributed import pick_device
-        from model.evaluate import evaluate, load_eval_data, untrained_baseline
-        from model.gate import compare
+        from ganops.model.bundle import load_bundle
+        from ganops.model.config import EvalConfig
+        from ganops.model.distributed import pick_device
+        from ganops.model.evaluate import evaluate, load_eval_data, untrained_baseline
+        from ganops.model.gate import compare
 
         device = pick_device()
         challenger = load_bundle(Path(model_dir) / "bundle", device)
@@ -109,8 +109,8 @@ def load_champion(model: str, mlflow_uri: str, device: torch.device) -> tuple[Bu
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from model.bundle import load_bundle
-    from pipeline.steps.registry import client_for
+    from ganops.model.bundle import load_bundle
+    from ganops.pipeline.steps.registry import client_for
 
     name = registered_name(model)
     try:
@@ -149,7 +149,7 @@ def _save(report: EvalReport, scores: dict[str, Any], summary_path: str, grid_pa
 
 def _log(report: EvalReport, mlflow_uri: str, run_id: str, model: str) -> str | None:
     """Metrics and the grid on the training run; returns the grid's artifact URI."""
-    from model.tracking import make_tracker
+    from ganops.model.tracking import make_tracker
 
     tracker = make_tracker(mlflow_uri or None, experiment=registered_name(model))
     with tracker.start_run(run_id=run_id or None):

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from model.registry import registered_name
-from pipeline.events import emit, fold, read_events
-from pipeline.results import final_state, result_from_facts, result_from_version
+from ganops.model.registry import registered_name
+from ganops.pipeline.events import emit, fold, read_events
+from ganops.pipeline.results import final_state, result_from_facts, result_from_version
 
 
 def run_finalize_step(
@@ -84,7 +84,7 @@ def _find_version(
 ) -> tuple[str, str, str | None, dict[str, str]] | None:
     if not mlflow_uri or not run_id:
         return None
-    from pipeline.steps.registry import client_for
+    from ganops.pipeline.steps.registry import client_for
 
     name = registered_name(model)
     found = client_for(mlflow_uri).search_model_versions(
@@ -100,7 +100,7 @@ def _tag_version(record: dict[str, Any], mlflow_uri: str) -> None:
     result = record.get("result") or {}
     if not (mlflow_uri and result.get("version") and result.get("registered_model")):
         return
-    from pipeline.steps.registry import client_for
+    from ganops.pipeline.steps.registry import client_for
 
     client_for(mlflow_uri).set_model_version_tag(
         result["registered_model"], result["version"], "pipeline_state", record["state"]

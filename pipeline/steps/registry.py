@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.registry import CHALLENGER, CHAMPION, registered_name
-from pipeline.events import step_scope
+from ganops.model.registry import CHALLENGER, CHAMPION, registered_name
+from ganops.pipeline.events import step_scope
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -26,7 +26,7 @@ def client_for(mlflow_uri: str) -> MlflowClient:
         raise RegistryError("no MLflow tracking URI was given to the pipeline (mlflow_uri)")
     from mlflow import MlflowClient
 
-    from model.tracking import quiet_mlflow
+    from ganops.model.tracking import quiet_mlflow
 
     quiet_mlflow()
     return MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
@@ -45,8 +45,8 @@ def run_register_step(
 ) -> str:
     """Log the bundle as a new version of `ganops-<model>`, tag it, alias it `challenger`."""
     with step_scope(events_dir, "register") as facts:
-        from model.bundle import load_bundle
-        from model.tracking import make_tracker
+        from ganops.model.bundle import load_bundle
+        from ganops.model.tracking import make_tracker
 
         name = registered_name(model)
         client = client_for(mlflow_uri)

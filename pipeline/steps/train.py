@@ -1,6 +1,6 @@
 """The train step: `model.train.train` on the ingested data, with progress for the launcher.
 
-With gpus > 1 the step re-runs itself under torchrun (`python -m pipeline.steps.train --job
+With gpus > 1 the step re-runs itself under torchrun (`python -m ganops.pipeline.steps.train --job
 FILE`), one process per GPU; rank 0 reports. Checkpoints go to the step's Model artifact and,
 when the run has an artifact URI, to `<artifact_uri>/<request id>/` with the MLflow run id:
 on Kubeflow a retried pod starts with empty output folders (and a killed pod uploads
@@ -19,19 +19,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.registry import registered_name
-from pipeline.events import ProgressThrottle, step_scope
-from pipeline.placement import torchrun_command
-from pipeline.ports import RunParams
-from pipeline.steps import durable
-from pipeline.steps.job import TrainJob
-from pipeline.steps.trainjob import node_job, upload_outputs
+from ganops.model.registry import registered_name
+from ganops.pipeline.events import ProgressThrottle, step_scope
+from ganops.pipeline.placement import torchrun_command
+from ganops.pipeline.ports import RunParams
+from ganops.pipeline.steps import durable
+from ganops.pipeline.steps.job import TrainJob
+from ganops.pipeline.steps.trainjob import node_job, upload_outputs
 
 if TYPE_CHECKING:
-    from model.config import TrainConfig
-    from model.distributed import DistInfo
-    from model.tracking import Tracker
-    from model.train import ProgressEvent
+    from ganops.model.config import TrainConfig
+    from ganops.model.distributed import DistInfo
+    from ganops.model.tracking import Tracker
+    from ganops.model.train import ProgressEvent
 
 JOB_FILE, RESULT_FILE = "train_job.json", "train_result.json"
 KFP_PROGRESS_EVERY_S = 5.0
@@ -43,14 +43,14 @@ class TrainStepError(Exception):
 
 def resolve_net_size(preset: str | None, gpus: int, image_size: int | None) -> int:
     """The image size the run trains at (ingest and validate resize to it)."""
-    from model.config import image_size_for
+    from ganops.model.config import image_size_for
 
     return image_size_for(preset_name=preset, gpus=gpus, image_size=image_size)
 
 
 def train_config(params: RunParams, *, checkpoint_minutes: float | None = None) -> TrainConfig:
     """`model.config.train_config` on the run's parameters: unset values are the preset's."""
-    from model.config import train_config as config_for
+    from ganops.model.config import train_config as config_for
 
     return config_for(
         model=params.model,
@@ -104,7 +104,7 @@ def run_train_step(
             checkpoint_minutes,
         )
         if params.nodes > 1:
-            from pipeline.steps.trainjob import train_on_nodes
+            from ganops.pipeline.steps.trainjob import train_on_nodes
 
             result = train_on_nodes(job, nodes=params.nodes, gpus=params.gpus, image=image)
         else:
@@ -115,10 +115,10 @@ def run_train_step(
 
 def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
     """Run the trainer in this process (one rank of several under torchrun)."""
-    from model import distributed
-    from model.checkpoint import CHECKPOINT_NAME
-    from model.tracking import make_tracker
-    from model.train import train
+    from ganops.model import distributed
+    from ganops.model.checkpoint import CHECKPOINT_NAME
+    from ganops.model.tracking import make_tracker
+    from ganops.model.train import train
 
     info = info or distributed.DistInfo()
     params = RunParams(**job.params)
@@ -172,8 +172,8 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
 
 def _fit_drift_reference(data_dir: Path, bundle_dir: Path, seed: int) -> None:
     """The training inputs' drift profile beside the weights (`model.drift.attach_reference`)."""
-    from model.bundle import BUNDLE_JSON
-    from model.drift import attach_reference
+    from ganops.model.bundle import BUNDLE_JSON
+    from ganops.model.drift import attach_reference
 
     size = json.loads((bundle_dir / BUNDLE_JSON).read_text())["net"]["image_size"]
     print(attach_reference(bundle_dir, data_dir, seed=seed, image_size=size), flush=True)
@@ -231,7 +231,7 @@ def _torchrun(job: TrainJob, gpus: int) -> dict[str, Any]:
     job_file = out / JOB_FILE
     job_file.write_text(json.dumps(dataclasses.asdict(job)))
     (out / RESULT_FILE).unlink(missing_ok=True)
-    cmd = torchrun_command(gpus, "pipeline.steps.train", ["--job", str(job_file)])
+    cmd = torchrun_command(gpus, "ganops.pipeline.steps.train", ["--job", str(job_file)])
     print("train:", " ".join(cmd), flush=True)
     code = subprocess.run(cmd, check=False).returncode
     if code != 0:
@@ -247,10 +247,10 @@ def _open_png(path: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """One torchrun rank: `python -m pipeline.steps.train --job FILE`."""
-    from model.distributed import info_from_env
+    """One torchrun rank: `python -m ganops.pipeline.steps.train --job FILE`."""
+    from ganops.model.distributed import info_from_env
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline.steps.train")
+    parser = argparse.ArgumentParser(prog="python -m ganops.pipeline.steps.train")
     parser.add_argument("--job", required=True, help="a job file, or its durable URL")
     args = parser.parse_args(argv)
     info = info_from_env(os.environ)  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK

@@ -3,7 +3,7 @@
 One pod stops at one machine. With `nodes > 1` the train step hands training to Kubeflow
 Trainer (trainer.kubeflow.org/v1alpha1) and its `torch-distributed` runtime, which starts
 `nodes` pods and sets torchrun's rendezvous for them (its PET_* variables); each pod runs
-our trainer (`python -m pipeline.steps.train --job …`) as in the single-pod case. The step
+our trainer (`python -m ganops.pipeline.steps.train --job …`) as in the single-pod case. The step
 waits for the job, reports its failure message, and reads the result that rank 0 left on
 durable storage (`<durable dir>/train_result.json`) beside the checkpoints. A retried step
 finds its TrainJob by name (one per request) and waits for it again instead of starting over.
@@ -109,7 +109,7 @@ def job_state(job: Mapping[str, Any]) -> tuple[str | None, str]:
 
 def read_result(durable_dir: str) -> dict[str, Any]:
     """What rank 0 reported, from durable storage (the nodes' folders are gone)."""
-    from model import storage
+    from ganops.model import storage
 
     text = storage.read_text(f"{durable_dir}/{RESULT_FILE}")
     if text is None:
@@ -144,7 +144,7 @@ def train_on_nodes(
     import dataclasses
     from pathlib import Path
 
-    from model import storage
+    from ganops.model import storage
 
     durable = job.durable_dir
     if not durable:
@@ -168,7 +168,7 @@ def train_on_nodes(
         image=image,
         nodes=nodes,
         gpus_per_node=gpus,
-        command=["torchrun", "-m", "pipeline.steps.train", "--job", job_url],
+        command=["torchrun", "-m", "ganops.pipeline.steps.train", "--job", job_url],
         env={},
     )
     run_trainjob(api or _in_cluster_api(), manifest, poll_s=poll_s)
@@ -182,8 +182,8 @@ def node_job(url: str, rank: int) -> Any:
     """On a node: the job from durable storage, with the data fetched to this node."""
     from pathlib import Path
 
-    from model import storage
-    from pipeline.steps.job import TrainJob
+    from ganops.model import storage
+    from ganops.pipeline.steps.job import TrainJob
 
     text = storage.read_text(url)
     if text is None:
@@ -198,7 +198,7 @@ def upload_outputs(job: Any, result: Mapping[str, Any]) -> None:
     """Rank 0 on a node: what the train step needs back, beside the checkpoints."""
     from pathlib import Path
 
-    from model import storage
+    from ganops.model import storage
 
     durable = job.durable_dir
     storage.upload_dir(Path(job.out_dir) / "bundle", f"{durable}/bundle")

@@ -81,7 +81,7 @@ def parse_inline(
         else:
             runs += parse_inline(inner, _flagged(style, kind), users)
     runs.append(Run(text[pos:], style))
-    # Slack shows the three entities the bot escapes (`bot.blocks.common.escape`) as characters.
+    # Slack shows the three entities the bot escapes (`ganops.bot.blocks.common.escape`) as characters.
     return [replace(r, text=_unescape(r.text)) for r in runs if r.text]
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
 
-from bot.blocks import SECTION_LIMIT, blocks_to_dicts, clip
-from bot.blocks.ops import (
+from ganops.bot.blocks import SECTION_LIMIT, blocks_to_dicts, clip
+from ganops.bot.blocks.ops import (
     ModelStatus,
     RunLine,
     approvers_blocks,
@@ -20,7 +20,7 @@ from bot.blocks.ops import (
     status_blocks,
     usage_blocks,
 )
-from bot.blocks.runs import (
+from ganops.bot.blocks.runs import (
     CardView,
     RunView,
     approval_buttons,
@@ -33,8 +33,8 @@ from bot.blocks.runs import (
     run_text,
     step_track,
 )
-from bot.ports import ModelVersionInfo
-from bot.store import AuditRow
+from ganops.bot.ports import ModelVersionInfo
+from ganops.bot.store import AuditRow
 
 
 def text(blocks: list[Block]) -> str:
@@ -204,8 +204,8 @@ def test_approve_asks_for_confirmation_and_reject_does_not() -> None:
 
 
 def test_the_card_links_the_mlflow_run_and_model_version_when_known() -> None:
-    from pipeline.ports import RunResult
-    from pipeline.results import with_links
+    from ganops.pipeline.ports import RunResult
+    from ganops.pipeline.results import with_links
 
     plain = RunResult(model="cut", registered_model="ganops-cut", version="7", mlflow_run_id="r9")
     assert with_links(plain, None) == plain

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.cluster_settings import ClusterSettings
-from bot.errors import ConfigError
-from bot.services import _launcher_options
-from bot.settings import load_settings
-from pipeline.placement import Placement
+from ganops.bot.cluster_settings import ClusterSettings
+from ganops.bot.errors import ConfigError
+from ganops.bot.services import _launcher_options
+from ganops.bot.settings import load_settings
+from ganops.pipeline.placement import Placement
 
 CLUSTER = {
     "KFP_HOST": "http://ml-pipeline.kubeflow.svc.cluster.local:8888",

@@ -7,10 +7,10 @@ import json
 
 from slack_sdk.models.blocks import Block
 
-from bot.blocks import at, blocks_to_dicts, code, escape, link
-from bot.blocks.alarms import AlarmView, alarm_card, alarm_text, prometheus_down_text
-from bot.blocks.ops import help_blocks, upstream_text, usage_blocks, usage_text
-from bot.blocks.runs import (
+from ganops.bot.blocks import at, blocks_to_dicts, code, escape, link
+from ganops.bot.blocks.alarms import AlarmView, alarm_card, alarm_text, prometheus_down_text
+from ganops.bot.blocks.ops import help_blocks, upstream_text, usage_blocks, usage_text
+from ganops.bot.blocks.runs import (
     CardView,
     RunView,
     failure_blocks,

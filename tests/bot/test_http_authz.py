@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.drift.watch import AlarmBook
-from bot.ports import DriftAlert
-from bot.runs.watch import ChannelLimiter, RunWatcher
+from ganops.bot.drift.watch import AlarmBook
+from ganops.bot.ports import DriftAlert
+from ganops.bot.runs.watch import ChannelLimiter, RunWatcher
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
 from tests.fakes.launcher import ScriptedLauncher, finished
 from tests.fakes.slack import (

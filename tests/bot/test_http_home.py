@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot.blocks import blocks_to_dicts
-from bot.blocks.runs import CardView, results_card
-from bot.drift.alarms import AlarmBook
-from bot.ports import Approval, DriftAlert
+from ganops.bot.blocks import blocks_to_dicts
+from ganops.bot.blocks.runs import CardView, results_card
+from ganops.bot.drift.alarms import AlarmBook
+from ganops.bot.ports import Approval, DriftAlert
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
 from tests.fakes.launcher import ScriptedLauncher
 from tests.fakes.slack import (

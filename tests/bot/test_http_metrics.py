@@ -12,7 +12,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk.errors import SlackApiError
 
-from bot.transports import MAX_BODY, HttpTransport
+from ganops.bot.transports import MAX_BODY, HttpTransport
 from tests.fakes.launcher import ScriptedLauncher
 from tests.fakes.slack import CHANNEL, Bot, eventually, start_bot
 

@@ -171,7 +171,7 @@ def test_the_events_endpoint_only_answers_on_its_path(bot: Bot) -> None:
 def test_an_error_in_the_ack_reaches_app_error_which_apologises(
     bot: Bot, launcher: ScriptedLauncher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.listeners.retrain as retrain
+    import ganops.bot.listeners.retrain as retrain
 
     def broken(text: str) -> None:
         raise KeyError("parser bug")

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from pipeline.params import MODELS
+from ganops.pipeline.params import MODELS
 from tests.fakes.launcher import ScriptedLauncher
 from tests.fakes.slack import ALICE, CHANNEL, Bot, eventually
 

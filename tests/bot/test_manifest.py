@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from bot.local.slack import METHODS
+from ganops.bot.local.slack import METHODS
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "slack" / "app-manifest.yaml"
 # Web API method -> the bot scope it needs (https://api.slack.com/methods).

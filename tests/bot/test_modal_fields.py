@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.blocks.modal import ModalOrigin, retrain_modal, submitted_fields
-from bot.errors import InvalidParamsError, UsageError
-from bot.parsing import parse_retrain, parse_retrain_fields, retrain_text
+from ganops.bot.blocks.modal import ModalOrigin, retrain_modal, submitted_fields
+from ganops.bot.errors import InvalidParamsError, UsageError
+from ganops.bot.parsing import parse_retrain, parse_retrain_fields, retrain_text
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.approvals.rollback import parse_rollback
-from bot.errors import UsageError
-from bot.parsing import (
+from ganops.bot.approvals.rollback import parse_rollback
+from ganops.bot.errors import UsageError
+from ganops.bot.parsing import (
     RETRAIN_USAGE,
     parse_count,
     parse_ganops,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError
-from bot.policy import WHO, Bounds, Policy, audit_refusal, bounds_crossed, data_outside
-from bot.settings import load_settings
-from bot.store import Store
-from pipeline.ports import RunParams
+from ganops.bot.errors import ConfigError
+from ganops.bot.policy import WHO, Bounds, Policy, audit_refusal, bounds_crossed, data_outside
+from ganops.bot.settings import load_settings
+from ganops.bot.store import Store
+from ganops.pipeline.ports import RunParams
 
 APPROVER, MEMBER = "U_CAROL", "U_ALICE"
 README = Path(__file__).resolve().parents[2] / "README.md"

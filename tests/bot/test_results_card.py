@@ -8,9 +8,9 @@ import json
 
 from slack_sdk.models.blocks import ActionsBlock, SectionBlock
 
-from bot.blocks import blocks_to_dicts
-from bot.blocks.results import HEADLINE_LIMIT, short_digest, verdict
-from bot.blocks.runs import CardView, results_card
+from ganops.bot.blocks import blocks_to_dicts
+from ganops.bot.blocks.results import HEADLINE_LIMIT, short_digest, verdict
+from ganops.bot.blocks.runs import CardView, results_card
 
 # metric: (challenger, champion), from a local demo run
 METRICS = {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError
-from bot.settings import Secret, load_settings
+from ganops.bot.errors import ConfigError
+from ganops.bot.settings import Secret, load_settings
 
 SLACK = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1", "GANOPS_CHANNEL": "C1"}
 
@@ -109,7 +109,7 @@ def test_each_bad_setting_is_one_line_naming_it(env: dict[str, str], http: bool,
 def test_the_cli_stops_with_one_line_and_exit_2(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "GANOPS_APPROVAL_TTL": "abc", "GANOPS_STATE_DIR": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "bot"],
+        [sys.executable, "-m", "ganops.bot.cli", "bot"],
         env=env,
         capture_output=True,
         text=True,
@@ -125,7 +125,7 @@ def test_the_cli_stops_with_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_bad_flags_are_one_line_too(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot.__main__ import main
+    from ganops.bot.__main__ import main
 
     for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
         monkeypatch.delenv(name, raising=False)
@@ -136,7 +136,7 @@ def test_bad_flags_are_one_line_too(
 
 
 def test_pipeline_pods_may_get_their_own_mlflow_url() -> None:
-    from bot.services import _launcher_options
+    from ganops.bot.services import _launcher_options
 
     local = load_settings({"GANOPS_PIPELINE_MLFLOW_URI": "http://mlflow.mlflow:5000"})
     assert local.pipeline_mlflow_uri == "http://mlflow.mlflow:5000"
@@ -159,7 +159,7 @@ def test_shutdown_grace_is_a_duration_with_a_ten_minute_default() -> None:
 def test_capture_is_off_by_default_and_passed_to_the_local_server_when_on(
     tmp_path: Path,
 ) -> None:
-    from bot.services import capture_args
+    from ganops.bot.services import capture_args
 
     off = load_settings({"GANOPS_STATE_DIR": str(tmp_path)})
     assert off.capture_rate == 0.0

@@ -12,10 +12,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import RateLimitErrorRetryHandler
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 
-from bot.app import create_app
-from bot.local.slack import LocalSlack
-from bot.services import slack_client
-from bot.transports import socket_mode_handler
+from ganops.bot.app import create_app
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.services import slack_client
+from ganops.bot.transports import socket_mode_handler
 from tests.fakes.launcher import ScriptedLauncher
 from tests.fakes.slack import CHANNEL, TOKEN, make_services, make_settings
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, web
 
-from bot.app import create_app
-from bot.local.slack import LocalSlack
-from bot.settings import load_settings
-from bot.transports import socket_mode_handler
+from ganops.bot.app import create_app
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.settings import load_settings
+from ganops.bot.transports import socket_mode_handler
 from tests.fakes.launcher import ScriptedLauncher
 from tests.fakes.slack import TOKEN, make_services
 

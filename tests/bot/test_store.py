@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import Store
+from ganops.bot.store import Store
 
 
 def test_audit_is_append_only(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     # Its own session, so that a timeout (ours or pytest-timeout's) kills the whole tree: the
     # demo's Prometheus, MLflow and model server must not outlive it and skew later tests.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "demo", "--quick", "--state-dir", str(state)],
+        [sys.executable, "-m", "ganops.bot.cli", "demo", "--quick", "--state-dir", str(state)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.ports import DeployResult, ModelVersionInfo, Served, UpstreamError
+from ganops.bot.ports import DeployResult, ModelVersionInfo, Served, UpstreamError
 
 
 @dataclass

@@ -17,13 +17,13 @@ import signal
 import sys
 from pathlib import Path
 
-from bot.__main__ import on_sigterm, serve
-from bot.approvals.book import ApprovalBook
-from bot.runs.record import RunBook
-from bot.services import Services, slack_client
-from bot.settings import load_settings
-from bot.store import Store
-from pipeline.deploy.local import LocalDeployer
+from ganops.bot.__main__ import on_sigterm, serve
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.runs.record import RunBook
+from ganops.bot.services import Services, slack_client
+from ganops.bot.settings import load_settings
+from ganops.bot.store import Store
+from ganops.pipeline.deploy.local import LocalDeployer
 from tests.fakes.approvals import FileRegistry
 from tests.fakes.launcher import ScriptedLauncher
 

@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Any
 
-from pipeline.params import validate_params
-from pipeline.ports import (
+from ganops.pipeline.params import validate_params
+from ganops.pipeline.ports import (
     ConcurrentRunError,
     LaunchResult,
     RunParams,

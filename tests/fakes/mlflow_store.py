@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from model.registry import registered_name
+from ganops.model.registry import registered_name
 
 
 def register_challenger(

@@ -1,6 +1,6 @@
 """The real-Prometheus helpers for tests live in `bot.local.prometheus` (the demo uses them too)."""
 
-from bot.local.prometheus import (
+from ganops.bot.local.prometheus import (
     PROMETHEUS,
     REPO,
     RULES,

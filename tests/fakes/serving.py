@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def scenes(n: int, seed: int, image_size: int = 32) -> np.ndarray:
     """n synthetic domain-A images (NxHxWx3 float in [0, 1]), a function of the seed."""
-    from model.synthetic import random_scene, render
+    from ganops.model.synthetic import random_scene, render
 
     rng = np.random.default_rng(seed)
     return np.stack([render(random_scene(rng), "A", image_size) for _ in range(n)])
@@ -43,10 +43,10 @@ def make_bundle(
     (seed 0) at the preset's image size."""
     import torch
 
-    from model.bundle import save_bundle
-    from model.config import preset
-    from model.drift import fit_reference
-    from model.networks import build_generator
+    from ganops.model.bundle import save_bundle
+    from ganops.model.config import preset
+    from ganops.model.drift import fit_reference
+    from ganops.model.networks import build_generator
 
     net = preset(preset_name)
     generator = build_generator(net, generator=torch.Generator().manual_seed(0))
@@ -130,7 +130,7 @@ def start_server(
     cmd: Sequence[str] = [
         sys.executable,
         "-m",
-        "bot.cli",
+        "ganops.bot.cli",
         "serve",
         "--model-uri",
         str(model_uri),

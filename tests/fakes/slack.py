@@ -20,18 +20,18 @@ from urllib.parse import urlencode
 import requests
 from slack_bolt import App
 
-from bot.adapters.registry import MlflowRegistry
-from bot.app import create_app
-from bot.approvals.book import ApprovalBook
-from bot.local.shell import TrackingExecutor
-from bot.local.slack import LocalSlack
-from bot.ports import ModelRegistry, PipelineLauncher
-from bot.runs.record import RunBook
-from bot.runs.watch import ChannelLimiter, RunWatcher
-from bot.services import Services, slack_client
-from bot.settings import Settings, load_settings
-from bot.store import Store
-from bot.transports import HttpTransport
+from ganops.bot.adapters.registry import MlflowRegistry
+from ganops.bot.app import create_app
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.local.shell import TrackingExecutor
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.ports import ModelRegistry, PipelineLauncher
+from ganops.bot.runs.record import RunBook
+from ganops.bot.runs.watch import ChannelLimiter, RunWatcher
+from ganops.bot.services import Services, slack_client
+from ganops.bot.settings import Settings, load_settings
+from ganops.bot.store import Store
+from ganops.bot.transports import HttpTransport
 from tests.fakes.approvals import RecordingDeployer
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from model import distributed
-from model.config import TrainConfig, preset
-from model.tracking import NullTracker
-from model.train import TrainSession
+from ganops.model import distributed
+from ganops.model.config import TrainConfig, preset
+from ganops.model.tracking import NullTracker
+from ganops.model.train import TrainSession
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from model.asgi_server import bind
+from ganops.model.asgi_server import bind
 
 
 def test_the_listening_socket_disables_nagle_for_every_connection() -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.batch_fit import MAX_AUTO_BATCH, fit_batch, pick_batch, scaled_lr
-from model.config import train_config
-from model.data import make_synthetic
-from model.tracking import NullTracker
-from model.train import TrainSession
+from ganops.model.batch_fit import MAX_AUTO_BATCH, fit_batch, pick_batch, scaled_lr
+from ganops.model.config import train_config
+from ganops.model.data import make_synthetic
+from ganops.model.tracking import NullTracker
+from ganops.model.train import TrainSession
 
 GIB = 2**30
 

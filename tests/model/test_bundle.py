@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from model.bundle import BundleError, load_bundle, parse_models_uri, save_bundle, unwrap
-from model.config import NetConfig, preset
-from model.networks import build_generator
+from ganops.model.bundle import BundleError, load_bundle, parse_models_uri, save_bundle, unwrap
+from ganops.model.config import NetConfig, preset
+from ganops.model.networks import build_generator
 
 NET = preset("tiny", ngf=8, n_blocks=1)
 DRIFT = {"threshold": 1.5, "features": ["brightness"]}

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from model import storage
-from model.checkpoint import CheckpointError, load_checkpoint
-from model.checkpoint_writer import CheckpointWriter, cpu_copy
+from ganops.model import storage
+from ganops.model.checkpoint import CheckpointError, load_checkpoint
+from ganops.model.checkpoint_writer import CheckpointWriter, cpu_copy
 
 
 def test_cpu_copy_is_independent_of_the_training_tensors() -> None:

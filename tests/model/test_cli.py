@@ -11,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from model.bundle import load_bundle, save_bundle
-from model.checkpoint import checkpoint_path, load_checkpoint
-from model.cli import main
-from model.cli.evaluate import evaluate_main, stylize_main, validate_main
-from model.cli.train import train_main
-from model.config import preset
-from model.data import make_synthetic
-from model.networks import build_generator
+from ganops.model.bundle import load_bundle, save_bundle
+from ganops.model.checkpoint import checkpoint_path, load_checkpoint
+from ganops.model.cli import main
+from ganops.model.cli.evaluate import evaluate_main, stylize_main, validate_main
+from ganops.model.cli.train import train_main
+from ganops.model.config import preset
+from ganops.model.data import make_synthetic
+from ganops.model.networks import build_generator
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.config import PRESETS, NetConfig, preset
+from ganops.model.config import PRESETS, NetConfig, preset
 
 
 def test_presets_have_the_documented_sizes() -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model.data import (
+from ganops.model.data import (
     DriftKnobs,
     UnpairedImageDataset,
     apply_knobs,
@@ -18,7 +18,7 @@ from model.data import (
     load_test_set,
     make_synthetic,
 )
-from model.synthetic import from_pil
+from ganops.model.synthetic import from_pil
 
 FOLDERS = ("trainA", "trainB", "testA", "testB", "testB_gt")
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from model import distributed
-from model.batches import Batches, load_domain
-from model.bundle import unwrap
-from model.config import TrainConfig, preset
-from model.data import make_synthetic
-from model.tracking import NullTracker
-from model.train import TrainSession
+from ganops.model import distributed
+from ganops.model.batches import Batches, load_domain
+from ganops.model.bundle import unwrap
+from ganops.model.config import TrainConfig, preset
+from ganops.model.data import make_synthetic
+from ganops.model.tracking import NullTracker
+from ganops.model.train import TrainSession
 
 WORLD = 2
 MODELS = ("cut", "cyclegan")

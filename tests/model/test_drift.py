@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from model.data import DriftKnobs, apply_knobs, make_synthetic
-from model.drift import DriftReference, fit_reference
-from model.drift_stats import (
+from ganops.model.data import DriftKnobs, apply_knobs, make_synthetic
+from ganops.model.drift import DriftReference, fit_reference
+from ganops.model.drift_stats import (
     KernelReference,
     SortedReference,
     ks_statistics,
@@ -21,9 +21,9 @@ from model.drift_stats import (
     split_masks,
     split_mmd2,
 )
-from model.features import FEATURE_NAMES, image_features
-from model.serving.drift_monitor import DriftMonitor
-from model.synthetic import random_scene, render
+from ganops.model.features import FEATURE_NAMES, image_features
+from ganops.model.serving.drift_monitor import DriftMonitor
+from ganops.model.synthetic import random_scene, render
 
 WINDOW = 64
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-import model.evaluate as evaluate_module
-from model.config import EvalConfig, preset
-from model.data import make_synthetic
-from model.evaluate import EvalData, evaluate, load_eval_data, untrained_baseline
-from model.metrics import histogram_distance, kid, mean_pairwise_distance, psnr, ssim
+import ganops.model.evaluate as evaluate_module
+from ganops.model.config import EvalConfig, preset
+from ganops.model.data import make_synthetic
+from ganops.model.evaluate import EvalData, evaluate, load_eval_data, untrained_baseline
+from ganops.model.metrics import histogram_distance, kid, mean_pairwise_distance, psnr, ssim
 
 CFG = EvalConfig(seed=7, num_images=24, batch_size=8, grid_images=4)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.config import EvalConfig
-from model.data import make_synthetic
-from model.evaluate import EvalData, load_eval_data, output_metrics
-from model.gate import compare
+from ganops.model.config import EvalConfig
+from ganops.model.data import make_synthetic
+from ganops.model.evaluate import EvalData, load_eval_data, output_metrics
+from ganops.model.gate import compare
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,8 @@ def test_the_bootstrap_is_seeded_and_checks_its_inputs(data: EvalData) -> None:
 def test_the_pipelines_bar_is_passed_exactly_when_the_comparison_passes(
     lower: float, margin: float
 ) -> None:
-    from model.gate import Comparison
-    from pipeline.steps.evaluate import gate_bar
+    from ganops.model.gate import Comparison
+    from ganops.pipeline.steps.evaluate import gate_bar
 
     result = Comparison(
         diff=0.04, lower=lower, upper=0.08, confidence=0.9, margin=margin, resamples=10,

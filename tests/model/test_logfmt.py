@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from model.logfmt import JsonFormatter, configure_logging
+from ganops.model.logfmt import JsonFormatter, configure_logging
 
 
 def test_a_record_with_a_traceback_is_one_json_line() -> None:

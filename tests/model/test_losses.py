@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.losses import GANLoss, PatchNCELoss, cycle_loss, identity_loss
+from ganops.model.losses import GANLoss, PatchNCELoss, cycle_loss, identity_loss
 
 
 def test_gan_loss_targets_are_buffers_that_move_with_the_module() -> None:

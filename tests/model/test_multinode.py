@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.data import make_synthetic
+from ganops.model.data import make_synthetic
 
 pytestmark = pytest.mark.slow
 

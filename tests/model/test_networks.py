@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from model.config import NetConfig, preset
-from model.networks import (
+from ganops.model.config import NetConfig, preset
+from ganops.model.networks import (
     build_discriminator,
     build_feature_head,
     build_generator,

@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from model import norm_stats
-from model.bundle import load_bundle, unwrap
-from model.checkpoint import load_checkpoint
-from model.config import NetConfig, TrainConfig, preset
-from model.data import make_synthetic
-from model.tracking import NullTracker
-from model.train import TrainSession
-from model.trainers import CutTrainer, CycleGanTrainer, StepOptions, make_trainer
+from ganops.model import norm_stats
+from ganops.model.bundle import load_bundle, unwrap
+from ganops.model.checkpoint import load_checkpoint
+from ganops.model.config import NetConfig, TrainConfig, preset
+from ganops.model.data import make_synthetic
+from ganops.model.tracking import NullTracker
+from ganops.model.train import TrainSession
+from ganops.model.trainers import CutTrainer, CycleGanTrainer, StepOptions, make_trainer
 
 CPU = StepOptions(device=torch.device("cpu"))
 
@@ -57,7 +57,7 @@ def test_no_inputs_leave_the_statistics_as_they_were() -> None:
 
 
 def test_a_generator_without_batch_norm_is_left_alone() -> None:
-    from model.networks import build_generator
+    from ganops.model.networks import build_generator
 
     gen = build_generator(_net("cut", norm="instance"))
     before = copy.deepcopy(gen.state_dict())

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from model.batches import Batches, augment, load_size
-from model.config import TRAIN_PRESETS, TrainConfig, preset, train_config
-from model.networks import BlurPool, BlurUpsample, build_feature_head, build_generator
-from model.pool import ImagePool
-from model.trainers import CutTrainer, CycleGanTrainer, StepOptions, make_trainer
+from ganops.model.batches import Batches, augment, load_size
+from ganops.model.config import TRAIN_PRESETS, TrainConfig, preset, train_config
+from ganops.model.networks import BlurPool, BlurUpsample, build_feature_head, build_generator
+from ganops.model.pool import ImagePool
+from ganops.model.trainers import CutTrainer, CycleGanTrainer, StepOptions, make_trainer
 
 CPU = StepOptions(torch.device("cpu"))
 
@@ -173,7 +173,7 @@ def test_fp16_autocast_trains_with_a_loss_scaler_and_resumes_its_state() -> None
 
 
 def test_compile_is_on_for_cuda_only_unless_asked() -> None:
-    from model.train import step_options
+    from ganops.model.train import step_options
 
     cfg = TrainConfig(net=preset("tiny"))
     assert not step_options(cfg, torch.device("cpu")).compile

@@ -162,7 +162,7 @@ def test_production_rules_wait_minutes_and_the_short_variant_seconds(tmp_path: P
 
 
 def test_rules_name_only_metrics_the_server_exports() -> None:
-    from model.serving.metrics import ServingMetrics
+    from ganops.model.serving.metrics import ServingMetrics
 
     # Labelled series only appear once set, so feed the metrics one model and one request.
     metrics = ServingMetrics()

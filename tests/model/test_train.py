@@ -6,13 +6,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.bundle import load_bundle
-from model.checkpoint import checkpoint_path, load_checkpoint
-from model.config import EvalConfig, NetConfig, TrainConfig, preset
-from model.data import make_synthetic
-from model.evaluate import evaluate, load_eval_data, untrained_baseline
-from model.tracking import NullTracker, RecordingTracker
-from model.train import ProgressEvent, TrainError, TrainSession, amp_dtype, pick_device, train
+from ganops.model.bundle import load_bundle
+from ganops.model.checkpoint import checkpoint_path, load_checkpoint
+from ganops.model.config import EvalConfig, NetConfig, TrainConfig, preset
+from ganops.model.data import make_synthetic
+from ganops.model.evaluate import evaluate, load_eval_data, untrained_baseline
+from ganops.model.tracking import NullTracker, RecordingTracker
+from ganops.model.train import (
+    ProgressEvent,
+    TrainError,
+    TrainSession,
+    amp_dtype,
+    pick_device,
+    train,
+)
 
 
 # Small enough that a step takes milliseconds: the loop, not the maths, is under test.

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.data import list_images, make_synthetic, validate_dataset
+from ganops.model.data import list_images, make_synthetic, validate_dataset
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.data import list_images
-from model.serving.capture import CaptureConfig, CaptureSink
-from model.validation import validate_dataset
-from pipeline.captured import CapturedSpec, dump_specs, held_out_count, load_specs
-from pipeline.params import validate_params
-from pipeline.ports import InvalidParamsError, RunParams
-from pipeline.steps.data import IngestError, ingest
+from ganops.model.data import list_images
+from ganops.model.serving.capture import CaptureConfig, CaptureSink
+from ganops.model.validation import validate_dataset
+from ganops.pipeline.captured import CapturedSpec, dump_specs, held_out_count, load_specs
+from ganops.pipeline.params import validate_params
+from ganops.pipeline.ports import InvalidParamsError, RunParams
+from ganops.pipeline.steps.data import IngestError, ingest
 
 T0 = 1_700_000_000.0
 

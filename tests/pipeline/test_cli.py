@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import follow, format_status, main, progress_line
-from pipeline.ports import LaunchResult, RunParams, RunState, RunStatus
+from ganops.pipeline.cli import follow, format_status, main, progress_line
+from ganops.pipeline.ports import LaunchResult, RunParams, RunState, RunStatus
 
 
 @pytest.fixture(autouse=True)
@@ -124,10 +124,10 @@ def test_the_launchers_import_neither_torch_nor_mlflow() -> None:
     # The bot imports these; its image has no torch, and MLflow loads only when needed. Of
     # model/ only the torch-free registry names and config may load.
     code = (
-        "import sys, pipeline.launch.local, pipeline.launch.kubeflow, pipeline.cli, pipeline.params; "
-        "allowed = {'model', 'model.registry', 'model.config'}; "
+        "import sys, ganops.pipeline.launch.local, ganops.pipeline.launch.kubeflow, ganops.pipeline.cli, ganops.pipeline.params; "
+        "allowed = {'ganops.model', 'ganops.model.registry', 'ganops.model.config'}; "
         "print(sorted(m for m in sys.modules if m in ('torch', 'mlflow') "
-        "or (m.split('.')[0] == 'model' and m not in allowed)))"
+        "or (m.startswith('ganops.model') and m not in allowed)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.cli import main
-from pipeline.ct_pipeline import compile_pipeline
-from pipeline.placement import Placement
-from pipeline.ports import PIPELINE_STEPS
+from ganops.pipeline.cli import main
+from ganops.pipeline.ct_pipeline import compile_pipeline
+from ganops.pipeline.placement import Placement
+from ganops.pipeline.ports import PIPELINE_STEPS
 
 IMAGE = "registry.example/ganops-trainer:9.9"
 
@@ -97,12 +97,12 @@ def test_retrain_with_a_gpu_trains_the_full_presets_published_recipe(
     """`/retrain gpus=1` -> the run's arguments -> the compiled train task -> its TrainConfig."""
     import torch
 
-    from bot.parsing import parse_retrain
-    from model.cli.train import _train_parser
-    from model.cli.train_run import train_config as cli_config
-    from model.config import TRAIN_PRESETS, preset
-    from pipeline.params import params_from_arguments, pipeline_arguments
-    from pipeline.steps.train import train_config
+    from ganops.bot.parsing import parse_retrain
+    from ganops.model.cli.train import _train_parser
+    from ganops.model.cli.train_run import train_config as cli_config
+    from ganops.model.config import TRAIN_PRESETS, preset
+    from ganops.pipeline.params import params_from_arguments, pipeline_arguments
+    from ganops.pipeline.steps.train import train_config
 
     spec, _ = compiled
     arguments = pipeline_arguments(parse_retrain("gpus=1"), "sqlite:///x.db")
@@ -131,8 +131,8 @@ def test_retrain_with_a_gpu_trains_the_full_presets_published_recipe(
 
 
 def test_explicit_values_win_over_the_preset() -> None:
-    from pipeline.params import params_from_strings
-    from pipeline.steps.train import train_config
+    from ganops.pipeline.params import params_from_strings
+    from ganops.pipeline.steps.train import train_config
 
     cfg = train_config(params_from_strings({"gpus": "1", "epochs": "3", "lr": "1e-3"}))
     assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.steps) == (3, 1e-3, 1, None)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.events import fold, read_events
-from pipeline.steps.data import IngestError, ingest
+from ganops.pipeline.events import fold, read_events
+from ganops.pipeline.steps.data import IngestError, ingest
 
 
 def test_synthetic_then_folder_then_archive_give_one_digest(tmp_path: Path) -> None:

@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.events import EVENTS_FILE, ProgressThrottle, emit, fold, read_events, step_scope
-from pipeline.launch.worker import failed_task, final_changes
-from pipeline.results import final_state
+from ganops.pipeline.events import (
+    EVENTS_FILE,
+    ProgressThrottle,
+    emit,
+    fold,
+    read_events,
+    step_scope,
+)
+from ganops.pipeline.launch.worker import failed_task, final_changes
+from ganops.pipeline.results import final_state
 
 
 def test_fold_tracks_steps_progress_and_facts(tmp_path: Path) -> None:

@@ -6,13 +6,13 @@ import dataclasses
 
 import pytest
 
-from pipeline.params import (
+from ganops.pipeline.params import (
     params_from_arguments,
     params_from_strings,
     pipeline_arguments,
     validate_params,
 )
-from pipeline.ports import InvalidParamsError, RunParams
+from ganops.pipeline.ports import InvalidParamsError, RunParams
 
 
 def test_defaults_are_valid_and_the_preset_follows_the_gpus() -> None:

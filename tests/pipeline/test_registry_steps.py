@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.events import fold, read_events
-from pipeline.launch.kfp_status import MlflowFacts
-from pipeline.launch.kubeflow import KubeflowLauncher
-from pipeline.ports import RunParams
-from pipeline.steps.finish import run_finalize_step
-from pipeline.steps.registry import client_for, run_gate_step
+from ganops.pipeline.events import fold, read_events
+from ganops.pipeline.launch.kfp_status import MlflowFacts
+from ganops.pipeline.launch.kubeflow import KubeflowLauncher
+from ganops.pipeline.ports import RunParams
+from ganops.pipeline.steps.finish import run_finalize_step
+from ganops.pipeline.steps.registry import client_for, run_gate_step
 from tests.fakes.kfp import serve_fake_kfp
 
 pytestmark = pytest.mark.slow

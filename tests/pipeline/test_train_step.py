@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.events import fold, read_events
-from pipeline.ports import RunParams
-from pipeline.steps.train import run_train_step
+from ganops.pipeline.events import fold, read_events
+from ganops.pipeline.ports import RunParams
+from ganops.pipeline.steps.train import run_train_step
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_torchrun_training_then_a_retry_resumes(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from model.data import make_synthetic
+    from ganops.model.data import make_synthetic
 
     data = make_synthetic(tmp_path / "data", n_train=8, n_test=2, image_size=32)
     params = RunParams(steps=4, batch_size=2, gpus=2, preset="tiny", image_size=32)

@@ -15,8 +15,8 @@ import kmock
 import pytest
 from kubernetes import client
 
-from model import storage
-from pipeline.steps.trainjob import (
+from ganops.model import storage
+from ganops.pipeline.steps.trainjob import (
     RUNTIME,
     TrainJobError,
     read_result,
@@ -81,7 +81,7 @@ def _manifest(image: str) -> dict[str, Any]:
         image=image,
         nodes=2,
         gpus_per_node=8,
-        command=["torchrun", "-m", "pipeline.steps.train", "--job", "s3://b/req-1/job.json"],
+        command=["torchrun", "-m", "ganops.pipeline.steps.train", "--job", "s3://b/req-1/job.json"],
         env={"AWS_ENDPOINT_URL": "http://minio:9000"},
     )
 
@@ -125,9 +125,9 @@ def test_names_are_valid_and_stable_per_request() -> None:
 def test_train_on_nodes_hands_over_the_data_and_job_and_brings_the_bundle_back(
     trainer: Trainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.ports import RunParams
-    from pipeline.steps import trainjob
-    from pipeline.steps.job import TrainJob
+    from ganops.pipeline.ports import RunParams
+    from ganops.pipeline.steps import trainjob
+    from ganops.pipeline.steps.job import TrainJob
 
     monkeypatch.setattr(trainjob, "_namespace", lambda: NS)
     monkeypatch.setattr(trainjob, "NODE_DIR", str(tmp_path / "node"))
@@ -156,15 +156,15 @@ def test_train_on_nodes_hands_over_the_data_and_job_and_brings_the_bundle_back(
     assert result == {"mlflow_run_id": "run-7", "steps": 40}
     assert seen["data"] == b"an image"
     command = seen["spec"]["trainer"]["command"]
-    assert command[:3] == ["torchrun", "-m", "pipeline.steps.train"]
+    assert command[:3] == ["torchrun", "-m", "ganops.pipeline.steps.train"]
     assert seen["spec"]["trainer"]["numNodes"] == 2
     assert (tmp_path / "model" / "bundle" / "generator.pt").read_bytes() == b"weights"
     assert (tmp_path / "curve" / "loss_curve.png").read_bytes() == b"png"
 
 
 def test_several_nodes_need_durable_storage(tmp_path: Path) -> None:
-    from pipeline.steps.job import TrainJob
-    from pipeline.steps.trainjob import train_on_nodes
+    from ganops.pipeline.steps.job import TrainJob
+    from ganops.pipeline.steps.trainjob import train_on_nodes
 
     job = TrainJob({}, str(tmp_path), str(tmp_path / "m"), str(tmp_path / "c"), "", "", {})
     with pytest.raises(TrainJobError, match="GANOPS_ARTIFACT_URI"):
@@ -172,11 +172,11 @@ def test_several_nodes_need_durable_storage(tmp_path: Path) -> None:
 
 
 def test_nodes_is_a_validated_retrain_key_and_local_runs_refuse_it(tmp_path: Path) -> None:
-    from bot.parsing import parse_retrain
-    from model.errors import UsageError
-    from pipeline.launch.local import LocalLauncher
-    from pipeline.params import pipeline_arguments
-    from pipeline.ports import InvalidParamsError, RunParams
+    from ganops.bot.parsing import parse_retrain
+    from ganops.model.errors import UsageError
+    from ganops.pipeline.launch.local import LocalLauncher
+    from ganops.pipeline.params import pipeline_arguments
+    from ganops.pipeline.ports import InvalidParamsError, RunParams
 
     params = parse_retrain("gpus=8 nodes=4")
     assert (params.gpus, params.nodes) == (8, 4)

@@ -17,9 +17,9 @@ from blockpng.render import Reply, render_message
 from blockpng.text import Style, layout, parse_inline
 from PIL import Image
 
-from bot.blocks import blocks_to_dicts
-from bot.blocks.alarms import AlarmView, alarm_card
-from bot.blocks.runs import CardView, RunView, approval_buttons, results_card, run_blocks
+from ganops.bot.blocks import blocks_to_dicts
+from ganops.bot.blocks.alarms import AlarmView, alarm_card
+from ganops.bot.blocks.runs import CardView, RunView, approval_buttons, results_card, run_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 GREEN = (0, 122, 90)
@@ -165,8 +165,8 @@ def test_a_modal_draws_each_input_as_a_labelled_field_and_a_submit_button() -> N
     from blockpng.render import blocks_piece
     from blockpng.surfaces import render_home, render_modal
 
-    from bot.blocks.home import HomeView, home_view
-    from bot.blocks.modal import ModalOrigin, retrain_modal
+    from ganops.bot.blocks.home import HomeView, home_view
+    from ganops.bot.blocks.modal import ModalOrigin, retrain_modal
 
     view = retrain_modal(ModalOrigin("C1", "t1")).to_dict()
     inputs = [b for b in view["blocks"] if b["type"] == "input"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.prometheus import PrometheusMetrics
-from bot.ports import DriftAlert, UpstreamError
+from ganops.bot.adapters.prometheus import PrometheusMetrics
+from ganops.bot.ports import DriftAlert, UpstreamError
 from tests.bot.drift.stack import (
     ALERT,
     FOR_S,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.prometheus import PrometheusMetrics
-from bot.ports import DriftAlert
+from ganops.bot.adapters.prometheus import PrometheusMetrics
+from ganops.bot.ports import DriftAlert
 from tests.fakes.prometheus import RULES, PrometheusServer, rules_with_for
 from tests.fakes.slack import eventually
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.approvals.admin import approvals_main
-from bot.approvals.book import ApprovalBook
-from bot.settings import load_settings
-from bot.store import Store
+from ganops.bot.approvals.admin import approvals_main
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.settings import load_settings
+from ganops.bot.store import Store
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from bot.approvals.book import ApprovalBook, NothingToRollBack
-from bot.ports import Approval, DeployError, DeployResult, Served
-from bot.store import Store
+from ganops.bot.approvals.book import ApprovalBook, NothingToRollBack
+from ganops.bot.ports import Approval, DeployError, DeployResult, Served
+from ganops.bot.store import Store
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
 
 ALICE, BOB, CAROL, DAVE = "U_ALICE", "U_BOB", "U_CAROL", "U_DAVE"

@@ -22,19 +22,19 @@ from typing import Any, cast
 import pytest
 from slack_sdk import WebClient
 
-from bot.adapters.registry import MlflowRegistry
-from bot.app import create_app
-from bot.approvals.book import ApprovalBook
-from bot.blocks import blocks_to_dicts, section
-from bot.blocks.runs import approval_buttons
-from bot.local.shell import TrackingExecutor
-from bot.local.slack import LocalSlack
-from bot.ports import Approval, PipelineLauncher
-from bot.runs.record import RunBook
-from bot.services import Services
-from bot.settings import Secret, Settings
-from bot.store import Store
-from bot.transports import HttpTransport
+from ganops.bot.adapters.registry import MlflowRegistry
+from ganops.bot.app import create_app
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.blocks import blocks_to_dicts, section
+from ganops.bot.blocks.runs import approval_buttons
+from ganops.bot.local.shell import TrackingExecutor
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.ports import Approval, PipelineLauncher
+from ganops.bot.runs.record import RunBook
+from ganops.bot.services import Services
+from ganops.bot.settings import Secret, Settings
+from ganops.bot.store import Store
+from ganops.bot.transports import HttpTransport
 from tests.fakes.approvals import RecordingDeployer
 
 SECRET, TOKEN, CHANNEL = "test-signing-secret", "xoxb-test", "C_OPS"

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from slack_sdk import WebClient
 
-from bot.approvals.book import ApprovalBook
-from bot.approvals.jobs import approval_tick, show_decision
-from bot.blocks import blocks_to_dicts, section
-from bot.blocks.approvals import approval_line, audit_line, decided_card, deploy_result_text
-from bot.blocks.runs import approval_buttons
-from bot.local.slack import LocalSlack
-from bot.ports import Approval, DeployResult
-from bot.store import Store
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.approvals.jobs import approval_tick, show_decision
+from ganops.bot.blocks import blocks_to_dicts, section
+from ganops.bot.blocks.approvals import approval_line, audit_line, decided_card, deploy_result_text
+from ganops.bot.blocks.runs import approval_buttons
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.ports import Approval, DeployResult
+from ganops.bot.store import Store
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
 
 TOKEN, CHANNEL, ALICE, BOB, CAROL = "xoxb-t", "C_OPS", "U_ALICE", "U_BOB", "U_CAROL"

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from slack_sdk import WebClient
 
-from bot.approvals.book import ApprovalBook
-from bot.approvals.reconcile import Champion, LastDeploy, ModelState, plan
-from bot.approvals.recover import Reconciler, slack_notifier
-from bot.local.slack import LocalSlack
-from bot.ports import Approval, Served
-from bot.store import Store
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.approvals.reconcile import Champion, LastDeploy, ModelState, plan
+from ganops.bot.approvals.recover import Reconciler, slack_notifier
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.ports import Approval, Served
+from ganops.bot.store import Store
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
 
 TOKEN, CHANNEL, ALICE, BOB = "xoxb-t", "C_OPS", "U_ALICE", "U_BOB"

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.approvals.book import ApprovalBook
-from bot.approvals.recover import Reconciler
-from bot.ports import Served
-from bot.store import Store
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.approvals.recover import Reconciler
+from ganops.bot.ports import Served
+from ganops.bot.store import Store
 from tests.bot.approvals.test_reconcile import BOB, killed_mid_rollout
 from tests.fakes.approvals import MemoryRegistry
 from tests.pipeline.deploy import test_kubernetes as kube

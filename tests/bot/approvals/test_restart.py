@@ -23,11 +23,11 @@ import pytest
 import requests
 from slack_sdk import WebClient
 
-from bot.approvals.book import ApprovalBook
-from bot.local.slack import LocalSlack
-from bot.ports import Approval
-from bot.store import Store
-from pipeline.deploy.local import STARTING, LocalDeployer
+from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.ports import Approval
+from ganops.bot.store import Store
+from ganops.pipeline.deploy.local import STARTING, LocalDeployer
 from tests.bot.approvals.test_http import click_payload
 from tests.bot.approvals.test_jobs import CHANNEL, posted
 from tests.fakes.approvals import FileRegistry

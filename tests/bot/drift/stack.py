@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.synthetic import DriftKnobs, apply_knobs
+from ganops.model.synthetic import DriftKnobs, apply_knobs
 from tests.fakes.prometheus import (
     RULES,
     PrometheusServer,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.blocks.alarms import alarm_card, moved_features
-from bot.drift.watch import AlarmBook
-from bot.ports import DriftAlert
-from bot.store import Store
+from ganops.bot.blocks.alarms import alarm_card, moved_features
+from ganops.bot.drift.watch import AlarmBook
+from ganops.bot.ports import DriftAlert
+from ganops.bot.store import Store
 
 
 class Clock:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.drift.alarms import AlarmBook
-from bot.local.demo import DemoConfig, DemoStages, start_session
-from bot.local.drift_loop import DriftLoop
+from ganops.bot.drift.alarms import AlarmBook
+from ganops.bot.local.demo import DemoConfig, DemoStages, start_session
+from ganops.bot.local.drift_loop import DriftLoop
 from tests.fakes.prometheus import prometheus_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import requests
 
-from bot.adapters.prometheus import PrometheusMetrics
-from bot.drift.watch import AlarmBook
-from bot.ports import DriftAlert
-from bot.scheduler import Jobs, build_jobs
-from bot.services import Services
-from bot.settings import Settings
+from ganops.bot.adapters.prometheus import PrometheusMetrics
+from ganops.bot.drift.watch import AlarmBook
+from ganops.bot.ports import DriftAlert
+from ganops.bot.scheduler import Jobs, build_jobs
+from ganops.bot.services import Services
+from ganops.bot.settings import Settings
 from tests.bot.drift.stack import (
     FOR_S,
     MODEL,

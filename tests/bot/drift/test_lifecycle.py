@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from slack_sdk import WebClient
 
-from bot.drift.lifecycle import Deployed, EpisodeCloser
-from bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher
-from bot.local.slack import LocalSlack
-from bot.runs.record import RunBook, RunRow
-from bot.store import Store
+from ganops.bot.drift.lifecycle import Deployed, EpisodeCloser
+from ganops.bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.runs.record import RunBook, RunRow
+from ganops.bot.store import Store
 from tests.bot.drift.stack import action_ids, card_text
 from tests.bot.drift.test_watch import CHANNEL, PROM_URL, TOKEN, Clock, Metrics, alert
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.drift.plots import BEFORE_S, drift_score_plot, score_figure
+from ganops.bot.drift.plots import BEFORE_S, drift_score_plot, score_figure
 
 NOW = 1_700_000_000.0
 

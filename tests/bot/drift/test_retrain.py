@@ -12,10 +12,10 @@ from typing import cast
 import numpy as np
 import pytest
 
-from bot.drift.watch import AlarmBook, render_card
-from bot.ports import DriftAlert
-from model.serving.capture import CaptureConfig, CaptureSink
-from pipeline.captured import load_specs
+from ganops.bot.drift.watch import AlarmBook, render_card
+from ganops.bot.ports import DriftAlert
+from ganops.model.serving.capture import CaptureConfig, CaptureSink
+from ganops.pipeline.captured import load_specs
 from tests.fakes.approvals import MemoryRegistry
 from tests.fakes.launcher import ScriptedLauncher
 from tests.fakes.slack import CAROL as APPROVER  # Retrain now is for approvers (bot.policy)

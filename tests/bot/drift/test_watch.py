@@ -17,12 +17,12 @@ from typing import Any, cast
 import pytest
 from slack_sdk import WebClient
 
-from bot.drift.retrain import retrain_params
-from bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher, render_card
-from bot.local.slack import LocalSlack
-from bot.ports import DriftAlert, UpstreamError
-from bot.runs.start import start_run
-from bot.store import Store
+from ganops.bot.drift.retrain import retrain_params
+from ganops.bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher, render_card
+from ganops.bot.local.slack import LocalSlack
+from ganops.bot.ports import DriftAlert, UpstreamError
+from ganops.bot.runs.start import start_run
+from ganops.bot.store import Store
 from tests.bot.drift.stack import action_ids, card_text
 from tests.fakes.approvals import MemoryRegistry
 from tests.fakes.launcher import ScriptedLauncher

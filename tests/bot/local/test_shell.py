@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.local.shell import Shell, user_id
-from bot.settings import load_settings
-from pipeline.ports import RunStatus
+from ganops.bot.local.shell import Shell, user_id
+from ganops.bot.settings import load_settings
+from ganops.pipeline.ports import RunStatus
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
 from tests.fakes.launcher import ScriptedLauncher, finished
 from tests.fakes.slack import make_services
@@ -41,7 +41,7 @@ def test_ganops_bot_with_piped_stdin_is_a_scriptable_chat(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "GANOPS_"))}
     env |= {"GANOPS_STATE_DIR": str(tmp_path / "state"), "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "bot", "--user", "alice"],
+        [sys.executable, "-m", "ganops.bot.cli", "bot", "--user", "alice"],
         input=script,
         env=env,
         cwd=tmp_path,

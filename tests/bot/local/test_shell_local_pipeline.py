@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.adapters.registry import MlflowRegistry
-from bot.runs.record import RunBook
-from bot.store import Store
+from ganops.bot.adapters.registry import MlflowRegistry
+from ganops.bot.runs.record import RunBook
+from ganops.bot.store import Store
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
@@ -28,7 +28,7 @@ def test_retrain_in_the_shell_runs_the_pipeline_and_shows_the_card(tmp_path: Pat
             "PYTHONPATH": str(REPO)}  # fmt: skip
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "bot"],
+        [sys.executable, "-m", "ganops.bot.cli", "bot"],
         input=script,
         env=env,
         cwd=tmp_path,

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.ports import ModelVersionInfo
-from bot.runs.data_watch import DataOffers, DataWatcher
-from bot.services import Services
-from bot.settings import Settings
+from ganops.bot.ports import ModelVersionInfo
+from ganops.bot.runs.data_watch import DataOffers, DataWatcher
+from ganops.bot.services import Services
+from ganops.bot.settings import Settings
 from tests.fakes.approvals import MemoryRegistry
 from tests.fakes.launcher import ScriptedLauncher
 from tests.fakes.slack import ALICE, CAROL, CHANNEL, Bot, eventually, make_services, start_bot

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.adapters.prometheus import PrometheusMetrics
-from bot.runs.start import POST_EVENT
-from bot.runs.watch import ChannelLimiter
-from bot.scheduler import build_jobs
+from ganops.bot.adapters.prometheus import PrometheusMetrics
+from ganops.bot.runs.start import POST_EVENT
+from ganops.bot.runs.watch import ChannelLimiter
+from ganops.bot.scheduler import build_jobs
 from tests.fakes.approvals import MemoryRegistry
 from tests.fakes.launcher import ScriptedLauncher, finished
 from tests.fakes.mlflow_store import register_challenger
@@ -197,7 +197,7 @@ def test_watching_resumes_after_a_restart_and_posts_the_card_once(
     run_id, ts = start_run(bot)
     # a new bot process on the same state dir: new services, new watcher, same store
     restarted = make_services(bot.settings, launcher)
-    from bot.runs.watch import RunWatcher
+    from ganops.bot.runs.watch import RunWatcher
 
     watcher = RunWatcher(restarted, bot.settings.state_dir / "files", ChannelLimiter(0.0))
     launcher.move(run_id, state="running", current_step="train", steps_done=2)

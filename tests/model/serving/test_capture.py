@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.errors import UsageError
-from model.serving.capture import (
+from ganops.model.errors import UsageError
+from ganops.model.serving.capture import (
     CaptureConfig,
     CaptureSink,
     list_captured,
@@ -18,7 +18,7 @@ from model.serving.capture import (
     prune,
     read_captured,
 )
-from model.serving.server import ServeConfig, load_predictor, make_server, parse_args
+from ganops.model.serving.server import ServeConfig, load_predictor, make_server, parse_args
 from tests.fakes.serving import make_bundle, png_bytes, post, scenes
 from tests.fakes.slack import eventually
 

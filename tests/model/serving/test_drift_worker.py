@@ -6,9 +6,9 @@ import threading
 
 import numpy as np
 
-from model.drift import fit_reference
-from model.serving.drift_monitor import DriftMonitor
-from model.serving.drift_worker import DriftWorker
+from ganops.model.drift import fit_reference
+from ganops.model.serving.drift_monitor import DriftMonitor
+from ganops.model.serving.drift_worker import DriftWorker
 from tests.fakes.serving import scenes
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from prometheus_api_client import PrometheusConnect
 
-from model.data import DriftKnobs, apply_knobs
+from ganops.model.data import DriftKnobs, apply_knobs
 from tests.fakes.prometheus import RULES, PrometheusServer, rules_with_for
 from tests.fakes.serving import ServerProcess, make_bundle, scenes, start_server, stylize_batch
 

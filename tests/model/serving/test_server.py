@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from model.bundle import load_bundle
-from model.serving.http import ServerState
-from model.serving.server import ServeConfig, load_predictor, make_server
+from ganops.model.bundle import load_bundle
+from ganops.model.serving.http import ServerState
+from ganops.model.serving.server import ServeConfig, load_predictor, make_server
 from tests.fakes.serving import get, make_bundle, png_bytes, post, scenes, start_server
 
 MAX_BYTES = 60_000
@@ -279,8 +279,8 @@ def test_cli_exits_1_with_one_line_when_the_model_cannot_load(tmp_path: Path) ->
 def test_a_bundle_without_reference_serves_without_drift_gauges(
     tmp_path: Path, bundle: Path
 ) -> None:
-    from model.bundle import save_bundle
-    from model.serving.predictor import Predictor
+    from ganops.model.bundle import save_bundle
+    from ganops.model.serving.predictor import Predictor
 
     source = load_bundle(bundle)
     plain = save_bundle(tmp_path / "without", source.generator, source.net, {"version": "2"})

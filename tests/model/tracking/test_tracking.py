@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from model.bundle import BundleError, load_bundle, save_bundle
-from model.config import preset
-from model.networks import build_generator
-from model.tracking import (
+from ganops.model.bundle import BundleError, load_bundle, save_bundle
+from ganops.model.config import preset
+from ganops.model.networks import build_generator
+from ganops.model.tracking import (
     NullTracker,
     RecordingTracker,
     Tracker,
@@ -64,7 +64,7 @@ def test_mlflow_run_holds_everything_and_the_registered_model_loads(
 ) -> None:
     from mlflow import MlflowClient
 
-    from model.tracking import MlflowTracker
+    from ganops.model.tracking import MlflowTracker
 
     tracker = MlflowTracker(store, "ganops-test")
     typed: Tracker = tracker  # MlflowTracker satisfies the protocol (checked by mypy)
@@ -114,7 +114,7 @@ def test_mlflow_run_holds_everything_and_the_registered_model_loads(
 def test_mlflow_failures_resume_and_misuse(store: str) -> None:
     from mlflow import MlflowClient
 
-    from model.tracking import MlflowTracker
+    from ganops.model.tracking import MlflowTracker
 
     tracker = MlflowTracker(store, "ganops-test")
     with pytest.raises(TrackingError, match="no active MLflow run"):

@@ -19,9 +19,14 @@ import kmock
 import pytest
 from kubernetes import client
 
-from pipeline.deploy import KubeTarget
-from pipeline.deploy.kubernetes import ANN_PREVIOUS, ANN_VERSION, KubernetesDeployer, rollout_state
-from pipeline.ports import DeployError, Served
+from ganops.pipeline.deploy import KubeTarget
+from ganops.pipeline.deploy.kubernetes import (
+    ANN_PREVIOUS,
+    ANN_VERSION,
+    KubernetesDeployer,
+    rollout_state,
+)
+from ganops.pipeline.ports import DeployError, Served
 from tests.fakes.kmock_loop import close_emulator, open_emulator, serve_kmock
 from tests.fakes.slack import eventually
 

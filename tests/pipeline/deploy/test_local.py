@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.deploy import make_deployer
-from pipeline.deploy.local import STARTING, LocalDeployer, default_server_cmd
-from pipeline.ports import Served
+from ganops.pipeline.deploy import make_deployer
+from ganops.pipeline.deploy.local import STARTING, LocalDeployer, default_server_cmd
+from ganops.pipeline.ports import Served
 from tests.fakes.slack import eventually
 
 pytestmark = pytest.mark.slow  # starts real server processes
@@ -78,7 +78,7 @@ def served_model(port: int) -> str:
 def test_default_command_is_ganops_serve() -> None:
     cmd = default_server_cmd()
     assert cmd[-5:] == ["serve", "--model-uri", "{model_uri}", "--port", "{port}"]
-    assert cmd[0].endswith("ganops") or cmd[1:3] == ["-m", "bot.cli"]
+    assert cmd[0].endswith("ganops") or cmd[1:3] == ["-m", "ganops.bot.cli"]
 
 
 def test_factory_without_kube_is_local(tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ def test_a_server_left_starting_by_a_killed_deployer_is_stopped_by_the_next_depl
 ) -> None:
     assert deployer.deploy("cut", "1", "models:/ganops-cut/1").ok
     script = (
-        "import sys; from pathlib import Path; from pipeline.deploy.local import LocalDeployer; "
+        "import sys; from pathlib import Path; from ganops.pipeline.deploy.local import LocalDeployer; "
         "LocalDeployer(Path(sys.argv[1]), server_cmd=sys.argv[2:], ready_timeout_s=600)"
         ".deploy('cut', '2', 'models:/ganops-cut/2-broken')"
     )

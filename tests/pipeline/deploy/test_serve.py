@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.deploy.local import LocalDeployer
+from ganops.pipeline.deploy.local import LocalDeployer
 from tests.fakes.serving import get, make_bundle, png_bytes, post
 
 pytestmark = pytest.mark.slow  # real model servers (torch) as processes

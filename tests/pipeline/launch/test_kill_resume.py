@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from model.checkpoint import load_checkpoint
-from pipeline import procs
-from pipeline.launch.local import LocalLauncher
-from pipeline.ports import RunParams, RunStatus
+from ganops.model.checkpoint import load_checkpoint
+from ganops.pipeline import procs
+from ganops.pipeline.launch.local import LocalLauncher
+from ganops.pipeline.ports import RunParams, RunStatus
 
 pytestmark = pytest.mark.slow
 

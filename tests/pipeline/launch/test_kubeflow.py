@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.launch import make_launcher
-from pipeline.launch.kubeflow import KubeflowLauncher
-from pipeline.ports import (
+from ganops.pipeline.launch import make_launcher
+from ganops.pipeline.launch.kubeflow import KubeflowLauncher
+from ganops.pipeline.ports import (
     PIPELINE_STEPS,
     ConcurrentRunError,
     InvalidParamsError,
@@ -189,7 +189,7 @@ def test_unreachable_server_is_an_upstream_error(tmp_path: Path) -> None:
 def test_multi_user_kubeflow_gets_the_namespace_the_token_and_public_links(
     tmp_path: Path, kfp: tuple[str, FakeKfp]
 ) -> None:
-    from pipeline.launch.kfp_client import KfpAccess
+    from ganops.pipeline.launch.kfp_client import KfpAccess
 
     host, fake = kfp
     token = tmp_path / "token"

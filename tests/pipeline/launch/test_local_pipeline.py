@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline import procs
-from pipeline.cli import main as cli_main
-from pipeline.launch.local import LocalLauncher
-from pipeline.ports import ConcurrentRunError, RunParams, RunStatus
+from ganops.pipeline import procs
+from ganops.pipeline.cli import main as cli_main
+from ganops.pipeline.launch.local import LocalLauncher
+from ganops.pipeline.ports import ConcurrentRunError, RunParams, RunStatus
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def bad_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model.data import make_synthetic
+    from ganops.model.data import make_synthetic
 
     root = make_synthetic(tmp_path_factory.mktemp("bad") / "set", n_train=8, n_test=2)
     (root / "trainA" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
@@ -153,7 +153,7 @@ def test_same_request_id_from_other_processes_gives_the_same_run(
     runs: dict[str, RunStatus], state: Path
 ) -> None:
     code = (
-        "import sys; from pathlib import Path; from pipeline.launch.local import LocalLauncher; "
+        "import sys; from pathlib import Path; from ganops.pipeline.launch.local import LocalLauncher; "
         "from pipeline.ports import RunParams; "
         "l = LocalLauncher(Path(sys.argv[1]), sys.argv[2], 'x'); "
         "r = l.launch(RunParams(steps=10, synthetic_n=8, batch_size=2, image_size=32), 'good'); "
@@ -206,7 +206,7 @@ def test_evaluate_compares_against_the_champion_on_the_same_inputs(
     both see the same fixed inputs, so the scores tie and the bar is not beaten."""
     from mlflow import MlflowClient
 
-    from pipeline.steps.evaluate import run_evaluate_step
+    from ganops.pipeline.steps.evaluate import run_evaluate_step
 
     st = runs["good"]
     assert st.result is not None
@@ -237,7 +237,7 @@ def test_evaluate_compares_against_the_champion_on_the_same_inputs(
 def test_the_registered_version_carries_its_drift_reference(
     runs: dict[str, RunStatus], state: Path
 ) -> None:
-    from model.bundle import load_bundle
+    from ganops.model.bundle import load_bundle
 
     st = runs["good"]
     assert st.result is not None

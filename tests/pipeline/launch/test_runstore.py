@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import Store
-from pipeline.launch.runstore import RunRow, RunStore, claim_request
-from pipeline.ports import ConcurrentRunError, InvalidParamsError, RunParams
+from ganops.bot.store import Store
+from ganops.pipeline.launch.runstore import RunRow, RunStore, claim_request
+from ganops.pipeline.ports import ConcurrentRunError, InvalidParamsError, RunParams
 
 
 def _claim(

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.launch.local import LocalLauncher
-from pipeline.ports import RunParams, RunStatus
+from ganops.pipeline.launch.local import LocalLauncher
+from ganops.pipeline.ports import RunParams, RunStatus
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """moto's S3 server with a good and a corrupt data set; yields an s3fs filesystem."""
     from moto.server import ThreadedMotoServer
 
-    from model.data import make_synthetic
+    from ganops.model.data import make_synthetic
 
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -104,7 +104,7 @@ def test_s3_data_trains_registers_and_records_its_snapshot(runs: dict[str, Any])
 def test_checkpoints_and_the_mlflow_run_id_land_under_the_artifact_uri(
     runs: dict[str, Any], s3: Any
 ) -> None:
-    from model.checkpoint import load_checkpoint
+    from ganops.model.checkpoint import load_checkpoint
 
     key = f"{CKPT}/runs/s3-good"
     local = Path(s3.ls(f"{key}/checkpoints")[0]).name
