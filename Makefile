@@ -7,8 +7,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.ganops-installed
 export TMPDIR ?= /tmp
+TEST_WORKERS ?= 2
 
-.PHONY: setup prometheus demo test test-fast lint bench clean images constraints
+.PHONY: setup prometheus demo test test-all test-fast lint bench clean images constraints
 
 REGISTRY ?= ghcr.io/example
 TAG ?= $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
@@ -16,7 +17,7 @@ TAG ?= $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# pip (not uv/poetry): torch and torchvision come from the wheels on local disk.
+	# pip, so torch and torchvision come from whatever index or wheel store pip is configured with.
 	$(PIP) install -q -e '.[all]'
 	@touch $(STAMP)
 
@@ -28,12 +29,18 @@ prometheus:
 demo: setup prometheus
 	$(VENV)/bin/ganops demo $(DEMO_ARGS)
 
+# Lint, then every test but the end-to-end demo, on both cores (pytest-xdist; each test's
+# servers and folders are its own). The ten slowest are listed at the end.
 test: setup prometheus lint
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not e2e" --durations=10 $(PYTEST_ARGS)
 
-# Unit and contract tests only: no training runs, pipelines or external processes.
+# `make test`, then what truly needs minutes: the shortened demo end to end. CI runs this.
+test-all: test
+	$(PY) -m pytest -q -m e2e $(PYTEST_ARGS)
+
+# Unit and contract tests only: no training runs, pipelines or external processes (< 1 min).
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow and not e2e" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
