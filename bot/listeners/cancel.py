@@ -15,11 +15,12 @@ from ganops.bot.blocks.ops import upstream_text
 from ganops.bot.blocks.runs import CANCEL_ACTION
 from ganops.bot.errors import UpstreamError, guarded
 from ganops.bot.listeners.context import policy_of, services_of
+from ganops.bot.listeners.gated import gated
 from ganops.bot.runs.cancel import cancel_run
 
 
 def register(app: App) -> None:
-    app.action(CANCEL_ACTION)(ack=_ack, lazy=[cancel_clicked])
+    gated(app, f"button:{CANCEL_ACTION}")(ack=_ack, lazy=[cancel_clicked])
 
 
 def _ack(ack: Ack) -> None:

@@ -33,6 +33,7 @@ from ganops.bot.blocks.ops import (
 )
 from ganops.bot.errors import UpstreamError, UsageError, guarded
 from ganops.bot.listeners.context import policy_of, services_of, settings_of
+from ganops.bot.listeners.gated import gated
 from ganops.bot.parsing import GANOPS_USAGE, GanopsCommand, parse_count, parse_ganops
 from ganops.bot.policy import Policy, audit_refusal
 from ganops.bot.runs.cancel import cancel_run
@@ -47,7 +48,8 @@ _IN_ACK = {"help", "approvers"}
 
 
 def register(app: App) -> None:
-    app.command("/ganops")(ack=ack_ganops, lazy=[answer_ganops])
+    # Each sub-command's action: bot.gate.GANOPS_ACTIONS (rollback is refused by the gate).
+    gated(app, "slash:/ganops")(ack=ack_ganops, lazy=[answer_ganops])
 
 
 def ack_ganops(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:

@@ -1,5 +1,5 @@
 """The policy module: who may do what, the bounds on /retrain, the data allowlist, the
-settings that feed it, the audit path column and the README's table."""
+settings that feed it, the audit path column and the Security table in docs/security.md."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from ganops.bot.errors import ConfigError
-from ganops.bot.policy import WHO, Bounds, Policy, audit_refusal, bounds_crossed, data_outside
+from ganops.bot.gate import END, START, security_rows, security_table, with_table
+from ganops.bot.policy import RULES, Bounds, Policy, audit_refusal, bounds_crossed, data_outside
 from ganops.bot.settings import load_settings
 from ganops.bot.store import Store
 from ganops.pipeline.ports import RunParams
 
 APPROVER, MEMBER = "U_CAROL", "U_ALICE"
-README = Path(__file__).resolve().parents[2] / "README.md"
+SECURITY_DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
 def policy(bounds: Bounds | None = None) -> Policy:
@@ -188,9 +189,22 @@ def test_a_version_1_audit_log_gains_the_path_column(tmp_path: Path) -> None:
     Store(tmp_path)  # a second start does not migrate again
 
 
-def test_the_readme_states_the_policy_table() -> None:
-    """The README's Security table is the policy's `WHO`, row for row."""
-    text = README.read_text()
-    section = text[text.index("## Security") :]
-    for action, who in WHO.items():
-        assert f"| {action} | {who} |" in section
+def test_docs_security_holds_the_table_enforcement_reads() -> None:
+    """docs/security.md's table is `security_table()`, rendered from ENTRY_POINTS and RULES
+    (the tables the gate reads); stale, this fails: `python -m ganops.bot.gate --write-docs`."""
+    text = SECURITY_DOC.read_text()
+    assert text == with_table(text), "stale: run python -m ganops.bot.gate --write-docs"
+    table = text[text.index(START) + len(START) : text.index(END)]
+    for action, rule in RULES.items():
+        if any(a == action for _, _, a, _ in security_rows()):
+            assert f"| `{action}` | {rule.who.replace('|', chr(92) + '|')} |" in table
+    assert table.strip() == security_table()
+
+
+def test_a_changed_rule_makes_the_docs_stale() -> None:
+    """The staleness check can fail: a table rendered from another rule differs."""
+    text = SECURITY_DOC.read_text()
+    other = security_table().replace(RULES["rollback"].who, "anyone at all", 1)
+    assert with_table(text, other) != text
+    with pytest.raises(ValueError, match="markers"):
+        with_table("no markers here")
