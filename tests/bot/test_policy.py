@@ -137,6 +137,27 @@ def test_bounds_settings_and_defaults() -> None:
     assert (s.max_gpus, s.max_steps, s.run_timeout_s) == (4, 500, 5400)
     assert s.data_allow == ("s3://team-bucket/", "/mnt/data/")
     assert Bounds.of(s) == Bounds(4, 500, ("s3://team-bucket/", "/mnt/data/"), 30)
+    assert load_settings({}).max_nodes == 1
+    assert Bounds.of(load_settings({"GANOPS_MAX_NODES": "4"})).max_nodes == 4
+
+
+def test_gpus_count_per_node_and_nodes_have_their_own_bound() -> None:
+    bounds = Bounds(max_gpus=4, max_nodes=2)
+    assert bounds_crossed(RunParams(gpus=2, nodes=2), bounds) == []
+    [(bound, why)] = bounds_crossed(RunParams(gpus=4, nodes=2), bounds)
+    assert (bound, why) == ("GANOPS_MAX_GPUS", "gpus=4 × nodes=2 = 8 GPUs is over GANOPS_MAX_GPUS=4")
+    [(bound, why)] = bounds_crossed(RunParams(gpus=0, nodes=3), bounds)
+    assert (bound, why) == ("GANOPS_MAX_NODES", "nodes=3 is over GANOPS_MAX_NODES=2")
+    # the form shows a GPU total on `nodes` when `gpus` alone is within the bound
+    assert policy(bounds).may_retrain(RunParams(gpus=2, nodes=3), MEMBER).key == "nodes"
+    assert policy(bounds).may_retrain(RunParams(gpus=5), MEMBER).key == "gpus"
+
+
+def test_ganops_channel_may_list_channels() -> None:
+    s = load_settings({"GANOPS_CHANNEL": "C1, C2"})
+    assert (s.channel, s.channels) == ("C1", ("C1", "C2"))
+    shell = load_settings({})  # the shell adapter: its one channel
+    assert shell.channels == (shell.channel,)
 
 
 @pytest.mark.parametrize(
@@ -147,6 +168,10 @@ def test_bounds_settings_and_defaults() -> None:
         ({"GANOPS_RUN_TIMEOUT": "soon"}, "GANOPS_RUN_TIMEOUT='soon' is not a duration"),
         ({"GANOPS_DATA_ALLOW": "https://"}, "'https://' is not a data prefix"),
         ({"GANOPS_DATA_ALLOW": "data/"}, "a folder prefix must be absolute"),
+        ({"GANOPS_MAX_NODES": "0"}, "GANOPS_MAX_NODES=0 must be from 1 to 64"),
+        ({"GANOPS_MAX_NODES": "65"}, "GANOPS_MAX_NODES=65 must be from 1 to 64"),
+        ({"GANOPS_CHANNEL": "C1,,C2"}, "GANOPS_CHANNEL='C1,,C2' is not a channel id"),
+        ({"GANOPS_GROUP_TTL": "never"}, "GANOPS_GROUP_TTL='never' is not a duration"),
     ],
 )
 def test_bad_bounds_stop_start_up(env: dict[str, str], problem: str) -> None:
