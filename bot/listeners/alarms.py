@@ -17,10 +17,10 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from ganops.bot.blocks.alarms import alarm_thread_note, retrain_data_text
-from ganops.bot.blocks.ops import concurrent_text, upstream_text
+from ganops.bot.blocks.ops import concurrent_text, upstream_text, usage_text
 from ganops.bot.drift.retrain import plan_retrain
 from ganops.bot.drift.watch import AlarmBook, render_card
-from ganops.bot.errors import ConcurrentRunError, UpstreamError, guarded
+from ganops.bot.errors import ConcurrentRunError, InvalidParamsError, UpstreamError, guarded
 from ganops.bot.listeners.context import services_of, settings_of
 from ganops.bot.listeners.gated import gated
 from ganops.bot.runs.start import start_run
@@ -87,6 +87,9 @@ def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -
         return
     except UpstreamError as exc:
         _ephemeral(client, channel, user, upstream_text("start the retrain", str(exc)))
+        return
+    except InvalidParamsError as exc:  # the champion's recipe this launcher cannot run
+        _ephemeral(client, channel, user, usage_text(str(exc)))
         return
     # Also when the run already existed: a bot that died between starting the run and
     # recording it on the alarm catches up on the next click.

@@ -14,9 +14,9 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from ganops.bot.blocks.data_watch import DATA_DISMISS, DATA_RETRAIN, offer_card, offer_text
-from ganops.bot.blocks.ops import concurrent_text, upstream_text
+from ganops.bot.blocks.ops import concurrent_text, upstream_text, usage_text
 from ganops.bot.drift.retrain import retrain_params
-from ganops.bot.errors import ConcurrentRunError, UpstreamError, guarded
+from ganops.bot.errors import ConcurrentRunError, InvalidParamsError, UpstreamError, guarded
 from ganops.bot.listeners.context import services_of, settings_of
 from ganops.bot.listeners.gated import gated
 from ganops.bot.runs.data_watch import DataOffers
@@ -55,12 +55,13 @@ def retrain(body: dict[str, Any], client: WebClient, context: BoltContext) -> No
             services, params, offer_id, requested_by=user, channel=channel, thread_ts=ts,
             source="data-watch", path="button",
         )  # fmt: skip
-    except (ConcurrentRunError, UpstreamError) as exc:
-        text = (
-            concurrent_text(exc.model, exc.run_id)
-            if isinstance(exc, ConcurrentRunError)
-            else upstream_text("start the retrain", str(exc))
-        )
+    except (ConcurrentRunError, UpstreamError, InvalidParamsError) as exc:
+        if isinstance(exc, ConcurrentRunError):
+            text = concurrent_text(exc.model, exc.run_id)
+        elif isinstance(exc, InvalidParamsError):  # the recipe this launcher cannot run
+            text = usage_text(str(exc))
+        else:
+            text = upstream_text("start the retrain", str(exc))
         client.chat_postEphemeral(channel=channel, user=user, text=text)
         return
     if offers.act(offer_id, user, "retraining", outcome.run_id):

@@ -61,10 +61,15 @@ def audit(bot: Bot, actor: str) -> list[tuple[str, str, str | None, Any]]:
 def undeclared_listeners(app: App) -> list[str]:
     """Every registered Bolt listener without the gate's middleware, by its ack function."""
     return [
-        f"{listener.ack_function.__module__}.{listener.ack_function.__qualname__}"
+        f"{_name(listener.ack_function)} (lazy: {', '.join(map(_name, listener.lazy_functions))})"
         for listener in app._listeners
         if gate_middleware(listener) is None
     ]
+
+
+def _name(func: Any) -> str:
+    func = getattr(func, "__wrapped__", func)  # errors.guarded wraps lazy listeners
+    return f"{func.__module__}.{func.__qualname__}"
 
 
 def test_every_bolt_listener_is_registered_with_its_declared_action(bot: Bot) -> None:
@@ -86,7 +91,7 @@ def test_the_registry_test_catches_a_listener_added_without_an_action(bot: Bot) 
 
     bot.app.action("sneaky_button")(sneaky)
     [found] = undeclared_listeners(bot.app)
-    assert found.endswith(".<locals>.sneaky")
+    assert found.endswith(".<locals>.sneaky (lazy: )")
     bot.app._listeners.pop()
 
 

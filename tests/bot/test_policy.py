@@ -145,7 +145,10 @@ def test_gpus_count_per_node_and_nodes_have_their_own_bound() -> None:
     bounds = Bounds(max_gpus=4, max_nodes=2)
     assert bounds_crossed(RunParams(gpus=2, nodes=2), bounds) == []
     [(bound, why)] = bounds_crossed(RunParams(gpus=4, nodes=2), bounds)
-    assert (bound, why) == ("GANOPS_MAX_GPUS", "gpus=4 × nodes=2 = 8 GPUs is over GANOPS_MAX_GPUS=4")
+    assert (bound, why) == (
+        "GANOPS_MAX_GPUS",
+        "gpus=4 × nodes=2 = 8 GPUs is over GANOPS_MAX_GPUS=4",
+    )
     [(bound, why)] = bounds_crossed(RunParams(gpus=0, nodes=3), bounds)
     assert (bound, why) == ("GANOPS_MAX_NODES", "nodes=3 is over GANOPS_MAX_NODES=2")
     # the form shows a GPU total on `nodes` when `gpus` alone is within the bound
