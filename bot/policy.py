@@ -23,7 +23,7 @@ from ganops.pipeline.ports import RunParams
 log = logging.getLogger(__name__)
 
 # How an action reached the bot; recorded in every audit row it writes.
-AuditPath = Literal["button", "slash", "modal", "home", "event", "cli", "policy", "job"]
+AuditPath = Literal["button", "slash", "modal", "home", "cli", "policy", "job"]
 Action = Literal[
     "read",
     "retrain",
