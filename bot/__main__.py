@@ -120,6 +120,7 @@ def serve(
     from ganops.bot.transports import HttpTransport, run_socket_mode
 
     app = create_app(settings, services)
+    warm_groups(settings, services)
     jobs = build_jobs(settings, services)
     jobs.start()
     try:
@@ -134,6 +135,16 @@ def serve(
         jobs.shutdown(wait=False)
         drain_rollouts(services, settings.shutdown_grace_s)
     return 0
+
+
+def warm_groups(settings: Settings, services: Services) -> None:
+    """Fetch the approver groups' members now, in the background: the first ack that asks
+    whether someone is an approver then finds them cached (bot.groups)."""
+    from ganops.bot.groups import GroupCache
+
+    members = services.approvals.group_members if services.approvals else None
+    if isinstance(members, GroupCache):
+        members.warm(settings.approver_groups)
 
 
 def drain_rollouts(services: Services, grace_s: float) -> None:

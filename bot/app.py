@@ -17,7 +17,9 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
 from ganops.bot.errors import report_unexpected
+from ganops.bot.gate import Gate
 from ganops.bot.listeners import register_listeners
+from ganops.bot.listeners.context import make_policy
 from ganops.bot.metrics import METRICS
 from ganops.bot.services import Services, web_client
 from ganops.bot.settings import Settings
@@ -60,6 +62,16 @@ def create_app(
 ) -> App:
     """The Bolt app with every listener. `listener_executor` runs the lazy listeners (the
     shell adapter passes one that can tell when they are all done)."""
+    executor = listener_executor or ThreadPoolExecutor(
+        max_workers=8, thread_name_prefix="ganops-lazy"
+    )
+    # The one gate (bot.gate): every listener is registered behind it (bot.listeners.gated).
+    gate = Gate(
+        policy=make_policy(services, settings),
+        store=services.store,
+        channels=settings.channels,
+        defer=executor.submit,
+    )
     app = App(
         name="ganops",
         logger=log,
@@ -70,8 +82,7 @@ def create_app(
         # Ack functions run in the request's own thread and only parse: the ack never waits
         # behind lazy work in the executor (Bolt's default polls for it every 10 ms).
         process_before_response=True,
-        listener_executor=listener_executor
-        or ThreadPoolExecutor(max_workers=8, thread_name_prefix="ganops-lazy"),
+        listener_executor=executor,
     )
 
     @app.middleware
@@ -79,6 +90,7 @@ def create_app(
         # Listeners (ours and ganops.bot.listeners.approvals) find their ports here.
         context["services"] = services
         context["settings"] = settings
+        context["gate"] = gate
         next()
 
     # Metrics (bot.metrics): commands as they arrive, failed Web API calls (per-request clients

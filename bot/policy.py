@@ -3,8 +3,8 @@
 Facts in (who asks, for what, the bounds from settings), a `Verdict` out. Nothing here talks
 to Slack: whether a user is an approver is asked of an injected function (the approval book's,
 which also knows approver groups), and a failing lookup counts as "not an approver", never as
-yes. Callers answer a refusal ephemerally and audit it with `audit_refusal`; the README's
-Security table is `WHO`, and a test keeps the two the same.
+yes. `RULES` is the table enforcement reads: `Policy.may` dispatches on each rule's `check`,
+and `bot.gate` renders the Security table (docs/security.md) from it and its entry points.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from ganops.pipeline.ports import RunParams
 log = logging.getLogger(__name__)
 
 # How an action reached the bot; recorded in every audit row it writes.
-AuditPath = Literal["button", "slash", "modal", "cli", "policy", "job"]
+AuditPath = Literal["button", "slash", "modal", "home", "cli", "policy", "job"]
 Action = Literal[
+    "read",
     "retrain",
     "auto_deploy",
     "approve",
@@ -34,31 +35,71 @@ Action = Literal[
     "snooze",
     "ignore",
     "alarm_retrain",
+    "data_retrain",
+    "data_dismiss",
+    "operator",
+    "system",
 ]
+# How a rule is decided:
+#   anyone     - nothing to check (read-only answers)
+#   approver   - the actor alone decides it: the gate checks it before the listener runs
+#   bounds     - needs the request's parameters (`may_retrain`)
+#   requester  - needs the object's requester (cancel: the run's requester or an approver)
+#   decision   - `ApprovalBook.decide` (approver, not the requester, once per user)
+#   operator   - no Slack identity: whoever can run the process on the host or pod
+#   system     - the bot's own jobs, acting on decisions already taken
+Check = Literal["anyone", "approver", "bounds", "requester", "decision", "operator", "system"]
 
-# The policy table, as the README's Security section states it (action -> who).
-WHO: Mapping[str, str] = {
-    "`/retrain` within the bounds": "any channel member",
-    "`/retrain` past a bound (`GANOPS_MAX_GPUS`, `GANOPS_MAX_STEPS`, `GANOPS_MAX_EPOCHS`, "
-    "`GANOPS_DATA_ALLOW`)": "an approver",
-    "`/retrain auto_deploy=true` (counts as the requester's approval)": "an approver",
-    "Approve / Reject (button, `/ganops approve|reject`, CLI)": (
-        "an approver who did not request it (unless `GANOPS_ALLOW_SELF_APPROVAL`); "
-        "each user counts once"
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may do an action (`who`, as the Security table says it), how it is checked, and
+    what a refusal says."""
+
+    who: str
+    check: Check
+    refusal: str = ""
+
+
+_BOUNDS_TEXT = (
+    "`GANOPS_MAX_GPUS` for `gpus × nodes`, `GANOPS_MAX_NODES`, `GANOPS_MAX_STEPS`, "
+    "`GANOPS_MAX_EPOCHS`, `GANOPS_DATA_ALLOW`"
+)
+_DECIDER = (
+    "an approver who did not request it (unless `GANOPS_ALLOW_SELF_APPROVAL`); "
+    "each user counts once"
+)
+# The policy table: what enforcement reads, and what docs/security.md is rendered from.
+RULES: Mapping[Action, Rule] = {
+    "read": Rule("any channel member", "anyone"),
+    "retrain": Rule(
+        f"any channel member within the bounds ({_BOUNDS_TEXT}); past one, an approver",
+        "bounds",
     ),
-    "Rollback (`/ganops rollback`)": "an approver",
-    "Snooze, Ignore, Retrain now on a drift alarm": "an approver",
-    "Cancel a run (button, `/ganops cancel`)": "the run's requester or an approver",
-}
-
-_APPROVER_ONLY: Mapping[str, str] = {
-    "auto_deploy": "`auto_deploy=true` is for approvers only (it counts as your approval)",
-    "approve": "You are not an approver.",
-    "reject": "You are not an approver.",
-    "rollback": "Only approvers may roll back a model.",
-    "snooze": "Only approvers may snooze a drift alarm.",
-    "ignore": "Only approvers may ignore a drift alarm.",
-    "alarm_retrain": "Only approvers may retrain from a drift alarm.",
+    "auto_deploy": Rule(
+        "an approver (counts as the requester's approval)",
+        "approver",
+        "`auto_deploy=true` is for approvers only (it counts as your approval)",
+    ),
+    "approve": Rule(_DECIDER, "decision", "You are not an approver."),
+    "reject": Rule(_DECIDER, "decision", "You are not an approver."),
+    "rollback": Rule("an approver", "approver", "Only approvers may roll back a model."),
+    "cancel": Rule(
+        "the run's requester or an approver",
+        "requester",
+        "Only the run's requester or an approver may cancel it.",
+    ),
+    "snooze": Rule("an approver", "approver", "Only approvers may snooze a drift alarm."),
+    "ignore": Rule("an approver", "approver", "Only approvers may ignore a drift alarm."),
+    "alarm_retrain": Rule(
+        "an approver", "approver", "Only approvers may retrain from a drift alarm."
+    ),
+    "data_retrain": Rule("an approver", "approver", "Only approvers may act on new-data offers."),
+    "data_dismiss": Rule("an approver", "approver", "Only approvers may act on new-data offers."),
+    "operator": Rule(
+        "whoever may run the command on the host or pod (no Slack identity)", "operator"
+    ),
+    "system": Rule("the bot itself, carrying out decisions taken on the paths above", "system"),
 }
 
 
@@ -67,6 +108,7 @@ class Verdict:
     allowed: bool
     reason: str = ""
     bound: str | None = None  # the bound or key a refusal names (auto_deploy, GANOPS_MAX_GPUS…)
+    key: str | None = None  # the `/retrain` key that crossed it (the form shows the error there)
 
     @property
     def refused(self) -> bool:
@@ -84,12 +126,17 @@ class Bounds:
     max_steps: int = 20_000
     data_allow: tuple[str, ...] = ()
     max_epochs: int = 200  # steps win over epochs, so epochs-only runs need their own bound
+    max_nodes: int = 1
 
     @classmethod
     def of(cls, settings: Any) -> Bounds:
         """From `bot.settings.Settings` (typed loosely: this module imports no settings)."""
         return cls(
-            settings.max_gpus, settings.max_steps, tuple(settings.data_allow), settings.max_epochs
+            settings.max_gpus,
+            settings.max_steps,
+            tuple(settings.data_allow),
+            settings.max_epochs,
+            settings.max_nodes,
         )
 
 
@@ -108,36 +155,64 @@ class Policy:
             return False
 
     def may(self, action: Action, user: str, *, requester: str | None = None) -> Verdict:
-        """May `user` do `action`? `requester`: who started the run (for cancel)."""
-        if action == "cancel":
+        """May `user` do `action`? `requester`: who started the run (for cancel). The rule's
+        `check` decides; `bounds` needs the parameters (`may_retrain`), `decision` the approval
+        (`ApprovalBook.decide`), so asking those here is a programming error."""
+        rule = RULES[action]
+        if rule.check == "anyone":
+            return ALLOWED
+        if rule.check == "requester":
             if user == requester or self.approver(user):
                 return ALLOWED
-            return Verdict(
-                False, "Only the run's requester or an approver may cancel it.", "cancel"
-            )
-        if action in _APPROVER_ONLY:
+            return Verdict(False, rule.refusal, action)
+        if rule.check in ("approver", "decision"):
             if self.approver(user):
                 return ALLOWED
-            return Verdict(False, _APPROVER_ONLY[action], action)
-        raise ValueError(f"no rule for {action!r}")  # retrain goes through may_retrain
+            return Verdict(False, rule.refusal, action)
+        raise ValueError(f"{action!r} is not decided by the actor alone ({rule.check})")
 
     def may_retrain(self, params: RunParams, user: str) -> Verdict:
         """`/retrain`: auto_deploy and anything past a bound need an approver."""
         if params.auto_deploy and not self.approver(user):
-            return Verdict(False, _APPROVER_ONLY["auto_deploy"] + ".", "auto_deploy")
+            return Verdict(False, RULES["auto_deploy"].refusal + ".", "auto_deploy", "auto_deploy")
         crossed = bounds_crossed(params, self.bounds)
         if crossed and not self.approver(user):
             bound, why = crossed[0]
-            return Verdict(False, f"{why}; past a bound, an approver must ask for it.", bound)
+            reason = f"{why}; past a bound, an approver must run it."
+            return Verdict(False, reason, bound, _key_of(bound, params, self.bounds))
         return ALLOWED
+
+
+_BOUND_KEYS = {
+    "GANOPS_MAX_STEPS": "steps",
+    "GANOPS_MAX_EPOCHS": "epochs",
+    "GANOPS_MAX_NODES": "nodes",
+    "GANOPS_DATA_ALLOW": "data",
+}
+
+
+def _key_of(bound: str, params: RunParams, bounds: Bounds) -> str:
+    """The field a crossed bound is shown on: GPUs count `gpus × nodes`, so the total is
+    blamed on `nodes` only when `gpus` alone is within the bound."""
+    if bound == "GANOPS_MAX_GPUS":
+        return "gpus" if params.gpus > bounds.max_gpus else "nodes"
+    return _BOUND_KEYS[bound]
 
 
 def bounds_crossed(params: RunParams, bounds: Bounds) -> list[tuple[str, str]]:
     """(setting, why) for every bound the request goes past, in a fixed order."""
     crossed: list[tuple[str, str]] = []
-    if params.gpus > bounds.max_gpus:
-        why = f"gpus={params.gpus} is over GANOPS_MAX_GPUS={bounds.max_gpus}"
-        crossed.append(("GANOPS_MAX_GPUS", why))
+    total = params.gpus * params.nodes  # GPUs are per node
+    if total > bounds.max_gpus:
+        asked = (
+            f"gpus={params.gpus}"
+            if params.nodes == 1
+            else (f"gpus={params.gpus} × nodes={params.nodes} = {total} GPUs")
+        )
+        crossed.append(("GANOPS_MAX_GPUS", f"{asked} is over GANOPS_MAX_GPUS={bounds.max_gpus}"))
+    if params.nodes > bounds.max_nodes:
+        why = f"nodes={params.nodes} is over GANOPS_MAX_NODES={bounds.max_nodes}"
+        crossed.append(("GANOPS_MAX_NODES", why))
     if params.steps is not None and params.steps > bounds.max_steps:
         why = f"steps={params.steps} is over GANOPS_MAX_STEPS={bounds.max_steps}"
         crossed.append(("GANOPS_MAX_STEPS", why))

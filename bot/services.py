@@ -24,6 +24,7 @@ from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from ganops.bot.adapters.prometheus import PrometheusMetrics
 from ganops.bot.adapters.registry import MlflowRegistry
 from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.groups import GroupCache
 from ganops.bot.metrics import METRICS, SlackErrorCounter
 from ganops.bot.ports import Deployer, MetricsSource, ModelRegistry, PipelineLauncher
 from ganops.bot.runs.record import RunBook
@@ -108,7 +109,7 @@ def build_services(settings: Settings) -> Services:
         deployer,
         approvers=frozenset(settings.approvers),
         approver_groups=frozenset(settings.approver_groups),
-        group_members=group_members(slack),
+        group_members=GroupCache(group_members(slack), ttl_s=settings.group_ttl_s),
         allow_self=settings.allow_self_approval,
         required=settings.approvals_required,
         ttl_s=settings.approval_ttl_s,

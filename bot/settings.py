@@ -26,6 +26,7 @@ SHELL_CHANNEL = "C_GANOPS"  # the shell adapter's one channel, #ganops
 DEFAULT_MAX_GPUS = 1
 DEFAULT_MAX_STEPS = 20_000
 DEFAULT_MAX_EPOCHS = 200  # the full preset's own recipe
+DEFAULT_MAX_NODES = 1  # more than one node is a multi-node Kubeflow TrainJob: an approver's call
 DEFAULT_RUN_TIMEOUT_S = 6 * 3600.0
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
@@ -73,6 +74,9 @@ class Settings:
     signing_secret: Secret | None = None
     slack_api_url: str = DEFAULT_API_URL
     channel: str = SHELL_CHANNEL
+    # Where /retrain and /ganops answer (GANOPS_CHANNEL, comma-separated; the first is `channel`,
+    # where the bot posts on its own). Elsewhere they answer with a pointer to `channel`.
+    channels: tuple[str, ...] = (SHELL_CHANNEL,)
     approvers: tuple[str, ...] = ()
     approver_groups: tuple[str, ...] = ()
     kfp_host: str | None = None
@@ -100,6 +104,7 @@ class Settings:
     max_gpus: int = DEFAULT_MAX_GPUS
     max_steps: int = DEFAULT_MAX_STEPS
     max_epochs: int = DEFAULT_MAX_EPOCHS  # a run given epochs and no steps trains this long
+    max_nodes: int = DEFAULT_MAX_NODES
     run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S  # the run watcher cancels a run past it
     # `data=` prefixes anyone may use; `synthetic` always. Empty: only synthetic.
     data_allow: tuple[str, ...] = ()
@@ -117,6 +122,9 @@ class Settings:
     data_watch: str | None = None
     data_watch_interval_s: float = 3600.0
     data_watch_min: int = 100
+    # Approver user groups' members (usergroups.users.list) are cached this long, refreshed
+    # in the background so that no ack waits on Slack.
+    group_ttl_s: float = 300.0
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -145,6 +153,7 @@ def load_settings(
     signing = _secret(env, "SLACK_SIGNING_SECRET")
     transport = _transport(http, bot_token, app_token, signing)
     approvers, groups = _approvers(_get(env, "GANOPS_APPROVERS"))
+    channels = _channels(env, transport)
     return Settings(
         state_dir=state_dir,
         mlflow_uri=_get(env, "MLFLOW_TRACKING_URI")
@@ -153,7 +162,8 @@ def load_settings(
         app_token=app_token,
         signing_secret=signing,
         slack_api_url=_url(env, "SLACK_API_URL", DEFAULT_API_URL),
-        channel=_channel(env, transport),
+        channel=channels[0],
+        channels=channels,
         approvers=approvers,
         approver_groups=groups,
         kfp_host=_optional_url(env, "KFP_HOST"),
@@ -177,6 +187,7 @@ def load_settings(
         max_gpus=_count(env, "GANOPS_MAX_GPUS", DEFAULT_MAX_GPUS),
         max_steps=_count(env, "GANOPS_MAX_STEPS", DEFAULT_MAX_STEPS),
         max_epochs=_count(env, "GANOPS_MAX_EPOCHS", DEFAULT_MAX_EPOCHS),
+        max_nodes=_nodes(env),
         run_timeout_s=_duration(env, "GANOPS_RUN_TIMEOUT", "6h"),
         data_allow=_prefixes(env, "GANOPS_DATA_ALLOW"),
         cluster=load_cluster_settings(env),
@@ -188,6 +199,7 @@ def load_settings(
         data_watch=_get(env, "GANOPS_DATA_WATCH"),
         data_watch_interval_s=_duration(env, "GANOPS_DATA_WATCH_INTERVAL", "1h"),
         data_watch_min=int(_number(env, "GANOPS_DATA_WATCH_MIN", 100, (1, 10_000_000))),
+        group_ttl_s=_duration(env, "GANOPS_GROUP_TTL", "5m"),
     )
 
 
@@ -249,14 +261,23 @@ def _approvers(raw: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(dict.fromkeys(users)), tuple(dict.fromkeys(groups))
 
 
-def _channel(env: Mapping[str, str], transport: Transport) -> str:
+def _channels(env: Mapping[str, str], transport: Transport) -> tuple[str, ...]:
     value = _get(env, "GANOPS_CHANNEL")
     if value is None:
         if transport == "shell":
-            return SHELL_CHANNEL
+            return (SHELL_CHANNEL,)
         raise ConfigError("GANOPS_CHANNEL is required with Slack (the channel id, e.g. C0123ABCD)")
-    if any(c.isspace() for c in value):
+    found = [c.strip() for c in value.split(",")]
+    if any(not c or any(ch.isspace() for ch in c) for c in found):
         raise ConfigError(f"GANOPS_CHANNEL={value!r} is not a channel id (e.g. C0123ABCD)")
+    return tuple(dict.fromkeys(found))
+
+
+def _nodes(env: Mapping[str, str]) -> int:
+    """GANOPS_MAX_NODES: at least 1 (every run has a node) and at most the params' range."""
+    value = _count(env, "GANOPS_MAX_NODES", DEFAULT_MAX_NODES)
+    if not 1 <= value <= 64:
+        raise ConfigError(f"GANOPS_MAX_NODES={value} must be from 1 to 64")
     return value
 
 

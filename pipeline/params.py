@@ -113,6 +113,11 @@ def known_keys() -> tuple[str, ...]:
     return tuple(_KEY_TYPES)
 
 
+def param_range(key: str) -> tuple[float, float]:
+    """A numeric key's (low, high), inclusive: what a form's number input allows."""
+    return _RANGES[key]
+
+
 def range_text(key: str) -> str:
     """ "1..10000", "1e-07..1": a numeric key's range as the error messages write it."""
     low, high = _RANGES[key]

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
+    ButtonElement,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -28,6 +30,7 @@ from ganops.bot.ports import Approval, ModelVersionInfo
 
 # A Home view holds at most 100 blocks; each list is cut well before that.
 LIST_LIMIT = 10
+START_RETRAIN = "home_retrain"  # the button's action id: opens the /retrain form
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,17 @@ def _alarms(alarms: Sequence[AlarmView]) -> list[Block]:
 
 
 def home_blocks(view: HomeView) -> list[Block]:
-    blocks: list[Block] = [HeaderBlock(text="ganops: continuous training of the GAN")]
+    blocks: list[Block] = [
+        HeaderBlock(text="ganops: continuous training of the GAN"),
+        ActionsBlock(
+            block_id="home_start",
+            elements=[
+                ButtonElement(
+                    text="Start a retrain", action_id=START_RETRAIN, value="form", style="primary"
+                )
+            ],
+        ),
+    ]
     if view.problems:
         blocks.append(section("\n".join(f":warning: {p}" for p in view.problems)))
     sections: tuple[tuple[str, list[Block]], ...] = (
@@ -133,4 +146,4 @@ def home_view(view: HomeView) -> View:
     return View(type="home", blocks=home_blocks(view))
 
 
-__all__ = ["LIST_LIMIT", "HomeView", "ModelStanding", "home_blocks", "home_view"]
+__all__ = ["LIST_LIMIT", "START_RETRAIN", "HomeView", "ModelStanding", "home_blocks", "home_view"]

@@ -1,9 +1,11 @@
 """The `/retrain` modal: its view, and reading its fields back from a `view_submission`.
 
 Each field's `block_id` and `action_id` is the `/retrain` key it sets, so a problem found by
-`bot.parsing.parse_retrain_fields` (which names the key) goes back to Slack as
-`response_action: errors` on that very field. Ranges in the hints come from `pipeline.params`,
-the same table the validation uses. Pure: no I/O.
+`bot.parsing.parse_retrain_fields` (which names the key), or a bound the gate refuses (which
+names its key), goes back to Slack as `response_action: errors` on that very field. Numbers
+are `number_input`s whose min and max are `pipeline.params`' ranges, the same table the
+validation uses; the hints name the policy's bounds, past which an approver must run it.
+`auto_deploy` is drawn for approvers only (the gate checks it anyway). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     InputBlock,
     MarkdownTextObject,
+    NumberInputElement,
     Option,
     PlainTextInputElement,
     PlainTextObject,
@@ -25,19 +28,24 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from ganops.pipeline.params import MODELS, PRESETS, range_text
+from ganops.bot.policy import Bounds
+from ganops.pipeline.params import MODELS, PRESETS, param_range, range_text
 
 RETRAIN_MODAL = "retrain_modal"  # the view's callback_id
-# (key, label, placeholder, what the hint says before the range); text inputs, in form order.
+# (key, label, placeholder, what the hint says before the range); number inputs, in form order.
 _NUMBERS: tuple[tuple[str, str, str, str], ...] = (
     ("epochs", "Epochs", "the preset's", "Passes over the data; or give steps"),
     ("steps", "Steps", "the preset's", "Optimiser steps; overrides epochs"),
-    ("lr", "Learning rate", "the preset's, e.g. 2e-4", "A number"),
-    ("gpus", "GPUs", "0", "Per run; more than one trains with DDP"),
+    ("lr", "Learning rate", "the preset's, e.g. 0.0002", "A number"),
+    ("batch_size", "Batch size", "the preset's", "Images per step and GPU"),
+    ("gpus", "GPUs per node", "0", "More than one trains with DDP"),
+    ("nodes", "Nodes", "1", "Machines; GPUs count gpus × nodes"),
     ("image_size", "Image size (px)", "the preset's", "A multiple of 4"),
+    ("seed", "Seed", "0", "For a repeatable run"),
 )
 _PRESET_HINT = "Leave empty: tiny without a GPU, full with one"
 _DATA_HINT = "synthetic, a folder the trainer can read, or a URI (s3://, gs://, https://)"
+_APPROVER = "past it, an approver must run it"
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,63 @@ def _text_input(
     )
 
 
-def retrain_modal_blocks() -> list[Block]:
+def _number_input(key: str, label: str, placeholder: str, hint: str) -> InputBlock:
+    low, high = param_range(key)
+    decimal = key == "lr"
+    return InputBlock(
+        block_id=key,
+        label=label,
+        optional=True,
+        hint=hint,
+        element=NumberInputElement(
+            action_id=key,
+            is_decimal_allowed=decimal,
+            min_value=_plain(low),
+            max_value=_plain(high),
+            placeholder=placeholder,
+        ),
+    )
+
+
+def _plain(value: float) -> str:
+    """A number as Slack's number_input reads it: no exponent (1e-07 -> 0.0000001)."""
+    return f"{value:.10f}".rstrip("0").rstrip(".")
+
+
+def bound_hint(key: str, bounds: Bounds) -> str:
+    """What the hint says of the policy's bound on `key` ("" when it has none)."""
+    if key == "gpus":
+        return f"gpus × nodes up to GANOPS_MAX_GPUS={bounds.max_gpus}; {_APPROVER}. "
+    if key == "nodes":
+        return f"Up to GANOPS_MAX_NODES={bounds.max_nodes}; {_APPROVER}. "
+    if key == "steps":
+        return f"Up to GANOPS_MAX_STEPS={bounds.max_steps}; {_APPROVER}. "
+    if key == "epochs":
+        return f"Without steps, up to GANOPS_MAX_EPOCHS={bounds.max_epochs}; {_APPROVER}. "
+    if key == "data":
+        where = ", ".join(bounds.data_allow) or "nothing else"
+        return f"synthetic or under GANOPS_DATA_ALLOW ({where}); elsewhere an approver must run it."
+    return ""
+
+
+def _auto_deploy() -> InputBlock:
+    options = [
+        Option(value="false", text=PlainTextObject(text="No: the card waits for approval")),
+        Option(value="true", text=PlainTextObject(text="Yes: my approval counts")),
+    ]
+    return InputBlock(
+        block_id="auto_deploy",
+        label="Deploy if it passes the gate",
+        optional=True,
+        hint="Approvers only: counts as your approval of the new model",
+        element=StaticSelectElement(
+            action_id="auto_deploy", options=options, initial_option=options[0]
+        ),
+    )
+
+
+def retrain_modal_blocks(bounds: Bounds | None = None, *, approver: bool = False) -> list[Block]:
+    bounds = bounds or Bounds()
     model = StaticSelectElement(
         action_id="model", options=_options(MODELS), initial_option=_options(MODELS)[0]
     )
@@ -90,10 +154,16 @@ def retrain_modal_blocks() -> list[Block]:
         InputBlock(
             block_id="preset", label="Preset", element=preset, optional=True, hint=_PRESET_HINT
         ),
-        _text_input("data", "Data", "synthetic", _DATA_HINT, initial="synthetic"),
-    ]
+        _text_input(
+            "data", "Data", "synthetic", f"{_DATA_HINT}. {bound_hint('data', bounds)}",
+            initial="synthetic",
+        ),
+    ]  # fmt: skip
     for key, label, placeholder, hint in _NUMBERS:
-        blocks.append(_text_input(key, label, placeholder, f"{hint}. Range {range_text(key)}."))
+        text = f"{hint}. {bound_hint(key, bounds)}Range {range_text(key)}."
+        blocks.append(_number_input(key, label, placeholder, text))
+    if approver:
+        blocks.append(_auto_deploy())
     blocks.append(
         ContextBlock(
             elements=[
@@ -107,8 +177,10 @@ def retrain_modal_blocks() -> list[Block]:
     return blocks
 
 
-def retrain_modal(origin: ModalOrigin) -> View:
-    """The modal `/retrain` opens when typed without arguments."""
+def retrain_modal(
+    origin: ModalOrigin, bounds: Bounds | None = None, *, approver: bool = False
+) -> View:
+    """The modal `/retrain` opens when typed without arguments (and the Home tab's button)."""
     return View(
         type="modal",
         callback_id=RETRAIN_MODAL,
@@ -116,7 +188,7 @@ def retrain_modal(origin: ModalOrigin) -> View:
         submit="Start run",
         close="Cancel",
         private_metadata=origin.dumps(),
-        blocks=retrain_modal_blocks(),
+        blocks=retrain_modal_blocks(bounds, approver=approver),
     )
 
 

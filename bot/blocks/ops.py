@@ -198,3 +198,9 @@ def rollback_card(
         ),
         approval_buttons(approval_id),
     ]
+
+
+def channel_pointer_text(command: str, channels: Sequence[str]) -> str:
+    """`/retrain` or `/ganops` typed outside the configured channels: where to type it."""
+    where = " or ".join(f"<#{c}>" for c in channels)
+    return f":point_right: `{command}` works in {where}; please type it there."

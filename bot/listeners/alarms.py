@@ -1,5 +1,6 @@
-"""The drift alarm's buttons: Retrain now, Snooze 1h, Ignore. All three are for approvers
-(`bot.policy`): a refusal is told to the clicker alone, audited, and changes nothing.
+"""The drift alarm's buttons: Retrain now, Snooze 1h, Ignore. All three are for approvers:
+the gate (`bot.listeners.gated`) refuses anyone else before these listeners run, tells the
+clicker alone, audits it, and changes nothing.
 
 Each button carries only the episode id. Retrain goes through `start_run`, the same path as
 `/retrain`, with the episode id as the request id: clicks, double clicks and Slack retries
@@ -16,12 +17,12 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from ganops.bot.blocks.alarms import alarm_thread_note, retrain_data_text
-from ganops.bot.blocks.ops import concurrent_text, refusal_text, upstream_text
+from ganops.bot.blocks.ops import concurrent_text, upstream_text, usage_text
 from ganops.bot.drift.retrain import plan_retrain
 from ganops.bot.drift.watch import AlarmBook, render_card
-from ganops.bot.errors import ConcurrentRunError, UpstreamError, guarded
-from ganops.bot.listeners.context import policy_of, services_of, settings_of
-from ganops.bot.policy import Action, audit_refusal
+from ganops.bot.errors import ConcurrentRunError, InvalidParamsError, UpstreamError, guarded
+from ganops.bot.listeners.context import services_of, settings_of
+from ganops.bot.listeners.gated import gated
 from ganops.bot.runs.start import start_run
 
 log = logging.getLogger("ganops.bot")
@@ -30,9 +31,9 @@ SNOOZE_S = 3600.0
 
 
 def register(app: App) -> None:
-    app.action("alarm_retrain")(ack=_ack, lazy=[retrain_now])
-    app.action("alarm_snooze")(ack=_ack, lazy=[snooze])
-    app.action("alarm_ignore")(ack=_ack, lazy=[ignore])
+    gated(app, "button:alarm_retrain")(ack=_ack, lazy=[retrain_now])
+    gated(app, "button:alarm_snooze")(ack=_ack, lazy=[snooze])
+    gated(app, "button:alarm_ignore")(ack=_ack, lazy=[ignore])
 
 
 def _ack(ack: Ack) -> None:
@@ -46,18 +47,6 @@ def _click(body: dict[str, Any]) -> tuple[str, str, str]:
     return str(action["value"]), str(body["user"]["id"]), channel
 
 
-def _refused(client: WebClient, context: BoltContext, body: dict[str, Any], action: Action) -> bool:
-    """True (and the clicker told, the refusal audited) when `action` is not theirs to do."""
-    episode_id, user, channel = _click(body)
-    verdict = policy_of(context).may(action, user)
-    if verdict.allowed:
-        return False
-    store = services_of(context).store
-    audit_refusal(store, user=user, action=action, obj=episode_id, verdict=verdict, path="button")
-    _ephemeral(client, channel, user, refusal_text(verdict.reason))
-    return True
-
-
 def _ephemeral(client: WebClient, channel: str, user: str, text: str) -> None:
     if channel:
         client.chat_postEphemeral(channel=channel, user=user, text=text)
@@ -65,8 +54,6 @@ def _ephemeral(client: WebClient, channel: str, user: str, text: str) -> None:
 
 @guarded
 def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-    if _refused(client, context, body, "alarm_retrain"):
-        return
     episode_id, user, channel = _click(body)
     services = services_of(context)
     book = AlarmBook(services.store)
@@ -101,6 +88,9 @@ def retrain_now(body: dict[str, Any], client: WebClient, context: BoltContext) -
     except UpstreamError as exc:
         _ephemeral(client, channel, user, upstream_text("start the retrain", str(exc)))
         return
+    except InvalidParamsError as exc:  # the champion's recipe this launcher cannot run
+        _ephemeral(client, channel, user, usage_text(str(exc)))
+        return
     # Also when the run already existed: a bot that died between starting the run and
     # recording it on the alarm catches up on the next click.
     if book.set_retrain(episode_id, user, outcome.run_id):
@@ -132,8 +122,6 @@ def ignore(body: dict[str, Any], client: WebClient, context: BoltContext) -> Non
 def _act(
     body: dict[str, Any], client: WebClient, context: BoltContext, kind: Literal["snooze", "ignore"]
 ) -> None:
-    if _refused(client, context, body, kind):
-        return
     episode_id, user, channel = _click(body)
     book = AlarmBook(services_of(context).store)
     done = (

@@ -21,6 +21,7 @@ from ganops.bot.approvals.jobs import show_decision, update_card
 from ganops.bot.blocks.approvals import DECISION_ACTIONS
 from ganops.bot.errors import guarded
 from ganops.bot.listeners.context import services_of, settings_of
+from ganops.bot.listeners.gated import gated
 from ganops.bot.listeners.home import publish_home
 from ganops.bot.ports import Approval
 
@@ -30,7 +31,8 @@ _PRIVATE = ("refused", "not_found", "already_decided", "expired", "recorded")
 
 def register(app: App) -> None:
     for action_id in DECISION_ACTIONS:
-        app.action(action_id)(ack=ack_decision, lazy=[decide_clicked])
+        # The approval book decides who may (bot.policy.RULES["approve"]: check "decision").
+        gated(app, f"button:{action_id}")(ack=ack_decision, lazy=[decide_clicked])
 
 
 def ack_decision(ack: Ack) -> None:

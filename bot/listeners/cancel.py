@@ -14,12 +14,13 @@ from slack_sdk import WebClient
 from ganops.bot.blocks.ops import upstream_text
 from ganops.bot.blocks.runs import CANCEL_ACTION
 from ganops.bot.errors import UpstreamError, guarded
-from ganops.bot.listeners.context import policy_of, services_of
+from ganops.bot.listeners.context import gate_of, services_of
+from ganops.bot.listeners.gated import gated
 from ganops.bot.runs.cancel import cancel_run
 
 
 def register(app: App) -> None:
-    app.action(CANCEL_ACTION)(ack=_ack, lazy=[cancel_clicked])
+    gated(app, f"button:{CANCEL_ACTION}")(ack=_ack, lazy=[cancel_clicked])
 
 
 def _ack(ack: Ack) -> None:
@@ -35,7 +36,7 @@ def cancel_clicked(
     run_id = str(action.get("value") or "")
     try:
         text = cancel_run(
-            services_of(context), policy_of(context), run_id=run_id, user=user, path="button"
+            services_of(context), gate_of(context), run_id=run_id, user=user, path="button"
         )
     except UpstreamError as exc:
         text = upstream_text("cancel the run", str(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from ganops.bot.gate import EntryPoint, Gate
 from ganops.bot.policy import Bounds, Policy
 from ganops.bot.services import Services
 from ganops.bot.settings import Settings
@@ -16,6 +17,16 @@ def services_of(context: Any) -> Services:
 
 def settings_of(context: Any) -> Settings:
     return cast(Settings, context["settings"])
+
+
+def gate_of(context: Any) -> Gate:
+    """The one gate (`bot.gate.Gate`): every entry point's `authorize`."""
+    return cast(Gate, context["gate"])
+
+
+def entry_of(context: Any) -> EntryPoint:
+    """The entry point this request came by (set by `bot.listeners.gated.GateMiddleware`)."""
+    return cast(EntryPoint, context["entry"])
 
 
 def policy_of(context: Any) -> Policy:
@@ -32,4 +43,4 @@ def make_policy(services: Services, settings: Settings) -> Policy:
     return Policy(is_approver=is_approver, bounds=Bounds.of(settings))
 
 
-__all__ = ["make_policy", "policy_of", "services_of", "settings_of"]
+__all__ = ["entry_of", "gate_of", "make_policy", "policy_of", "services_of", "settings_of"]

@@ -1,4 +1,5 @@
-"""The new-data card's buttons: Retrain / Not now (approvers only, audited).
+"""The new-data card's buttons: Retrain / Not now. Approvers only: the gate refuses anyone
+else before these listeners run (audited with path `button`).
 
 Retrain goes through `start_run` with the offer id as the request id, so clicks, double
 clicks and Slack retries start one run, threaded under the card.
@@ -13,45 +14,35 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from ganops.bot.blocks.data_watch import DATA_DISMISS, DATA_RETRAIN, offer_card, offer_text
-from ganops.bot.blocks.ops import concurrent_text, upstream_text
+from ganops.bot.blocks.ops import concurrent_text, upstream_text, usage_text
 from ganops.bot.drift.retrain import retrain_params
-from ganops.bot.errors import ConcurrentRunError, UpstreamError, guarded
+from ganops.bot.errors import ConcurrentRunError, InvalidParamsError, UpstreamError, guarded
 from ganops.bot.listeners.context import services_of, settings_of
+from ganops.bot.listeners.gated import gated
 from ganops.bot.runs.data_watch import DataOffers
 from ganops.bot.runs.start import start_run
-from ganops.bot.services import Services
 
 
 def register(app: App) -> None:
-    app.action(DATA_RETRAIN)(ack=_ack, lazy=[retrain])
-    app.action(DATA_DISMISS)(ack=_ack, lazy=[dismiss])
+    gated(app, f"button:{DATA_RETRAIN}")(ack=_ack, lazy=[retrain])
+    gated(app, f"button:{DATA_DISMISS}")(ack=_ack, lazy=[dismiss])
 
 
 def _ack(ack: Ack) -> None:
     ack()
 
 
-def _allowed(services: Services, client: WebClient, body: dict[str, Any]) -> tuple[str, str]:
-    """(offer id, user) when the user is an approver; else ("", user) after saying no."""
-    offer_id, user = str(body["actions"][0]["value"]), str(body["user"]["id"])
-    book = services.approvals
-    if book is not None and book.is_approver(user):
-        return offer_id, user
-    services.store.audit(user, "data_offer", offer_id, "refused", {"why": "not an approver"})
-    channel = (body.get("channel") or {}).get("id")
-    if channel:
-        client.chat_postEphemeral(
-            channel=channel, user=user, text="Only approvers may act on new-data offers."
-        )
-    return "", user
+def _click(body: dict[str, Any]) -> tuple[str, str]:
+    """(offer id, user) of a click the gate let through (an approver's)."""
+    return str(body["actions"][0]["value"]), str(body["user"]["id"])
 
 
 @guarded
 def retrain(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     services = services_of(context)
-    offer_id, user = _allowed(services, client, body)
+    offer_id, user = _click(body)
     offers = DataOffers(services.store)
-    offer = offers.get(offer_id) if offer_id else None
+    offer = offers.get(offer_id)
     if offer is None or offer.state != "offered":
         return
     channel, ts = offers.message(offer_id)
@@ -62,14 +53,15 @@ def retrain(body: dict[str, Any], client: WebClient, context: BoltContext) -> No
     try:
         outcome = start_run(
             services, params, offer_id, requested_by=user, channel=channel, thread_ts=ts,
-            source="data-watch",
+            source="data-watch", path="button",
         )  # fmt: skip
-    except (ConcurrentRunError, UpstreamError) as exc:
-        text = (
-            concurrent_text(exc.model, exc.run_id)
-            if isinstance(exc, ConcurrentRunError)
-            else upstream_text("start the retrain", str(exc))
-        )
+    except (ConcurrentRunError, UpstreamError, InvalidParamsError) as exc:
+        if isinstance(exc, ConcurrentRunError):
+            text = concurrent_text(exc.model, exc.run_id)
+        elif isinstance(exc, InvalidParamsError):  # the recipe this launcher cannot run
+            text = usage_text(str(exc))
+        else:
+            text = upstream_text("start the retrain", str(exc))
         client.chat_postEphemeral(channel=channel, user=user, text=text)
         return
     if offers.act(offer_id, user, "retraining", outcome.run_id):
@@ -79,9 +71,9 @@ def retrain(body: dict[str, Any], client: WebClient, context: BoltContext) -> No
 @guarded
 def dismiss(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     services = services_of(context)
-    offer_id, user = _allowed(services, client, body)
+    offer_id, user = _click(body)
     offers = DataOffers(services.store)
-    if offer_id and offers.act(offer_id, user, "dismissed"):
+    if offers.act(offer_id, user, "dismissed"):
         _render(client, offers, offer_id)
 
 

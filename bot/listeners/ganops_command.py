@@ -32,7 +32,9 @@ from ganops.bot.blocks.ops import (
     usage_text,
 )
 from ganops.bot.errors import UpstreamError, UsageError, guarded
-from ganops.bot.listeners.context import policy_of, services_of, settings_of
+from ganops.bot.gate import Gate
+from ganops.bot.listeners.context import gate_of, services_of, settings_of
+from ganops.bot.listeners.gated import gated
 from ganops.bot.parsing import GANOPS_USAGE, GanopsCommand, parse_count, parse_ganops
 from ganops.bot.policy import Policy, audit_refusal
 from ganops.bot.runs.cancel import cancel_run
@@ -47,7 +49,8 @@ _IN_ACK = {"help", "approvers"}
 
 
 def register(app: App) -> None:
-    app.command("/ganops")(ack=ack_ganops, lazy=[answer_ganops])
+    # Each sub-command's action: bot.gate.GANOPS_ACTIONS (rollback is refused by the gate).
+    gated(app, "slash:/ganops")(ack=ack_ganops, lazy=[answer_ganops])
 
 
 def ack_ganops(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
@@ -76,7 +79,7 @@ def answer_ganops(body: dict[str, Any], client: WebClient, context: BoltContext)
     channel, user = body["channel_id"], body["user_id"]
     services, settings = services_of(context), settings_of(context)
     try:
-        blocks = _answer(cmd, services, settings, policy_of(context), user, channel, client)
+        blocks = _answer(cmd, services, settings, gate_of(context), user, channel, client)
     except UsageError as exc:
         blocks = usage_blocks(exc.problem, exc.usage)
         client.chat_postEphemeral(
@@ -95,7 +98,7 @@ def _answer(
     cmd: GanopsCommand,
     services: Services,
     settings: Settings,
-    policy: Policy,
+    gate: Gate,
     user: str,
     channel: str,
     client: WebClient,
@@ -113,12 +116,12 @@ def _answer(
     if cmd.name in ("approve", "reject"):
         return _decide(cmd, services, user, client)
     if cmd.name == "rollback":
-        return _rollback(cmd, services, policy, user, channel)
+        return _rollback(cmd, services, gate.policy, user, channel)
     if cmd.name == "cancel":
         if len(cmd.args) > 1:
             raise UsageError("/ganops cancel takes at most one run id", GANOPS_USAGE)
         run_id = cmd.args[0] if cmd.args else None
-        text = cancel_run(services, policy, run_id=run_id, user=user, path="slash")
+        text = cancel_run(services, gate, run_id=run_id, user=user, path="slash")
         return text_blocks(text)
     return help_blocks()
 

@@ -19,6 +19,7 @@ from ganops.bot.blocks.runs import RunView
 from ganops.bot.drift.alarms import AlarmBook
 from ganops.bot.errors import UpstreamError, guarded
 from ganops.bot.listeners.context import services_of
+from ganops.bot.listeners.gated import gated
 from ganops.bot.runs.start import view_of
 from ganops.bot.services import Services
 from ganops.model.registry import CHALLENGER, CHAMPION
@@ -30,7 +31,7 @@ _GOING = ("queued", "running")
 
 
 def register(app: App) -> None:
-    app.event("app_home_opened")(ack=_ack, lazy=[home_opened])
+    gated(app, "event:app_home_opened")(ack=_ack, lazy=[home_opened])
 
 
 def _ack(ack: Ack) -> None:

@@ -23,10 +23,16 @@ from ganops.bot.blocks.ops import (
     usage_blocks,
     usage_text,
 )
-from ganops.bot.errors import ConcurrentRunError, UpstreamError, UsageError, guarded
-from ganops.bot.listeners.context import policy_of, services_of
+from ganops.bot.errors import (
+    ConcurrentRunError,
+    InvalidParamsError,
+    UpstreamError,
+    UsageError,
+    guarded,
+)
+from ganops.bot.listeners.context import gate_of, services_of
+from ganops.bot.listeners.gated import gated
 from ganops.bot.parsing import parse_retrain, request_id_for
-from ganops.bot.policy import audit_refusal
 from ganops.bot.runs.delivery import ChannelUnusableError
 from ganops.bot.runs.start import start_run
 
@@ -34,7 +40,7 @@ VERDICT_KEY = "ganops_retrain_verdict"
 
 
 def register(app: App) -> None:
-    app.command("/retrain")(ack=ack_retrain, lazy=[launch_retrain])
+    gated(app, "slash:/retrain")(ack=ack_retrain, lazy=[launch_retrain])
 
 
 def ack_retrain(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
@@ -48,16 +54,13 @@ def ack_retrain(ack: Ack, command: dict[str, Any], context: BoltContext) -> None
         )
         return
     user = str(command.get("user_id") or "")
-    verdict = policy_of(context).may_retrain(params, user)
+    verdict = gate_of(context).authorize(
+        actor=user, action="retrain", params=params, path="slash", obj=params.model
+    )
     # The lazy listener gets a copy of this context: it follows this one verdict, so an
     # approver-group lookup that flaps between the two can never launch what was refused.
     context[VERDICT_KEY] = verdict
     if verdict.refused:
-        action = "auto_deploy" if verdict.bound == "auto_deploy" else "retrain"
-        store = services_of(context).store
-        audit_refusal(
-            store, user=user, action=action, obj=params.model, verdict=verdict, path="slash"
-        )
         ack(response_type="ephemeral", text=refusal_text(verdict.reason))
         return
     ack()
@@ -73,15 +76,15 @@ def launch_retrain(
     except UsageError:
         return  # the ack already told the user
     channel, user = body["channel_id"], body["user_id"]
-    verdict = context.get(VERDICT_KEY) or policy_of(context).may_retrain(params, user)
-    if verdict.refused:
+    verdict = context.get(VERDICT_KEY)
+    if verdict is None or verdict.refused:
         return  # the ack refused it, and audited the refusal
     request_id = request_id_for(
         body.get("team_id") or "", channel, user, text, body.get("trigger_id") or ""
     )
     services = services_of(context)
     try:
-        start_run(services, params, request_id, requested_by=user, channel=channel)
+        start_run(services, params, request_id, requested_by=user, channel=channel, path="slash")
     except ChannelUnusableError as exc:
         # Posting here fails, so the answer goes back the way the command came.
         respond(response_type="ephemeral", text=channel_unusable_text(exc.reason))
@@ -89,5 +92,7 @@ def launch_retrain(
         client.chat_postEphemeral(
             channel=channel, user=user, text=concurrent_text(exc.model, exc.run_id)
         )
+    except InvalidParamsError as exc:  # what this launcher cannot run (nodes > 1 locally…)
+        client.chat_postEphemeral(channel=channel, user=user, text=usage_text(str(exc)))
     except UpstreamError as exc:
         client.chat_postMessage(channel=channel, text=upstream_text("start the run", str(exc)))

@@ -127,6 +127,11 @@ class LocalSlack(SlackApi):
             self.faults.rate_limit_every = every
             self.faults.retry_after_s = retry_after_s
 
+    def rate_limit_method(self, method: str, retry_after_s: int, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` (any method) with HTTP 429."""
+        with self._cond:
+            self.faults.limited.setdefault(method, []).extend([retry_after_s] * times)
+
     def server_error(self, method: str, *statuses: int) -> None:
         """Answer the next calls of `method` with these HTTP statuses (e.g. 503, 500)."""
         with self._cond:

@@ -48,6 +48,7 @@ class Faults:
     rate_limit_every: int = 0  # > 0: every Nth write answers 429
     retry_after_s: int = 0
     server_errors: dict[str, list[int]] = field(default_factory=dict)  # method -> statuses
+    limited: dict[str, list[int]] = field(default_factory=dict)  # method -> Retry-After each
     sticky: dict[str, str] = field(default_factory=dict)  # method -> Slack error
     archived: set[str] = field(default_factory=set)
     not_member: set[str] = field(default_factory=set)
@@ -62,6 +63,11 @@ class Faults:
             status = queued.pop(0)
             self.refused.append((method, status))
             return HttpFault(status, {}, b"upstream connect error")
+        waits = self.limited.get(method)
+        if waits:  # a read tier's 429 (usergroups.users.list…), for the next calls only
+            self.refused.append((method, 429))
+            body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+            return HttpFault(429, {"Retry-After": str(waits.pop(0))}, body)
         if method not in WRITES or self.rate_limit_every <= 0:
             return None
         self._writes += 1

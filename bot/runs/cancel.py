@@ -1,14 +1,15 @@
 """Cancelling a run: `/ganops cancel [run_id]` and the Cancel button on the run message.
 
-Both come here, so one policy check (the run's requester or an approver) and one audit row
-cover them. The launcher cancels the pipeline run; the run watcher then sees the final state,
+Both come here, so one check through the gate (`Gate.authorize`: the run's requester or an
+approver) and one audit row cover them. The launcher cancels the pipeline run; the run watcher then sees the final state,
 updates the message and settles the run, as for any other ending.
 """
 
 from __future__ import annotations
 
 from ganops.bot.blocks.ops import refusal_text
-from ganops.bot.policy import AuditPath, Policy, audit_refusal
+from ganops.bot.gate import Gate
+from ganops.bot.policy import AuditPath
 from ganops.bot.runs.record import RunRow
 from ganops.bot.services import Services
 from ganops.pipeline.ports import FINAL_STATES
@@ -23,7 +24,7 @@ def latest_running(services: Services, user: str) -> RunRow | None:
 
 
 def cancel_run(
-    services: Services, policy: Policy, *, run_id: str | None, user: str, path: AuditPath
+    services: Services, gate: Gate, *, run_id: str | None, user: str, path: AuditPath
 ) -> str:
     """Cancel `run_id` (None: the caller's latest running run); return what to tell them.
 
@@ -33,11 +34,10 @@ def cancel_run(
     row = services.runbook.get(run_id) if run_id else latest_running(services, user)
     if row is None:
         return f"I know no run `{run_id}`." if run_id else "You have no running run to cancel."
-    verdict = policy.may("cancel", user, requester=row.requested_by)
-    if verdict.refused:
-        audit_refusal(
-            services.store, user=user, action="cancel", obj=row.run_id, verdict=verdict, path=path
-        )
+    verdict = gate.authorize(
+        actor=user, action="cancel", path=path, requester=row.requested_by, obj=row.run_id
+    )
+    if verdict.refused:  # audited by the gate
         return refusal_text(verdict.reason)
     if row.state in FINAL_STATES or row.settled:
         return f"Run `{row.run_id}` has already ended ({row.state.replace('_', ' ')})."

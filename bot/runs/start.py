@@ -22,6 +22,7 @@ from slack_sdk.models.blocks import Block
 
 from ganops.bot.blocks import blocks_to_dicts
 from ganops.bot.blocks.runs import RunView, run_blocks, run_text
+from ganops.bot.policy import AuditPath
 from ganops.bot.ports import RunParams, RunStatus
 from ganops.bot.runs.delivery import check_channel, is_permanent, slack_error
 from ganops.bot.runs.record import RunBook, RunRow
@@ -50,8 +51,10 @@ def start_run(
     channel: str,
     thread_ts: str | None = None,
     source: str = "/retrain",
+    path: AuditPath | None = None,
 ) -> StartOutcome:
     """Launch (or find) the run for `request_id`, record it, and post its message once.
+    `path` is the audit path of the entry point that asked (default: from `source`).
 
     Raises:
         ChannelUnusableError: the bot cannot post in `channel`; nothing was launched.
@@ -79,7 +82,8 @@ def start_run(
         known = services.runbook.by_request(request_id)
         ts = known.message_ts if known else None
         return StartOutcome(launched.run_id, False, launched.url, ts)
-    path = "slash" if source == "/retrain" else "button"  # else: an alarm's Retrain now
+    if path is None:  # callers that predate `path`: /retrain, else an alarm's Retrain now
+        path = "slash" if source == "/retrain" else "button"
     services.store.audit(
         requested_by, "retrain", launched.run_id, "started", {"source": source}, path=path
     )

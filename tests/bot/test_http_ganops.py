@@ -72,7 +72,8 @@ def test_status_shows_champion_challenger_and_runs(bot: Bot) -> None:
 
 def test_runs_models_and_audit(bot: Bot) -> None:
     bot.slash("/retrain", "epochs=1", trigger_id="t-run")
-    eventually(lambda: bot.services.runbook.recent(1))
+    # the run's message is posted after its audit row (the row alone may come first)
+    eventually(lambda: [r for r in bot.services.runbook.recent(1) if r.message_ts])
     assert "run-1" in answer(bot, "runs")
     assert "queued" in answer(bot, "runs 5")
     models = answer(bot, "models cut")

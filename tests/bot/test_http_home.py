@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ganops.bot.blocks import blocks_to_dicts
+from ganops.bot.blocks.home import START_RETRAIN
 from ganops.bot.blocks.runs import CardView, results_card
 from ganops.bot.drift.alarms import AlarmBook
 from ganops.bot.ports import Approval, DriftAlert
@@ -22,10 +23,12 @@ from tests.fakes.slack import (
     CAROL,
     CHANNEL,
     Bot,
-    buttons,
     eventually,
     make_services,
     start_bot,
+)
+from tests.fakes.slack import (
+    buttons as all_buttons,
 )
 
 
@@ -76,6 +79,11 @@ def busy_state(bot: Bot, launcher: ScriptedLauncher) -> Approval:
     alert = DriftAlert(model="cut", version="2", score=2.41, features={"brightness": 3.1})
     AlarmBook(bot.services.store).open(alert, CHANNEL)
     return approval
+
+
+def buttons(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """The approval buttons on the tab (not *Start a retrain*, which everyone has)."""
+    return [b for b in all_buttons(view) if b["action_id"] != START_RETRAIN]
 
 
 def open_home(bot: Bot, user: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The policy module: who may do what, the bounds on /retrain, the data allowlist, the
-settings that feed it, the audit path column and the table in docs/security.md."""
+settings that feed it, the audit path column and the Security table in docs/security.md."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from ganops.bot.errors import ConfigError
-from ganops.bot.policy import WHO, Bounds, Policy, audit_refusal, bounds_crossed, data_outside
+from ganops.bot.gate import END, START, security_rows, security_table, with_table
+from ganops.bot.policy import RULES, Bounds, Policy, audit_refusal, bounds_crossed, data_outside
 from ganops.bot.settings import load_settings
 from ganops.bot.store import Store
 from ganops.pipeline.ports import RunParams
 
 APPROVER, MEMBER = "U_CAROL", "U_ALICE"
-SECURITY = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+SECURITY_DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
 def policy(bounds: Bounds | None = None) -> Policy:
@@ -136,6 +137,30 @@ def test_bounds_settings_and_defaults() -> None:
     assert (s.max_gpus, s.max_steps, s.run_timeout_s) == (4, 500, 5400)
     assert s.data_allow == ("s3://team-bucket/", "/mnt/data/")
     assert Bounds.of(s) == Bounds(4, 500, ("s3://team-bucket/", "/mnt/data/"), 30)
+    assert load_settings({}).max_nodes == 1
+    assert Bounds.of(load_settings({"GANOPS_MAX_NODES": "4"})).max_nodes == 4
+
+
+def test_gpus_count_per_node_and_nodes_have_their_own_bound() -> None:
+    bounds = Bounds(max_gpus=4, max_nodes=2)
+    assert bounds_crossed(RunParams(gpus=2, nodes=2), bounds) == []
+    [(bound, why)] = bounds_crossed(RunParams(gpus=4, nodes=2), bounds)
+    assert (bound, why) == (
+        "GANOPS_MAX_GPUS",
+        "gpus=4 × nodes=2 = 8 GPUs is over GANOPS_MAX_GPUS=4",
+    )
+    [(bound, why)] = bounds_crossed(RunParams(gpus=0, nodes=3), bounds)
+    assert (bound, why) == ("GANOPS_MAX_NODES", "nodes=3 is over GANOPS_MAX_NODES=2")
+    # the form shows a GPU total on `nodes` when `gpus` alone is within the bound
+    assert policy(bounds).may_retrain(RunParams(gpus=2, nodes=3), MEMBER).key == "nodes"
+    assert policy(bounds).may_retrain(RunParams(gpus=5), MEMBER).key == "gpus"
+
+
+def test_ganops_channel_may_list_channels() -> None:
+    s = load_settings({"GANOPS_CHANNEL": "C1, C2"})
+    assert (s.channel, s.channels) == ("C1", ("C1", "C2"))
+    shell = load_settings({})  # the shell adapter: its one channel
+    assert shell.channels == (shell.channel,)
 
 
 @pytest.mark.parametrize(
@@ -146,6 +171,10 @@ def test_bounds_settings_and_defaults() -> None:
         ({"GANOPS_RUN_TIMEOUT": "soon"}, "GANOPS_RUN_TIMEOUT='soon' is not a duration"),
         ({"GANOPS_DATA_ALLOW": "https://"}, "'https://' is not a data prefix"),
         ({"GANOPS_DATA_ALLOW": "data/"}, "a folder prefix must be absolute"),
+        ({"GANOPS_MAX_NODES": "0"}, "GANOPS_MAX_NODES=0 must be from 1 to 64"),
+        ({"GANOPS_MAX_NODES": "65"}, "GANOPS_MAX_NODES=65 must be from 1 to 64"),
+        ({"GANOPS_CHANNEL": "C1,,C2"}, "GANOPS_CHANNEL='C1,,C2' is not a channel id"),
+        ({"GANOPS_GROUP_TTL": "never"}, "GANOPS_GROUP_TTL='never' is not a duration"),
     ],
 )
 def test_bad_bounds_stop_start_up(env: dict[str, str], problem: str) -> None:
@@ -188,8 +217,22 @@ def test_a_version_1_audit_log_gains_the_path_column(tmp_path: Path) -> None:
     Store(tmp_path)  # a second start does not migrate again
 
 
-def test_the_security_doc_states_the_policy_table() -> None:
-    """docs/security.md states the policy's `WHO`, row for row."""
-    text = SECURITY.read_text()
-    for action, who in WHO.items():
-        assert f"| {action} | {who} |" in text
+def test_docs_security_holds_the_table_enforcement_reads() -> None:
+    """docs/security.md's table is `security_table()`, rendered from ENTRY_POINTS and RULES
+    (the tables the gate reads); stale, this fails: `python -m ganops.bot.gate --write-docs`."""
+    text = SECURITY_DOC.read_text()
+    assert text == with_table(text), "stale: run python -m ganops.bot.gate --write-docs"
+    table = text[text.index(START) + len(START) : text.index(END)]
+    for action, rule in RULES.items():
+        if any(a == action for _, _, a, _ in security_rows()):
+            assert f"| `{action}` | {rule.who.replace('|', chr(92) + '|')} |" in table
+    assert table.strip() == security_table()
+
+
+def test_a_changed_rule_makes_the_docs_stale() -> None:
+    """The staleness check can fail: a table rendered from another rule differs."""
+    text = SECURITY_DOC.read_text()
+    other = security_table().replace(RULES["rollback"].who, "anyone at all", 1)
+    assert with_table(text, other) != text
+    with pytest.raises(ValueError, match="markers"):
+        with_table("no markers here")

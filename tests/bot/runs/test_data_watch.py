@@ -127,6 +127,12 @@ def test_retrain_is_for_approvers_audited_and_starts_one_run(bot: Bot, watched: 
     assert "data_retrain" not in str(updated[0]["blocks"])
     outcomes = [(r.actor, r.outcome) for r in bot.services.store.list_audit(obj=offer_id)]
     assert (ALICE, "refused") in outcomes
+    [refused] = [r for r in bot.services.store.list_audit(obj=offer_id) if r.actor == ALICE]
+    assert (refused.action, refused.path, refused.detail["bound"]) == (
+        "data_retrain",
+        "button",
+        "data_retrain",
+    )  # through the gate, with its path (it had none)
     assert (CAROL, "retraining") in outcomes
 
 
