@@ -191,7 +191,10 @@ class Gate:
 # --- the Security table ---------------------------------------------------------------
 
 START, END = "<!-- security-table:start -->", "<!-- security-table:end -->"
+# The README holds the same table grouped by action (one row each), to stay short.
+SUMMARY_START, SUMMARY_END = "<!-- security-summary:start -->", "<!-- security-summary:end -->"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "security.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def security_rows() -> list[tuple[str, str, str, str]]:
@@ -214,20 +217,36 @@ def security_table() -> str:
     return "\n".join(lines)
 
 
+def security_summary() -> str:
+    """The same rows grouped by action: who may, and every entry point that reaches it."""
+    points: dict[str, list[str]] = {}
+    for what, path, action, _ in security_rows():
+        points.setdefault(action, []).append(f"{what} ({path})")
+    lines = ["| action | who | entry points |", "|---|---|---|"]
+    lines += [
+        f"| `{action}` | {_cell(RULES[action].who)} | {_cell('; '.join(whats))} |"
+        for action, whats in points.items()
+    ]
+    return "\n".join(lines)
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")  # a pipe inside a cell (even in code) ends it otherwise
 
 
-def with_table(text: str, table: str | None = None) -> str:
-    """`text` with the table between its markers replaced by the current one.
+def with_table(text: str, table: str | None = None, *, summary: bool = False) -> str:
+    """`text` with the table between its markers replaced by the current one (`summary`: the
+    grouped table between the summary markers, as the README holds it).
 
     Raises:
-        ValueError: the markers are missing (the lead embeds the same table elsewhere).
+        ValueError: the markers are missing.
     """
-    start, end = text.find(START), text.find(END)
+    first, last = (SUMMARY_START, SUMMARY_END) if summary else (START, END)
+    start, end = text.find(first), text.find(last)
     if start < 0 or end < start:
-        raise ValueError(f"no {START} … {END} markers")
-    return f"{text[: start + len(START)]}\n{table or security_table()}\n{text[end:]}"
+        raise ValueError(f"no {first} … {last} markers")
+    new = table or (security_summary() if summary else security_table())
+    return f"{text[: start + len(first)]}\n{new}\n{text[end:]}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,14 +254,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m ganops.bot.gate", description="print or write the Security table"
     )
     parser.add_argument("--write-docs", nargs="*", type=Path, metavar="FILE",
-                        help=f"rewrite the table between the markers (default {DOCS.name})")  # fmt: skip
+                        help=f"rewrite the tables between the markers (default {DOCS.name}, {README.name})")  # fmt: skip
     args = parser.parse_args(argv)
     if args.write_docs is None:
         print(security_table())
         return 0
-    for path in args.write_docs or [DOCS]:
+    for path in args.write_docs or [DOCS, README]:
         try:
-            path.write_text(with_table(path.read_text()))
+            text = path.read_text()
+            path.write_text(with_table(text, summary=SUMMARY_START in text))
         except (OSError, ValueError) as exc:
             print(f"{path}: {exc}", file=sys.stderr)
             return 1

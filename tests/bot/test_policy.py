@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from ganops.bot.errors import ConfigError
-from ganops.bot.gate import END, START, security_rows, security_table, with_table
+from ganops.bot.gate import (
+    END,
+    START,
+    SUMMARY_END,
+    SUMMARY_START,
+    security_rows,
+    security_table,
+    with_table,
+)
 from ganops.bot.policy import RULES, Bounds, Policy, audit_refusal, bounds_crossed, data_outside
 from ganops.bot.settings import load_settings
 from ganops.bot.store import Store
@@ -17,6 +25,7 @@ from ganops.pipeline.ports import RunParams
 
 APPROVER, MEMBER = "U_CAROL", "U_ALICE"
 SECURITY_DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def policy(bounds: Bounds | None = None) -> Policy:
@@ -236,3 +245,14 @@ def test_a_changed_rule_makes_the_docs_stale() -> None:
     assert with_table(text, other) != text
     with pytest.raises(ValueError, match="markers"):
         with_table("no markers here")
+
+
+def test_the_readme_lists_every_entry_point_from_the_same_tables() -> None:
+    """The README's Security section is `security_summary()`: each action, who may, and every
+    entry point that reaches it, from ENTRY_POINTS and RULES."""
+    text = README.read_text()
+    assert text == with_table(text, summary=True), "stale: python -m ganops.bot.gate --write-docs"
+    table = text[text.index(SUMMARY_START) : text.index(SUMMARY_END)]
+    for what, path, action, _ in security_rows():
+        assert f"{what} ({path})".replace("|", "\\|") in table, what
+        assert f"| `{action}` |" in table
