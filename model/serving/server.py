@@ -85,6 +85,8 @@ def load_predictor(config: ServeConfig) -> Predictor:
     predictor = Predictor.from_bundle(
         bundle, window=config.window, drift_every=config.drift_every, drift_reference=reference
     )
+    if config.model_version:
+        predictor.version = config.model_version
     predictor.warmup()
     predictor.capture = make_sink(config.capture, model=bundle.model, version=predictor.version)
     return predictor
@@ -106,6 +108,12 @@ def build_parser(env: Mapping[str, str]) -> Parser:
         default=env.get("GANOPS_MODEL_NAME") or None,
         help="the OIP v2 model name, e.g. the KServe InferenceService's "
         "(default: $GANOPS_MODEL_NAME or ganops-MODEL)",
+    )
+    add(
+        "--model-version",
+        default=env.get("GANOPS_MODEL_VERSION") or None,
+        help="the version to report (metrics, OIP) (default: $GANOPS_MODEL_VERSION or the "
+        "bundle's)",
     )
     add(
         "--port",
