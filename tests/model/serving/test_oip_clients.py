@@ -364,8 +364,13 @@ def test_model_ready_answers_503_while_loading_and_draining(tmp_path: Path) -> N
     """In process, to hold the server between states: stock clients read the status code."""
     from ganops.model.serving.server import ServeConfig, load_predictor, make_server
 
+    # As KServe runs it: a plain folder from its storage initializer, the version given.
     config = ServeConfig(
-        model_uri=str(make_bundle(tmp_path / "b")), port=0, device="cpu", model_name=NAME
+        model_uri=str(make_bundle(tmp_path / "b")),
+        port=0,
+        device="cpu",
+        model_name=NAME,
+        model_version="42",
     )
     httpd = make_server(config)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -379,6 +384,8 @@ def test_model_ready_answers_503_while_loading_and_draining(tmp_path: Path) -> N
         httpd.state.ready(load_predictor(config))
         assert c.is_model_ready(NAME)
         assert c.is_server_ready()
+        assert c.get_model_metadata(NAME, "42")["versions"] == ["42"]
+        assert b'gan_model_info{model="cut",version="42"} 1.0' in get(f"http://{url}/metrics")[1]
         httpd.state.stopping = True  # what SIGTERM sets while in-flight requests finish
         status, body = get(f"http://{url}/v2/models/{NAME}/ready")
         assert (status, json.loads(body)) == (
@@ -401,5 +408,6 @@ def test_model_name_flag_env_and_default() -> None:
     env = {"GANOPS_MODEL_NAME": "from-env"}
     assert parse_args(["--model-uri", "b"], env).model_name == "from-env"
     assert parse_args(["--model-uri", "b", "--model-name", "isvc"], env).model_name == "isvc"
+    assert parse_args(["--model-uri", "b"], {"GANOPS_MODEL_VERSION": "9"}).model_version == "9"
     with pytest.raises(UsageError, match="letters, digits"):
         parse_args(["--model-uri", "b", "--model-name", "a/b"], {})

@@ -20,15 +20,14 @@ from typing import Any, TypeVar
 import kmock
 import pytest
 from kserve import V1beta1InferenceService
-from kserve import models as kserve_models
 from kubernetes import client
-from kubernetes.client import models as k8s_models
 
 from ganops.pipeline.deploy import KServeTarget, make_deployer
 from ganops.pipeline.deploy.kserve import KServeDeployer
 from ganops.pipeline.deploy.kserve_spec import rollout_state
 from ganops.pipeline.ports import DeployError, Served
 from tests.fakes.kmock_loop import close_emulator, open_emulator, serve_kmock
+from tests.fakes.kserve_models import strict
 from tests.fakes.slack import eventually
 
 NS, NAME = "serving", "stylizer"
@@ -148,32 +147,10 @@ def deployer(kserve: FakeKServe, locate: Any = None, **kw: Any) -> KServeDeploye
     return KServeDeployer(target(**kw), client.ApiClient(cfg), locate=locate)
 
 
-NATIVE = {"str", "int", "bool", "float", "object", "datetime", "date"}
-
-
-def strict(data: Any, klass: str) -> Any:
-    """`data` read into the kserve / kubernetes model `klass`, refusing any key the model does
-    not define (their own deserialisers drop unknown keys silently)."""
-    if data is None or klass in NATIVE:
-        return data
-    if klass.startswith("list["):
-        return [strict(item, klass[5:-1]) for item in data]
-    if klass.startswith("dict("):
-        sub = klass[klass.index(", ") + 2 : -1]
-        return {key: strict(value, sub) for key, value in data.items()}
-    model = getattr(kserve_models, klass, None) or getattr(k8s_models, klass)
-    fields = {json_name: name for name, json_name in model.attribute_map.items()}
-    unknown = sorted(set(data) - set(fields))
-    assert not unknown, f"{klass} has no field {unknown}"
-    return model(**{fields[k]: strict(v, model.openapi_types[fields[k]]) for k, v in data.items()})
-
-
 def as_model(doc: dict[str, Any]) -> V1beta1InferenceService:
     """The object as KServe's models read it; a misspelled field name fails here. (The status
     is the fake controller's, not the deployer's.)"""
-    isvc = strict({k: v for k, v in doc.items() if k != "status"}, "V1beta1InferenceService")
-    assert isinstance(isvc, V1beta1InferenceService)
-    return isvc
+    return strict({k: v for k, v in doc.items() if k != "status"}, "V1beta1InferenceService")
 
 
 def env_of(isvc: V1beta1InferenceService) -> dict[str, str]:
