@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import io
 import json
 import threading
@@ -187,6 +188,28 @@ def test_tensors_at_another_size_are_resized(client: triton.InferenceServerClien
     big = (scenes(2, seed=23, image_size=48) * 255 + 0.5).astype(np.uint8)
     result = client.infer(NAME, [tensor_input(big, "UINT8", binary=True)])
     assert result.as_numpy("images").shape == (2, 32, 32, 3)
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(
+    served: ServerProcess, client: triton.InferenceServerClient, algorithm: str
+) -> None:
+    files = pngs(1, seed=28)
+    plain = client.infer(NAME, [bytes_input(files, binary=True)]).as_numpy("images")
+    packed = client.infer(
+        NAME, [bytes_input(files, binary=True)], request_compression_algorithm=algorithm
+    )
+    assert list(packed.as_numpy("images")) == list(plain)
+    bomb = gzip.compress(b"{" + b" " * (9 * 1024 * 1024) + b"}")  # over --max-bytes unpacked
+    request = urllib.request.Request(
+        f"{served.url}/v2/models/{NAME}/infer",
+        data=bomb,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=30)
+    assert info.value.code == 413
+    assert "once decompressed" in json.loads(info.value.read())["error"]
 
 
 def test_binary_data_output_for_the_whole_request(served: ServerProcess) -> None:
