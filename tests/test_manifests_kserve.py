@@ -15,8 +15,7 @@ import yaml
 from ganops.bot.services import kube_target
 from ganops.bot.settings import load_settings
 from ganops.pipeline.deploy import KServeTarget
-from ganops.pipeline.deploy.kserve import merge_predictor
-from ganops.pipeline.deploy.kserve_spec import CONTAINER, predictor_spec
+from ganops.pipeline.deploy.kserve_spec import CONTAINER, merge_predictor, predictor_spec
 from tests.fakes.kserve_models import strict
 
 REPO = Path(__file__).resolve().parents[1]

@@ -33,6 +33,7 @@ from ganops.pipeline.deploy.kserve_spec import (
     Obj,
     Rollout,
     inference_service,
+    merge_predictor,
     rollout_state,
     storage_uri_for,
 )
@@ -283,33 +284,6 @@ class KServeDeployer:
                 f"patched ({exc.status}: {detail}); try again"
             )
         return DeployError(f"Kubernetes API error {exc.status} on {verb} {self._where()}: {detail}")
-
-
-def merge_predictor(old: Obj, new: Obj) -> Obj:
-    """`old` with our container's image, arguments and model env from `new`, its version
-    annotation, and `new`'s canary percent; everything else in `old` is kept."""
-    merged = copy.deepcopy(old)
-    merged["annotations"] = {**(old.get("annotations") or {}), **(new.get("annotations") or {})}
-    if new.get("canaryTrafficPercent") is None:
-        merged.pop("canaryTrafficPercent", None)
-    else:
-        merged["canaryTrafficPercent"] = new["canaryTrafficPercent"]
-    ours = new["containers"][0]
-    containers = merged.get("containers") or []
-    for i, container in enumerate(containers):
-        if container.get("name") == CONTAINER:
-            env = [e for e in container.get("env") or [] if e.get("name") not in _OUR_ENV]
-            containers[i] = {
-                **container,
-                "image": ours["image"],
-                "args": ours["args"],
-                "env": [*env, *ours["env"]],
-            }
-            break
-    else:
-        containers.append(ours)
-    merged["containers"] = containers
-    return merged
 
 
 def _ops(isvc: Obj, predictor: Obj, annotations: dict[str, str], test: bool = True) -> list[Obj]:

@@ -10,6 +10,7 @@ from MLflow itself (`GANOPS_MODEL_URI=models:/ganops-<model>/<version>`).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,10 @@ ANN_URI = "ganops.io/model-uri"
 STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "https://", "hdfs://", "webhdfs://", "oci://")
 
 Obj = dict[str, Any]
+# The env a deploy sets on our container; whatever else the manifest gave it stays.
+_OUR_ENV = frozenset(
+    {"GANOPS_MODEL_URI", "GANOPS_MODEL_VERSION", "STORAGE_URI", "MLFLOW_TRACKING_URI"}
+)
 
 
 def inference_service(
@@ -126,6 +131,33 @@ def predictor_spec(
     )
 
 
+def merge_predictor(old: Obj, new: Obj) -> Obj:
+    """`old` with our container's image, arguments and model env from `new`, its version
+    annotation, and `new`'s canary percent; everything else in `old` is kept."""
+    merged = copy.deepcopy(old)
+    merged["annotations"] = {**(old.get("annotations") or {}), **(new.get("annotations") or {})}
+    if new.get("canaryTrafficPercent") is None:
+        merged.pop("canaryTrafficPercent", None)
+    else:
+        merged["canaryTrafficPercent"] = new["canaryTrafficPercent"]
+    ours = new["containers"][0]
+    containers = merged.get("containers") or []
+    for i, container in enumerate(containers):
+        if container.get("name") == CONTAINER:
+            env = [e for e in container.get("env") or [] if e.get("name") not in _OUR_ENV]
+            containers[i] = {
+                **container,
+                "image": ours["image"],
+                "args": ours["args"],
+                "env": [*env, *ours["env"]],
+            }
+            break
+    else:
+        containers.append(ours)
+    merged["containers"] = containers
+    return merged
+
+
 def storage_uri_for(location: str | None) -> str | None:
     """The artifact location KServe's storage initializer can fetch, or None."""
     if location and location.startswith(STORAGE_SCHEMES):
@@ -164,4 +196,11 @@ def rollout_state(isvc: Obj, generation: int) -> Rollout:
     return Rollout(ready, None, "ready" if ready else "InferenceService not Ready yet")
 
 
-__all__ = ["Rollout", "inference_service", "predictor_spec", "rollout_state", "storage_uri_for"]
+__all__ = [
+    "Rollout",
+    "inference_service",
+    "merge_predictor",
+    "predictor_spec",
+    "rollout_state",
+    "storage_uri_for",
+]
