@@ -52,6 +52,30 @@ def create_app(state: ServerState) -> Starlette:
             state, request, lambda p, body: protocol.v1_work(p, state.limits, content_type, body)
         )
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        where = f"{request.method} {request.url.path}"
+        if status == 404:
+            return _json({"error": f"no such endpoint: {where}"}, 404)
+        if status == 405 and isinstance(exc, HTTPException):
+            allow = (exc.headers or {}).get("Allow", "")
+            message = f"method not allowed: {where}; allowed: {allow}"
+            return _json({"error": message}, 405, {"Allow": allow})
+        return _json({"error": str(exc)}, status)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/stylize", v1_stylize, methods=["POST"]),
+        *v2_routes(state),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def v2_routes(state: ServerState) -> list[Route]:
+    """The Open Inference Protocol v2 endpoints (`docs/serving.md`)."""
+
     async def live(_: Request) -> Response:
         return _json({"live": True})
 
@@ -103,35 +127,20 @@ def create_app(state: ServerState) -> Starlette:
 
         return await bounded(state, request, work)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        where = f"{request.method} {request.url.path}"
-        if status == 404:
-            return _json({"error": f"no such endpoint: {where}"}, 404)
-        if status == 405 and isinstance(exc, HTTPException):
-            allow = (exc.headers or {}).get("Allow", "")
-            message = f"method not allowed: {where}; allowed: {allow}"
-            return _json({"error": message}, 405, {"Allow": allow})
-        return _json({"error": str(exc)}, status)
-
     version = _package_version()
-    v2_model = "/v2/models/{name}"
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/v1/stylize", v1_stylize, methods=["POST"]),
         Route("/v2", server_metadata, methods=["GET"]),
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
     ]
-    for base in (v2_model, v2_model + "/versions/{version}"):
+    model = "/v2/models/{name}"
+    for base in (model, model + "/versions/{version}"):
         routes += [
             Route(base, model_metadata, methods=["GET"]),
             Route(base + "/ready", model_ready, methods=["GET"]),
             Route(base + "/infer", infer, methods=["POST"]),
         ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    return routes
 
 
 def _model(

@@ -276,6 +276,18 @@ def test_kserve_rest_client(served: ServerProcess) -> None:
                 request_outputs=[RequestedOutput("images", {"binary_data": True})],
             )
             pixels_out = await kc.infer(served.url, as_binary, model_name=NAME)
+            # Binary PNG files in; base64 JSON out (its parser reads binary BYTES as UTF-8).
+            raw_files = InferInput("images", [2], "BYTES")
+            raw_files.set_data_from_numpy(np.array(files, dtype=np.object_), binary_data=True)
+            binary_in = InferRequest(
+                model_name=NAME,
+                infer_inputs=[raw_files],
+                request_outputs=[RequestedOutput("images", {"binary_data": False})],
+            )
+            again = await kc.infer(served.url, binary_in, model_name=NAME)
+            assert [base64.b64decode(d) for d in again.outputs[0].data] == [
+                base64.b64decode(d) for d in files_out.outputs[0].data
+            ]
             return live, ready, model_ready, files_out, pixels_out
 
     live, ready, model_ready, files_out, pixels_out = asyncio.run(run())
