@@ -33,6 +33,11 @@ class ClusterSettings:
     kfp_token_path: Path | None = None  # KF_PIPELINES_SA_TOKEN_PATH
     kfp_ui_url: str | None = None  # links in Slack; KFP_HOST is often in-cluster only
     mlflow_ui_url: str | None = None
+    # GANOPS_DEPLOYER=kserve: the InferenceService (also the OIP model name clients call),
+    # KServe's deployment mode, and the predictor's service account (object-storage access).
+    inference_service: str = "ganops-serving"
+    kserve_mode: str = "Serverless"
+    kserve_service_account: str | None = None
 
 
 def load_cluster_settings(env: Mapping[str, str]) -> ClusterSettings:
@@ -47,7 +52,18 @@ def load_cluster_settings(env: Mapping[str, str]) -> ClusterSettings:
         kfp_token_path=Path(token) if token else None,
         kfp_ui_url=_http(env, "GANOPS_KFP_UI_URL"),
         mlflow_ui_url=_http(env, "GANOPS_MLFLOW_UI_URL"),
+        inference_service=_k8s_name(env, "GANOPS_INFERENCE_SERVICE") or "ganops-serving",
+        kserve_mode=_kserve_mode(env),
+        kserve_service_account=_k8s_name(env, "GANOPS_KSERVE_SERVICE_ACCOUNT"),
     )
+
+
+def _kserve_mode(env: Mapping[str, str]) -> str:
+    value = _get(env, "GANOPS_KSERVE_MODE") or "Serverless"
+    modes = {"serverless": "Serverless", "rawdeployment": "RawDeployment"}
+    if value.lower() not in modes:
+        raise ConfigError(f"GANOPS_KSERVE_MODE={value!r} must be Serverless or RawDeployment")
+    return modes[value.lower()]
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:

@@ -30,7 +30,7 @@ from ganops.bot.ports import Deployer, MetricsSource, ModelRegistry, PipelineLau
 from ganops.bot.runs.record import RunBook
 from ganops.bot.settings import Settings
 from ganops.bot.store import Store
-from ganops.pipeline.deploy import KubeTarget, make_deployer
+from ganops.pipeline.deploy import KServeTarget, KubeTarget, make_deployer
 from ganops.pipeline.launch import make_launcher
 from ganops.pipeline.launch.kfp_client import KfpAccess
 from ganops.pipeline.placement import Placement
@@ -132,7 +132,18 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-def kube_target(settings: Settings) -> KubeTarget | None:
+def kube_target(settings: Settings) -> KubeTarget | KServeTarget | None:
+    if settings.deployer == "kserve":
+        cluster = settings.cluster
+        return KServeTarget(
+            namespace=settings.serving_namespace,
+            name=cluster.inference_service,
+            image=settings.serving_image or settings.image,
+            mlflow_uri=settings.pipeline_mlflow_uri or settings.mlflow_uri,
+            mode=cluster.kserve_mode,
+            service_account=cluster.kserve_service_account,
+            in_cluster=settings.in_cluster,
+        )
     if settings.deployer != "kubernetes":
         return None
     return KubeTarget(

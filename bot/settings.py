@@ -17,7 +17,7 @@ from ganops.bot.cluster_settings import ClusterSettings, load_cluster_settings
 from ganops.bot.errors import ConfigError
 
 Transport = Literal["shell", "socket", "http"]
-DeployerKind = Literal["local", "kubernetes"]
+DeployerKind = Literal["local", "kubernetes", "kserve"]
 
 DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
@@ -89,7 +89,8 @@ class Settings:
     poll_interval_s: float = 2.0
     transport: Transport = "shell"
     http_port: int | None = None
-    # Where approved models go: a local model server, or a Kubernetes Deployment.
+    # Where approved models go: a local model server, a Kubernetes Deployment, or a KServe
+    # InferenceService (its name and mode: `cluster.inference_service`, `cluster.kserve_mode`).
     deployer: DeployerKind = "local"
     serving_namespace: str = "ganops"
     serving_deployment: str = "ganops-serving"
@@ -372,12 +373,22 @@ def _image(env: Mapping[str, str]) -> str:
 
 
 def _deployer(env: Mapping[str, str]) -> DeployerKind:
-    raw = (_get(env, "GANOPS_DEPLOYER") or "local").lower()
+    """GANOPS_DEPLOYER, or GANOPS_DEPLOY_TARGET (the same setting by the name issue 25 uses)."""
+    named = {k: (_get(env, k) or "").lower() for k in ("GANOPS_DEPLOYER", "GANOPS_DEPLOY_TARGET")}
+    given = {k: v for k, v in named.items() if v}
+    if len(set(given.values())) > 1:
+        raise ConfigError(
+            f"GANOPS_DEPLOYER={named['GANOPS_DEPLOYER']!r} and GANOPS_DEPLOY_TARGET="
+            f"{named['GANOPS_DEPLOY_TARGET']!r} disagree; set one"
+        )
+    name, raw = next(iter(given.items()), ("GANOPS_DEPLOYER", "local"))
     if raw == "local":
         return "local"
     if raw in ("kubernetes", "k8s"):
         return "kubernetes"
-    raise ConfigError(f"GANOPS_DEPLOYER={raw!r} must be local or kubernetes")
+    if raw == "kserve":
+        return "kserve"
+    raise ConfigError(f"{name}={raw!r} must be local, kubernetes or kserve")
 
 
 def _name(env: Mapping[str, str], name: str, default: str) -> str:

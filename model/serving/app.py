@@ -8,6 +8,7 @@ health checks or /metrics.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import logging
 import time
@@ -20,8 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ganops.model.registry import registered_name
-from ganops.model.serving import protocol
+from ganops.model.serving import oip, protocol
 from ganops.model.serving.http import ServerState
 from ganops.model.serving.metrics import CONTENT_TYPE
 from ganops.model.serving.predictor import InputError, Predictor
@@ -52,39 +52,15 @@ def create_app(state: ServerState) -> Starlette:
             state, request, lambda p, body: protocol.v1_work(p, state.limits, content_type, body)
         )
 
-    async def live(_: Request) -> Response:
-        return _json({"live": True})
-
-    async def ready(_: Request) -> Response:
-        ok = state.predictor is not None and not state.stopping
-        return _json({"ready": ok}, 200 if ok else 503)
-
-    async def model_metadata(request: Request) -> Response:
-        predictor, refusal = _model(state, request.path_params["name"])
-        if refusal is not None:
-            return _response(refusal)
-        assert predictor is not None
-        return _json(protocol.v2_metadata(predictor, request.path_params["name"]))
-
-    async def model_ready(request: Request) -> Response:
-        _, refusal = _model(state, request.path_params["name"])
-        if refusal is not None:
-            return _response(refusal)
-        return _json({"name": request.path_params["name"], "ready": not state.stopping})
-
-    async def infer(request: Request) -> Response:
-        name = request.path_params["name"]
-        _, refusal = _model(state, name)
-        if refusal is not None:
-            return _response(refusal)
-        return await bounded(
-            state, request, lambda p, body: protocol.v2_work(p, state.limits, name, body)
-        )
-
-    async def not_found(request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
-        if status in (404, 405):  # unknown path or method: the same answer as before
-            return _json({"error": f"no such endpoint: {request.method} {request.url.path}"}, 404)
+        where = f"{request.method} {request.url.path}"
+        if status == 404:
+            return _json({"error": f"no such endpoint: {where}"}, 404)
+        if status == 405 and isinstance(exc, HTTPException):
+            allow = (exc.headers or {}).get("Allow", "")
+            message = f"method not allowed: {where}; allowed: {allow}"
+            return _json({"error": message}, 405, {"Allow": allow})
         return _json({"error": str(exc)}, status)
 
     routes = [
@@ -92,24 +68,103 @@ def create_app(state: ServerState) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/v1/stylize", v1_stylize, methods=["POST"]),
+        *v2_routes(state),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def v2_routes(state: ServerState) -> list[Route]:
+    """The Open Inference Protocol v2 endpoints (`docs/serving.md`)."""
+
+    async def live(_: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(_: Request) -> Response:
+        ok = state.predictor is not None and not state.stopping
+        return _json({"ready": ok}, 200 if ok else 503)
+
+    async def server_metadata(_: Request) -> Response:
+        return _json(oip.server_metadata(version))
+
+    async def model_metadata(request: Request) -> Response:
+        name = request.path_params["name"]
+        predictor, refusal = _model(state, name, request.path_params.get("version"))
+        if refusal is not None:
+            return _response(refusal)
+        assert predictor is not None
+        doc = oip.metadata(name=name, version=predictor.version, image_size=predictor.image_size)
+        return _json(doc)
+
+    async def model_ready(request: Request) -> Response:
+        # The status code is the answer (stock clients read only it): 503 while loading or
+        # draining, so a load balancer and tritonclient's is_model_ready() both see "no".
+        name = request.path_params["name"]
+        _, refusal = _model(state, name, request.path_params.get("version"))
+        if refusal is not None and refusal.status != 503:
+            return _response(refusal)
+        if refusal is not None or state.stopping:
+            reason = "stopping" if refusal is None else "loading"
+            return _json({"name": name, "ready": False, "reason": reason}, 503)
+        return _json({"name": name, "ready": True})
+
+    async def infer(request: Request) -> Response:
+        name = request.path_params["name"]
+        _, refusal = _model(state, name, request.path_params.get("version"))
+        if refusal is not None:
+            return _response(refusal)
+        header_length = request.headers.get(oip.HEADER)
+        encoding = request.headers.get("content-encoding", "")
+
+        def work(predictor: Predictor, body: bytes) -> Reply:
+            return protocol.v2_work(
+                predictor,
+                state.limits,
+                name=name,
+                body=body,
+                header_length=header_length,
+                encoding=encoding,
+            )
+
+        return await bounded(state, request, work)
+
+    version = _package_version()
+    routes = [
+        Route("/v2", server_metadata, methods=["GET"]),
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
-        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
-        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    model = "/v2/models/{name}"
+    for base in (model, model + "/versions/{version}"):
+        routes += [
+            Route(base, model_metadata, methods=["GET"]),
+            Route(base + "/ready", model_ready, methods=["GET"]),
+            Route(base + "/infer", infer, methods=["POST"]),
+        ]
+    return routes
 
 
-def _model(state: ServerState, name: str) -> tuple[Predictor | None, Reply | None]:
-    """The predictor serving `name`, or the refusal: 503 while loading, 404 for another name."""
+def _model(
+    state: ServerState, name: str, version: str | None
+) -> tuple[Predictor | None, Reply | None]:
+    """The predictor serving `name` (and `version`, when the path names one), or the refusal:
+    404 for another name or version, 503 while loading."""
+    served = state.model_name()
+    if served is not None and name != served:
+        return None, error_reply(404, f"no model {name!r}; this server serves {served!r}")
     predictor = state.predictor
     if predictor is None:
         return None, error_reply(503, "the model is still loading")
-    served = registered_name(predictor.model)
-    if name != served:
-        return None, error_reply(404, f"no model {name!r}; this server serves {served!r}")
+    if version is not None and version != predictor.version:
+        message = f"model {name!r} has no version {version!r}; it serves {predictor.version!r}"
+        return None, error_reply(404, message)
     return predictor, None
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("ganops")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 async def bounded(state: ServerState, request: Request, work: Work) -> Response:
@@ -185,9 +240,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _json(doc: dict[str, Any], status: int = 200) -> Response:
+def _json(
+    doc: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     # json.dumps' default separators: the bytes the endpoints have always answered with.
-    return Response(json.dumps(doc).encode(), status, media_type="application/json")
+    return Response(json.dumps(doc).encode(), status, headers, media_type="application/json")
 
 
 def _response(reply: Reply) -> Response:

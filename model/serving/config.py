@@ -26,6 +26,12 @@ class ServeConfig:
     max_pixels: int = 4096 * 4096
     drift_queue: int = 64  # image batches waiting for drift evaluation; more are dropped
     log_format: str = "text"
+    # The OIP v2 model name; None: `ganops-<model>`. KServe routes by the InferenceService's
+    # name, so a server behind one answers to that.
+    model_name: str | None = None
+    # The version the server reports (metrics, OIP); None: the bundle's. A bundle fetched by
+    # KServe's storage initializer is a plain folder that does not know its registry version.
+    model_version: str | None = None
     capture: CaptureConfig = field(default_factory=CaptureConfig)
 
 

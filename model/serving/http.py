@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ganops.model.asgi_server import AsgiServer
+from ganops.model.registry import registered_name
 from ganops.model.serving.metrics import ServingMetrics
 from ganops.model.serving.protocol import Limits
 
@@ -65,7 +66,9 @@ class ServerState:
         self.metrics = ServingMetrics()
         self.predictor: Predictor | None = None
         self.stopping = False
-        self.limits = Limits(max_batch=config.max_batch, max_pixels=config.max_pixels)
+        self.limits = Limits(
+            max_batch=config.max_batch, max_pixels=config.max_pixels, max_bytes=config.max_bytes
+        )
         self.slots = Slots(config.max_inflight, self.metrics.inflight.set)
         # One thread per slot: a request that holds a slot never waits for a thread.
         self.pool = ThreadPoolExecutor(config.max_inflight, thread_name_prefix="infer")
@@ -84,6 +87,15 @@ class ServerState:
             )
             self.drift_worker.start()
         self.predictor = predictor
+
+    def model_name(self) -> str | None:
+        """The OIP v2 name this server answers to: `--model-name`, else `ganops-<model>` once
+        the model is loaded (None before: the model is not known yet)."""
+        if self.config.model_name:
+            return self.config.model_name
+        if self.predictor is None:
+            return None
+        return registered_name(self.predictor.model)
 
     def finished(self, future: Future[Any] | asyncio.Future[Any]) -> None:
         """A worker thread is done: free its slot (its result may have gone unread)."""

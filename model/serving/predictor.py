@@ -132,6 +132,22 @@ class Predictor:
             rgb = rgb.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
         return np.asarray(rgb, dtype=np.float32) / 255.0
 
+    def fit(self, image: np.ndarray) -> np.ndarray:
+        """An HxWx3 float image in [0, 1] (a UINT8 or FP32 tensor's) at the model's size,
+        resized as `decode` resizes files (bicubic), in float so FP32 inputs keep precision."""
+        side = self.image_size
+        if image.shape[:2] == (side, side):
+            return np.ascontiguousarray(image, dtype=np.float32)
+        channels = [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32)).resize(
+                    (side, side), Image.Resampling.BICUBIC
+                )
+            )
+            for c in range(3)
+        ]
+        return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
     def predict(self, images: list[np.ndarray]) -> Prediction:
         """Translate a batch of decoded images; record their features for drift."""
         batch = np.stack(images)

@@ -9,10 +9,12 @@ Endpoints:
   `{"error": "..."}`: empty body 400, not an image / truncated 400, bad JSON 400, body over
   `--max-bytes`, too many images or more than `--max-pixels` in all 413, no Content-Length
   411, an unsupported format 415. Before the model is loaded: 503.
-- The Open Inference Protocol v2 (KServe, Triton), for the model `ganops-<model>`:
-  `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2/models/{name}` (metadata),
-  `GET /v2/models/{name}/ready`, `POST /v2/models/{name}/infer` with one `BYTES` input of base64
-  PNG/JPEG strings, answered with one `BYTES` output alike. Another name: 404.
+- The Open Inference Protocol v2 (KServe, Triton), for the model `--model-name` (default
+  `ganops-<model>`): `GET /v2` (server metadata), `GET /v2/health/live|ready`,
+  `GET /v2/models/{name}[/versions/{v}]` (metadata), `.../ready` (200, or 503 while loading or
+  draining), `POST .../infer` with one input of images as BYTES (PNG/JPEG), UINT8 or FP32
+  `[N, H, W, 3]`, in JSON or as binary tensor data (`model.serving.oip`). Another name or
+  version: 404; another method: 405; errors are `{"error": "..."}`.
 - Bounds: at most `--max-inflight` stylize/infer requests at once (more: 503 with
   `Retry-After`), each answered within `--deadline` seconds (else 504).
 - `GET /healthz`: 200 while the process runs. `GET /readyz`: 200 only once the model is loaded
@@ -30,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -46,6 +49,8 @@ from ganops.model.serving.http import GanServer, ServerState
 from ganops.model.serving.predictor import Predictor
 
 DEFAULTS = ServeConfig(model_uri="")
+# A model name is one URL path segment; KServe's InferenceService names fit (DNS labels).
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
 
 def make_server(config: ServeConfig, state: ServerState | None = None) -> GanServer:
@@ -80,6 +85,8 @@ def load_predictor(config: ServeConfig) -> Predictor:
     predictor = Predictor.from_bundle(
         bundle, window=config.window, drift_every=config.drift_every, drift_reference=reference
     )
+    if config.model_version:
+        predictor.version = config.model_version
     predictor.warmup()
     predictor.capture = make_sink(config.capture, model=bundle.model, version=predictor.version)
     return predictor
@@ -95,6 +102,18 @@ def build_parser(env: Mapping[str, str]) -> Parser:
         "--model-uri",
         default=env.get("GANOPS_MODEL_URI"),
         help="bundle dir, checkpoint or models:/ganops-MODEL@ALIAS (default: $GANOPS_MODEL_URI)",
+    )
+    add(
+        "--model-name",
+        default=env.get("GANOPS_MODEL_NAME") or None,
+        help="the OIP v2 model name, e.g. the KServe InferenceService's "
+        "(default: $GANOPS_MODEL_NAME or ganops-MODEL)",
+    )
+    add(
+        "--model-version",
+        default=env.get("GANOPS_MODEL_VERSION") or None,
+        help="the version to report (metrics, OIP) (default: $GANOPS_MODEL_VERSION or the "
+        "bundle's)",
     )
     add(
         "--port",
@@ -177,6 +196,10 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeConfig:
     args = parser.parse_args(list(argv))
     if not args.model_uri:
         raise UsageError("--model-uri is required (or set GANOPS_MODEL_URI)")
+    if args.model_name is not None and not MODEL_NAME.match(args.model_name):
+        raise UsageError(
+            f"--model-name {args.model_name!r}: use letters, digits, '.', '_' and '-' only"
+        )
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
     args.tracking_uri = tracking_uri_from(args.tracking_uri, env)

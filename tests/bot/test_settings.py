@@ -93,7 +93,7 @@ def test_secrets_never_show_in_repr() -> None:
         ({"SLACK_BOT_TOKEN": "xoxb-1"}, True, "--http needs SLACK_SIGNING_SECRET"),
         ({"SLACK_SIGNING_SECRET": "s"}, True, "--http needs SLACK_BOT_TOKEN"),
         (SLACK | {"GANOPS_CHANNEL": ""}, False, "GANOPS_CHANNEL is required"),
-        ({"GANOPS_DEPLOYER": "docker"}, False, "GANOPS_DEPLOYER='docker' must be local or kubernetes"),
+        ({"GANOPS_DEPLOYER": "docker"}, False, "GANOPS_DEPLOYER='docker' must be local, kubernetes or kserve"),
         ({"GANOPS_SERVING_DEPLOYMENT": "Bad_Name"}, False, "is not a Kubernetes name"),
         ({"GANOPS_IMAGE": "a b"}, False, "GANOPS_IMAGE='a b' is not an image reference"),
     ],
@@ -187,3 +187,44 @@ def test_capture_is_off_by_default_and_passed_to_the_local_server_when_on(
 def test_bad_capture_settings_stop_start_up(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})
+
+
+def test_the_kserve_target_is_built_from_the_settings() -> None:
+    from ganops.bot.services import kube_target
+    from ganops.pipeline.deploy import KServeTarget
+
+    env = {
+        "GANOPS_DEPLOY_TARGET": "kserve",
+        "GANOPS_SERVING_NAMESPACE": "models",
+        "GANOPS_INFERENCE_SERVICE": "stylizer",
+        "GANOPS_KSERVE_MODE": "rawdeployment",
+        "GANOPS_KSERVE_SERVICE_ACCOUNT": "s3-reader",
+        "GANOPS_IMAGE": "registry/ganops-trainer:1.2",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        "GANOPS_PIPELINE_MLFLOW_URI": "http://mlflow.mlflow:5000",
+    }
+    settings = load_settings(env)
+    assert settings.deployer == "kserve"
+    assert kube_target(settings) == KServeTarget(
+        namespace="models",
+        name="stylizer",
+        image="registry/ganops-trainer:1.2",
+        mlflow_uri="http://mlflow.mlflow:5000",
+        mode="RawDeployment",
+        service_account="s3-reader",
+    )
+    assert load_settings({"GANOPS_DEPLOYER": "kserve"}).deployer == "kserve"
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"GANOPS_DEPLOYER": "kubernetes", "GANOPS_DEPLOY_TARGET": "kserve"}, "disagree; set one"),
+        ({"GANOPS_DEPLOY_TARGET": "helm"}, "GANOPS_DEPLOY_TARGET='helm' must be local, kubernetes"),
+        ({"GANOPS_KSERVE_MODE": "ModelMesh"}, "must be Serverless or RawDeployment"),
+        ({"GANOPS_INFERENCE_SERVICE": "Bad_Name"}, "is not a Kubernetes name"),
+    ],
+)
+def test_bad_kserve_settings_are_one_line(env: dict[str, str], line: str) -> None:
+    with pytest.raises(ConfigError, match=line.replace("(", r"\(")):
+        load_settings(env)

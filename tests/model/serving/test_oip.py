@@ -83,8 +83,10 @@ def test_infer_answers_like_v1(served: ServerProcess) -> None:
     [
         (b"{nope", "bad JSON"),
         (b'{"inputs": []}', "expected"),
+        (b'{"inputs": [{"name": "images", "datatype": "INT64", "shape": [1], "data": [1]}]}',
+         "BYTES, UINT8 or FP32"),
         (b'{"inputs": [{"name": "images", "datatype": "FP32", "shape": [1], "data": [1.0]}]}',
-         "BYTES"),
+         "[N, H, W, 3]"),
         (b'{"inputs": [{"name": "images", "datatype": "BYTES", "shape": [2], "data": ["aGk="]}]}',
          "shape"),
         (b'{"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["%%"]}]}',
