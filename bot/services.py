@@ -127,7 +127,7 @@ def build_services(settings: Settings) -> Services:
         slack=slack,
         approvals=approvals,
         deployer=deployer,
-        metrics=PrometheusMetrics(settings.prometheus_url),
+        metrics=PrometheusMetrics(settings.prometheus_url, access=settings.prometheus),
     )
 
 
