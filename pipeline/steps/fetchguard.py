@@ -264,16 +264,19 @@ def folder_files(root: Path) -> Iterator[tuple[Path, PurePosixPath]]:
     """(real file, path relative to `root`) for every file a copy of `root` would read.
 
     `root` is a real path. Each directory and file is `realpath`ed: a symlink out of `root`
-    is refused, not followed; a directory reached twice (a symlink loop) is walked once.
+    is refused, not followed. Links inside `root` are followed as a copy would (a folder
+    linked twice is copied twice), except a link back to a folder it sits in (a loop).
     """
-    seen = {root}
+    chains = {root: frozenset({root})}  # the real folders on the way down to each folder
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        rel_dir = Path(dirpath).relative_to(root)
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root)
         for name in list(dirnames):
-            real = _contained(root, Path(dirpath, name), rel_dir / name)
-            if real in seen:
+            real = _contained(root, here / name, rel_dir / name)
+            if real in chains[here]:
                 dirnames.remove(name)
-            seen.add(real)
+            else:
+                chains[here / name] = chains[here] | {real}
         for name in filenames:
             real = _contained(root, Path(dirpath, name), rel_dir / name)
             yield real, PurePosixPath((rel_dir / name).as_posix())

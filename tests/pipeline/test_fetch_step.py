@@ -248,3 +248,17 @@ def test_https_to_a_pinned_address_checks_the_certificate_for_the_name(tmp_path:
         wrong = f"https://wrong.test:{server.port}/a.tgz"
         with pytest.raises(Exception, match=r"certificate|hostname"):
             fetch_url(wrong, out, rules=DataRules(allow=(wrong,)), resolver=resolver, tls=trusting)
+
+
+def test_links_inside_the_folder_are_copied_and_loops_walked_once(tmp_path: Path) -> None:
+    from ganops.model.synthetic import make_synthetic
+
+    data = make_synthetic(tmp_path / "set", n_train=4, n_test=2, image_size=32)
+    (data / "alias").symlink_to(data / "trainA")  # listed before or after trainA: both copied
+    (data / "trainA" / "loop").symlink_to(data)  # back to a folder it sits in
+    _ingest(tmp_path / "run", str(data), DataRules(anywhere=True))
+    out = tmp_path / "run" / "out"
+    names = sorted(p.name for p in (data / "trainA").glob("*.png"))
+    assert sorted(p.name for p in (out / "trainA").glob("*.png")) == names
+    assert sorted(p.name for p in (out / "alias").glob("*.png")) == names
+    assert not (out / "trainA" / "loop").exists()
