@@ -65,3 +65,49 @@ def test_the_pipeline_gets_the_allowlist_and_the_marker() -> None:
     assert json.loads(args["data_allow"]) == ["s3://team-bucket/", "https://data.example.com/sets/"]
     assert args["data_anywhere"] is True
     assert pipeline_arguments(RunParams(), "")["data_anywhere"] is False
+
+
+@pytest.mark.parametrize("user", [ALICE, BOB], ids=["non-approver", "approver"])
+def test_the_fetch_steps_refusal_is_posted_on_the_run(
+    bot: tuple[Bot, ScriptedLauncher], tmp_path: Path, user: str
+) -> None:
+    """The ingest step refuses with the rules the run was launched with; the bot posts that
+    reason in the run's thread. Alice's data is inside the allowlist as text (her /retrain is
+    accepted), Bob's is outside it (he is an approver): both are refused where fetched."""
+    from ganops.pipeline.events import fold, read_events
+    from ganops.pipeline.launch.worker import final_changes
+    from ganops.pipeline.steps.data import ingest
+    from ganops.pipeline.steps.fetchguard import DataRules, FetchRefused
+
+    app, launcher = bot
+    source = {
+        ALICE: "s3://team-bucket/%2e%2e/secrets",  # climbs out of its bucket once decoded
+        BOB: "http://169.254.169.254/latest/set.tgz",
+    }[user]
+    resp = app.slash("/retrain", f"data={source}", user=user, trigger_id=f"t-{user}")
+    assert (resp.status_code, resp.text) == (200, "")
+    row = eventually(
+        lambda: next((r for r in app.services.runbook.recent(5) if r.message_ts), None)
+    )
+    params = launcher.status(row.run_id).params
+    rules = DataRules(allow=app.settings.data_allow, anywhere=bool(params["data_anywhere"]))
+    events = tmp_path / "events"
+    with pytest.raises(FetchRefused):  # the same step function, with this run's rules
+        ingest(
+            source=str(params["data"]),
+            out_dir=str(tmp_path / "out"),
+            image_size=32,
+            seed=0,
+            synthetic_n=0,
+            events_dir=str(events),
+            rules=rules,
+        )
+    failed = final_changes(fold(read_events(events)), None, "ingest")
+    launcher.move(row.run_id, **{k: failed[k] for k in ("state", "failed_step", "error")})
+    app.watcher().tick()
+    [reply] = eventually(
+        lambda: [m for m in app.slack.messages() if m.get("thread_ts") == row.message_ts]
+    )
+    assert "failed at *ingest*" in reply["text"]
+    assert failed["error"] in json.dumps(reply["blocks"])
+    assert failed["error"].startswith("refused: ")
