@@ -70,11 +70,11 @@ class DataRules:
     anywhere: bool = False
 
     def names_host(self, host: str) -> bool:
-        """True when a `GANOPS_DATA_ALLOW` URL prefix names `host` itself."""
+        """True when a `GANOPS_DATA_ALLOW` http(s) prefix names `host` itself (a bucket that
+        shares the name does not)."""
         host = host.lower().rstrip(".")
-        return any(
-            (urlsplit(p).hostname or "").rstrip(".") == host for p in self.allow if "://" in p
-        )
+        web = (urlsplit(p) for p in self.allow)
+        return any((u.hostname or "").rstrip(".") == host for u in web if u.scheme in WEB_SCHEMES)
 
 
 def system_resolver(host: str, port: int) -> list[str]:

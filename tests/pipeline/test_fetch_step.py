@@ -262,3 +262,20 @@ def test_links_inside_the_folder_are_copied_and_loops_walked_once(tmp_path: Path
     assert sorted(p.name for p in (out / "trainA").glob("*.png")) == names
     assert sorted(p.name for p in (out / "alias").glob("*.png")) == names
     assert not (out / "trainA" / "loop").exists()
+
+
+def test_redirect_loops_and_scheme_changes_are_refused(tmp_path: Path) -> None:
+    def answer(seen: Seen) -> Reply:
+        if seen.path.startswith("/loop"):
+            return Reply(302, headers={"Location": f"/loop{len(seen.path)}.tgz"})
+        return Reply(301, headers={"Location": "file:///etc/passwd"})
+
+    with serve(answer) as server:
+        rules = DataRules(allow=(f"{server.url()}/",))
+        with pytest.raises(FetchRefused, match="redirects more than 5 times"):
+            fetch_url(f"{server.url()}/loop.tgz", tmp_path / "a", rules=rules)
+        assert len(server.seen) == 6  # the first request and five redirects, then no more
+        with pytest.raises(FetchRefused, match=r"file:///etc/passwd is not an http\(s\) URL"):
+            fetch_url(f"{server.url()}/moved.tgz", tmp_path / "b", rules=rules)
+    assert not (tmp_path / "a").exists()
+    assert not (tmp_path / "b").exists()

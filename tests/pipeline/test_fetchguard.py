@@ -92,6 +92,24 @@ def test_a_host_named_in_the_allowlist_may_be_internal() -> None:
     # ...unless the allowlist names the metadata address itself.
     literal = DataRules(allow=("http://169.254.169.254/",))
     assert checked_addresses("169.254.169.254", 80, literal, _resolver({})) == ["169.254.169.254"]
+    # A bucket that shares the host's name names no host.
+    bucket = DataRules(allow=("s3://datasets.internal/",))
+    with pytest.raises(FetchRefused, match=re.escape("resolves to 10.20.0.7, a private")):
+        checked_addresses("datasets.internal", 80, bucket, inward)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://[::1]:8080/x.tgz", "::1 is a loopback address"),
+        ("http://[fd00:ec2::254]/x.tgz", "fd00:ec2::254 is a private (cloud metadata) address"),
+        ("http://[::ffff:169.254.169.254]/x.tgz", "is a link-local (cloud metadata) address"),
+        ("http://METADATA.google.internal./x.tgz", "is a cloud metadata host"),
+    ],
+)
+def test_literal_and_spelled_variants_are_refused_for_approvers_too(url: str, reason: str) -> None:
+    with pytest.raises(FetchRefused, match=re.escape(reason)):
+        check_url(url, APPROVER, _resolver({}))
 
 
 @pytest.mark.parametrize(
