@@ -117,8 +117,9 @@ def checked_addresses(host: str, port: int, rules: DataRules, resolver: Resolver
 
     One bad address refuses the host: a resolver may answer differently on the next lookup,
     so a name that can resolve inward is treated as inward. A host that GANOPS_DATA_ALLOW
-    names may be internal, but a metadata address is allowed only when named itself: an
-    allowed name that resolves to it (DNS rebinding) is still refused.
+    names may be internal, but a metadata address is allowed only when named itself (the
+    address, or a metadata host name): another allowed name that resolves to it (DNS
+    rebinding) is still refused.
     """
     named = rules.names_host(host)
     bare = host.lower().rstrip(".")
@@ -128,10 +129,11 @@ def checked_addresses(host: str, port: int, rules: DataRules, resolver: Resolver
     addresses = [str(literal)] if literal is not None else resolver(bare, port)
     if not addresses:
         raise FetchRefused(f"refused: {host} resolves to no address")
+    names_metadata = named and (literal is not None or bare in METADATA_HOSTS)
     for text in addresses:
         ip = ipaddress.ip_address(text.split("%", 1)[0])
         kind = address_kind(ip)
-        if kind is None or (named and (literal is not None or not _metadata(ip))):
+        if kind is None or (named and (names_metadata or not _metadata(ip))):
             continue
         if literal is not None:
             raise FetchRefused(f"refused: {host} is a {kind} address; {_ALLOW_HINT}")

@@ -90,8 +90,10 @@ def test_a_host_named_in_the_allowlist_may_be_internal() -> None:
     with pytest.raises(FetchRefused, match=r"resolves to 169.254.169.254, a link-local \(cloud"):
         checked_addresses("datasets.internal", 8080, rules, rebound)
     # ...unless the allowlist names the metadata address itself.
-    literal = DataRules(allow=("http://169.254.169.254/",))
+    literal = DataRules(allow=("http://169.254.169.254/", "http://metadata.google.internal/"))
     assert checked_addresses("169.254.169.254", 80, literal, _resolver({})) == ["169.254.169.254"]
+    google = _resolver({"metadata.google.internal": ["169.254.169.254"]})
+    assert checked_addresses("metadata.google.internal", 80, literal, google) == ["169.254.169.254"]
     # A bucket that shares the host's name names no host.
     bucket = DataRules(allow=("s3://datasets.internal/",))
     with pytest.raises(FetchRefused, match=re.escape("resolves to 10.20.0.7, a private")):
