@@ -128,7 +128,7 @@ def build_services(settings: Settings) -> Services:
         slack=slack,
         approvals=approvals,
         deployer=deployer,
-        metrics=PrometheusMetrics(settings.prometheus_url),
+        metrics=PrometheusMetrics(settings.prometheus_url, access=settings.prometheus),
     )
 
 
@@ -168,7 +168,10 @@ def group_members(slack: WebClient) -> Callable[[str], set[str]]:
 def _launcher_options(settings: Settings) -> dict[str, object]:
     """On Kubeflow, the pipeline's pods may need another MLflow URL than the bot's."""
     cluster = settings.cluster
-    options: dict[str, object] = {"checkpoint_minutes": cluster.checkpoint_minutes}
+    options: dict[str, object] = {
+        "checkpoint_minutes": cluster.checkpoint_minutes,
+        "data_allow": tuple(settings.data_allow),  # checked again where the data is fetched
+    }
     if cluster.artifact_uri:
         options["artifact_uri"] = cluster.artifact_uri
     if cluster.mlflow_ui_url:

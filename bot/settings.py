@@ -15,6 +15,7 @@ from typing import Literal
 
 from ganops.bot.cluster_settings import ClusterSettings, load_cluster_settings
 from ganops.bot.errors import ConfigError
+from ganops.bot.prometheus_access import PrometheusAccess, load_prometheus_access
 
 Transport = Literal["shell", "socket", "http"]
 DeployerKind = Literal["local", "kubernetes", "kserve"]
@@ -111,6 +112,8 @@ class Settings:
     data_allow: tuple[str, ...] = ()
     # Kubeflow, object storage and GPU nodes (bot/cluster_settings.py).
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    # TLS (verified by default), CA bundle and bearer token for PROMETHEUS_URL.
+    prometheus: PrometheusAccess = field(default_factory=PrometheusAccess)
     # The closed drift loop: a sample of served inputs (0: off), where it goes, for how long,
     # and how many a drift retrain needs before it is worth launching.
     capture_rate: float = 0.0
@@ -192,6 +195,7 @@ def load_settings(
         run_timeout_s=_duration(env, "GANOPS_RUN_TIMEOUT", "6h"),
         data_allow=_prefixes(env, "GANOPS_DATA_ALLOW"),
         cluster=load_cluster_settings(env),
+        prometheus=load_prometheus_access(env, _url(env, "PROMETHEUS_URL", DEFAULT_PROMETHEUS_URL)),
         capture_rate=_number(env, "GANOPS_CAPTURE_RATE", 0.0, (0.0, 1.0)),
         capture_uri=_get(env, "GANOPS_CAPTURE_URI") or str(state_dir.resolve() / "captured"),
         capture_days=_number(env, "GANOPS_CAPTURE_DAYS", 30.0, (1e-3, 36500.0)),

@@ -13,6 +13,7 @@ in `main` and nowhere below it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -121,7 +122,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, env: CliEnv)
         pairs[key.strip()] = value
     launcher = _launcher(env)
     try:
-        params = params_from_strings(pairs)
+        # The operator's CLI (a shell where the bot runs) is not held to the bot's data
+        # allowlist; the fetch step's address, symlink and archive rules still hold.
+        params = dataclasses.replace(params_from_strings(pairs), data_anywhere=True)
         launched = launcher.launch(params, args.request_id or f"cli-{uuid.uuid4().hex}")
     except InvalidParamsError as exc:
         return _usage(parser, str(exc))

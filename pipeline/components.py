@@ -34,15 +34,25 @@ def ingest(
     synthetic_n: int,
     captured: str,
     events_dir: str,
+    data_allow: str,
+    data_anywhere: bool,
     dataset: Output[Dataset],
 ) -> str:
-    """Fetch the data (synthetic, a folder, or a URI) into a Dataset; return its digest."""
+    """Fetch the data (synthetic, a folder, or a URI) into a Dataset; return its digest.
+
+    `data_allow` (GANOPS_DATA_ALLOW, a JSON list) and `data_anywhere` (an approver's run) are
+    the fetch rules: checked here, where the data is read, whoever asked."""
+    import json
+
     from ganops.pipeline.steps import data, train
     from ganops.pipeline.steps.fastexit import exit_fast_when_done
+    from ganops.pipeline.steps.fetchguard import DataRules
 
     exit_fast_when_done()
     size = train.resolve_net_size(preset, gpus, image_size)
+    rules = DataRules(allow=tuple(json.loads(data_allow or "[]")), anywhere=data_anywhere)
     digest = data.ingest(
+        rules=rules,
         source=source,
         out_dir=dataset.path,
         image_size=size,

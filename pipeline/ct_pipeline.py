@@ -60,6 +60,8 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
         artifact_uri: str = "",  # GANOPS_ARTIFACT_URI: durable checkpoints ("": none)
         request_id: str = "",  # the durable key ("": the KFP run id)
         checkpoint_minutes: float = 10.0,  # GANOPS_CHECKPOINT_MINUTES
+        data_allow: str = "[]",  # GANOPS_DATA_ALLOW as a JSON list: checked again at fetch time
+        data_anywhere: bool = False,  # an approver's run: data need not lie under data_allow
     ) -> None:
         job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         size: dict[str, Any] = {"image_size": image_size, "preset": preset, "gpus": gpus}
@@ -79,6 +81,8 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
                 synthetic_n=synthetic_n,
                 captured=captured,
                 events_dir=events_dir,
+                data_allow=data_allow,
+                data_anywhere=data_anywhere,
                 **size,
             )
             dataset = ing.outputs["dataset"]

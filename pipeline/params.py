@@ -7,6 +7,7 @@ range, so it can be shown to a user as is. Nothing here imports torch or kfp.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -216,11 +217,13 @@ def _fmt(value: float) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class RunStorage:
-    """Where a run keeps what must outlive its pods: from settings, keyed by the request."""
+    """What a run gets from settings: where it keeps what must outlive its pods (keyed by the
+    request), and where its data may come from."""
 
     artifact_uri: str = ""  # GANOPS_ARTIFACT_URI ("": checkpoints stay on the task's output)
     request_id: str = ""
     checkpoint_minutes: float = 10.0  # GANOPS_CHECKPOINT_MINUTES
+    data_allow: tuple[str, ...] = ()  # GANOPS_DATA_ALLOW, checked again by the ingest step
 
 
 def pipeline_arguments(
@@ -255,6 +258,8 @@ def pipeline_arguments(
         "artifact_uri": storage.artifact_uri,
         "request_id": storage.request_id,
         "checkpoint_minutes": float(storage.checkpoint_minutes),
+        "data_allow": json.dumps(list(storage.data_allow)),
+        "data_anywhere": params.data_anywhere,
     }
 
 

@@ -87,6 +87,10 @@ class RunParams:
     # A drift retrain only (not a /retrain key): the captured inputs that join domain A, as
     # `pipeline.captured.dump_specs` writes them; "" for every other run.
     captured: str = ""
+    # Not a /retrain key: set by the bot when an approver starts the run (`bot.runs.start`),
+    # so the ingest step need not hold the data to GANOPS_DATA_ALLOW's prefixes. Its address,
+    # redirect, symlink and archive rules hold for every run (`pipeline.steps.fetchguard`).
+    data_anywhere: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

@@ -17,6 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from ganops.bot.ports import DriftAlert, UpstreamError
+from ganops.bot.prometheus_access import (
+    PrometheusAccess,
+    TokenFileError,
+    auth_for,
+    session_for,
+)
 
 
 class PrometheusMetrics:
@@ -29,8 +35,12 @@ class PrometheusMetrics:
         score_metric: str = "gan_input_drift_score",
         feature_metric: str = "gan_input_drift_feature_score",
         timeout_s: float = 5.0,
+        access: PrometheusAccess | None = None,
     ) -> None:
+        """`access`: TLS trust and the bearer token (`bot.prometheus_access`); TLS is
+        verified whatever it says, against its CA bundle when it names one."""
         self.url = url.rstrip("/")
+        self.access = access or PrometheusAccess()
         self.alert = alert
         self.absent_alert = absent_alert
         self.score_metric = score_metric
@@ -47,7 +57,11 @@ class PrometheusMetrics:
             # per failed query, spent inside the watcher's tick.
             retry = Retry(total=1, backoff_factor=0.2, status_forcelist=(502, 503, 504))
             self._prom = PrometheusConnect(
-                url=self.url, disable_ssl=True, retry=retry, timeout=self.timeout_s
+                url=self.url,
+                retry=retry,
+                timeout=self.timeout_s,
+                session=session_for(self.access),
+                auth=auth_for(self.access),
             )
         return self._prom
 
@@ -118,9 +132,16 @@ class PrometheusMetrics:
     def _failure(self, exc: Exception) -> str:
         """One line saying what went wrong, without the HTTP library's nested reprs."""
         from prometheus_api_client.exceptions import PrometheusApiClientException
-        from requests.exceptions import ConnectionError, RetryError, Timeout
+        from requests.exceptions import ConnectionError, RetryError, SSLError, Timeout
 
-        if isinstance(exc, Timeout) or (
+        if isinstance(exc, SSLError):  # before ConnectionError, its base class
+            why = (
+                f"its TLS certificate is not trusted ({_tls_reason(exc)}); set "
+                "PROMETHEUS_CA_BUNDLE to the CA file that signed it"
+            )
+        elif isinstance(exc, TokenFileError):
+            why = f"cannot read PROMETHEUS_TOKEN_FILE ({exc.strerror or exc})"
+        elif isinstance(exc, Timeout) or (
             isinstance(exc, ConnectionError) and "timed out" in str(exc)
         ):
             why = f"no answer within {self.timeout_s:g} s"
@@ -145,6 +166,13 @@ def _key(item: dict[str, Any]) -> tuple[str, str]:
 def _duration(seconds: float) -> str:
     """Prometheus durations take no decimals: 5.0 -> "5000ms"."""
     return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _tls_reason(exc: Exception) -> str:
+    """The OpenSSL reason inside requests' nested wrappers ("certificate verify failed: …")."""
+    text = str(exc)
+    start = text.find("certificate verify failed")
+    return _short(text[start:].split("')")[0] if start >= 0 else text, 120)
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -9,6 +9,7 @@ one run and one message.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -65,6 +66,7 @@ def start_run(
     if known is not None:
         return StartOutcome(known.run_id, False, known.url, known.message_ts)
     check_channel(services.slack, channel)  # nothing starts where nobody would hear of it
+    params = with_data_scope(services, params, requested_by)
     launched = services.launcher.launch(params, request_id)
     row = RunRow(
         run_id=launched.run_id,
@@ -96,6 +98,19 @@ def start_run(
         log.warning("run %s: cannot post its message: %s", launched.run_id, slack_error(exc))
         return StartOutcome(launched.run_id, True, launched.url, None)
     return StartOutcome(launched.run_id, True, launched.url, ts)
+
+
+def with_data_scope(services: Services, params: RunParams, requested_by: str) -> RunParams:
+    """`params` with `data_anywhere` set from who asks, here where every path starts its run:
+    only an approver's run may fetch data outside GANOPS_DATA_ALLOW, whichever listener let
+    the request through. A failing approver lookup counts as no."""
+    book = services.approvals
+    try:
+        approver = book is not None and book.is_approver(requested_by)
+    except Exception as exc:  # e.g. Slack's user-group lookup: never widen on an error
+        log.warning("approver lookup for %s failed: %s", requested_by, exc)
+        approver = False
+    return dataclasses.replace(params, data_anywhere=approver)
 
 
 def view_of(row: RunRow, status: RunStatus | None, now: float | None = None) -> RunView:

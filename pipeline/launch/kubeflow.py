@@ -56,6 +56,7 @@ class KubeflowLauncher:
         placement: Placement = DEFAULT_PLACEMENT,
         access: KfpAccess | None = None,
         mlflow_ui_url: str | None = None,
+        data_allow: tuple[str, ...] = (),
     ) -> None:
         """`mlflow_uri` is where this process reads results; the pipeline's pods get
         `pipeline_mlflow_uri` when given (an in-cluster service URL), else the same URI."""
@@ -74,6 +75,7 @@ class KubeflowLauncher:
         self.placement = placement
         self.access = access or KfpAccess()
         self.mlflow_ui_url = mlflow_ui_url
+        self.data_allow = tuple(data_allow)  # GANOPS_DATA_ALLOW, for the ingest step's check
         self._factory = client_factory
         self._client: Any = None
         self._lock = threading.Lock()
@@ -192,7 +194,9 @@ class KubeflowLauncher:
     def _submit(self, params: RunParams, request_id: str) -> LaunchResult:
         from ganops.pipeline.params import RunStorage, pipeline_arguments
 
-        storage = RunStorage(self.artifact_uri, request_id, self.checkpoint_minutes)
+        storage = RunStorage(
+            self.artifact_uri, request_id, self.checkpoint_minutes, self.data_allow
+        )
 
         try:
             result = self._call(

@@ -9,6 +9,7 @@ This module imports neither torch nor kfp: the bot imports it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -50,9 +51,11 @@ class LocalLauncher:
         artifact_uri: str | None = None,
         checkpoint_minutes: float = 10.0,
         mlflow_ui_url: str | None = None,
+        data_allow: tuple[str, ...] = (),
     ) -> None:
         """`artifact_uri` keeps each request's checkpoints (default: `state_dir/artifacts`),
-        so a retry of a killed run resumes wherever its outputs went."""
+        so a retry of a killed run resumes wherever its outputs went. `data_allow`
+        (GANOPS_DATA_ALLOW) goes to the ingest step, which checks the data where it reads it."""
         self.state_dir = Path(state_dir).resolve()
         self.mlflow_uri = mlflow_uri
         self.image = image or LOCAL_IMAGE
@@ -63,6 +66,7 @@ class LocalLauncher:
         self.artifact_uri = artifact_uri or str(self.state_dir / "artifacts")
         self.checkpoint_minutes = checkpoint_minutes
         self.mlflow_ui_url = mlflow_ui_url
+        self.data_allow = tuple(data_allow)
 
     def run_dir(self, run_id: str) -> Path:
         return self.state_dir / "runs" / run_id
@@ -146,6 +150,8 @@ class LocalLauncher:
             self.artifact_uri,
             "--checkpoint-minutes",
             str(self.checkpoint_minutes),
+            "--data-allow",
+            json.dumps(list(self.data_allow)),
         ]
         try:
             pid = procs.spawn(argv, self.run_dir(run_id) / WORKER_LOG, self.state_dir, _env())
@@ -168,7 +174,8 @@ def _local_data(params: RunParams) -> RunParams:
     path = Path(data.removeprefix("file://")).expanduser()
     if not path.exists():
         raise InvalidParamsError(f"data={data!r}: no such folder or archive on this machine")
-    return dataclasses.replace(params, data=str(path.resolve()))
+    # Absolute, not resolved: the ingest step resolves it, and names both in a refusal.
+    return dataclasses.replace(params, data=os.path.abspath(path))
 
 
 def _env() -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 import threading
@@ -143,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image", default="ganops-trainer:local")
     parser.add_argument("--artifact-uri", default="")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    parser.add_argument("--data-allow", default="[]", help="GANOPS_DATA_ALLOW, a JSON list")
     args = parser.parse_args(argv)
     store = RunStore(args.state_dir)
     row = store.get(args.run_id)
@@ -158,7 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     crash = task = None
     try:
         params = RunParams(**row.params)
-        storage = RunStorage(args.artifact_uri, row.request_id, args.checkpoint_minutes)
+        storage = RunStorage(
+            args.artifact_uri,
+            row.request_id,
+            args.checkpoint_minutes,
+            tuple(json.loads(args.data_allow)),
+        )
         task = run_pipeline(
             params, run_dir, args.mlflow_uri, args.image, args.run_id, storage=storage
         )

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from ganops.pipeline.events import step_scope
 from ganops.pipeline.steps import snapshot
+from ganops.pipeline.steps.fetchguard import (
+    WEB_SCHEMES,
+    DataRules,
+    Resolver,
+    check_local,
+    check_object_uri,
+    check_url,
+    folder_files,
+    safe_member,
+    system_resolver,
+    unpack,
+)
+from ganops.pipeline.steps.webfetch import fetch_url
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 # fsspec protocol -> the package that implements it (not installed in the slim images).
@@ -33,25 +47,33 @@ def ingest(
     seed: int,
     synthetic_n: int,
     events_dir: str,
+    rules: DataRules,
     captured: str = "",
+    resolver: Resolver | None = None,
 ) -> str:
     """Materialise `source` under `out_dir` and return its content digest (the data version).
 
     `source` is "synthetic", a local or mounted folder (or archive), or an fsspec URI.
     `synthetic_n` is the number of training images per domain (0: the generator's default).
     `captured` (a drift retrain): served inputs that join domain A (`pipeline.captured`).
+    `rules`: where data may come from (`fetchguard`), checked here for every run, approvers'
+    included; a refusal fails the step with its one-line reason, which the run's card shows.
+    `resolver`: host -> addresses (tests inject one; the system's by default).
     """
     with step_scope(events_dir, "ingest") as facts:
         from ganops.model.data import dataset_digest
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        scheme = source.split("://", 1)[0].lower() if "://" in source else "file"
         if source == "synthetic":
             _synthetic(out, image_size, seed, synthetic_n)
-        elif "://" in source and not source.startswith("file://"):
-            _remote(source, out)
+        elif scheme in WEB_SCHEMES:
+            _web(source, out, rules, resolver)
+        elif scheme != "file":
+            _remote(source, out, rules)
         else:
-            _local(Path(source.removeprefix("file://")), out)
+            _local(source.removeprefix("file://"), out, rules)
         if captured:
             _add_captured(out, captured, seed, facts)
         digest = dataset_digest(out)
@@ -114,17 +136,35 @@ def _synthetic(out: Path, image_size: int, seed: int, synthetic_n: int) -> None:
         make_synthetic(out, image_size=image_size, seed=seed)
 
 
-def _local(path: Path, out: Path) -> None:
-    if path.is_dir():
-        shutil.copytree(path, out, dirs_exist_ok=True)
-    elif path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
-        shutil.unpack_archive(str(path), str(out))
+def _local(source: str, out: Path, rules: DataRules) -> None:
+    real = check_local(source, rules)
+    if real.is_dir():
+        files = list(folder_files(real))  # every file checked before the first is copied
+        for src, rel in files:
+            target = out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    elif real.is_file() and (Path(source).name.endswith(ARCHIVE_SUFFIXES)):
+        unpack(real, out, shown=source)
     else:
-        raise IngestError(f"data source {path} is not a folder or an archive on this machine")
+        raise IngestError(f"data source {source} is not a folder or an archive on this machine")
 
 
-def _remote(uri: str, out: Path) -> None:
-    """Copy a folder or an archive from an fsspec URI (s3://, gs://, https://...)."""
+def _web(url: str, out: Path, rules: DataRules, resolver: Resolver | None) -> None:
+    """An archive over http(s): fetched under the address and redirect rules, then unpacked."""
+    check_url(url, rules, resolver or system_resolver)  # refusals first, whatever the name
+    name = PurePosixPath(urlsplit(url).path).name
+    if not name.endswith(ARCHIVE_SUFFIXES):
+        raise IngestError(f"{url}: over http(s), data must be a .zip or .tar(.gz) archive")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / name
+        fetch_url(url, local, rules=rules, resolver=resolver or system_resolver)
+        unpack(local, out, shown=url)
+
+
+def _remote(uri: str, out: Path, rules: DataRules) -> None:
+    """Copy a folder or an archive from an fsspec URI (s3://, gs://...)."""
+    uri = check_object_uri(uri, rules)
     scheme = uri.split("://", 1)[0].lower()
     try:
         import fsspec
@@ -142,8 +182,14 @@ def _remote(uri: str, out: Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / Path(path).name
             fs.get(path, str(local))
-            shutil.unpack_archive(str(local), str(out))
+            unpack(local, out, shown=uri)
         return
     if not fs.isdir(path):
         raise IngestError(f"{uri} is not a folder (or a .zip/.tar.gz archive)")
-    fs.get(path.rstrip("/") + "/", str(out), recursive=True)
+    root = path.rstrip("/")
+    keys = [(key, str(key)[len(root) :].lstrip("/")) for key in fs.find(root)]
+    for _, rel in keys:  # a key may hold '..': every one is checked before any is copied
+        safe_member(rel, uri)
+    for key, rel in keys:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(key, str(out / rel))

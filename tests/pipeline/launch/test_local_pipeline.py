@@ -70,7 +70,9 @@ def bad_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def runs(state: Path, bad_data: Path) -> dict[str, RunStatus]:
     launcher = _launcher(state)
     good = launcher.launch(GOOD, "good")
-    bad = launcher.launch(RunParams(model="cyclegan", data=str(bad_data)), "bad")
+    # An approver's run (bot.runs.start sets this): a folder outside GANOPS_DATA_ALLOW.
+    bad_params = RunParams(model="cyclegan", data=str(bad_data), data_anywhere=True)
+    bad = launcher.launch(bad_params, "bad")
     assert good.created
     assert bad.created
     finished = _wait(launcher, [good.run_id, bad.run_id])

@@ -67,7 +67,10 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def runs(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     state = tmp_path_factory.mktemp("state")
     uri = f"sqlite:///{state / 'mlflow.db'}"
-    launcher = LocalLauncher(state, uri, IMAGE, artifact_uri=ARTIFACTS)
+    # The bucket is allowed (GANOPS_DATA_ALLOW): the ingest step checks it again and reads it.
+    launcher = LocalLauncher(
+        state, uri, IMAGE, artifact_uri=ARTIFACTS, data_allow=(f"s3://{DATA}/",)
+    )
     good = launcher.launch(
         RunParams(data=f"s3://{DATA}/set", steps=6, batch_size=2, image_size=32), "s3-good"
     )
