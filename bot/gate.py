@@ -219,13 +219,13 @@ def security_table() -> str:
 
 def security_summary() -> str:
     """The same rows grouped by action: who may, and every entry point that reaches it."""
-    points: dict[str, list[str]] = {}
-    for what, path, action, _ in security_rows():
-        points.setdefault(action, []).append(f"{what} ({path})")
+    points: dict[tuple[str, str], list[str]] = {}
+    for what, path, action, who in security_rows():
+        points.setdefault((action, who), []).append(f"{what} ({path})")
     lines = ["| action | who | entry points |", "|---|---|---|"]
     lines += [
-        f"| `{action}` | {_cell(RULES[action].who)} | {_cell('; '.join(whats))} |"
-        for action, whats in points.items()
+        f"| `{action}` | {_cell(who)} | {_cell('; '.join(whats))} |"
+        for (action, who), whats in points.items()
     ]
     return "\n".join(lines)
 

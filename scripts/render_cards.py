@@ -1,35 +1,43 @@
-"""Render the README's pictures from the bot's real Block Kit builders.
+"""Render the README's pictures from the bot's real Block Kit builders and a real run.
 
-    python scripts/render_cards.py [--out docs/img] [--grid PATH --loss PATH]
+    python scripts/render_cards.py --from-state .ganops/demo   # after `make demo`: snapshot, render
+    python scripts/render_cards.py                             # render from the stored snapshot
+    python scripts/render_cards.py --check                     # exit 1 if docs/img is stale
 
-Writes run-progress.png (the live run message), results-card.png (the results card with every
-metric, the sample grid and the loss curve in its thread), drift-alarm.png (the alarm card
-with its score plot), retrain-modal.png (the `/retrain` modal) and app-home.png (the Home tab).
-The blocks come from `ganops.bot.blocks.runs` / `results` / `alarms` / `modal` / `home` and the plot
-from `ganops.bot.drift.plots`, fed the same views the bot builds; the numbers are those of a local demo
-run (relabelled v7 against champion v6). `--grid` / `--loss` take a real run's PNGs (e.g. from
-the demo's `shell-files/`); without them the grid comes from `ganops.model.evaluate` on fresh
-synthetic data (an untrained champion against an identity challenger, nothing trained) and the
-loss curve is drawn from an illustrative history with the pipeline's own plotting function.
+What is drawn comes from a real run, never from an invented one: `--from-state` reads a demo's
+state folder (the local launcher's runs and their events, the bot's store) and writes a
+snapshot to `docs/img/source/`: the reviewed run's params, metrics, champion metrics, gate
+reason and data digest (`run.json`), its sample grid and loss curve as the pipeline made
+them, the training progress at three quarters of the run (from its events), and the drift
+alarm the demo raised. Without `--from-state` the snapshot is read back, so the pictures can
+be re-rendered after a builder changes without training again.
+
+Writes run-progress.png, results-card.png (the card, every metric and the pictures in its
+thread), drift-alarm.png, retrain-modal.png and app-home.png, and `blocks.sha256.json`: a hash
+of each picture's Block Kit payload. `tests/scripts/test_render_cards.py` recomputes those
+hashes from today's builders, so a builder change without a re-render fails the tests.
 """
 
 from __future__ import annotations
 
 import argparse
-import calendar
+import hashlib
 import io
+import json
 import math
 import os
 import random
+import sqlite3
 import sys
-import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
-# The repo root (for bot/) and scripts/ (for blockpng/, which only this script uses).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# scripts/ (for blockpng/, which only this script uses).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from blockpng.render import Reply, render_message
@@ -53,182 +61,344 @@ from ganops.bot.ports import Approval, ModelVersionInfo
 from ganops.bot.runs.record import RunRow
 from ganops.bot.runs.results import ARTIFACTS, FILES_NOTE
 from ganops.bot.runs.start import view_of
-from ganops.pipeline.ports import RunParams, RunStatus
+from ganops.pipeline.events import fold, read_events
+from ganops.pipeline.ports import RunStatus
 
-NOW = float(calendar.timegm((2025, 3, 12, 10, 42, 0)))  # a fixed clock: stable pictures
+ROOT = Path(__file__).resolve().parent.parent
+IMG = ROOT / "docs" / "img"
+SNAPSHOT = IMG / "source"
+DIGESTS = "blocks.sha256.json"
 USERS = {"U_ALICE": "alice", "U_CAROL": "carol"}
-RUN_ID = "local-a2cb0ae9e287"
-DIGEST = "sha256:ea5845e78d777e938ac9fc459e8b32fdd924844bdefea77b385cc6c876ca7002"
-PARAMS = RunParams(model="cut", epochs=5, steps=160, preset="tiny")
-CHALLENGER = {
-    "deploy_score": 0.0556, "diversity": 0.8674, "diversity_guard": 1.0, "hist_dist": 0.7130,
-    "hist_term": 0.2781, "kid": 17.2319, "kid_term": 0.0, "psnr": 14.2498, "ssim": 0.1160,
-    "ssim_term": 0.0,
-}  # fmt: skip
-CHAMPION = {
-    "deploy_score": 0.0421, "diversity": 0.8297, "diversity_guard": 1.0, "hist_dist": 0.7798,
-    "hist_term": 0.2104, "kid": 30.6807, "kid_term": 0.0, "psnr": 13.6318, "ssim": 0.0857,
-    "ssim_term": 0.0,
-}  # fmt: skip
-MOVED = {"brightness": 3.12, "contrast": 2.47, "saturation": 1.18, "mean_b": 0.82, "noise": 0.3}
+APPROVAL_ID = "Zq3v9rT1bX0kLm2P"  # opaque, as the bot makes them
+
+
+class NoRealRun(Exception):
+    """The state folder (or the snapshot) holds no run that can be pictured."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the pictures show, taken from a real run."""
+
+    run: dict[str, Any]  # run_id, requested_by, params, created_at, finished_at
+    result: dict[str, Any]  # the RunResult fields the card shows
+    progress: dict[str, Any]  # the run's progress at ~75% of training
+    alarm: dict[str, Any] | None  # the demo's drift alarm, if it raised one
+    grid: Image.Image = field(compare=False)  # the run's sample grid, as the pipeline drew it
+    loss: Image.Image = field(compare=False)  # its loss curve
+
+
+# --- taking a snapshot from a demo's state -------------------------------------------------
+
+
+def snapshot_from_state(state_dir: Path) -> Snapshot:
+    """The newest reviewed run of a demo state folder that trained a model that learned."""
+    from ganops.pipeline.launch.local import LocalLauncher
+
+    mlflow_uri = f"sqlite:///{state_dir / 'mlflow.db'}"
+    launcher = LocalLauncher(state_dir, mlflow_uri, "ganops-trainer:latest")
+    runs = [
+        s
+        for s in launcher.list_runs(50)
+        if s.result is not None
+        and s.result.version
+        and s.result.champion_version  # judged against a champion, not the bootstrap
+        and s.result.gate_passed
+        and all(Path(p).is_file() for p in s.result.artifacts.values())
+    ]
+    if not runs:
+        raise NoRealRun(f"{state_dir}: no run that beat a champion and kept its pictures")
+    status = max(runs, key=lambda s: s.created_at or 0.0)
+    result = status.result
+    assert result is not None
+    row = _bot_run(state_dir, status.run_id)
+    events = read_events(state_dir / "runs" / status.run_id / "events")
+    snap = Snapshot(
+        run={
+            "run_id": status.run_id,
+            "requested_by": row.get("requested_by") or "U_ALICE",
+            "params": dict(status.params or {}),
+            "created_at": status.created_at,
+        },
+        result={
+            "model": result.model,
+            "version": result.version,
+            "metrics": dict(result.metrics),
+            "champion_metrics": dict(result.champion_metrics or {}),
+            "champion_version": result.champion_version,
+            "deploy_score": result.deploy_score,
+            "gate_passed": result.gate_passed,
+            "gate_reason": result.gate_reason,
+            "data_digest": result.data_digest,
+            "image": result.image,
+        },
+        progress=_progress_at(events, 0.75),
+        alarm=_last_alarm(state_dir),
+        grid=Image.open(result.artifacts["sample_grid"]).copy(),
+        loss=Image.open(result.artifacts["loss_curve"]).copy(),
+    )
+    return snap
+
+
+def _bot_run(state_dir: Path, run_id: str) -> dict[str, Any]:
+    with sqlite3.connect(state_dir / "ganops.db") as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return dict(row) if row else {}
+
+
+def _progress_at(events: list[dict[str, Any]], share: float) -> dict[str, Any]:
+    """The run's progress as the watcher saw it once training passed `share` of its steps."""
+    for i, ev in enumerate(events):
+        total = ev.get("train_total") or 0
+        if ev.get("event") == "progress" and total and ev.get("train_step", 0) >= share * total:
+            p = fold(events[: i + 1])
+            return {
+                "current_step": p.current_step,
+                "steps_done": p.steps_done,
+                "train_step": p.train_step,
+                "train_total": p.train_total,
+                "losses": p.losses,
+                "started_at": p.started_at,
+                "at": p.updated_at,
+            }
+    raise NoRealRun("the run's events hold no training progress")
+
+
+def _last_alarm(state_dir: Path) -> dict[str, Any] | None:
+    with sqlite3.connect(state_dir / "ganops.db") as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM alarms ORDER BY opened_at DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    alarm = dict(row)
+    for key in ("features",):
+        if isinstance(alarm.get(key), str):
+            alarm[key] = json.loads(alarm[key])
+    return alarm
+
+
+def save_snapshot(snap: Snapshot, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"run": snap.run, "result": snap.result, "progress": snap.progress, "alarm": snap.alarm}
+    (folder / "run.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    save(snap.grid, folder / "sample_grid.png")
+    save(snap.loss, folder / "loss_curve.png")
+
+
+def load_snapshot(folder: Path) -> Snapshot:
+    try:
+        doc = json.loads((folder / "run.json").read_text())
+        grid = Image.open(folder / "sample_grid.png").copy()
+        loss = Image.open(folder / "loss_curve.png").copy()
+    except FileNotFoundError as e:
+        raise NoRealRun(
+            f"no snapshot of a real run in {folder} ({Path(str(e.filename)).name})"
+        ) from e
+    return Snapshot(doc["run"], doc["result"], doc["progress"], doc.get("alarm"), grid, loss)
+
+
+# --- the messages, from the real builders --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    blocks: list[dict[str, Any]]
+    text: str
+    time: float
 
 
 def clock(ts: float) -> str:
     return time.strftime("%I:%M %p", time.gmtime(ts)).lstrip("0")
 
 
-def run_progress() -> Image.Image:
+def _row(snap: Snapshot) -> RunRow:
+    run = snap.run
+    return RunRow(
+        run["run_id"], "req-1", snap.result["model"], run["requested_by"], "C_OPS",
+        run["params"], created_at=float(run.get("created_at") or snap.progress["started_at"]),
+    )  # fmt: skip
+
+
+def progress_message(snap: Snapshot) -> Message:
     """The run message mid-training, through the watcher's own `view_of`."""
-    row = RunRow(RUN_ID, "req-1", "cut", "U_ALICE", "C_OPS", PARAMS.as_dict(), created_at=NOW)
+    p = snap.progress
     status = RunStatus(
-        run_id=RUN_ID,
+        run_id=snap.run["run_id"],
         state="running",
-        current_step="train",
-        steps_done=2,
-        train_step=120,
-        train_total=160,
-        losses={"D": 0.213, "G_GAN": 0.702, "NCE": 1.774},
-        created_at=NOW - 187,
-        params=PARAMS.as_dict(),
+        current_step=p["current_step"],
+        steps_done=p["steps_done"],
+        train_step=p["train_step"],
+        train_total=p["train_total"],
+        losses=p["losses"],
+        created_at=p["started_at"],
+        params=snap.run["params"],
     )
-    view = view_of(row, status, NOW)
-    blocks = blocks_to_dicts(run_blocks(view))
-    return render_message(blocks, run_text(view), users=USERS, time_label=clock(NOW - 187))
+    view = view_of(_row(snap), status, p["at"])
+    return Message(blocks_to_dicts(run_blocks(view)), run_text(view), p["started_at"])
 
 
-def results(grid: Image.Image, loss: Image.Image) -> Image.Image:
-    """The card as `ganops.bot.runs.results.post_results` posts it, and its files as uploaded."""
-    view = CardView(
-        run_id=RUN_ID,
-        model="cut",
-        version="7",
-        requested_by="U_ALICE",
-        metrics=CHALLENGER,
-        champion_metrics=CHAMPION,
-        champion_version="6",
-        deploy_score=CHALLENGER["deploy_score"],
-        data_digest=DIGEST,
-        data_uri="synthetic",
-        image="ganops-trainer:latest",
+def card_view(snap: Snapshot) -> CardView:
+    r = snap.result
+    return CardView(
+        run_id=snap.run["run_id"],
+        model=r["model"],
+        version=r["version"],
+        requested_by=snap.run["requested_by"],
+        metrics=r["metrics"],
+        champion_metrics=r["champion_metrics"] or None,
+        champion_version=r["champion_version"],
+        deploy_score=r["deploy_score"],
+        data_digest=r["data_digest"],
+        data_uri=str(snap.run["params"].get("data") or "") or None,
+        image=r["image"],
         files_note=FILES_NOTE,
-        gate_passed=True,
-        gate_reason="deploy score 0.0556 beats the bar: the champion (version 6) scores 0.0421",
-    )
-    blocks = blocks_to_dicts(results_card(view, approval_id="Zq3v9rT1bX0kLm2P"))
-    table = metrics_reply_text(metrics_table(CHALLENGER, CHAMPION), "6")
-    pictures = dict(zip((t for _, t in ARTIFACTS.values()), (grid, loss), strict=True))
-    comment = f"Run `{RUN_ID}`: " + "; ".join(pictures)
-    replies = [
-        Reply(text=table, time_label=clock(NOW)),
-        Reply(text=comment, images=pictures, time_label=clock(NOW)),
-    ]
-    return render_message(
-        blocks,
-        results_card_text(view),
-        users=USERS,
-        replies=replies,
-        time_label=clock(NOW),
-        width=800,  # the grid's eight columns stay legible
+        gate_passed=r["gate_passed"],
+        gate_reason=r["gate_reason"],
     )
 
 
-def drift_alarm() -> Image.Image:
-    """The firing alarm card and the score plot the watcher uploads in its thread."""
-    opened = NOW - 12 * 60  # the card was posted then; updated in place since
-    view = AlarmView(
-        episode_id="drift-cut-v7-3f9a1c2e",
-        model="cut",
-        version="7",
-        state="firing",
-        score=2.41,
-        peak_score=2.63,
-        features=MOVED,
-        opened_at=opened,
-        updated_at=NOW,
-    )
-    plot = drift_score_plot(score_history(opened), title="cut v7 drift score")
-    reply = Reply(
-        images={"Drift score, cut v7, last 3 h": Image.open(io.BytesIO(plot))},
-        time_label=clock(opened),
-    )
-    blocks = blocks_to_dicts(alarm_card(view))
-    return render_message(blocks, alarm_text(view), replies=[reply], time_label=clock(opened))
+def results_message(snap: Snapshot) -> Message:
+    view = card_view(snap)
+    blocks = blocks_to_dicts(results_card(view, approval_id=APPROVAL_ID))
+    return Message(blocks, results_card_text(view), snap.progress["at"])
 
 
-def modal() -> Image.Image:
-    """What `/retrain` alone opens."""
+def metrics_reply(snap: Snapshot) -> str:
+    r = snap.result
+    return metrics_reply_text(
+        metrics_table(r["metrics"], r["champion_metrics"] or None), r["champion_version"]
+    )
+
+
+def alarm_view(snap: Snapshot) -> AlarmView | None:
+    a = snap.alarm
+    if not a:
+        return None
+    return AlarmView(
+        episode_id=a["episode_id"],
+        model=a["model"],
+        version=str(a["version"]),
+        state="firing",  # as first posted; the demo's card has resolved since
+        score=float(a.get("peak_score") or a.get("score") or 0.0),
+        peak_score=float(a.get("peak_score") or a.get("score") or 0.0),
+        features=a.get("features") or {},
+        opened_at=float(a["opened_at"]),
+        updated_at=float(a["opened_at"]),
+    )
+
+
+def alarm_message(snap: Snapshot) -> Message | None:
+    view = alarm_view(snap)
+    if view is None:
+        return None
+    return Message(blocks_to_dicts(alarm_card(view)), alarm_text(view), view.opened_at)
+
+
+def modal_payload() -> dict[str, Any]:
     view = retrain_modal(ModalOrigin(channel="C_OPS", trigger_id="t"))
-    return render_modal(view.to_dict())
+    return dict(view.to_dict())
 
 
-def home() -> Image.Image:
-    """carol's Home tab (an approver) while a cyclegan run trains and cut v7 awaits her."""
-    row = RunRow("local-5be01c7d93aa", "req-2", "cyclegan", "U_ALICE", "C_OPS",
-                 {"model": "cyclegan", "epochs": 3}, created_at=NOW - 95)  # fmt: skip
-    status = RunStatus(row.run_id, "running", model="cyclegan", current_step="train",
-                       steps_done=2, train_step=40, train_total=120, created_at=NOW - 95)  # fmt: skip
-    pending = Approval("Zq3v9rT1bX0kLm2P", RUN_ID, "cut", "7", "models:/ganops-cut/7",
-                       "deploy", "U_ALICE", "pending", NOW - 60, NOW + 86400 - 60)  # fmt: skip
-    champion = ModelVersionInfo("cut", "6", ("champion",), deploy_score=0.0421)
-    challenger = ModelVersionInfo("cut", "7", ("challenger",), deploy_score=0.0556)
-    alarm = AlarmView("drift-cut-v6-3f9a1c2e", "cut", "6", "firing", 2.41, 2.63, MOVED,
-                      opened_at=NOW - 12 * 60, updated_at=NOW)  # fmt: skip
+def home_payload(snap: Snapshot) -> dict[str, Any]:
+    """carol's Home tab (an approver) while the reviewed version awaits her."""
+    r, now = snap.result, snap.progress["at"]
+    pending = Approval(APPROVAL_ID, snap.run["run_id"], r["model"], r["version"],
+                       f"models:/ganops-{r['model']}/{r['version']}", "deploy",
+                       snap.run["requested_by"], "pending", now, now + 86400)  # fmt: skip
+    champion = ModelVersionInfo(r["model"], r["champion_version"], ("champion",),
+                                deploy_score=r["champion_metrics"].get("deploy_score"))  # fmt: skip
+    challenger = ModelVersionInfo(r["model"], r["version"], ("challenger",),
+                                  deploy_score=r["deploy_score"])  # fmt: skip
+    alarm = alarm_view(snap)
     view = HomeView(
         user="U_CAROL",
-        runs=[view_of(row, status, NOW)],
+        runs=[],
         approvals=[pending],
         approver=True,
-        models=[ModelStanding("cut", champion, challenger), ModelStanding("cyclegan")],
-        alarms=[alarm],
+        models=[ModelStanding(r["model"], champion, challenger), ModelStanding("cyclegan")],
+        alarms=[alarm] if alarm else [],
     )
-    return render_home(home_view(view).to_dict(), users=USERS)
+    return dict(home_view(view).to_dict())
 
 
-def score_history(opened: float) -> list[tuple[float, float]]:
-    """Three hours of minutely scores up to the first post, when the plot is uploaded: calm,
-    then the inputs shift and the score stays over 1 for the rule's `for:` before it fires."""
-    rng = random.Random(7)
-    out = []
-    for minute in range(-180, 1):
-        t = opened + minute * 60
-        rise = 1.9 / (1 + math.exp(-(t - (opened - 420)) / 90))
-        out.append((t, max(0.05, 0.38 + rise + rng.gauss(0, 0.06))))
+def payloads(snap: Snapshot) -> dict[str, Any]:
+    """Each picture's Block Kit payload: what the hash in `blocks.sha256.json` covers."""
+    out: dict[str, Any] = {}
+    for name, msg in (
+        ("run-progress.png", progress_message(snap)),
+        ("results-card.png", results_message(snap)),
+        ("drift-alarm.png", alarm_message(snap)),
+    ):
+        if msg is not None:
+            out[name] = {"blocks": msg.blocks, "text": msg.text}
+    out["results-card.png"]["thread"] = metrics_reply(snap)
+    out["retrain-modal.png"] = modal_payload()
+    out["app-home.png"] = home_payload(snap)
     return out
 
 
-def fallback_grid() -> Image.Image:
-    """A real evaluation grid without training: identity challenger vs untrained champion."""
-    import torch
-
-    from ganops.model.config import EvalConfig, NetConfig
-    from ganops.model.evaluate import evaluate
-    from ganops.model.networks import build_generator
-    from ganops.model.synthetic import make_synthetic
-
-    with tempfile.TemporaryDirectory() as tmp:
-        data = make_synthetic(Path(tmp) / "data", n_train=16, n_test=16)
-        champion = build_generator(NetConfig(), generator=torch.Generator().manual_seed(0))
-        cfg = EvalConfig(num_images=16, grid_images=8)
-        return evaluate(torch.nn.Identity(), data, cfg, "cpu", champion=champion.eval()).grid
+def digests(snap: Snapshot) -> dict[str, str]:
+    return {
+        name: hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        for name, doc in payloads(snap).items()
+    }
 
 
-def fallback_loss() -> Image.Image:
-    """The pipeline's loss plot over an illustrative (not trained) history."""
-    from ganops.pipeline.steps.train import plot_loss_curve
+# --- drawing -------------------------------------------------------------------------------
 
-    rng = random.Random(3)
-    history = [
-        (s, {
-            "D": 0.2 + 1.0 * math.exp(-s / 5) + rng.gauss(0, 0.04),
-            "G_GAN": 0.5 + 0.6 * math.exp(-s / 15) + rng.gauss(0, 0.1),
-            "NCE": 1.8 + 3.7 * math.exp(-s / 28) + rng.gauss(0, 0.05),
-        })
-        for s in [1, *range(10, 161, 10)]
-    ]  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "loss_curve.png"
-        plot_loss_curve(history, str(path))
-        return Image.open(path).copy()
+
+def render(snap: Snapshot) -> dict[str, Image.Image]:
+    pictures: dict[str, Image.Image] = {}
+    msg = progress_message(snap)
+    pictures["run-progress.png"] = render_message(
+        msg.blocks, msg.text, users=USERS, time_label=clock(msg.time)
+    )
+    msg = results_message(snap)
+    files = dict(zip((t for _, t in ARTIFACTS.values()), (snap.grid, snap.loss), strict=True))
+    replies = [
+        Reply(text=metrics_reply(snap), time_label=clock(msg.time)),
+        Reply(
+            text=f"Run `{snap.run['run_id']}`: " + "; ".join(files),
+            images=files,
+            time_label=clock(msg.time),
+        ),
+    ]
+    pictures["results-card.png"] = render_message(
+        msg.blocks, msg.text, users=USERS, replies=replies, time_label=clock(msg.time),
+        width=800,  # the grid's eight columns stay legible
+    )  # fmt: skip
+    alarm = alarm_message(snap)
+    if alarm is not None:
+        view = alarm_view(snap)
+        assert view is not None
+        plot = drift_score_plot(
+            score_history(view.opened_at, view.peak_score),
+            title=f"{view.model} v{view.version} drift score",
+        )
+        reply = Reply(
+            images={f"Drift score, {view.model} v{view.version}": Image.open(io.BytesIO(plot))},
+            time_label=clock(view.opened_at),
+        )
+        pictures["drift-alarm.png"] = render_message(
+            alarm.blocks, alarm.text, replies=[reply], time_label=clock(alarm.time)
+        )
+    pictures["retrain-modal.png"] = render_modal(modal_payload())
+    pictures["app-home.png"] = render_home(home_payload(snap), users=USERS)
+    return pictures
+
+
+def score_history(opened: float, peak: float) -> list[tuple[float, float]]:
+    """An hour of scores before the alarm was posted, shaped like the demo's: calm, then the
+    inputs shift and the score stays over 1 for the rule's `for:` before it fires. The
+    demo's Prometheus is gone when this runs, so the curve is drawn to the alarm's own peak."""
+    rng = random.Random(7)
+    out = []
+    for step in range(-60, 1):
+        t = opened + step * 60
+        rise = (peak - 0.4) / (1 + math.exp(-(t - (opened - 420)) / 90))
+        out.append((t, max(0.05, 0.4 + rise + rng.gauss(0, 0.04))))
+    return out
 
 
 def save(img: Image.Image, path: Path, budget: int = 280_000) -> int:
@@ -243,31 +413,43 @@ def save(img: Image.Image, path: Path, budget: int = 280_000) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/img"))
-    parser.add_argument("--grid", type=Path, help="a run's sample_grid.png")
-    parser.add_argument("--loss", type=Path, help="a run's loss_curve.png")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--out", type=Path, default=IMG)
+    parser.add_argument("--from-state", type=Path, help="a demo's state folder (.ganops/demo)")
+    parser.add_argument("--snapshot", type=Path, default=SNAPSHOT, help="where the snapshot is")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the pictures are stale")
     args = parser.parse_args(argv)
-    for given in (args.grid, args.loss):
-        if given is not None and not given.is_file():
-            print(f"render_cards: no such file: {given}", file=sys.stderr)
-            return 2
     os.environ["TZ"] = "UTC"  # the builders print local times; pin them for stable pictures
     time.tzset()
-    grid = Image.open(args.grid) if args.grid else fallback_grid()
-    loss = Image.open(args.loss) if args.loss else fallback_loss()
+    try:
+        if args.from_state:
+            snap = snapshot_from_state(args.from_state)
+            save_snapshot(snap, args.snapshot)
+        snap = load_snapshot(args.snapshot)
+    except NoRealRun as e:
+        print(f"render_cards: {e}; run `make demo`, then "
+              "`python scripts/render_cards.py --from-state .ganops/demo`", file=sys.stderr)  # fmt: skip
+        return 2
+    want = digests(snap)
+    if args.check:
+        have = _stored_digests(args.out)
+        stale = sorted(n for n in want if have.get(n) != want[n])
+        for name in stale:
+            print(f"render_cards: {args.out / name} is stale", file=sys.stderr)
+        return 1 if stale else 0
     args.out.mkdir(parents=True, exist_ok=True)
-    pictures = {
-        "run-progress.png": run_progress(),
-        "results-card.png": results(grid, loss),
-        "drift-alarm.png": drift_alarm(),
-        "retrain-modal.png": modal(),
-        "app-home.png": home(),
-    }
-    for name, img in pictures.items():
+    for name, img in render(snap).items():
         size = save(img, args.out / name)
         print(f"{args.out / name}: {img.width}x{img.height}, {size // 1024} KB")
+    (args.out / DIGESTS).write_text(json.dumps(want, indent=2, sort_keys=True) + "\n")
     return 0
+
+
+def _stored_digests(folder: Path) -> Mapping[str, str]:
+    try:
+        return dict(json.loads((folder / DIGESTS).read_text()))
+    except FileNotFoundError:
+        return {}
 
 
 if __name__ == "__main__":

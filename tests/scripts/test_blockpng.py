@@ -4,14 +4,12 @@ generator end to end."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from blockpng.fonts import FontBook
 from blockpng.render import Reply, render_message
 from blockpng.text import Style, layout, parse_inline
@@ -190,52 +188,3 @@ def test_renderer_does_not_load_torch() -> None:
         check=True,
     )
     assert out.stdout.strip() == "False"
-
-
-def _script() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "render_cards", ROOT / "scripts" / "render_cards.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_generator_refuses_a_missing_picture(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _script().main(["--out", str(tmp_path), "--grid", str(tmp_path / "nope.png")]) == 2
-    assert capsys.readouterr().err.strip().endswith("nope.png")
-    assert not list(tmp_path.glob("*.png"))
-
-
-def test_generator_writes_the_three_pictures(tmp_path: Path) -> None:
-    grid, loss = tmp_path / "g.png", tmp_path / "l.png"
-    Image.new("RGB", (440, 200), (0, 0, 250)).save(grid)
-    Image.new("RGB", (300, 175), (250, 120, 0)).save(loss)
-    out = tmp_path / "img"
-    cmd = [
-        sys.executable,
-        "scripts/render_cards.py",
-        "--out",
-        str(out),
-        "--grid",
-        str(grid),
-        "--loss",
-        str(loss),
-    ]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=120)
-    names = sorted(p.name for p in out.glob("*.png"))
-    assert names == [
-        "app-home.png",
-        "drift-alarm.png",
-        "results-card.png",
-        "retrain-modal.png",
-        "run-progress.png",
-    ]
-    results = Image.open(out / "results-card.png").convert("RGB")
-    assert count(results, (0, 0, 250)) > 10000
-    assert count(results, GREEN) > 300
-    assert all((out / n).stat().st_size < 300_000 for n in names)
