@@ -38,9 +38,16 @@ def emit(events_dir: str, step: str, event: str, **data: Any) -> None:
 
 
 def error_text(exc: BaseException) -> str:
-    """The message of `exc`, as the user sees it: no traceback, bounded length."""
+    """The message of `exc`, as the user sees it: no traceback of ours, bounded length. A
+    long message (kfp.local's carries the step's whole traceback) keeps its start and its
+    end, since the exception line that says what went wrong is the last one."""
     text = str(exc).strip() or type(exc).__name__
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    marker = "\n...\n"
+    head = (MAX_ERROR_CHARS - len(marker)) // 3
+    tail = MAX_ERROR_CHARS - len(marker) - head
+    return text[:head] + marker + text[-tail:]
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from slack_sdk.models.blocks import Block
 
 from ganops.bot.blocks.approvals import audit_line
-from ganops.bot.blocks.common import at, code, escape, literal, section
+from ganops.bot.blocks.common import at, code, code_sections, escape, literal, section
 from ganops.bot.blocks.runs import approval_buttons, duration, run_link
 from ganops.bot.parsing import GANOPS_USAGE, RETRAIN_USAGE
 from ganops.bot.ports import Approval, ModelVersionInfo
@@ -159,14 +159,14 @@ def models_blocks(model: str, versions: Sequence[ModelVersionInfo]) -> list[Bloc
         rows.append((v.version, ",".join(v.aliases) or "—", score, when))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
-    return [section(f"*Registered versions of {literal(model)}*"), section(code(table))]
+    return [section(f"*Registered versions of {literal(model)}*"), *code_sections(table)]
 
 
 def audit_blocks(rows: Sequence[AuditRow]) -> list[Block]:
     if not rows:
         return [section("The audit log is empty.")]
     lines = "\n".join(audit_line(r) for r in rows)
-    return [section(f"*Audit log (newest first, {len(rows)})*"), section(code(lines))]
+    return [section(f"*Audit log (newest first, {len(rows)})*"), *code_sections(lines)]
 
 
 def approvers_blocks(

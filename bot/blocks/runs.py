@@ -231,7 +231,9 @@ def failure_text(view: RunView) -> str:
 
 
 def failure_blocks(view: RunView) -> list[Block]:
-    return [section(failure_text(view)), section(code(view.error or "no error text was recorded"))]
+    # The error's last line names the exception: a long one keeps its start and its end.
+    error = code(view.error or "no error text was recorded", keep="ends")
+    return [section(failure_text(view)), section(error)]
 
 
 def gated_text(view: RunView) -> str:
