@@ -24,6 +24,7 @@ from typing import TextIO
 
 from ganops.pipeline.params import describe_keys, known_keys, params_from_strings
 from ganops.pipeline.ports import PIPELINE_STEPS, PipelineError, PipelineLauncher, RunStatus
+from ganops.pipeline.progress import train_progress_text
 
 DEFAULT_IMAGE = "ganops-trainer:latest"
 POLL_S = 1.0
@@ -158,10 +159,15 @@ def follow(launcher: PipelineLauncher, run_id: str, out: TextIO, poll: float = P
 
 
 def progress_line(st: RunStatus, elapsed: float) -> str:
-    step = st.current_step or ("-" if not st.final else st.state)
-    text = f"[{st.run_id}] {st.state} {st.steps_done}/{st.steps_total} {step}"
+    """ "[r1] running stage 3/6 train step 40/100 (40%) · ETA 2 min | G=1.250 12s"."""
+    if st.current_step in PIPELINE_STEPS and not st.final:
+        number = PIPELINE_STEPS.index(st.current_step) + 1
+        stage = f"stage {number}/{st.steps_total} {st.current_step}"
+    else:
+        stage = f"{st.steps_done}/{st.steps_total} stages done"
+    text = f"[{st.run_id}] {st.state} {stage}"
     if st.current_step == "train" and st.train_total:
-        text += f" step {st.train_step or 0}/{st.train_total}"
+        text += " " + train_progress_text(st.train_step, st.train_total, st.train_rate)
     losses = " ".join(f"{k}={v:.3f}" for k, v in list(st.losses.items())[:3])
     return f"{text} | {losses} {elapsed:.0f}s".rstrip()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ganops.pipeline.ports import PIPELINE_STEPS
+from ganops.pipeline.progress import step_rate
 
 EVENTS_FILE = "events.jsonl"
 MAX_ERROR_CHARS = 4000
@@ -92,6 +93,7 @@ class Progress:
     steps_done: int = 0
     train_step: int | None = None
     train_total: int | None = None
+    train_rate: float | None = None  # steps per second, recently; None until measured
     losses: dict[str, float] = field(default_factory=dict)
     failed_step: str | None = None
     error: str | None = None
@@ -121,6 +123,7 @@ def fold(events: list[dict[str, Any]]) -> Progress:
     """Reduce a run's events, in order, to its progress."""
     progress = Progress()
     done: set[str] = set()
+    samples: list[tuple[float, int]] = []
     for ev in events:
         step, kind = ev.get("step", ""), ev.get("event", "")
         progress.updated_at = ev.get("ts", progress.updated_at)
@@ -138,8 +141,11 @@ def fold(events: list[dict[str, Any]]) -> Progress:
         elif kind == "progress":
             progress.train_step = ev.get("train_step")
             progress.train_total = ev.get("train_total")
+            if isinstance(ev.get("ts"), float | int) and isinstance(ev.get("train_step"), int):
+                samples.append((float(ev["ts"]), ev["train_step"]))
             progress.losses = dict(ev.get("losses") or {})
         elif kind == "final":
             progress.final = ev
     progress.steps_done = sum(1 for s in PIPELINE_STEPS if s in done)
+    progress.train_rate = step_rate(samples)
     return progress

@@ -21,6 +21,7 @@ from slack_sdk.models.blocks import (
 from ganops.bot.blocks.common import at, clip, code, escape, link, literal, section
 from ganops.bot.blocks.results import data_line, headlines_section, links_line, verdict
 from ganops.pipeline.ports import PIPELINE_STEPS
+from ganops.pipeline.progress import train_progress_text
 
 APPROVE_ACTION = "approve"
 REJECT_ACTION = "reject"
@@ -55,6 +56,7 @@ class RunView:
     steps_total: int = len(PIPELINE_STEPS)
     train_step: int | None = None
     train_total: int | None = None
+    train_rate: float | None = None  # training steps per second lately: the ETA
     losses: Mapping[str, float] = field(default_factory=dict)
     elapsed_s: float | None = None
     failed_step: str | None = None
@@ -143,14 +145,22 @@ def losses_line(losses: Mapping[str, float]) -> str:
     return " · ".join(f"{k} {v:.3f}" for k, v in sorted(losses.items()))
 
 
+def stage_text(view: RunView) -> str:
+    """ "stage 3/6 · train" while a stage runs; "2/6 stages done" otherwise. A pipeline stage
+    is never called a step: "step" is training's own count."""
+    going = view.state in _GOING
+    if going and view.current_step in PIPELINE_STEPS:
+        number = PIPELINE_STEPS.index(view.current_step) + 1
+        return f"stage {number}/{view.steps_total} · {view.current_step}"
+    return f"{view.steps_done}/{view.steps_total} stages done"
+
+
 def _progress_line(view: RunView) -> str:
-    parts = [f"{view.steps_done}/{view.steps_total} steps"]
-    if view.current_step and view.state in ("queued", "running"):
-        step = view.current_step
-        if step == "train" and view.train_step is not None and view.train_total:
-            step += f" (step {view.train_step}/{view.train_total})"
-        parts.append(f"now: {step}")
-    going = view.state in ("queued", "running")
+    """ "stage 3/6 · train · step 120/160 (75%) · ETA 1 min · elapsed 2m 10s"."""
+    going = view.state in _GOING
+    parts = [stage_text(view)]
+    if going and view.current_step == "train" and view.train_total:
+        parts.append(train_progress_text(view.train_step, view.train_total, view.train_rate))
     parts.append(
         f"elapsed {coarse_duration(view.elapsed_s) if going else duration(view.elapsed_s)}"
     )

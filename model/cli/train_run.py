@@ -7,10 +7,13 @@ import torch.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
@@ -70,13 +73,26 @@ def prepare_data(args: argparse.Namespace, cfg: TrainConfig, info: distributed.D
 
 
 class ProgressPrinter:
-    """One line every few seconds, and the last step."""
+    """One line every few seconds, and the last step, with an ETA from the steps' rate over
+    the last minute (the warm-up step would skew a whole-run average). The wording matches
+    `ganops.pipeline.progress`, which `model` may not import."""
 
-    def __init__(self, interval: float = 2.0) -> None:
-        self.interval, self._last = interval, 0.0
+    WINDOW_S = 60.0
+
+    def __init__(
+        self,
+        interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        out: TextIO | None = None,
+    ) -> None:
+        self.interval, self._last, self.clock, self.out = interval, 0.0, clock, out
+        self._seen: deque[tuple[float, int]] = deque()
 
     def __call__(self, event: ProgressEvent) -> None:
-        now = time.monotonic()
+        now = self.clock()
+        self._seen.append((now, event.step))
+        while len(self._seen) > 2 and self._seen[1][0] < now - self.WINDOW_S:
+            self._seen.popleft()
         if event.step < event.total_steps and now - self._last < self.interval:
             return
         self._last = now
@@ -84,8 +100,23 @@ class ProgressPrinter:
         pct = 100 * event.step // event.total_steps
         print(
             f"step {event.step}/{event.total_steps} ({pct}%)  {losses}  "
-            f"{event.images_per_s:.0f} img/s",
+            f"{event.images_per_s:.0f} img/s{self._eta(event)}",
             flush=True,
+            file=self.out or sys.stdout,
+        )
+
+    def _eta(self, event: ProgressEvent) -> str:
+        (t0, s0), (t1, s1) = self._seen[0], self._seen[-1]
+        if event.step >= event.total_steps or t1 <= t0 or s1 <= s0:
+            return ""  # no rate yet
+        left = (event.total_steps - event.step) * (t1 - t0) / (s1 - s0)
+        if left < 60:
+            return "  ETA under 1 min"
+        minutes = math.ceil(left / 60)
+        return (
+            f"  ETA {minutes} min"
+            if minutes < 60
+            else f"  ETA {minutes // 60} h {minutes % 60:02d} min"
         )
 
 

@@ -72,11 +72,18 @@ def test_the_run_message_shows_progress_losses_and_link() -> None:
     assert "lr=0.0002" in shown
     assert "min_score" not in shown  # operator-only keys stay out of the channel
     assert "✓ ingest  ✓ validate  ▸ train  · evaluate" in shown
-    assert "now: train (step 40/200)" in shown
+    assert "stage 3/6 · train · step 40/200 (20%) · elapsed" in shown  # no rate, no ETA
     assert "elapsed 2m 10s" in shown  # while running, the clock moves in 10 s steps
     assert "G 0.812 · NCE 1.500" in shown
     assert "<http://kfp/#/runs/details/run-9|KFP run `run-9`>" in shown
-    assert run_text(view).startswith("Retrain cut (running) by <@U1>: 2/6 steps")
+    assert run_text(view).startswith("Retrain cut (running) by <@U1>: stage 3/6 · train")
+    timed = text(
+        run_blocks(dataclasses.replace(view, train_step=120, train_total=160, train_rate=0.5))
+    )
+    assert "stage 3/6 · train · step 120/160 (75%) · ETA 2 min · elapsed 2m 10s" in timed
+    done = dataclasses.replace(view, state="awaiting_approval", steps_done=6, current_step=None)
+    assert "6/6 stages done · elapsed 2m 15s" in run_text(done)
+    assert " steps" not in run_text(done)  # "step" is training's count only
 
 
 def test_a_local_run_and_a_failure() -> None:
