@@ -19,7 +19,14 @@ from slack_sdk.models.blocks import (
 )
 
 from ganops.bot.blocks.common import at, clip, code, escape, link, literal, section
-from ganops.bot.blocks.results import data_line, headlines_section, links_line, verdict
+from ganops.bot.blocks.results import (
+    LOWER_IS_BETTER,
+    data_line,
+    headlines_section,
+    links_line,
+    metric_name,
+    verdict,
+)
 from ganops.pipeline.ports import PIPELINE_STEPS
 from ganops.pipeline.progress import train_progress_text
 
@@ -266,16 +273,19 @@ def status_unavailable_text(error: str) -> str:
 
 
 def metrics_table(metrics: Mapping[str, float], champion: Mapping[str, float] | None) -> str:
-    """Challenger next to champion with the deltas, as an aligned monospace table."""
+    """Challenger next to champion with the deltas, as an aligned monospace table; each metric
+    by its plain name, and whether higher or lower is better."""
     names = sorted(metrics, key=lambda n: (n != "deploy_score", n))
-    rows = [("metric", "challenger", "champion", "delta")]
+    rows = [("metric", "better", "challenger", "champion", "delta")]
     for name in names:
         new = metrics[name]
         old = None if champion is None else champion.get(name)
         delta = "—" if old is None else f"{new - old:+.4f}"
-        rows.append((name, f"{new:.4f}", "—" if old is None else f"{old:.4f}", delta))
+        better = "lower" if name in LOWER_IS_BETTER else "higher"
+        shown_old = "—" if old is None else f"{old:.4f}"
+        rows.append((metric_name(name), better, f"{new:.4f}", shown_old, delta))
     width = max(len(r[0]) for r in rows)
-    return "\n".join(f"{r[0]:<{width}}  {r[1]:>10}  {r[2]:>10}  {r[3]:>9}" for r in rows)
+    return "\n".join(f"{r[0]:<{width}}  {r[1]:<6}  {r[2]:>10}  {r[3]:>10}  {r[4]:>9}" for r in rows)
 
 
 def results_card_text(view: CardView) -> str:

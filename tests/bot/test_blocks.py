@@ -98,11 +98,13 @@ def test_a_local_run_and_a_failure() -> None:
 def test_the_metrics_table_puts_the_deploy_score_first_with_deltas() -> None:
     table = metrics_table({"ssim": 0.7, "deploy_score": 0.8}, {"ssim": 0.75, "deploy_score": 0.6})
     header, first, second = table.splitlines()
-    assert header.split() == ["metric", "challenger", "champion", "delta"]
-    assert first.split() == ["deploy_score", "0.8000", "0.6000", "+0.2000"]
-    assert second.split() == ["ssim", "0.7000", "0.7500", "-0.0500"]
-    assert metrics_table({"ssim": 0.7}, None).splitlines()[1].split() == [
-        "ssim",
+    assert header.split() == ["metric", "better", "challenger", "champion", "delta"]
+    assert first.split() == ["deploy", "score", "higher", "0.8000", "0.6000", "+0.2000"]
+    assert second.startswith("likeness to the ground truth (SSIM)  higher")
+    assert second.split()[-3:] == ["0.7000", "0.7500", "-0.0500"]
+    assert metrics_table({"kid": 0.7}, None).splitlines()[1].split()[-5:] == [
+        "(KID)",
+        "lower",
         "0.7000",
         "—",
         "—",

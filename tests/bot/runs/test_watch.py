@@ -129,7 +129,7 @@ def test_the_results_card_has_metrics_images_and_opaque_buttons(
     cards = [m for m in bot.slack.messages(CHANNEL) if "ready for review" in m["text"]]
     [card] = cards
     shown = str(card["blocks"])
-    assert "deploy score ↑" in shown
+    assert "deploy score (higher is better)" in shown
     assert "0.71 · champion 0.64 (+0.07, better)" in shown
     assert "Gate passed" in shown
     assert "champion v2" in shown
