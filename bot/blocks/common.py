@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from slack_sdk.models.blocks import Block, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import Block, ConfirmObject, MarkdownTextObject, SectionBlock
 
 # Slack refuses a section text over 3000 characters and a message over 50 blocks.
 SECTION_LIMIT = 3000
@@ -155,6 +155,21 @@ def code_sections(
     return [
         SectionBlock(text=MarkdownTextObject(text=FENCE + "\n".join(c) + FENCE)) for c in chunks
     ]
+
+
+def confirm_dialog(
+    *, title: str, text: str, confirm: str, deny: str, danger: bool = False
+) -> ConfirmObject:
+    """Slack's "are you sure?" dialog, within its limits: a plain title of 100 characters,
+    mrkdwn `text` of 300 (built by the caller, outside values escaped), buttons of 30."""
+    plain = title if len(title) <= 100 else title[:99] + "…"
+    return ConfirmObject(
+        title=plain,
+        text=clip(text, 300),
+        confirm=confirm[:30],
+        deny=deny[:30],
+        style="danger" if danger else None,
+    )
 
 
 def literal(text: object) -> str:

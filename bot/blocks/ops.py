@@ -10,7 +10,7 @@ from slack_sdk.models.blocks import Block
 
 from ganops.bot.blocks.approvals import audit_line
 from ganops.bot.blocks.common import at, code, code_sections, escape, literal, section
-from ganops.bot.blocks.runs import approval_buttons, duration, run_link
+from ganops.bot.blocks.runs import DecisionSubject, approval_buttons, duration, run_link
 from ganops.bot.parsing import GANOPS_USAGE, RETRAIN_USAGE
 from ganops.bot.ports import Approval, ModelVersionInfo
 from ganops.bot.store import AuditRow
@@ -190,11 +190,13 @@ def rollback_text(model: str, to_version: str, from_version: str | None) -> str:
 def rollback_card(
     model: str, to_version: str, from_version: str | None, requested_by: str, approval_id: str
 ) -> list[Block]:
-    """A rollback goes through the same approval path as a deploy: same buttons, opaque id."""
+    """A rollback goes through the same approval path as a deploy: same action ids, opaque
+    id; the button and its dialog say "roll back" and name both versions."""
+    subject = DecisionSubject("rollback", model, to_version, from_version=from_version)
     return [
         section(
             f":rewind: *{rollback_text(model, to_version, from_version)}* "
             f"(asked by {at(requested_by)}). An approver decides; nothing changes until then."
         ),
-        approval_buttons(approval_id),
+        approval_buttons(approval_id, subject),
     ]

@@ -11,14 +11,23 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
-    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
 )
 
-from ganops.bot.blocks.common import at, clip, code, escape, link, literal, section
+from ganops.bot.blocks.common import (
+    at,
+    clip,
+    code,
+    confirm_dialog,
+    escape,
+    link,
+    literal,
+    section,
+)
+from ganops.bot.blocks.decisions import DecisionSubject, approval_buttons
 from ganops.bot.blocks.results import (
     LOWER_IS_BETTER,
     data_line,
@@ -30,8 +39,6 @@ from ganops.bot.blocks.results import (
 from ganops.pipeline.ports import PIPELINE_STEPS
 from ganops.pipeline.progress import train_progress_text
 
-APPROVE_ACTION = "approve"
-REJECT_ACTION = "reject"
 CANCEL_ACTION = "run_cancel"
 _GOING = ("queued", "running")
 _ICONS = {
@@ -229,12 +236,12 @@ def run_blocks(view: RunView) -> list[Block]:
 
 def cancel_button(run_id: str) -> ActionsBlock:
     """Cancel on a running run's message; the value is the run id, checked server-side."""
-    confirm = ConfirmObject(
+    confirm = confirm_dialog(
         title="Cancel this run?",
-        text=f"Run `{run_id}` stops, and nothing it trained is registered.",
+        text=f"Run {literal(run_id)} stops, and nothing it trained is registered.",
         confirm="Cancel the run",
         deny="Keep it running",
-        style="danger",
+        danger=True,
     )
     button = ButtonElement(
         text="Cancel", action_id=CANCEL_ACTION, value=run_id, style="danger", confirm=confirm
@@ -336,30 +343,8 @@ def results_card(view: CardView, approval_id: str | None) -> list[Block]:
     notes = " ".join(n for n in ("Every metric is in the thread.", view.files_note) if n)
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=notes)]))
     if approval_id is not None:
-        blocks += [DividerBlock(), approval_buttons(approval_id)]
+        subject = DecisionSubject(
+            "deploy", view.model, view.version, from_version=view.champion_version
+        )
+        blocks += [DividerBlock(), approval_buttons(approval_id, subject)]
     return blocks
-
-
-def approval_buttons(approval_id: str) -> ActionsBlock:
-    """Approve (behind a confirm dialog: it deploys) and Reject; the value is the opaque id."""
-    confirm = ConfirmObject(
-        title="Approve this deploy?",
-        text="Your approval is recorded; once enough approvers agree, it goes to production.",
-        confirm="Approve",
-        deny="Not yet",
-    )
-    return ActionsBlock(
-        block_id=f"approval:{approval_id}",
-        elements=[
-            ButtonElement(
-                text="Approve",
-                action_id=APPROVE_ACTION,
-                value=approval_id,
-                style="primary",
-                confirm=confirm,
-            ),
-            ButtonElement(
-                text="Reject", action_id=REJECT_ACTION, value=approval_id, style="danger"
-            ),
-        ],
-    )

@@ -206,10 +206,10 @@ def test_only_a_going_run_has_a_cancel_button_behind_a_confirm() -> None:
         assert actions(state) == []
 
 
-def test_approve_asks_for_confirmation_and_reject_does_not() -> None:
+def test_approve_and_reject_both_ask_for_confirmation() -> None:
     approve, reject = approval_buttons("a-1").to_dict()["elements"]
     assert approve["confirm"]["confirm"]["text"] == "Approve"
-    assert "confirm" not in reject
+    assert reject["confirm"]["confirm"]["text"] == "Reject"
 
 
 def test_the_card_links_the_mlflow_run_and_model_version_when_known() -> None:
