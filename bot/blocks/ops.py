@@ -20,10 +20,10 @@ HELP_TEXT = f"""*ganops* runs the continuous-training pipeline of the style-tran
 {code(RETRAIN_USAGE)}
 */ganops* shows and decides:
 • `status` champion, challenger, runs going and approvals pending
-• `runs` recent runs with their states · `models [cut|fastcut|cyclegan]` registered versions and scores
+• `runs [--limit n]` recent runs with their states · `models [cut|fastcut|cyclegan]` registered versions and scores
 • `rollback [version]` ask to go back to the previous champion (approvers; needs an approval)
 • `cancel [run]` stop a run (yours, or any run for approvers); no id: your latest running run
-• `approvers` who may approve · `audit [n]` the last n audit entries
+• `approvers` who may approve · `audit [--limit n]` the last n audit entries
 • `approve <id>` / `reject <id>` decide an approval without the buttons
 {code(GANOPS_USAGE)}"""
 
