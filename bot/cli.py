@@ -60,8 +60,9 @@ def _usage() -> str:
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
     lines += [
         "",
-        "Run 'ganops <command> --help' for a command's options. Commands that print results",
-        "take --json (one JSON document on stdout); counts are --limit N.",
+        "Run 'ganops <command> --help' for a command's options. --json prints one JSON",
+        "document on stdout (evaluate, validate, pipeline run|status|list, approvals",
+        "list|show|decide|audit); counts are --limit N. More: docs/cli.md",
         "",
         EPILOG,
     ]

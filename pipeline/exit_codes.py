@@ -14,7 +14,8 @@ EXIT_GATED = 3
 
 EPILOG = (
     "exit codes: 0 done · 1 failed (run failed or cancelled, deploy failed, refused) · "
-    "2 bad usage or settings · 3 the gate rejected the challenger (pipeline run)"
+    "2 bad usage or settings · 3 the gate rejected the challenger (pipeline run, "
+    "evaluate --gate)"
 )
 
 __all__ = ["EPILOG", "EXIT_FAILED", "EXIT_GATED", "EXIT_OK", "EXIT_USAGE"]

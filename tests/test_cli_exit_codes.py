@@ -128,3 +128,9 @@ def test_run_help_documents_the_codes(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert "3 the gate rejected the challenger" in out
     assert "1 failed" in out
+
+
+def test_the_model_cli_restates_the_same_gate_code() -> None:
+    from ganops.model.cli.args import EXIT_GATED as MODEL_EXIT_GATED
+
+    assert MODEL_EXIT_GATED == EXIT_GATED
