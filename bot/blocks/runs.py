@@ -29,9 +29,10 @@ from ganops.bot.blocks.common import (
 )
 from ganops.bot.blocks.decisions import DecisionSubject, approval_buttons
 from ganops.bot.blocks.results import (
-    LOWER_IS_BETTER,
+    METRIC_NAMES,
     data_line,
     headlines_section,
+    judged,
     links_line,
     metric_name,
     verdict,
@@ -280,19 +281,22 @@ def status_unavailable_text(error: str) -> str:
 
 
 def metrics_table(metrics: Mapping[str, float], champion: Mapping[str, float] | None) -> str:
-    """Challenger next to champion with the deltas, as an aligned monospace table; each metric
-    by its plain name, and whether higher or lower is better."""
-    names = sorted(metrics, key=lambda n: (n != "deploy_score", n))
-    rows = [("metric", "better", "challenger", "champion", "delta")]
+    """Challenger next to champion with the deltas and whether each is better or worse (by
+    which way the metric should move), as an aligned monospace table in plain names."""
+    known = list(METRIC_NAMES)  # the deploy score, the headlines, then the score's parts
+    names = sorted(metrics, key=lambda n: (known.index(n) if n in known else len(known), n))
+    rows = [("metric", "challenger", "champion", "delta", "")]
     for name in names:
         new = metrics[name]
         old = None if champion is None else champion.get(name)
         delta = "—" if old is None else f"{new - old:+.4f}"
-        better = "lower" if name in LOWER_IS_BETTER else "higher"
+        verdict = "" if old is None else judged(name, new - old)
         shown_old = "—" if old is None else f"{old:.4f}"
-        rows.append((metric_name(name), better, f"{new:.4f}", shown_old, delta))
+        rows.append((metric_name(name, short=True), f"{new:.4f}", shown_old, delta, verdict))
     width = max(len(r[0]) for r in rows)
-    return "\n".join(f"{r[0]:<{width}}  {r[1]:<6}  {r[2]:>10}  {r[3]:>10}  {r[4]:>9}" for r in rows)
+    lines = [f"{r[0]:<{width}}  {r[1]:>10}  {r[2]:>10}  {r[3]:>9}  {r[4]}".rstrip() for r in rows]
+    note = "lower is better for the style and colour distances, higher for the rest"
+    return "\n".join([*lines, "", note])
 
 
 def results_card_text(view: CardView) -> str:

@@ -20,6 +20,7 @@ from ganops.bot.blocks.ops import (
     status_blocks,
     usage_blocks,
 )
+from ganops.bot.blocks.results import METRIC_NAMES
 from ganops.bot.blocks.runs import (
     CardView,
     RunView,
@@ -97,18 +98,18 @@ def test_a_local_run_and_a_failure() -> None:
 
 def test_the_metrics_table_puts_the_deploy_score_first_with_deltas() -> None:
     table = metrics_table({"ssim": 0.7, "deploy_score": 0.8}, {"ssim": 0.75, "deploy_score": 0.6})
-    header, first, second = table.splitlines()
-    assert header.split() == ["metric", "better", "challenger", "champion", "delta"]
-    assert first.split() == ["deploy", "score", "higher", "0.8000", "0.6000", "+0.2000"]
-    assert second.startswith("likeness to the ground truth (SSIM)  higher")
-    assert second.split()[-3:] == ["0.7000", "0.7500", "-0.0500"]
-    assert metrics_table({"kid": 0.7}, None).splitlines()[1].split()[-5:] == [
-        "(KID)",
-        "lower",
-        "0.7000",
-        "—",
-        "—",
-    ]
+    header, first, second, _, note = table.splitlines()
+    assert header.split() == ["metric", "challenger", "champion", "delta"]
+    assert first.split() == ["deploy", "score", "0.8000", "0.6000", "+0.2000", "better"]
+    assert second.split() == ["likeness", "(SSIM)", "0.7000", "0.7500", "-0.0500", "worse"]
+    assert "lower is better" in note
+    kid = metrics_table({"kid": 0.7}, {"kid": 0.9}).splitlines()[1]
+    assert kid.split() == ["style", "distance", "(KID)", "0.7000", "0.9000", "-0.2000", "better"]
+    assert metrics_table({"ssim": 0.7}, None).splitlines()[1].split()[-3:] == ["0.7000", "—", "—"]
+    widest = max(
+        len(line) for line in metrics_table(dict.fromkeys(METRIC_NAMES, 1.5), None).splitlines()
+    )
+    assert widest <= 72  # fits a Slack message's width without wrapping
 
 
 def card() -> CardView:

@@ -15,6 +15,7 @@ from ganops.bot.blocks.results import (
     HEADLINE_LIMIT,
     HEADLINES,
     METRIC_NAMES,
+    SHORT_NAMES,
     short_digest,
     verdict,
 )
@@ -65,8 +66,8 @@ def shown(card: CardView) -> str:
 def test_headline_metrics_have_human_names_and_direction() -> None:
     text = shown(view())
     assert "deploy score (higher is better)" in text
-    assert "likeness to the ground truth (SSIM) (higher is better)" in text
-    assert "distance to the target style (KID) (lower is better)" in text
+    assert "likeness to the ground truth, SSIM (higher is better)" in text
+    assert "distance to the target style, KID (lower is better)" in text
     for jargon in ("↑", "↓", "real B"):
         assert jargon not in text
     # lower KID is better: a drop reads as better, with the sign of the change
@@ -138,8 +139,9 @@ def test_every_metric_the_evaluation_reports_has_a_plain_name() -> None:
     keys = set(re.findall(r'\bm\["([a-z_]+)"\]', source))
     assert {"deploy_score", "ssim", "kid", "hist_dist", "diversity", "psnr"} <= keys
     for key in keys:
-        name = METRIC_NAMES.get(key)
-        assert name, f"{key} has no plain name"
-        assert "real B" not in name
-        assert "_" not in name
+        for names in (METRIC_NAMES, SHORT_NAMES):
+            name = names.get(key)
+            assert name, f"{key} has no plain name"
+            assert "real B" not in name
+            assert "_" not in name
     assert {h.key for h in HEADLINES} <= keys

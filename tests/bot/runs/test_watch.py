@@ -138,7 +138,7 @@ def test_the_results_card_has_metrics_images_and_opaque_buttons(
     # every metric, internals and four decimals, in the card's thread
     [table] = [m for m in bot.slack.messages(CHANNEL) if m["text"].startswith("Every metric")]
     assert table["thread_ts"] == card["ts"]
-    assert "deploy_score" in table["text"]
+    assert "deploy score" in table["text"]
     assert "+0.0700" in table["text"]
     approve, reject = buttons(card)
     assert (approve["action_id"], reject["action_id"]) == ("approve", "reject")
