@@ -160,9 +160,11 @@ def code_sections(
 def confirm_dialog(
     *, title: str, text: str, confirm: str, deny: str, danger: bool = False
 ) -> ConfirmObject:
-    """Slack's "are you sure?" dialog, within its limits: a plain title of 100 characters,
-    mrkdwn `text` of 300 (built by the caller, outside values escaped), buttons of 30."""
-    plain = title if len(title) <= 100 else title[:99] + "…"
+    """Slack's "are you sure?" dialog, within its limits: a plain title of 100 characters
+    (escaped here: it names models, and Slack decodes the entities in plain text too), mrkdwn
+    `text` of 300 (built by the caller, outside values escaped), buttons of 30."""
+    plain = escape(title)
+    plain = plain if len(plain) <= 100 else _cut(plain, 99) + "…"
     return ConfirmObject(
         title=plain,
         text=clip(text, 300),

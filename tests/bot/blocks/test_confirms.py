@@ -136,5 +136,6 @@ def test_an_outside_model_name_cannot_break_a_dialog() -> None:
     blocks = blocks_to_dicts(rollback_card("<!channel>" + "m" * 200, "5", "7", "U1", "apv-3"))
     for element in _elements(blocks):
         confirm = element["confirm"]
-        assert len(confirm["title"]["text"]) <= 100  # plain text: shown as typed
-        assert "<!channel>" not in confirm["text"]["text"]  # mrkdwn: escaped
+        assert len(confirm["title"]["text"]) <= 100
+        assert "<!channel>" not in confirm["title"]["text"]
+        assert "<!channel>" not in confirm["text"]["text"]
