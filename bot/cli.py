@@ -61,7 +61,7 @@ def _usage() -> str:
     lines += [
         "",
         "Run 'ganops <command> --help' for a command's options. --json prints one JSON",
-        "document on stdout (evaluate, validate, pipeline run|status|list, approvals",
+        "document on stdout (train, evaluate, validate, pipeline run|status|list, approvals",
         "list|show|decide|audit); counts are --limit N. More: docs/cli.md",
         "",
         EPILOG,

@@ -7,13 +7,14 @@ import torch.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 
@@ -127,8 +128,10 @@ def _after_training(
     run: Tracker,
     result: TrainResult,
     device: torch.device,
+    facts: dict[str, Any],
 ) -> list[str]:
-    """Evaluate the bundle, log metrics, grid and model; returns summary lines."""
+    """Evaluate the bundle, log metrics, grid and model; returns summary lines (and puts the
+    same into `facts`, for --json)."""
     from ganops.model.evaluate import evaluate, load_eval_data, untrained_baseline
 
     lines = []
@@ -144,6 +147,11 @@ def _after_training(
         shown = {
             k: report.metrics[k] for k in ("ssim", "kid", "deploy_score") if k in report.metrics
         }
+        facts["evaluation"] = {
+            "metrics": dict(report.metrics),
+            "untrained_deploy_score": base.deploy_score,
+            "grid": str(args.out / "eval"),
+        }
         lines.append(
             "evaluation: "
             + "  ".join(f"{k} {v:.3f}" for k, v in shown.items())
@@ -153,7 +161,24 @@ def _after_training(
     if run.run_id:
         registered = f", registered {args.register} version {version}" if version else ""
         lines.append(f"mlflow: run {run.run_id}{registered}")
+        facts.update(mlflow_run_id=run.run_id, registered_version=version)
     return lines
+
+
+def _facts(cfg: TrainConfig, device: torch.device, result: TrainResult) -> dict[str, Any]:
+    """What `_summary` says, as data: `ganops train --json`."""
+    return {
+        "model": cfg.net.model,
+        "image_size": cfg.net.image_size,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "images_per_s": result.images_per_s,
+        "device": device.type,
+        "precision": "bf16" if amp_dtype(device, cfg.amp) else "fp32",
+        "final_losses": dict(result.final_losses),
+        "bundle": str(result.bundle_dir),
+        "checkpoint": str(result.checkpoint_path),
+    }
 
 
 def _summary(cfg: TrainConfig, device: torch.device, result: TrainResult) -> list[str]:
@@ -183,18 +208,20 @@ def run_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         data = prepare_data(args, cfg, info)
         tracker = make_tracker(tracking, args.experiment) if info.is_main else NullTracker()
-        progress = None if args.quiet else ProgressPrinter()
+        # With --json, stdout holds the one JSON document; progress goes to stderr.
+        progress = None if args.quiet else ProgressPrinter(out=sys.stderr if args.json else None)
         with tracker.start_run(run_name=f"{cfg.net.model}-train") as run:
             result = train(cfg, data, device, run, args.out, args.resume, progress)
             lines = _summary(cfg, device, result)
+            facts = _facts(cfg, device, result)
             if info.is_main:
                 # Before logging, so a CLI-trained bundle serves with drift monitoring too.
-                lines.append(
-                    attach_reference(
-                        result.bundle_dir, data, seed=cfg.seed, image_size=cfg.net.image_size
-                    )
+                drift = attach_reference(
+                    result.bundle_dir, data, seed=cfg.seed, image_size=cfg.net.image_size
                 )
-                lines += _after_training(args, cfg, data, run, result, device)
+                lines.append(drift)
+                facts["drift_reference"] = drift
+                lines += _after_training(args, cfg, data, run, result, device, facts)
     except TrainError as exc:
         return fail("train", str(exc))
     except (TrackingError, BundleError) as exc:
@@ -203,5 +230,5 @@ def run_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     finally:
         distributed.teardown()
     if info.is_main:
-        print("\n".join(lines))
+        print(json.dumps(facts, indent=2, default=str) if args.json else "\n".join(lines))
     return 0
