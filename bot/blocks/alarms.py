@@ -181,8 +181,8 @@ def alarm_buttons(view: AlarmView, snoozed: bool = False) -> ActionsBlock:
     episode_id, what = view.episode_id, f"{view.model} v{view.version}"
     retrain = confirm_dialog(
         title=f"Retrain {view.model} now?",
-        text=f"Starts a training run for {escape(what)} on the inputs captured during this "
-        "episode; the alarm's buttons go, and the run's progress is in the thread.",
+        text=f"Starts a training run to replace {escape(what)}; it uses the trainer until it ends "
+        "or is cancelled. The alarm's buttons go, and the run's progress is in the thread.",
         confirm="Retrain",
         deny="Not now",
     )

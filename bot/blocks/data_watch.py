@@ -67,8 +67,8 @@ def offer_buttons(view: OfferView) -> ActionsBlock:
     """Retrain and Not now, each behind a confirm: either one closes the offer for good."""
     retrain = confirm_dialog(
         title=f"Retrain {view.model} on the new data?",
-        text=f"Starts a training run on {view.new_images} new images and the champion's data; "
-        "the run's progress is in the thread.",
+        text=f"Starts a training run on the updated data ({view.new_images} new images since "
+        "the champion's snapshot); the run's progress is in the thread.",
         confirm="Retrain",
         deny="Not now",
     )
