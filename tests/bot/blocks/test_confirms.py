@@ -4,6 +4,7 @@ declared one way or the other here before a test passes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,3 +140,19 @@ def test_an_outside_model_name_cannot_break_a_dialog() -> None:
         assert len(confirm["title"]["text"]) <= 100
         assert "<!channel>" not in confirm["title"]["text"]
         assert "<!channel>" not in confirm["text"]["text"]
+
+
+def test_a_day_long_snooze_says_which_day_it_ends() -> None:
+    from dataclasses import replace
+
+    from ganops.bot.blocks.alarms import alarm_thread_note
+
+    base = _alarm("snoozed")
+    hour = str(blocks_to_dicts(alarm_card(base)))
+    day = str(blocks_to_dicts(alarm_card(replace(base, snoozed_until=base.updated_at + 86400))))
+    weekday = time.strftime("%a", time.localtime(base.updated_at + 86400))
+    assert f"until {weekday} " in day
+    assert f"until {weekday} " not in hour
+    assert (
+        alarm_thread_note("snooze", "U1", snooze_s=86400) == "<@U1> snoozed this alarm for 1 day."
+    )
