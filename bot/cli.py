@@ -53,10 +53,19 @@ def version() -> str:
 
 
 def _usage() -> str:
+    from ganops.pipeline.exit_codes import EPILOG
+
     width = max(len(n) for n in SUBCOMMANDS)
     lines = ["usage: ganops [--version] <command> [args...]", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
-    lines += ["", "Run 'ganops <command> --help' for a command's options."]
+    lines += [
+        "",
+        "Run 'ganops <command> --help' for a command's options. --json prints one JSON",
+        "document on stdout (train, evaluate, validate, pipeline run|status|list, approvals",
+        "list|show|decide|audit); counts are --limit N. More: docs/cli.md",
+        "",
+        EPILOG,
+    ]
     return "\n".join(lines)
 
 
@@ -78,7 +87,10 @@ def _resolve(target: str) -> Callable[[Sequence[str]], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in {"-h", "--help", "help"}:
+    if not args:  # no command is a usage error: a script that forgot one must not pass
+        print(_usage(), file=sys.stderr)
+        return 2
+    if args[0] in {"-h", "--help", "help"}:
         print(_usage())
         return 0
     if args[0] in {"-V", "--version"}:

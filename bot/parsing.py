@@ -7,6 +7,7 @@ the CLI and the launchers), or a `UsageError` naming the exact problem and carry
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ RETRAIN_USAGE = (
     "  example: /retrain epochs=2 lr=2e-4 model=cut"
 )
 GANOPS_USAGE = (
-    "/ganops status | runs | models [cut|fastcut|cyclegan] | rollback [version] | cancel [run] | "
-    "approvers | audit [n] | approve <id> | reject <id> | help"
+    "/ganops status | runs [--limit n] | models [cut|fastcut|cyclegan] | rollback [version] | "
+    "cancel [run] | approvers | audit [--limit n] | approve <id> | reject <id> | help"
 )
 # Keys a chat user may set. `min_score` and `synthetic_n` stay with operators (CLI).
 RETRAIN_KEYS: tuple[str, ...] = (
@@ -146,10 +147,20 @@ def parse_ganops(text: str) -> GanopsCommand:
     return GanopsCommand(name, tuple(words[1:]))
 
 
+# Slack turns a typed "--" into an em or en dash in some clients; all mean the flag.
+_LIMIT_FLAG = re.compile(r"^(?:--|—|–)limit(?:=(.*))?$")
+
+
 def parse_count(args: tuple[str, ...], default: int, high: int, usage: str) -> int:
-    """An optional positive count such as `/ganops audit 20`."""
+    """An optional positive count: `/ganops audit --limit 20`, the one spelling the CLI uses
+    too; the bare `/ganops audit 20` of earlier releases still works."""
     if not args:
         return default
-    if len(args) > 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= high:
-        raise UsageError(f"expected a number from 1 to {high}, got {' '.join(args)!r}", usage)
-    return int(args[0])
+    words = list(args)
+    if (flag := _LIMIT_FLAG.match(words[0])) is not None:
+        words = [flag.group(1)] if flag.group(1) is not None else words[1:]
+    if len(words) != 1 or not words[0].isdigit() or not 1 <= int(words[0]) <= high:
+        raise UsageError(
+            f"expected --limit with a number from 1 to {high}, got {' '.join(args)!r}", usage
+        )
+    return int(words[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -152,7 +153,8 @@ class TrainSession:
 
     def _fill_gpu(self, cfg: TrainConfig, *, images: int) -> TrainConfig:
         """The batch that fills this GPU and its lr (model/batch_fit.py), the same on every
-        rank; said once on stdout, and kept in the run's params and checkpoints."""
+        rank; said once on stderr (stdout may be `--json`'s), and kept in the run's params and
+        checkpoints."""
         total = torch.cuda.get_device_properties(self.device).total_memory
         probe = batch_fit.cuda_peak_bytes(cfg, step_options(cfg, self.device))
         fitted, note = batch_fit.fit_batch(
@@ -160,7 +162,7 @@ class TrainSession:
             agree=batch_fit.min_over_ranks(self.device),
         )  # fmt: skip
         if self.dist.is_main:
-            print(f"train: {note}", flush=True)
+            print(f"train: {note}", flush=True, file=sys.stderr)
         return fitted
 
     def resume(self) -> int:

@@ -1,10 +1,13 @@
 """`ganops pipeline ...`: compile the CT pipeline, run it (locally or on KFP_HOST), follow it.
 
     ganops pipeline compile -o ct_pipeline.yaml [--image IMG]
-    ganops pipeline run [key=value ...] [--no-follow] [--request-id ID]
-    ganops pipeline status RUN_ID
-    ganops pipeline list [--limit N]
+    ganops pipeline run [key=value ...] [--no-follow] [--request-id ID] [--json]
+    ganops pipeline status RUN_ID [--json]
+    ganops pipeline list [--limit N] [--json]
     ganops pipeline cancel RUN_ID
+
+`run` exits 0 when the challenger awaits approval (or was deployed), 3 when the gate
+rejected it, 1 when the run failed or was cancelled, 2 on bad usage.
 
 The environment (GANOPS_STATE_DIR, KFP_HOST, MLFLOW_TRACKING_URI, GANOPS_IMAGE) is read here
 in `main` and nowhere below it.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -23,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from ganops.pipeline.exit_codes import EPILOG, EXIT_FAILED, EXIT_GATED, EXIT_OK, EXIT_USAGE
 from ganops.pipeline.params import describe_keys, known_keys, params_from_strings
 from ganops.pipeline.ports import PIPELINE_STEPS, PipelineError, PipelineLauncher, RunStatus
+from ganops.pipeline.progress import train_progress_text
 
 DEFAULT_IMAGE = "ganops-trainer:latest"
 POLL_S = 1.0
@@ -49,8 +55,13 @@ def env_from(environ: Mapping[str, str]) -> CliEnv:
     )
 
 
+_JSON_HELP = "print one JSON document on stdout instead of text (default: text)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ganops pipeline", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="ganops pipeline", description=__doc__.split("\n")[0], epilog=EPILOG
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     comp = sub.add_parser("compile", help="write the pipeline YAML for Kubeflow")
     comp.add_argument(
@@ -67,17 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="launch a run and follow it",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="parameters (key=value, as /retrain takes them):\n" + "\n".join(describe_keys()),
+        epilog="parameters (key=value, as /retrain takes them):\n"
+        + "\n".join(describe_keys())
+        + "\n\n"
+        + EPILOG.replace(" · ", "\n  ").replace("exit codes: ", "exit codes:\n  "),
     )
     run.add_argument("params", nargs="*", metavar="key=value", help="run parameters, see below")
     run.add_argument("--no-follow", action="store_true", help="print the run id and return")
     run.add_argument("--request-id", help="idempotency key (default: a new one)")
+    run.add_argument("--json", action="store_true", help=_JSON_HELP + "; progress goes to stderr")
     status = sub.add_parser("status", help="show one run")
     status.add_argument("run_id", help="the run's id (ganops pipeline list)")
+    status.add_argument("--json", action="store_true", help=_JSON_HELP)
     listing = sub.add_parser("list", help="recent runs")
     listing.add_argument(
         "--limit", type=int, default=20, help="most runs to show, > 0 (default: %(default)s)"
     )
+    listing.add_argument("--json", action="store_true", help=_JSON_HELP)
     cancel = sub.add_parser("cancel", help="stop a run")
     cancel.add_argument("run_id", help="the run's id (ganops pipeline list)")
     return parser
@@ -96,19 +113,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return _run(parser, args, env)
+        if args.command == "list" and args.limit < 1:
+            return _usage(parser, f"--limit must be > 0, got {args.limit}", "list")
         launcher = _launcher(env)
         if args.command == "status":
-            print(format_status(launcher.status(args.run_id), final_details=True))
+            st = launcher.status(args.run_id)
+            print(to_json(st) if args.json else format_status(st, final_details=True))
         elif args.command == "list":
-            for st in launcher.list_runs(args.limit):
-                print(format_status(st))
+            runs = launcher.list_runs(args.limit)
+            if args.json:
+                print(json.dumps([status_dict(st) for st in runs], indent=2, default=str))
+            else:
+                for st in runs:
+                    print(format_status(st))
         elif args.command == "cancel":
             launcher.cancel(args.run_id)
             print(f"cancelled {args.run_id}")
     except PipelineError as exc:
         print(f"ganops pipeline: {exc}", file=sys.stderr)
-        return 2 if type(exc).__name__ == "InvalidParamsError" else 1
-    return 0
+        return EXIT_USAGE if type(exc).__name__ == "InvalidParamsError" else EXIT_FAILED
+    return EXIT_OK
+
+
+def exit_code(st: RunStatus) -> int:
+    """What a followed run's final state means to a script: see EPILOG."""
+    if st.state in {"awaiting_approval", "deployed"}:
+        return EXIT_OK
+    return EXIT_GATED if st.state == "gated" else EXIT_FAILED
+
+
+def status_dict(st: RunStatus) -> dict[str, object]:
+    return dataclasses.asdict(st)
+
+
+def to_json(st: RunStatus) -> str:
+    return json.dumps(status_dict(st), indent=2, default=str)
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, env: CliEnv) -> int:
@@ -129,12 +168,17 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, env: CliEnv)
     except InvalidParamsError as exc:
         return _usage(parser, str(exc))
     where = launched.url or f"local run, files in {env.state_dir / 'runs' / launched.run_id}"
-    print(f"run {launched.run_id} ({where})" + ("" if launched.created else " [already started]"))
+    # With --json, stdout holds the one JSON document; what people read goes to stderr.
+    said = sys.stderr if args.json else sys.stdout
+    repeat = "" if launched.created else " [already started]"
+    print(f"run {launched.run_id} ({where}){repeat}", file=said)
     if args.no_follow:
-        return 0
-    final = follow(launcher, launched.run_id, sys.stdout)
-    print(format_status(final, final_details=True))
-    return 0 if final.state in {"awaiting_approval", "deployed", "gated"} else 1
+        if args.json:
+            print(json.dumps(dataclasses.asdict(launched), indent=2, default=str))
+        return EXIT_OK
+    final = follow(launcher, launched.run_id, said)
+    print(to_json(final) if args.json else format_status(final, final_details=True))
+    return exit_code(final)
 
 
 def follow(launcher: PipelineLauncher, run_id: str, out: TextIO, poll: float = POLL_S) -> RunStatus:
@@ -161,10 +205,15 @@ def follow(launcher: PipelineLauncher, run_id: str, out: TextIO, poll: float = P
 
 
 def progress_line(st: RunStatus, elapsed: float) -> str:
-    step = st.current_step or ("-" if not st.final else st.state)
-    text = f"[{st.run_id}] {st.state} {st.steps_done}/{st.steps_total} {step}"
+    """ "[r1] running stage 3/6 train step 40/100 (40%) · ETA 2 min | G=1.250 12s"."""
+    if st.current_step in PIPELINE_STEPS and not st.final:
+        number = PIPELINE_STEPS.index(st.current_step) + 1
+        stage = f"stage {number}/{st.steps_total} {st.current_step}"
+    else:
+        stage = f"{st.steps_done}/{st.steps_total} stages done"
+    text = f"[{st.run_id}] {st.state} {stage}"
     if st.current_step == "train" and st.train_total:
-        text += f" step {st.train_step or 0}/{st.train_total}"
+        text += " " + train_progress_text(st.train_step, st.train_total, st.train_rate)
     losses = " ".join(f"{k}={v:.3f}" for k, v in list(st.losses.items())[:3])
     return f"{text} | {losses} {elapsed:.0f}s".rstrip()
 
@@ -195,8 +244,9 @@ def _launcher(env: CliEnv) -> PipelineLauncher:
     return make_launcher(env.state_dir, env.kfp_host, env.mlflow_uri, env.image)
 
 
-def _usage(parser: argparse.ArgumentParser, problem: str) -> int:
-    print(f"ganops pipeline run: {problem}", file=sys.stderr)
+def _usage(parser: argparse.ArgumentParser, problem: str, command: str = "run") -> int:
+    print(f"ganops pipeline {command}: {problem}", file=sys.stderr)
     print(parser.format_usage().rstrip(), file=sys.stderr)
-    print("  run parameters: " + ", ".join(known_keys()), file=sys.stderr)
-    return 2
+    if command == "run":
+        print("  run parameters: " + ", ".join(known_keys()), file=sys.stderr)
+    return EXIT_USAGE

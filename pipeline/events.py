@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ganops.pipeline.ports import PIPELINE_STEPS
+from ganops.pipeline.progress import step_rate
 
 EVENTS_FILE = "events.jsonl"
 MAX_ERROR_CHARS = 4000
@@ -38,9 +39,16 @@ def emit(events_dir: str, step: str, event: str, **data: Any) -> None:
 
 
 def error_text(exc: BaseException) -> str:
-    """The message of `exc`, as the user sees it: no traceback, bounded length."""
+    """The message of `exc`, as the user sees it: no traceback of ours, bounded length. A
+    long message (kfp.local's carries the step's whole traceback) keeps its start and its
+    end, since the exception line that says what went wrong is the last one."""
     text = str(exc).strip() or type(exc).__name__
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    marker = "\n...\n"
+    head = (MAX_ERROR_CHARS - len(marker)) // 3
+    tail = MAX_ERROR_CHARS - len(marker) - head
+    return text[:head] + marker + text[-tail:]
 
 
 @contextmanager
@@ -85,6 +93,7 @@ class Progress:
     steps_done: int = 0
     train_step: int | None = None
     train_total: int | None = None
+    train_rate: float | None = None  # steps per second, recently; None until measured
     losses: dict[str, float] = field(default_factory=dict)
     failed_step: str | None = None
     error: str | None = None
@@ -114,6 +123,7 @@ def fold(events: list[dict[str, Any]]) -> Progress:
     """Reduce a run's events, in order, to its progress."""
     progress = Progress()
     done: set[str] = set()
+    samples: list[tuple[float, int]] = []
     for ev in events:
         step, kind = ev.get("step", ""), ev.get("event", "")
         progress.updated_at = ev.get("ts", progress.updated_at)
@@ -131,8 +141,11 @@ def fold(events: list[dict[str, Any]]) -> Progress:
         elif kind == "progress":
             progress.train_step = ev.get("train_step")
             progress.train_total = ev.get("train_total")
+            if isinstance(ev.get("ts"), float | int) and isinstance(ev.get("train_step"), int):
+                samples.append((float(ev["ts"]), ev["train_step"]))
             progress.losses = dict(ev.get("losses") or {})
         elif kind == "final":
             progress.final = ev
     progress.steps_done = sum(1 for s in PIPELINE_STEPS if s in done)
+    progress.train_rate = step_rate(samples)
     return progress

@@ -145,6 +145,7 @@ class RunStatus:
     # Training progress inside the train step, when known.
     train_step: int | None = None
     train_total: int | None = None
+    train_rate: float | None = None  # steps per second lately, for the ETA; None until known
     losses: Mapping[str, float] = field(default_factory=dict)
     url: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)

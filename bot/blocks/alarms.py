@@ -12,13 +12,46 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     ContextBlock,
     HeaderBlock,
+    InteractiveElement,
     MarkdownTextObject,
+    Option,
     SectionBlock,
+    StaticSelectElement,
 )
 
-from ganops.bot.blocks.common import at, escape, literal
+from ganops.bot.blocks.common import at, confirm_dialog, escape, literal
 
 ALARM_ACTIONS = ("alarm_retrain", "alarm_snooze", "alarm_ignore")
+# The snooze menu; "alarm_snooze" stays the fixed one-hour button of cards already posted.
+SNOOZE_MENU_ACTION = "alarm_snooze_for"
+# The lengths on offer, by the key an option carries; the listener accepts no other.
+SNOOZE_CHOICES: Mapping[str, tuple[str, float]] = {
+    "1h": ("1 hour", 3600.0),
+    "4h": ("4 hours", 4 * 3600.0),
+    "1d": ("1 day", 86400.0),
+}
+
+
+def snooze_option_value(length: str, episode_id: str) -> str:
+    """ "4h:drift-cut-v7-1a2b3c4d": the length and the episode, nothing else."""
+    return f"{length}:{episode_id}"
+
+
+def parse_snooze_option(value: str) -> tuple[str, str] | None:
+    """(length key, episode id) of a menu option's value; None for a length not on offer."""
+    length, sep, episode_id = value.partition(":")
+    if not sep or not episode_id or length not in SNOOZE_CHOICES:
+        return None
+    return length, episode_id
+
+
+def snooze_label(seconds: float) -> str:
+    """ "1 hour", "4 hours", "1 day"; other lengths (settings) in hours."""
+    for label, length in SNOOZE_CHOICES.values():
+        if length == seconds:
+            return label
+    hours = seconds / 3600
+    return f"{hours:g} hour{'s' if hours != 1 else ''}"
 
 
 @dataclass(frozen=True)
@@ -98,7 +131,7 @@ def alarm_card(view: AlarmView) -> list[Block]:
     ]
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_status_line(view))]))
     if view.state in ("firing", "snoozed") and view.retrain_run_id is None:
-        blocks.append(alarm_buttons(view.episode_id, snoozed=view.state == "snoozed"))
+        blocks.append(alarm_buttons(view, snoozed=view.state == "snoozed"))
     return blocks
 
 
@@ -121,7 +154,14 @@ def _status_line(view: AlarmView) -> str:
             "(model server down or its scrape failing). This episode goes on when it is back."
         )
     elif view.state == "snoozed" and view.snoozed_until is not None:
-        parts.append(f"Snoozed{who} until {_hhmm(view.snoozed_until)}.")
+        until = view.snoozed_until
+        # A day's snooze ends at the same clock time tomorrow: say which day.
+        day = (
+            time.strftime("%a ", time.localtime(until))
+            if until - view.updated_at > 12 * 3600
+            else ""
+        )
+        parts.append(f"Snoozed{who} until {day}{_hhmm(until)}.")
     elif view.state == "ignored":
         parts.append(f"Ignored{who} for this episode; the card still resolves by itself.")
     else:
@@ -134,14 +174,50 @@ def _status_line(view: AlarmView) -> str:
     return " ".join(parts)
 
 
-def alarm_buttons(episode_id: str, snoozed: bool = False) -> ActionsBlock:
-    """Buttons carry only the episode id; everything else is looked up on the server."""
-    elements = [
+def alarm_buttons(view: AlarmView, snoozed: bool = False) -> ActionsBlock:
+    """Retrain now and Ignore (each behind a confirm: neither can be undone) and a snooze
+    menu. They carry only the episode id (the menu: a length key too); everything else is
+    looked up on the server."""
+    episode_id, what = view.episode_id, f"{view.model} v{view.version}"
+    retrain = confirm_dialog(
+        title=f"Retrain {view.model} now?",
+        text=f"Starts a training run to replace {escape(what)}; it uses the trainer until it ends "
+        "or is cancelled. The alarm's buttons go, and the run's progress is in the thread.",
+        confirm="Retrain",
+        deny="Not now",
+    )
+    ignore = confirm_dialog(
+        title="Ignore this drift episode?",
+        text=f"No more alerts for {escape(what)} until this episode ends, and its buttons go; "
+        "the card still resolves by itself.",
+        confirm="Ignore",
+        deny="Keep watching",
+        danger=True,
+    )
+    menu = StaticSelectElement(
+        placeholder="Snooze…",
+        action_id=SNOOZE_MENU_ACTION,
+        options=[
+            Option(text=f"Snooze {label}", value=snooze_option_value(key, episode_id))
+            for key, (label, _) in SNOOZE_CHOICES.items()
+        ],
+    )
+    elements: list[InteractiveElement] = [
         ButtonElement(
-            text="Retrain now", action_id="alarm_retrain", value=episode_id, style="primary"
+            text="Retrain now",
+            action_id="alarm_retrain",
+            value=episode_id,
+            style="primary",
+            confirm=retrain,
         ),
-        ButtonElement(text="Snooze 1h", action_id="alarm_snooze", value=episode_id),
-        ButtonElement(text="Ignore", action_id="alarm_ignore", value=episode_id, style="danger"),
+        menu,
+        ButtonElement(
+            text="Ignore",
+            action_id="alarm_ignore",
+            value=episode_id,
+            style="danger",
+            confirm=ignore,
+        ),
     ]
     if snoozed:
         elements = [elements[0], elements[2]]
@@ -161,10 +237,12 @@ def prometheus_back_text(url: str, down_for_s: float) -> str:
     return f":white_check_mark: Prometheus at {escape(url)} is reachable again after {back}."
 
 
-def alarm_thread_note(kind: str, user: str | None, detail: str = "") -> str:
+def alarm_thread_note(
+    kind: str, user: str | None, detail: str = "", snooze_s: float = 3600.0
+) -> str:
     who = at(user) if user else "someone"
     notes = {
-        "snooze": f"{who} snoozed this alarm for 1 hour.",
+        "snooze": f"{who} snoozed this alarm for {snooze_label(snooze_s)}.",
         "ignore": f"{who} chose to ignore this episode.",
         "refire": "The snooze ended and the drift is still there.",
         "retrain": f"{who} started a retrain: {detail}",  # detail: mrkdwn the bot built

@@ -14,6 +14,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from ganops.bot.blocks.common import confirm_dialog
+
 DATA_RETRAIN, DATA_DISMISS = "data_retrain", "data_dismiss"
 
 
@@ -57,15 +59,37 @@ def offer_card(view: OfferView) -> list[Block]:
         status = "Approvers only. Offered once per champion snapshot."
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=status)]))
     if view.state == "offered":
-        blocks.append(
-            ActionsBlock(
-                block_id=f"data:{view.offer_id}",
-                elements=[
-                    ButtonElement(
-                        text="Retrain", action_id=DATA_RETRAIN, value=view.offer_id, style="primary"
-                    ),
-                    ButtonElement(text="Not now", action_id=DATA_DISMISS, value=view.offer_id),
-                ],
-            )
-        )
+        blocks.append(offer_buttons(view))
     return blocks
+
+
+def offer_buttons(view: OfferView) -> ActionsBlock:
+    """Retrain and Not now, each behind a confirm: either one closes the offer for good."""
+    retrain = confirm_dialog(
+        title=f"Retrain {view.model} on the new data?",
+        text=f"Starts a training run on the updated data ({view.new_images} new images since "
+        "the champion's snapshot); the run's progress is in the thread.",
+        confirm="Retrain",
+        deny="Not now",
+    )
+    dismiss = confirm_dialog(
+        title="Skip this new data?",
+        text="The offer closes; the next snapshot's new data will be offered again.",
+        confirm="Skip it",
+        deny="Keep the offer",
+    )
+    return ActionsBlock(
+        block_id=f"data:{view.offer_id}",
+        elements=[
+            ButtonElement(
+                text="Retrain",
+                action_id=DATA_RETRAIN,
+                value=view.offer_id,
+                style="primary",
+                confirm=retrain,
+            ),
+            ButtonElement(
+                text="Not now", action_id=DATA_DISMISS, value=view.offer_id, confirm=dismiss
+            ),
+        ],
+    )

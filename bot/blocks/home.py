@@ -25,7 +25,13 @@ from slack_sdk.models.views import View
 from ganops.bot.blocks.alarms import AlarmView, moved_features
 from ganops.bot.blocks.approvals import hhmm, label
 from ganops.bot.blocks.common import section
-from ganops.bot.blocks.runs import RunView, approval_buttons, run_link, run_text
+from ganops.bot.blocks.runs import (
+    DecisionSubject,
+    RunView,
+    approval_buttons,
+    run_link,
+    run_text,
+)
 from ganops.bot.ports import Approval, ModelVersionInfo
 
 # A Home view holds at most 100 blocks; each list is cut well before that.
@@ -79,7 +85,9 @@ def _approvals(approvals: Sequence[Approval], approver: bool) -> list[Block]:
             )
         )
         if approver:
-            blocks.append(approval_buttons(a.approval_id))
+            blocks.append(
+                approval_buttons(a.approval_id, DecisionSubject(a.kind, a.model, a.version))
+            )
     if not approver:
         blocks.append(_context("Only approvers can decide; they see Approve / Reject here."))
     return blocks

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from slack_sdk.models.blocks import Block
 
 from ganops.bot.blocks.approvals import audit_line
-from ganops.bot.blocks.common import at, code, escape, literal, section
-from ganops.bot.blocks.runs import approval_buttons, duration, run_link
+from ganops.bot.blocks.common import at, code, code_sections, escape, literal, section
+from ganops.bot.blocks.runs import DecisionSubject, approval_buttons, duration, run_link
 from ganops.bot.parsing import GANOPS_USAGE, RETRAIN_USAGE
 from ganops.bot.ports import Approval, ModelVersionInfo
 from ganops.bot.store import AuditRow
@@ -20,10 +20,10 @@ HELP_TEXT = f"""*ganops* runs the continuous-training pipeline of the style-tran
 {code(RETRAIN_USAGE)}
 */ganops* shows and decides:
 • `status` champion, challenger, runs going and approvals pending
-• `runs` recent runs with their states · `models [cut|fastcut|cyclegan]` registered versions and scores
+• `runs [--limit n]` recent runs with their states · `models [cut|fastcut|cyclegan]` registered versions and scores
 • `rollback [version]` ask to go back to the previous champion (approvers; needs an approval)
 • `cancel [run]` stop a run (yours, or any run for approvers); no id: your latest running run
-• `approvers` who may approve · `audit [n]` the last n audit entries
+• `approvers` who may approve · `audit [--limit n]` the last n audit entries
 • `approve <id>` / `reject <id>` decide an approval without the buttons
 {code(GANOPS_USAGE)}"""
 
@@ -159,14 +159,14 @@ def models_blocks(model: str, versions: Sequence[ModelVersionInfo]) -> list[Bloc
         rows.append((v.version, ",".join(v.aliases) or "—", score, when))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
-    return [section(f"*Registered versions of {literal(model)}*"), section(code(table))]
+    return [section(f"*Registered versions of {literal(model)}*"), *code_sections(table)]
 
 
 def audit_blocks(rows: Sequence[AuditRow]) -> list[Block]:
     if not rows:
         return [section("The audit log is empty.")]
     lines = "\n".join(audit_line(r) for r in rows)
-    return [section(f"*Audit log (newest first, {len(rows)})*"), section(code(lines))]
+    return [section(f"*Audit log (newest first, {len(rows)})*"), *code_sections(lines)]
 
 
 def approvers_blocks(
@@ -190,13 +190,15 @@ def rollback_text(model: str, to_version: str, from_version: str | None) -> str:
 def rollback_card(
     model: str, to_version: str, from_version: str | None, requested_by: str, approval_id: str
 ) -> list[Block]:
-    """A rollback goes through the same approval path as a deploy: same buttons, opaque id."""
+    """A rollback goes through the same approval path as a deploy: same action ids, opaque
+    id; the button and its dialog say "roll back" and name both versions."""
+    subject = DecisionSubject("rollback", model, to_version, from_version=from_version)
     return [
         section(
             f":rewind: *{rollback_text(model, to_version, from_version)}* "
             f"(asked by {at(requested_by)}). An approver decides; nothing changes until then."
         ),
-        approval_buttons(approval_id),
+        approval_buttons(approval_id, subject),
     ]
 
 

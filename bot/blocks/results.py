@@ -26,18 +26,61 @@ class Headline:
 
     @property
     def title(self) -> str:
-        return f"{self.name} {'↑' if self.higher_is_better else '↓'}"
+        # Words, not an arrow: "↓" after a name reads as "went down".
+        return f"{self.name} ({'higher' if self.higher_is_better else 'lower'} is better)"
+
+
+# Every metric the pipeline reports, by its MLflow key, in words a reviewer reads: "B" is the
+# target-style domain, the ground truth is the target-style image paired with an input.
+# The *_term and *_guard values are the deploy score's internals: in the thread table only.
+# In the order the thread's table lists them.
+METRIC_NAMES: dict[str, str] = {
+    "deploy_score": "deploy score",
+    "ssim": "likeness to the ground truth, SSIM",
+    "kid": "distance to the target style, KID",
+    "hist_dist": "colour distance to the target style",
+    "diversity": "variety of outputs vs inputs",
+    "psnr": "pixel match to the ground truth, PSNR in dB",
+    "kid_term": "score part: target style",
+    "hist_term": "score part: colours",
+    "ssim_term": "score part: likeness",
+    "diversity_guard": "score part: variety guard",
+}
+# The same, short enough for the thread's monospace table to fit a Slack message's width.
+SHORT_NAMES: dict[str, str] = {
+    "deploy_score": "deploy score",
+    "ssim": "likeness (SSIM)",
+    "psnr": "pixel match (PSNR dB)",
+    "kid": "style distance (KID)",
+    "hist_dist": "colour distance",
+    "diversity": "output variety",
+    "kid_term": "part: style",
+    "hist_term": "part: colours",
+    "ssim_term": "part: likeness",
+    "diversity_guard": "part: variety guard",
+}
+LOWER_IS_BETTER = frozenset({"kid", "hist_dist"})
+
+
+def metric_name(key: str, short: bool = False) -> str:
+    """The plain name of a metric; a key this bot does not know is shown as it is."""
+    return (SHORT_NAMES if short else METRIC_NAMES).get(key, key)
+
+
+def judged(key: str, delta: float) -> str:
+    """ "better", "worse" or "same", by which way the metric should move."""
+    if delta == 0:
+        return "same"
+    return "better" if (delta < 0) == (key in LOWER_IS_BETTER) else "worse"
+
+
+def _headline(key: str) -> Headline:
+    return Headline(key, metric_name(key), key not in LOWER_IS_BETTER)
 
 
 # In the order the card shows them; the first HEADLINE_LIMIT that a run measured are shown.
-# The *_term and *_guard values are the deploy score's internals: in the thread table only.
-HEADLINES: tuple[Headline, ...] = (
-    Headline("deploy_score", "deploy score", True),
-    Headline("ssim", "SSIM to ground truth", True),
-    Headline("kid", "KID vs real B", False),
-    Headline("hist_dist", "colour distance to real B", False),
-    Headline("diversity", "output diversity vs inputs", True),
-    Headline("psnr", "PSNR to ground truth (dB)", True),
+HEADLINES: tuple[Headline, ...] = tuple(
+    _headline(k) for k in ("deploy_score", "ssim", "kid", "hist_dist", "diversity", "psnr")
 )
 
 
@@ -53,13 +96,14 @@ def _signed(value: float) -> str:
 
 
 def headline_text(h: Headline, new: float, old: float | None) -> str:
-    """ "*SSIM to ground truth ↑*\n0.116 · champion 0.086 (+0.031, better)"."""
+    """ "*likeness to the ground truth, SSIM (higher is better)*\n0.116 · champion 0.086
+    (+0.031, better)"."""
     line = f"*{h.title}*\n{number(new)}"
     if old is not None:
         delta = new - old
         better = delta > 0 if h.higher_is_better else delta < 0
-        judged = "same" if delta == 0 else ("better" if better else "worse")
-        line += f" · champion {number(old)} ({_signed(delta)}, {judged})"
+        verdict = "same" if delta == 0 else ("better" if better else "worse")
+        line += f" · champion {number(old)} ({_signed(delta)}, {verdict})"
     return line
 
 
@@ -145,10 +189,15 @@ def metrics_reply_text(table: str, champion_version: str | None) -> str:
 
 __all__ = [
     "HEADLINES",
+    "LOWER_IS_BETTER",
+    "METRIC_NAMES",
+    "SHORT_NAMES",
     "Headline",
     "data_line",
     "headlines_section",
+    "judged",
     "links_line",
+    "metric_name",
     "metrics_reply_text",
     "number",
     "short_digest",

@@ -11,19 +11,35 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
-    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
 )
 
-from ganops.bot.blocks.common import at, clip, code, escape, link, literal, section
-from ganops.bot.blocks.results import data_line, headlines_section, links_line, verdict
+from ganops.bot.blocks.common import (
+    at,
+    clip,
+    code,
+    confirm_dialog,
+    escape,
+    link,
+    literal,
+    section,
+)
+from ganops.bot.blocks.decisions import DecisionSubject, approval_buttons
+from ganops.bot.blocks.results import (
+    METRIC_NAMES,
+    data_line,
+    headlines_section,
+    judged,
+    links_line,
+    metric_name,
+    verdict,
+)
 from ganops.pipeline.ports import PIPELINE_STEPS
+from ganops.pipeline.progress import train_progress_text
 
-APPROVE_ACTION = "approve"
-REJECT_ACTION = "reject"
 CANCEL_ACTION = "run_cancel"
 _GOING = ("queued", "running")
 _ICONS = {
@@ -55,6 +71,7 @@ class RunView:
     steps_total: int = len(PIPELINE_STEPS)
     train_step: int | None = None
     train_total: int | None = None
+    train_rate: float | None = None  # training steps per second lately: the ETA
     losses: Mapping[str, float] = field(default_factory=dict)
     elapsed_s: float | None = None
     failed_step: str | None = None
@@ -143,14 +160,22 @@ def losses_line(losses: Mapping[str, float]) -> str:
     return " · ".join(f"{k} {v:.3f}" for k, v in sorted(losses.items()))
 
 
+def stage_text(view: RunView) -> str:
+    """ "stage 3/6 · train" while a stage runs; "2/6 stages done" otherwise. A pipeline stage
+    is never called a step: "step" is training's own count."""
+    going = view.state in _GOING
+    if going and view.current_step in PIPELINE_STEPS:
+        number = PIPELINE_STEPS.index(view.current_step) + 1
+        return f"stage {number}/{view.steps_total} · {view.current_step}"
+    return f"{view.steps_done}/{view.steps_total} stages done"
+
+
 def _progress_line(view: RunView) -> str:
-    parts = [f"{view.steps_done}/{view.steps_total} steps"]
-    if view.current_step and view.state in ("queued", "running"):
-        step = view.current_step
-        if step == "train" and view.train_step is not None and view.train_total:
-            step += f" (step {view.train_step}/{view.train_total})"
-        parts.append(f"now: {step}")
-    going = view.state in ("queued", "running")
+    """ "stage 3/6 · train · step 120/160 (75%) · ETA 1 min · elapsed 2m 10s"."""
+    going = view.state in _GOING
+    parts = [stage_text(view)]
+    if going and view.current_step == "train" and view.train_total:
+        parts.append(train_progress_text(view.train_step, view.train_total, view.train_rate))
     parts.append(
         f"elapsed {coarse_duration(view.elapsed_s) if going else duration(view.elapsed_s)}"
     )
@@ -212,12 +237,12 @@ def run_blocks(view: RunView) -> list[Block]:
 
 def cancel_button(run_id: str) -> ActionsBlock:
     """Cancel on a running run's message; the value is the run id, checked server-side."""
-    confirm = ConfirmObject(
+    confirm = confirm_dialog(
         title="Cancel this run?",
-        text=f"Run `{run_id}` stops, and nothing it trained is registered.",
+        text=f"Run {literal(run_id)} stops, and nothing it trained is registered.",
         confirm="Cancel the run",
         deny="Keep it running",
-        style="danger",
+        danger=True,
     )
     button = ButtonElement(
         text="Cancel", action_id=CANCEL_ACTION, value=run_id, style="danger", confirm=confirm
@@ -231,7 +256,9 @@ def failure_text(view: RunView) -> str:
 
 
 def failure_blocks(view: RunView) -> list[Block]:
-    return [section(failure_text(view)), section(code(view.error or "no error text was recorded"))]
+    # The error's last line names the exception: a long one keeps its start and its end.
+    error = code(view.error or "no error text was recorded", keep="ends")
+    return [section(failure_text(view)), section(error)]
 
 
 def gated_text(view: RunView) -> str:
@@ -254,16 +281,22 @@ def status_unavailable_text(error: str) -> str:
 
 
 def metrics_table(metrics: Mapping[str, float], champion: Mapping[str, float] | None) -> str:
-    """Challenger next to champion with the deltas, as an aligned monospace table."""
-    names = sorted(metrics, key=lambda n: (n != "deploy_score", n))
-    rows = [("metric", "challenger", "champion", "delta")]
+    """Challenger next to champion with the deltas and whether each is better or worse (by
+    which way the metric should move), as an aligned monospace table in plain names."""
+    known = list(METRIC_NAMES)  # the deploy score, the headlines, then the score's parts
+    names = sorted(metrics, key=lambda n: (known.index(n) if n in known else len(known), n))
+    rows = [("metric", "challenger", "champion", "delta", "")]
     for name in names:
         new = metrics[name]
         old = None if champion is None else champion.get(name)
         delta = "—" if old is None else f"{new - old:+.4f}"
-        rows.append((name, f"{new:.4f}", "—" if old is None else f"{old:.4f}", delta))
+        verdict = "" if old is None else judged(name, new - old)
+        shown_old = "—" if old is None else f"{old:.4f}"
+        rows.append((metric_name(name, short=True), f"{new:.4f}", shown_old, delta, verdict))
     width = max(len(r[0]) for r in rows)
-    return "\n".join(f"{r[0]:<{width}}  {r[1]:>10}  {r[2]:>10}  {r[3]:>9}" for r in rows)
+    lines = [f"{r[0]:<{width}}  {r[1]:>10}  {r[2]:>10}  {r[3]:>9}  {r[4]}".rstrip() for r in rows]
+    note = "lower is better for the style and colour distances, higher for the rest"
+    return "\n".join([*lines, "", note])
 
 
 def results_card_text(view: CardView) -> str:
@@ -314,30 +347,8 @@ def results_card(view: CardView, approval_id: str | None) -> list[Block]:
     notes = " ".join(n for n in ("Every metric is in the thread.", view.files_note) if n)
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=notes)]))
     if approval_id is not None:
-        blocks += [DividerBlock(), approval_buttons(approval_id)]
+        subject = DecisionSubject(
+            "deploy", view.model, view.version, from_version=view.champion_version
+        )
+        blocks += [DividerBlock(), approval_buttons(approval_id, subject)]
     return blocks
-
-
-def approval_buttons(approval_id: str) -> ActionsBlock:
-    """Approve (behind a confirm dialog: it deploys) and Reject; the value is the opaque id."""
-    confirm = ConfirmObject(
-        title="Approve this deploy?",
-        text="Your approval is recorded; once enough approvers agree, it goes to production.",
-        confirm="Approve",
-        deny="Not yet",
-    )
-    return ActionsBlock(
-        block_id=f"approval:{approval_id}",
-        elements=[
-            ButtonElement(
-                text="Approve",
-                action_id=APPROVE_ACTION,
-                value=approval_id,
-                style="primary",
-                confirm=confirm,
-            ),
-            ButtonElement(
-                text="Reject", action_id=REJECT_ACTION, value=approval_id, style="danger"
-            ),
-        ],
-    )

@@ -1,4 +1,5 @@
-"""The drift alarm's buttons: Retrain now, Snooze 1h, Ignore. All three are for approvers:
+"""The drift alarm's buttons: Retrain now, the Snooze menu (1 h, 4 h, 1 d; the old fixed
+"Snooze 1h" button of cards already posted still works), Ignore. All are for approvers:
 the gate (`bot.listeners.gated`) refuses anyone else before these listeners run, tells the
 clicker alone, audits it, and changes nothing.
 
@@ -16,7 +17,12 @@ from typing import Any, Literal
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from ganops.bot.blocks.alarms import alarm_thread_note, retrain_data_text
+from ganops.bot.blocks.alarms import (
+    SNOOZE_CHOICES,
+    alarm_thread_note,
+    parse_snooze_option,
+    retrain_data_text,
+)
 from ganops.bot.blocks.ops import concurrent_text, upstream_text, usage_text
 from ganops.bot.drift.retrain import plan_retrain
 from ganops.bot.drift.watch import AlarmBook, render_card
@@ -27,12 +33,14 @@ from ganops.bot.runs.start import start_run
 
 log = logging.getLogger("ganops.bot")
 
-SNOOZE_S = 3600.0
+SNOOZE_S = 3600.0  # the old fixed button's length
+NOT_ON_OFFER = "That snooze length is not one I offer; pick 1 hour, 4 hours or 1 day from the menu."
 
 
 def register(app: App) -> None:
     gated(app, "button:alarm_retrain")(ack=_ack, lazy=[retrain_now])
     gated(app, "button:alarm_snooze")(ack=_ack, lazy=[snooze])
+    gated(app, "menu:alarm_snooze_for")(ack=_ack, lazy=[snooze_for])
     gated(app, "button:alarm_ignore")(ack=_ack, lazy=[ignore])
 
 
@@ -41,10 +49,15 @@ def _ack(ack: Ack) -> None:
 
 
 def _click(body: dict[str, Any]) -> tuple[str, str, str]:
-    """(episode id, user id, channel id) of a block_actions payload."""
+    """(episode id, user id, channel id) of a block_actions payload: a button's value, or
+    the episode part of the snooze menu's chosen option."""
     action = body["actions"][0]
     channel = (body.get("channel") or {}).get("id") or ""
-    return str(action["value"]), str(body["user"]["id"]), channel
+    value = action.get("value")
+    if value is None:
+        value = str((action.get("selected_option") or {}).get("value") or "")
+        value = value.partition(":")[2] or value
+    return str(value), str(body["user"]["id"]), channel
 
 
 def _ephemeral(client: WebClient, channel: str, user: str, text: str) -> None:
@@ -115,17 +128,38 @@ def snooze(body: dict[str, Any], client: WebClient, context: BoltContext) -> Non
 
 
 @guarded
+def snooze_for(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    """The snooze menu: the length comes from the chosen option, and only a length the card
+    offers is taken (a forged payload is refused, audited, and changes nothing)."""
+    value = str((body["actions"][0].get("selected_option") or {}).get("value") or "")
+    parsed = parse_snooze_option(value)
+    if parsed is None:
+        episode_id, user, channel = _click(body)
+        detail = {"reason": "snooze length not on offer", "option": value[:100]}
+        services_of(context).store.audit(
+            user, "snooze", episode_id, "refused", detail, path="button"
+        )
+        _ephemeral(client, channel, user, NOT_ON_OFFER)
+        return
+    _act(body, client, context, "snooze", SNOOZE_CHOICES[parsed[0]][1])
+
+
+@guarded
 def ignore(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     _act(body, client, context, "ignore")
 
 
 def _act(
-    body: dict[str, Any], client: WebClient, context: BoltContext, kind: Literal["snooze", "ignore"]
+    body: dict[str, Any],
+    client: WebClient,
+    context: BoltContext,
+    kind: Literal["snooze", "ignore"],
+    snooze_s: float = SNOOZE_S,
 ) -> None:
     episode_id, user, channel = _click(body)
     book = AlarmBook(services_of(context).store)
     done = (
-        book.snooze(episode_id, user, SNOOZE_S)
+        book.snooze(episode_id, user, snooze_s)
         if kind == "snooze"
         else book.ignore(episode_id, user)
     )
@@ -136,5 +170,7 @@ def _act(
     alarm_channel, alarm_ts, _ = book.row_meta(episode_id)
     if alarm_channel and alarm_ts:
         client.chat_postMessage(
-            channel=alarm_channel, thread_ts=alarm_ts, text=alarm_thread_note(kind, user)
+            channel=alarm_channel,
+            thread_ts=alarm_ts,
+            text=alarm_thread_note(kind, user, snooze_s=snooze_s),
         )

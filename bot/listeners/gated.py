@@ -109,7 +109,9 @@ def _object(body: dict[str, Any], text: str) -> str:
     """What the audit row names: a button's value, or the command's arguments."""
     actions = body.get("actions") or []
     if actions:
-        return str(actions[0].get("value") or "")
+        # A menu (the snooze lengths) carries its value in the chosen option.
+        value = actions[0].get("value") or (actions[0].get("selected_option") or {}).get("value")
+        return str(value or "")
     words = text.split()
     return " ".join(words[1:]) or str(body.get("command") or "")
 

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from slack_bolt import BoltRequest
 
 from ganops.bot.app import create_app
+from ganops.bot.local.shell_render import Button
 from ganops.bot.local.shell_view import TrackingExecutor, Transcript
 from ganops.bot.local.slack import LocalSlack
 from ganops.bot.scheduler import build_jobs
@@ -178,16 +179,7 @@ class Shell:
             "channel": {"id": channel, "name": "ganops"},
             "message": message or {"ts": ts},
             "response_url": self.slack.response_url(channel, self.uid, ts),
-            "actions": [
-                {
-                    "type": "button",
-                    "action_id": button.action_id,
-                    "block_id": button.block_id,
-                    "text": {"type": "plain_text", "text": button.text},
-                    "value": button.value,
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
+            "actions": [_action(button)],
         }
         self.say(f"({self.user} clicked {button.text})")
         self._dispatch(payload)
@@ -231,3 +223,19 @@ def run_shell(settings: Settings, user: str, stdin: TextIO, stdout: TextIO) -> i
     shell = Shell(settings, stdout, user=user)
     prompt = (lambda: f"{shell.user}> ") if stdin.isatty() else None
     return shell.run(lines_from(stdin, prompt))
+
+
+def _action(button: Button) -> dict[str, Any]:
+    """The `actions` entry Slack sends for a click on a button or a pick from a menu."""
+    text = {"type": "plain_text", "text": button.text}
+    action: dict[str, Any] = {
+        "type": button.kind,
+        "action_id": button.action_id,
+        "block_id": button.block_id,
+        "action_ts": f"{time.time():.6f}",
+    }
+    if button.kind == "static_select":
+        action["selected_option"] = {"text": text, "value": button.value}
+    else:
+        action |= {"text": text, "value": button.value}
+    return action

@@ -31,10 +31,13 @@ _BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
 
 @dataclass(frozen=True)
 class Button:
+    """A button, or one option of a menu (a static select): the shell numbers each."""
+
     action_id: str
     text: str
     value: str
     block_id: str
+    kind: str = "button"  # or "static_select": a pick sends `selected_option`
 
 
 def mrkdwn(text: str, names: dict[str, str] | None = None) -> str:
@@ -91,6 +94,17 @@ def render(
                             block.get("block_id", ""),
                         )
                     )
+                elif e.get("type") == "static_select":
+                    buttons += [
+                        Button(
+                            e.get("action_id", ""),
+                            _text_of(o.get("text")),
+                            o.get("value", ""),
+                            block.get("block_id", ""),
+                            kind="static_select",
+                        )
+                        for o in e.get("options") or []
+                    ]
     if not lines and message.get("text", "").strip():
         lines = mrkdwn(message["text"], names).splitlines()
     return lines, buttons

@@ -141,6 +141,7 @@ def view_of(row: RunRow, status: RunStatus | None, now: float | None = None) -> 
         steps_total=status.steps_total,
         train_step=status.train_step,
         train_total=status.train_total,
+        train_rate=status.train_rate,
         losses=status.losses,
         elapsed_s=(status.finished_at or now) - started,
         failed_step=status.failed_step,

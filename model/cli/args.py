@@ -12,6 +12,12 @@ from typing import NoReturn
 from ganops.model.errors import UsageError
 
 EXIT_USAGE = 2
+# The gate rejected the model; the same code as `ganops.pipeline.exit_codes.EXIT_GATED`
+# (`model` imports nothing of ours, so the number is restated here; a test keeps them equal).
+EXIT_GATED = 3
+GATE_EPILOG = (
+    "exit codes: 0 done · 2 bad usage · 3 with --gate: the model does not beat the champion"
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -50,7 +56,9 @@ def existing_dir(path: Path) -> Path:
 
 
 __all__ = [
+    "EXIT_GATED",
     "EXIT_USAGE",
+    "GATE_EPILOG",
     "Parser",
     "UsageError",
     "existing_dir",

@@ -11,8 +11,11 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ganops.model.cli.args import (
+    EXIT_GATED,
+    GATE_EPILOG,
     Parser,
     UsageError,
     existing_dir,
@@ -26,7 +29,11 @@ from ganops.model.config import PRESETS, EvalConfig
 
 
 def _evaluate_parser() -> Parser:
-    p = Parser(prog="ganops evaluate", description="Score a model (and a champion) on data.")
+    p = Parser(
+        prog="ganops evaluate",
+        description="Score a model (and a champion) on data.",
+        epilog=GATE_EPILOG,
+    )
     p.add_argument("data", type=Path, help="CycleGAN-layout folder with testA/ and testB/")
     p.add_argument("--model-uri", required=True, help="bundle dir, checkpoint or models:/ URI")
     p.add_argument(
@@ -50,6 +57,12 @@ def _evaluate_parser() -> Parser:
         help="write metrics.json, sample_grid.png, report.md here (default: print only)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--gate",
+        action="store_true",
+        help="apply the pipeline's gate (paired bootstrap vs --champion-uri) and exit 3 "
+        "when the model does not pass it (default: report only)",
+    )
     return p
 
 
@@ -70,6 +83,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         champion = load_bundle(args.champion_uri, device, uri) if args.champion_uri else None
         cfg = EvalConfig(seed=args.seed, num_images=args.num_images)
         data = load_eval_data(existing_dir(args.data), cfg, bundle.net.image_size)
+        if args.gate and champion is None:
+            raise UsageError("--gate needs --champion-uri: the gate compares with a champion")
     except (UsageError, BundleError, ValueError, OSError) as exc:
         return fail("evaluate", str(exc))
     with torch.inference_mode():
@@ -77,8 +92,46 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         report = evaluate(bundle.generator, data, cfg, device, rival)
     if args.out is not None:
         report.save(args.out)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_markdown())
-    return 0
+    document = report.to_dict()
+    passed = True
+    if args.gate:
+        gate = _gate(report, data, cfg)
+        passed = bool(gate["passed"])
+        document["gate"] = gate
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(report.to_markdown())
+        if args.gate:
+            print(_gate_line(document["gate"]))
+    return 0 if passed else EXIT_GATED
+
+
+def _gate(report: Any, data: Any, cfg: EvalConfig) -> dict[str, Any]:
+    """The pipeline's gate against the champion: the same paired bootstrap, same settings."""
+    from ganops.model.gate import compare
+
+    if report.outputs is None or report.champion_outputs is None:  # evaluate() keeps them
+        raise RuntimeError("the evaluation kept no outputs to compare")
+    comparison = compare(
+        report.outputs,
+        report.champion_outputs,
+        data,
+        resamples=cfg.bootstrap_resamples,
+        confidence=cfg.gate_confidence,
+        margin=cfg.gate_margin,
+        seed=cfg.seed,
+    )
+    return comparison.to_dict()
+
+
+def _gate_line(gate: dict[str, Any]) -> str:
+    verdict = "passed" if gate["passed"] else "rejected"
+    return (
+        f"gate: {verdict}: deploy score {gate['diff']:+.4f} vs the champion, "
+        f"{gate['confidence']:.0%} lower bound {gate['lower']:+.4f} "
+        f"(must exceed {gate['margin']:+.4f}; {gate['resamples']} paired resamples)"
+    )
 
 
 # --- stylize ------------------------------------------------------------------------------

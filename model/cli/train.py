@@ -97,6 +97,11 @@ def _train_parser() -> Parser:
     )
     add("--no-eval", action="store_true", help="skip the evaluation after training")
     add("--quiet", action="store_true", help="no progress lines")
+    add(
+        "--json",
+        action="store_true",
+        help="print the results as one JSON document on stdout; progress goes to stderr",
+    )
     return p  # fmt: skip
 
 

@@ -7,10 +7,14 @@ import torch.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TextIO
 
 import torch
 
@@ -70,13 +74,26 @@ def prepare_data(args: argparse.Namespace, cfg: TrainConfig, info: distributed.D
 
 
 class ProgressPrinter:
-    """One line every few seconds, and the last step."""
+    """One line every few seconds, and the last step, with an ETA from the steps' rate over
+    the last minute (the warm-up step would skew a whole-run average). The wording matches
+    `ganops.pipeline.progress`, which `model` may not import."""
 
-    def __init__(self, interval: float = 2.0) -> None:
-        self.interval, self._last = interval, 0.0
+    WINDOW_S = 60.0
+
+    def __init__(
+        self,
+        interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        out: TextIO | None = None,
+    ) -> None:
+        self.interval, self._last, self.clock, self.out = interval, 0.0, clock, out
+        self._seen: deque[tuple[float, int]] = deque()
 
     def __call__(self, event: ProgressEvent) -> None:
-        now = time.monotonic()
+        now = self.clock()
+        self._seen.append((now, event.step))
+        while len(self._seen) > 2 and self._seen[1][0] < now - self.WINDOW_S:
+            self._seen.popleft()
         if event.step < event.total_steps and now - self._last < self.interval:
             return
         self._last = now
@@ -84,8 +101,23 @@ class ProgressPrinter:
         pct = 100 * event.step // event.total_steps
         print(
             f"step {event.step}/{event.total_steps} ({pct}%)  {losses}  "
-            f"{event.images_per_s:.0f} img/s",
+            f"{event.images_per_s:.0f} img/s{self._eta(event)}",
             flush=True,
+            file=self.out or sys.stdout,
+        )
+
+    def _eta(self, event: ProgressEvent) -> str:
+        (t0, s0), (t1, s1) = self._seen[0], self._seen[-1]
+        if event.step >= event.total_steps or t1 <= t0 or s1 <= s0:
+            return ""  # no rate yet
+        left = (event.total_steps - event.step) * (t1 - t0) / (s1 - s0)
+        if left < 60:
+            return "  ETA under 1 min"
+        minutes = math.ceil(left / 60)
+        return (
+            f"  ETA {minutes} min"
+            if minutes < 60
+            else f"  ETA {minutes // 60} h {minutes % 60:02d} min"
         )
 
 
@@ -96,8 +128,10 @@ def _after_training(
     run: Tracker,
     result: TrainResult,
     device: torch.device,
+    facts: dict[str, Any],
 ) -> list[str]:
-    """Evaluate the bundle, log metrics, grid and model; returns summary lines."""
+    """Evaluate the bundle, log metrics, grid and model; returns summary lines (and puts the
+    same into `facts`, for --json)."""
     from ganops.model.evaluate import evaluate, load_eval_data, untrained_baseline
 
     lines = []
@@ -113,6 +147,11 @@ def _after_training(
         shown = {
             k: report.metrics[k] for k in ("ssim", "kid", "deploy_score") if k in report.metrics
         }
+        facts["evaluation"] = {
+            "metrics": dict(report.metrics),
+            "untrained_deploy_score": base.deploy_score,
+            "grid": str(args.out / "eval"),
+        }
         lines.append(
             "evaluation: "
             + "  ".join(f"{k} {v:.3f}" for k, v in shown.items())
@@ -122,7 +161,24 @@ def _after_training(
     if run.run_id:
         registered = f", registered {args.register} version {version}" if version else ""
         lines.append(f"mlflow: run {run.run_id}{registered}")
+        facts.update(mlflow_run_id=run.run_id, registered_version=version)
     return lines
+
+
+def _facts(cfg: TrainConfig, device: torch.device, result: TrainResult) -> dict[str, Any]:
+    """What `_summary` says, as data: `ganops train --json`."""
+    return {
+        "model": cfg.net.model,
+        "image_size": cfg.net.image_size,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "images_per_s": result.images_per_s,
+        "device": device.type,
+        "precision": "bf16" if amp_dtype(device, cfg.amp) else "fp32",
+        "final_losses": dict(result.final_losses),
+        "bundle": str(result.bundle_dir),
+        "checkpoint": str(result.checkpoint_path),
+    }
 
 
 def _summary(cfg: TrainConfig, device: torch.device, result: TrainResult) -> list[str]:
@@ -152,18 +208,20 @@ def run_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         data = prepare_data(args, cfg, info)
         tracker = make_tracker(tracking, args.experiment) if info.is_main else NullTracker()
-        progress = None if args.quiet else ProgressPrinter()
+        # With --json, stdout holds the one JSON document; progress goes to stderr.
+        progress = None if args.quiet else ProgressPrinter(out=sys.stderr if args.json else None)
         with tracker.start_run(run_name=f"{cfg.net.model}-train") as run:
             result = train(cfg, data, device, run, args.out, args.resume, progress)
             lines = _summary(cfg, device, result)
+            facts = _facts(cfg, device, result)
             if info.is_main:
                 # Before logging, so a CLI-trained bundle serves with drift monitoring too.
-                lines.append(
-                    attach_reference(
-                        result.bundle_dir, data, seed=cfg.seed, image_size=cfg.net.image_size
-                    )
+                drift = attach_reference(
+                    result.bundle_dir, data, seed=cfg.seed, image_size=cfg.net.image_size
                 )
-                lines += _after_training(args, cfg, data, run, result, device)
+                lines.append(drift)
+                facts["drift_reference"] = drift
+                lines += _after_training(args, cfg, data, run, result, device, facts)
     except TrainError as exc:
         return fail("train", str(exc))
     except (TrackingError, BundleError) as exc:
@@ -172,5 +230,5 @@ def run_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     finally:
         distributed.teardown()
     if info.is_main:
-        print("\n".join(lines))
+        print(json.dumps(facts, indent=2, default=str) if args.json else "\n".join(lines))
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 from ganops.model.registry import registered_name
 from ganops.pipeline.ct_pipeline import STEP_TASKS
 from ganops.pipeline.ports import PIPELINE_STEPS
+from ganops.pipeline.progress import step_rate
 from ganops.pipeline.results import final_state, result_from_version
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,20 @@ class MlflowFacts:
         return {
             "train_step": None if step is None else int(step),
             "train_total": int(total) if total and total.isdigit() else None,
+            "train_rate": self._rate(client, runs[0].info.run_id) if step else None,
             "losses": losses,
         }
+
+    @staticmethod
+    def _rate(client: Any, mlflow_run_id: str) -> float | None:
+        """Steps per second from the `progress_step` history's own timestamps (ms)."""
+        try:
+            history = client.get_metric_history(mlflow_run_id, "progress_step")
+        except Exception as exc:  # the ETA is optional too
+            log.warning("MLflow progress history for %s unavailable: %s", mlflow_run_id, exc)
+            return None
+        samples = sorted((m.timestamp / 1000, int(m.value)) for m in history)
+        return step_rate(samples)
 
     def result(self, model: str, kfp_run_id: str) -> dict[str, Any] | None:
         """The RunResult dict of the version this run registered, or None."""

@@ -272,6 +272,7 @@ class KubeflowLauncher:
             "finished_at",
             "train_step",
             "train_total",
+            "train_rate",
             "losses",
         )
         changes = {k: fields[k] for k in keys if k in fields}

@@ -29,6 +29,10 @@ from ganops.pipeline.sqlite import SqliteDb
 
 OWNER = "pipeline"
 SCHEMA_VERSION = 1
+# Later columns, one ALTER per version; each runs once, inside migrate's write lock.
+_UPGRADES: tuple[tuple[int, str], ...] = (
+    (2, "ALTER TABLE pipeline_runs ADD COLUMN train_rate REAL"),
+)
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS pipeline_runs (
@@ -74,6 +78,7 @@ class RunRow:
     steps_done: int = 0
     train_step: int | None = None
     train_total: int | None = None
+    train_rate: float | None = None
     losses: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     failed_step: str | None = None
@@ -94,6 +99,8 @@ class RunStore(SqliteDb):
     def __init__(self, state_dir: Path) -> None:
         super().__init__(state_dir)
         self.migrate(OWNER, SCHEMA_VERSION, _SCHEMA)
+        for version, statement in _UPGRADES:
+            self.migrate(OWNER, version, (statement,))
 
     # --- reads ---------------------------------------------------------------------
 
@@ -260,6 +267,7 @@ def row_to_status(row: RunRow) -> RunStatus:
         failed_step=row.failed_step,
         train_step=row.train_step,
         train_total=row.train_total,
+        train_rate=row.train_rate,
         losses=dict(row.losses),
         url=row.url,
         params=dict(row.params),

@@ -35,6 +35,7 @@ def progress_changes(progress: Progress) -> dict[str, Any]:
         "steps_done": progress.steps_done,
         "train_step": progress.train_step,
         "train_total": progress.train_total,
+        "train_rate": progress.train_rate,
         "losses": progress.losses,
     }
 

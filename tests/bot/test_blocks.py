@@ -20,6 +20,7 @@ from ganops.bot.blocks.ops import (
     status_blocks,
     usage_blocks,
 )
+from ganops.bot.blocks.results import METRIC_NAMES
 from ganops.bot.blocks.runs import (
     CardView,
     RunView,
@@ -72,11 +73,18 @@ def test_the_run_message_shows_progress_losses_and_link() -> None:
     assert "lr=0.0002" in shown
     assert "min_score" not in shown  # operator-only keys stay out of the channel
     assert "✓ ingest  ✓ validate  ▸ train  · evaluate" in shown
-    assert "now: train (step 40/200)" in shown
+    assert "stage 3/6 · train · step 40/200 (20%) · elapsed" in shown  # no rate, no ETA
     assert "elapsed 2m 10s" in shown  # while running, the clock moves in 10 s steps
     assert "G 0.812 · NCE 1.500" in shown
     assert "<http://kfp/#/runs/details/run-9|KFP run `run-9`>" in shown
-    assert run_text(view).startswith("Retrain cut (running) by <@U1>: 2/6 steps")
+    assert run_text(view).startswith("Retrain cut (running) by <@U1>: stage 3/6 · train")
+    timed = text(
+        run_blocks(dataclasses.replace(view, train_step=120, train_total=160, train_rate=0.5))
+    )
+    assert "stage 3/6 · train · step 120/160 (75%) · ETA 2 min · elapsed 2m 10s" in timed
+    done = dataclasses.replace(view, state="awaiting_approval", steps_done=6, current_step=None)
+    assert "6/6 stages done · elapsed 2m 15s" in run_text(done)
+    assert " steps" not in run_text(done)  # "step" is training's count only
 
 
 def test_a_local_run_and_a_failure() -> None:
@@ -90,16 +98,18 @@ def test_a_local_run_and_a_failure() -> None:
 
 def test_the_metrics_table_puts_the_deploy_score_first_with_deltas() -> None:
     table = metrics_table({"ssim": 0.7, "deploy_score": 0.8}, {"ssim": 0.75, "deploy_score": 0.6})
-    header, first, second = table.splitlines()
+    header, first, second, _, note = table.splitlines()
     assert header.split() == ["metric", "challenger", "champion", "delta"]
-    assert first.split() == ["deploy_score", "0.8000", "0.6000", "+0.2000"]
-    assert second.split() == ["ssim", "0.7000", "0.7500", "-0.0500"]
-    assert metrics_table({"ssim": 0.7}, None).splitlines()[1].split() == [
-        "ssim",
-        "0.7000",
-        "—",
-        "—",
-    ]
+    assert first.split() == ["deploy", "score", "0.8000", "0.6000", "+0.2000", "better"]
+    assert second.split() == ["likeness", "(SSIM)", "0.7000", "0.7500", "-0.0500", "worse"]
+    assert "lower is better" in note
+    kid = metrics_table({"kid": 0.7}, {"kid": 0.9}).splitlines()[1]
+    assert kid.split() == ["style", "distance", "(KID)", "0.7000", "0.9000", "-0.2000", "better"]
+    assert metrics_table({"ssim": 0.7}, None).splitlines()[1].split()[-3:] == ["0.7000", "—", "—"]
+    widest = max(
+        len(line) for line in metrics_table(dict.fromkeys(METRIC_NAMES, 1.5), None).splitlines()
+    )
+    assert widest <= 72  # fits a Slack message's width without wrapping
 
 
 def card() -> CardView:
@@ -197,10 +207,10 @@ def test_only_a_going_run_has_a_cancel_button_behind_a_confirm() -> None:
         assert actions(state) == []
 
 
-def test_approve_asks_for_confirmation_and_reject_does_not() -> None:
+def test_approve_and_reject_both_ask_for_confirmation() -> None:
     approve, reject = approval_buttons("a-1").to_dict()["elements"]
     assert approve["confirm"]["confirm"]["text"] == "Approve"
-    assert "confirm" not in reject
+    assert reject["confirm"]["confirm"]["text"] == "Reject"
 
 
 def test_the_card_links_the_mlflow_run_and_model_version_when_known() -> None:

@@ -80,7 +80,30 @@ def test_runs_models_and_audit(bot: Bot) -> None:
     assert "champion" in models
     assert "previous_champion" in models
     assert "retrain" in answer(bot, "audit 5")  # start_run writes an audit row
-    assert "expected a number from 1 to 200" in answer(bot, "audit lots")
+    assert "retrain" in answer(bot, "audit --limit 5")
+    assert "queued" in answer(bot, "runs --limit 5")
+    assert "a number from 1 to 200" in answer(bot, "audit lots")
+
+
+def test_audit_200_arrives_whole_in_sections_within_slack_limits(bot: Bot) -> None:
+    for i in range(230):
+        bot.services.store.audit(
+            f"U{i:07d}", "decide", f"apv-{i:04d}", "refused",
+            {"reason": "You are not an approver. <see the README> & ask"}, path="button",
+        )  # fmt: skip
+    before = len(bot.slack.ephemerals(ALICE))
+    bot.slash("/ganops", "audit --limit 200", user=ALICE, trigger_id="t-audit")
+    [reply] = bot.slack.wait_for(lambda s: s.ephemerals(ALICE)[before:])
+    texts = [b["text"]["text"] for b in reply["blocks"]]
+    assert texts[0].startswith("*Audit log (newest first, 200)*")
+    assert len(reply["blocks"]) <= 50
+    for text in texts:
+        assert len(text) <= 3000
+        assert text.count("```") % 2 == 0
+    shown = "".join(texts)
+    assert "apv-0229" in shown  # the newest
+    assert "apv-0030" in shown  # and the 200th, at the very end
+    assert "apv-0029" not in shown
 
 
 def test_approve_by_slash_command_deploys_once_and_updates_the_card(

@@ -102,7 +102,7 @@ def test_the_home_tab_shows_runs_approvals_models_and_alarms(
     assert home["type"] == "home"
     text = str(home["blocks"])
     assert "run-1" in text
-    assert "train (step 5/10)" in text  # the launcher's live status, not the row's
+    assert "train · step 5/10 (50%)" in text  # the launcher's live status, not the row's
     assert "deploy of cyclegan v4" in text.lower()
     assert "champion v2 (deploy score 0.6400)" in text
     assert "challenger v3 (deploy score 0.7100)" in text

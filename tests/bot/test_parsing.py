@@ -86,7 +86,11 @@ def test_ganops_subcommands() -> None:
 def test_counts_and_rollback_arguments() -> None:
     assert parse_count((), 20, 200, "u") == 20
     assert parse_count(("5",), 20, 200, "u") == 5
-    for bad in (("0",), ("x",), ("500",), ("1", "2")):
+    for spelled in (("--limit", "5"), ("--limit=5",), ("—limit", "5"), ("–limit=5",)):
+        assert parse_count(spelled, 20, 200, "u") == 5  # Slack may turn "--" into a dash
+    bad_counts = (("0",), ("x",), ("500",), ("1", "2"), ("--limit",), ("--limit", "0"),
+                  ("--limit", "5", "6"), ("--lim", "5"), ("--limit=x",))  # fmt: skip
+    for bad in bad_counts:
         with pytest.raises(UsageError):
             parse_count(bad, 20, 200, "u")
     assert parse_rollback(()) == ("cut", None)

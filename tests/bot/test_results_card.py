@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from pathlib import Path
 
 from slack_sdk.models.blocks import ActionsBlock, SectionBlock
 
 from ganops.bot.blocks import blocks_to_dicts
-from ganops.bot.blocks.results import HEADLINE_LIMIT, short_digest, verdict
+from ganops.bot.blocks.results import (
+    HEADLINE_LIMIT,
+    HEADLINES,
+    METRIC_NAMES,
+    SHORT_NAMES,
+    short_digest,
+    verdict,
+)
 from ganops.bot.blocks.runs import CardView, results_card
 
 # metric: (challenger, champion), from a local demo run
@@ -56,9 +65,11 @@ def shown(card: CardView) -> str:
 
 def test_headline_metrics_have_human_names_and_direction() -> None:
     text = shown(view())
-    assert "deploy score ↑" in text
-    assert "SSIM to ground truth ↑" in text
-    assert "KID vs real B ↓" in text
+    assert "deploy score (higher is better)" in text
+    assert "likeness to the ground truth, SSIM (higher is better)" in text
+    assert "distance to the target style, KID (lower is better)" in text
+    for jargon in ("↑", "↓", "real B"):
+        assert jargon not in text
     # lower KID is better: a drop reads as better, with the sign of the change
     assert "17.2 · champion 30.7 (−13.4, better)" in text
     assert "0.116 · champion 0.0857 (+0.0303, better)" in text
@@ -120,3 +131,17 @@ def test_links_show_when_their_urls_are_known() -> None:
 def test_buttons_only_with_an_approval_id() -> None:
     assert [b for b in results_card(view(), "apv-1") if isinstance(b, ActionsBlock)]
     assert not [b for b in results_card(view(), None) if isinstance(b, ActionsBlock)]
+
+
+def test_every_metric_the_evaluation_reports_has_a_plain_name() -> None:
+    """The keys `model.evaluate` writes (read from its source: importing it loads torch)."""
+    source = (Path(__file__).parents[2] / "model" / "evaluate.py").read_text()
+    keys = set(re.findall(r'\bm\["([a-z_]+)"\]', source))
+    assert {"deploy_score", "ssim", "kid", "hist_dist", "diversity", "psnr"} <= keys
+    for key in keys:
+        for names in (METRIC_NAMES, SHORT_NAMES):
+            name = names.get(key)
+            assert name, f"{key} has no plain name"
+            assert "real B" not in name
+            assert "_" not in name
+    assert {h.key for h in HEADLINES} <= keys

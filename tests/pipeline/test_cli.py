@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import sys
@@ -66,7 +67,11 @@ def test_progress_line_shows_step_training_and_losses() -> None:
         losses={"G": 1.25, "D": 0.5},
     )
     line = progress_line(st, 12.3)
-    assert line == "[r1] running 2/6 train step 40/100 | G=1.250 D=0.500 12s"
+    assert line == "[r1] running stage 3/6 train step 40/100 (40%) | G=1.250 D=0.500 12s"
+    timed = progress_line(dataclasses.replace(st, train_rate=0.5), 12.3)  # 60 left at 0.5/s
+    assert timed.startswith("[r1] running stage 3/6 train step 40/100 (40%) · ETA 2 min | ")
+    done = RunStatus(run_id="r1", state="gated", steps_done=6)
+    assert progress_line(done, 60).startswith("[r1] gated 6/6 stages done")
     failed = RunStatus(run_id="r2", state="failed", failed_step="validate", error="bad: a.png")
     assert "failed at validate: bad: a.png" in format_status(failed, final_details=True)
 
@@ -113,10 +118,10 @@ def test_follow_prints_a_line_per_change_until_final() -> None:
     assert final.state == "gated"
     lines = out.getvalue().splitlines()
     assert [line.split(" | ")[0] for line in lines] == [
-        "[r] queued 0/6 -",
-        "[r] running 0/6 ingest",
-        "[r] running 2/6 train step 3/10",
-        "[r] gated 6/6 gated",
+        "[r] queued 0/6 stages done",
+        "[r] running stage 1/6 ingest",
+        "[r] running stage 3/6 train step 3/10 (30%)",
+        "[r] gated 6/6 stages done",
     ]
 
 

@@ -166,11 +166,15 @@ def test_kubeflow_train_progress_comes_from_the_train_runs_metrics(
         run_id = launcher.launch(RunParams(), "r").run_id
         experiment = client.create_experiment(NAME)
         train_run = client.create_run(experiment, tags={"kfp_run_id": run_id, "train_total": "50"})
-        for step in (10, 20):
-            client.log_metric(train_run.info.run_id, "loss_G", 1.0 / step, step=step)
-            client.log_metric(train_run.info.run_id, "progress_step", step, step=step)
         fake.set_state(run_id, "RUNNING")
         fake.set_tasks(run_id, {"ingest": "SUCCEEDED", "validate": "SUCCEEDED", "train": "RUNNING"})
+        t0 = 1_700_000_000_000  # ms, as MLflow stores a metric's timestamp
+        client.log_metric(train_run.info.run_id, "progress_step", 10, timestamp=t0, step=10)
+        assert launcher.status(run_id).train_rate is None  # one report: no rate, no ETA
+        for step in (10, 20):
+            client.log_metric(train_run.info.run_id, "loss_G", 1.0 / step, step=step)
+        client.log_metric(train_run.info.run_id, "progress_step", 20, timestamp=t0 + 5000, step=20)
         st = launcher.status(run_id)
     assert (st.current_step, st.train_step, st.train_total) == ("train", 20, 50)
+    assert st.train_rate == 2.0  # 10 steps in 5 s, from MLflow's own timestamps
     assert st.losses == {"G": 0.05}  # the same keys as local runs report

@@ -94,10 +94,12 @@ def test_card_shows_buttons_only_while_open(tmp_path: Path) -> None:
     actions = [b for b in firing if b["type"] == "actions"]
     assert [e["action_id"] for e in actions[0]["elements"]] == [
         "alarm_retrain",
-        "alarm_snooze",
+        "alarm_snooze_for",
         "alarm_ignore",
     ]
-    assert all(e["value"] == ep for e in actions[0]["elements"])
+    retrain, menu, ignore = actions[0]["elements"]
+    assert retrain["value"] == ignore["value"] == ep
+    assert [o["value"] for o in menu["options"]] == [f"{k}:{ep}" for k in ("1h", "4h", "1d")]
     book.resolve(ep)
     resolved = [b.to_dict() for b in alarm_card(book.get(ep))]  # type: ignore[arg-type]
     assert not [b for b in resolved if b["type"] == "actions"]

@@ -191,7 +191,7 @@ def test_shifted_traffic_posts_one_alarm_card_and_its_retrain_starts_one_run(
     card = wait_card(loop, lambda c: f"{first_score:.2f}" in card_text(c))
     assert f"{MODEL} v{VERSION}" in card_text(card)
     assert "`brightness`" in card_text(card)
-    assert action_ids(card) == ["alarm_retrain", "alarm_snooze", "alarm_ignore"]
+    assert action_ids(card) == ["alarm_retrain", "alarm_snooze_for", "alarm_ignore"]
     plot = loop.slack.wait_for(lambda s: [m for m in thread(loop, card["ts"]) if m["files"]])
     assert loop.slack.file_bytes(plot[0]["files"][0]["id"]).startswith(b"\x89PNG")
     [episode] = open_episodes(loop)
@@ -237,7 +237,7 @@ def test_snooze_and_ignore_update_the_card_and_are_audited_and_the_end_resolves_
     loop: Loop, drift_stack: DriftStack
 ) -> None:
     drift(drift_stack, seed=4)
-    card = wait_card(loop, lambda c: "alarm_snooze" in action_ids(c))
+    card = wait_card(loop, lambda c: "alarm_snooze_for" in action_ids(c))
     [episode] = open_episodes(loop)
     store = loop.bot.services.store
 

@@ -141,7 +141,7 @@ def test_a_retrain_the_gate_turned_down_says_so_and_brings_the_buttons_back(
     assert view.attempts == 1
     text = card_text(stack.card())
     assert "the gate kept the champion" in text
-    assert action_ids(stack.card()) == ["alarm_retrain", "alarm_snooze", "alarm_ignore"]
+    assert action_ids(stack.card()) == ["alarm_retrain", "alarm_snooze_for", "alarm_ignore"]
     stack.watcher.tick()  # noted once
     turned = [r for r in stack.book.store.list_audit(obj=episode) if r.outcome == "turned_down"]
     assert len(turned) == 1

@@ -133,10 +133,12 @@ def test_a_firing_alert_posts_one_card_and_its_plot(
     assert "2.50" in text
     assert "`brightness` 3.20" in text
     assert "`contrast` 1.40" in text
-    assert action_ids(card) == ["alarm_retrain", "alarm_snooze", "alarm_ignore"]
+    assert action_ids(card) == ["alarm_retrain", "alarm_snooze_for", "alarm_ignore"]
     [episode] = watcher.book.open_episodes()
     buttons = [e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert {b["value"] for b in buttons} == {episode.episode_id}  # only the id, nothing else
+    values = {b["value"] for b in buttons if "value" in b}
+    values |= {o["value"].partition(":")[2] for b in buttons for o in b.get("options", [])}
+    assert values == {episode.episode_id}  # only the id (and a snooze length), nothing else
     assert watcher.book.row_meta(episode.episode_id)[:2] == (CHANNEL, card["ts"])
 
     # files_upload_v2: get an upload URL, send the bytes there, complete into the card's thread
@@ -340,7 +342,7 @@ def test_snooze_expiry_is_noted_in_the_thread_while_it_still_fires(
     notes = [m for m in in_thread(slack, card["ts"]) if not m["files"]]
     assert [n["text"] for n in notes] == ["The snooze ended and the drift is still there."]
     [card] = cards(slack)
-    assert action_ids(card) == ["alarm_retrain", "alarm_snooze", "alarm_ignore"]
+    assert action_ids(card) == ["alarm_retrain", "alarm_snooze_for", "alarm_ignore"]
     watcher.tick()
     assert len([m for m in in_thread(slack, card["ts"]) if not m["files"]]) == 1
 
@@ -481,7 +483,7 @@ def test_a_vanished_series_is_no_data_and_its_return_continues_the_episode(
     assert "(last 4.20, peak 4.20)" in text  # the last values stay, marked as such
     assert "resolved" not in text.lower()
     assert "back under 1" not in text
-    assert action_ids(card) == ["alarm_retrain", "alarm_snooze", "alarm_ignore"]
+    assert action_ids(card) == ["alarm_retrain", "alarm_snooze_for", "alarm_ignore"]
     [still] = watcher.book.open_episodes()
     assert (still.episode_id, still.state, still.no_data_since) == (
         episode.episode_id,

@@ -39,7 +39,7 @@ def test_retrain_in_the_shell_runs_the_pipeline_and_shows_the_card(tmp_path: Pat
     out = proc.stdout
     assert proc.returncode == 0, proc.stderr
     assert "Retrain `cut` requested by @alice" in out
-    assert "now: train" in out  # live progress reached the terminal
+    assert "stage 3/6 · train" in out  # live progress reached the terminal
     assert "== Challenger cut v1 is ready for review ==" in out
     assert "[1] Approve  [2] Reject" in out
     saved = re.findall(r"📎 .*: (/\S+\.png)$", out, flags=re.MULTILINE)

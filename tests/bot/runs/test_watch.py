@@ -54,7 +54,7 @@ def test_progress_updates_the_run_message_in_place_only_when_it_changed(
     launcher.move(run_id, steps_done=2, train_step=60, losses={"G": 0.55, "D": 0.47})
     watcher.tick()
     first, second = updates_of(bot, ts)
-    assert "2/6 steps" in first["text"]
+    assert "stage 3/6 · train" in first["text"]
     assert "step 10/100" in first["text"]
     assert "D 0.420" in str(first["blocks"])
     assert "G 0.910" in str(first["blocks"])
@@ -78,7 +78,7 @@ def test_updates_are_rate_limited_per_channel(bot: Bot, launcher: ScriptedLaunch
     now[0] += 0.6
     watcher.tick()  # the latest state goes out, nothing is lost
     assert len(updates_of(bot, ts)) == 2
-    assert "now: validate" in updates_of(bot, ts)[-1]["text"]
+    assert "stage 2/6 · validate" in updates_of(bot, ts)[-1]["text"]
 
 
 def test_a_failed_run_names_the_step_and_error_in_the_thread(
@@ -129,7 +129,7 @@ def test_the_results_card_has_metrics_images_and_opaque_buttons(
     cards = [m for m in bot.slack.messages(CHANNEL) if "ready for review" in m["text"]]
     [card] = cards
     shown = str(card["blocks"])
-    assert "deploy score ↑" in shown
+    assert "deploy score (higher is better)" in shown
     assert "0.71 · champion 0.64 (+0.07, better)" in shown
     assert "Gate passed" in shown
     assert "champion v2" in shown
@@ -138,7 +138,7 @@ def test_the_results_card_has_metrics_images_and_opaque_buttons(
     # every metric, internals and four decimals, in the card's thread
     [table] = [m for m in bot.slack.messages(CHANNEL) if m["text"].startswith("Every metric")]
     assert table["thread_ts"] == card["ts"]
-    assert "deploy_score" in table["text"]
+    assert "deploy score" in table["text"]
     assert "+0.0700" in table["text"]
     approve, reject = buttons(card)
     assert (approve["action_id"], reject["action_id"]) == ("approve", "reject")
@@ -202,7 +202,7 @@ def test_watching_resumes_after_a_restart_and_posts_the_card_once(
     watcher = RunWatcher(restarted, bot.settings.state_dir / "files", ChannelLimiter(0.0))
     launcher.move(run_id, state="running", current_step="train", steps_done=2)
     watcher.tick()
-    assert "now: train" in updates_of(bot, ts)[-1]["text"]  # the same message, resumed
+    assert "stage 3/6 · train" in updates_of(bot, ts)[-1]["text"]  # the same message, resumed
     launcher.move(run_id, **finished("4"))
     watcher.tick()
     again = RunWatcher(make_services(bot.settings, launcher), bot.settings.state_dir / "f")
@@ -253,7 +253,7 @@ def test_the_scheduler_runs_the_watcher(bot: Bot, launcher: ScriptedLauncher) ->
     jobs.start()
     try:
         launcher.move(run_id, state="running", current_step="evaluate", steps_done=3)
-        eventually(lambda: any("now: evaluate" in u["text"] for u in updates_of(bot, ts)))
+        eventually(lambda: any("stage 4/6 · evaluate" in u["text"] for u in updates_of(bot, ts)))
     finally:
         jobs.shutdown()
 

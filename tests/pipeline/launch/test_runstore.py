@@ -90,7 +90,7 @@ def test_shares_the_state_db_with_the_bot(tmp_path: Path) -> None:
     Store(tmp_path)
     conn = sqlite3.connect(tmp_path / "ganops.db")
     owners = dict(conn.execute("SELECT owner, version FROM schema_versions").fetchall())
-    assert owners["pipeline"] == 1
+    assert owners["pipeline"] == 2  # version 2 added train_rate
     assert "audit" in owners
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     request_unique = [
