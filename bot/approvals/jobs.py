@@ -2,7 +2,7 @@
 the buttons, `/ganops`, the CLI and expiry all converge on.
 
 A decision is committed first and shown second. `approval_tick` (every half minute on the
-bot's scheduler) expires due approvals, records deploys that a dead process never finished,
+bot's scheduler) rolls out approvals that the CLI only recorded, expires due approvals, records deploys that a dead process never finished,
 re-renders every card whose state in Slack lags the store, and posts every deploy result not
 yet posted. So a decision made by the CLI, a card update that failed while Slack was down, or
 a restart mid-way all end with the right card.
@@ -32,8 +32,10 @@ TICK_S = 30.0  # how often `approval_tick` should run
 
 
 def approval_tick(book: ApprovalBook, client: WebClient) -> int:
-    """Expire due approvals, bring lagging cards up to date, post pending deploy results.
-    Returns how many Slack updates it made."""
+    """Roll out decisions recorded elsewhere (the CLI), expire due approvals, bring lagging
+    cards up to date, post pending deploy results. Returns how many Slack updates it made."""
+    for a in book.carry_out_recorded():
+        log.info("rolled out %s, decided outside the bot (path cli)", a.approval_id)
     expired = book.expire_due()
     if expired:
         log.info("expired %d approval(s): %s", len(expired), [a.approval_id for a in expired])

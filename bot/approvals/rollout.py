@@ -58,6 +58,9 @@ class Rollout:
         with self._running() as allowed, self._lock(a.model):
             if not allowed:
                 return _failed(a.version, STOPPING, 0)
+            stale = self._went_stale(a)
+            if stale is not None:
+                return stale
             result = self._deploy(a.model, a.version, a.model_uri, a.approval_id)
             aliases_moved = result.ok and self.move_aliases(a)
             self._record(a, result, aliases_moved)
@@ -119,11 +122,41 @@ class Rollout:
             log.exception("deploy of %s crashed", what)
             return _failed(version, f"deploy crashed: {exc!r}", time.monotonic() - started)
 
+    def _went_stale(self, a: Approval) -> DeployResult | None:
+        """A rollback re-checks its champion under the model's lock, right before it rolls
+        out: a deploy that finished while it waited for the lock has moved the champion.
+        Returns the (recorded) failed result if it went stale, else None."""
+        if a.expected_champion is None:
+            return None
+        try:
+            info = self.registry.get_alias(a.model, CHAMPION)
+        except Exception as exc:  # fail closed: never roll back blind
+            result = _failed(a.version, f"cannot read the champion to check it: {exc}", 0.0)
+            self._record(a, result, False)
+            return result
+        champion = info.version if info is not None else None
+        if champion == a.expected_champion:
+            return None
+        now = f"v{champion}" if champion is not None else "none"
+        message = (
+            f"stale: the champion is {now} now, not v{a.expected_champion} as when this "
+            "rollback was asked for; nothing was deployed"
+        )
+        with self.store.tx() as conn:
+            table.go_stale(conn, a.approval_id, time.time())
+        result = _failed(a.version, message, 0.0)
+        self._record(a, result, False)
+        return result
+
     def record_interrupted(self, a: Approval) -> None:
         message = (
             "the deploy was interrupted (the bot stopped before it finished); "
             "check /ganops status, and ask for a new deploy or a rollback"
         )
+        self._record(a, _failed(a.version, message, 0.0), False)
+
+    def record_not_rolled_out(self, a: Approval, message: str) -> None:
+        """An approved rollout that will not run (too old): on record, card and thread told."""
         self._record(a, _failed(a.version, message, 0.0), False)
 
     def _record(self, a: Approval, result: DeployResult, aliases_moved: bool) -> None:
