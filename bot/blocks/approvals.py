@@ -179,3 +179,23 @@ def audit_line(row: AuditRow) -> str:
     tail = f"  ({detail})" if detail else ""
     via = f"  via {row.path}" if row.path else ""
     return f"{when}  {row.actor}  {row.action}  {row.object}  {row.outcome}{via}{tail}"
+
+
+def gate_failed_refusal(model: str, version: str, gate_reason: str) -> list[Block]:
+    """`/ganops rollback N` to a version its evaluation gate failed."""
+    how = f'`/ganops rollback {escape(model)} {escape(version)} force=true reason="…"`'
+    text = (
+        f":no_entry: {escape(model)} v{escape(version)} failed its evaluation gate "
+        f"({escape(gate_reason)}), so I will not ask to roll back to it. If it must serve "
+        f"anyway, an approver can ask with {how}; the reason goes on the record."
+    )
+    return [SectionBlock(text=MarkdownTextObject(text=text))]
+
+
+def forced_note(user: str, reason: str, gate_reason: str) -> ContextBlock:
+    """The line under a rollback card asked for past a failed gate."""
+    text = (
+        f":warning: Forced past a failed gate by {at(user)}: \u201c{escape(reason)}\u201d "
+        f"(the gate said: {escape(gate_reason)})"
+    )
+    return ContextBlock(elements=[MarkdownTextObject(text=text)])
