@@ -55,7 +55,7 @@ class Rollout:
 
         Once the bot is stopping, the approval stays in flight, unrecorded: the start-up
         reconciliation of the next process rolls it out."""
-        with self._running() as allowed, self._lock(a.model):
+        with self._running() as allowed, self.model_lock(a.model):
             if not allowed:
                 return _failed(a.version, STOPPING, 0)
             stale = self._went_stale(a)
@@ -69,7 +69,7 @@ class Rollout:
     def deploy_version(self, model: str, version: str, model_uri: str) -> DeployResult:
         """Roll out a version with no approval behind it (start-up reconciliation putting the
         champion back); moves no alias and records nothing: the caller audits it."""
-        with self._running() as allowed, self._lock(model):
+        with self._running() as allowed, self.model_lock(model):
             if not allowed:
                 return _failed(version, STOPPING, 0)
             return self._deploy(model, version, model_uri, f"{model} v{version}")
@@ -77,7 +77,7 @@ class Rollout:
     def adopt(self, a: Approval, model_uri: str, message: str) -> bool:
         """A rollout that finished in a process killed before it recorded it: move the
         aliases and record it as the deploy it was. True if the aliases moved."""
-        with self._running() as allowed, self._lock(a.model):
+        with self._running() as allowed, self.model_lock(a.model):
             if not allowed:
                 return False
             moved = self.move_aliases(a)
@@ -189,7 +189,8 @@ class Rollout:
             return False
         return True
 
-    def _lock(self, model: str) -> threading.Lock:
+    def model_lock(self, model: str) -> threading.Lock:
+        """The lock every rollout of `model` holds, whichever path approved it."""
         with self._guard:
             return self._locks.setdefault(model, threading.Lock())
 
