@@ -100,7 +100,7 @@ class ApprovalBook:
         must not cancel a pending decision)."""
         now = self.clock()
         new = Approval(
-            approval_id=secrets.token_urlsafe(16),
+            approval_id=new_approval_id(),
             run_id=run_id,
             model=model,
             version=str(version),
@@ -479,6 +479,13 @@ class _Decision:
 
     carry_out: bool = True
     champion: str | None = None
+
+
+def new_approval_id() -> str:
+    """Random and opaque, and never starting with "-": `ganops approvals decide <id>` takes it
+    as an argument, and argparse reads a leading "-" as an option (1 id in 64 did)."""
+    token = secrets.token_urlsafe(16)
+    return "_" + token[1:] if token.startswith("-") else token
 
 
 def stale_reason(conn: table.Conn, a: Approval, champion: str | None) -> str | None:

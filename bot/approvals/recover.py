@@ -65,6 +65,9 @@ class Reconciler:
         self.models = tuple(models)
         self._done = False
         self._once = threading.Lock()
+        # Rollouts claimed after this process started are this process's own (a click in
+        # the first second): they are running, not left behind, so they are not replayed.
+        self.started = book.clock()
 
     def once(self) -> list[Reconciled]:
         """`run` the first time only; later calls return at once."""
@@ -93,7 +96,10 @@ class Reconciler:
         champion = Champion(info.version, info.uri) if info is not None else None
         with self.book.store.connect() as conn:
             flying = table.select(
-                conn, "model=? AND state='approved' AND deploy_result IS NULL", (model,)
+                conn,
+                "model=? AND state='approved' AND deploy_result IS NULL"
+                " AND (rollout_claimed_at IS NULL OR rollout_claimed_at<?)",
+                (model, self.started),
             )
             last = table.select(conn, "model=? AND deploy_result IS NOT NULL", (model,), 1)
             ok = table.select(conn, "model=? AND deploy_ok=1", (model,), 1)

@@ -138,3 +138,13 @@ def test_the_cli_cannot_vote_as_another_user(
         ("U_CAROL", "refused", "cli", os_user()),
     ]
     assert rows[-1].detail["claimed_user"] == "U_CAROL"
+
+
+def test_approval_ids_never_look_like_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argparse would read `decide -Abc… approve` as an unknown option."""
+    import secrets
+
+    from ganops.bot.approvals.book import new_approval_id
+
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: "-Abc" + "x" * 18)
+    assert new_approval_id() == "_Abc" + "x" * 18

@@ -330,3 +330,30 @@ def test_an_unreadable_registry_decides_nothing(
     assert deployer.calls == []
     [row] = book.store.list_audit(obj="cut")
     assert (row.action, row.outcome) == ("reconcile", "failed")
+
+
+def test_a_rollout_this_process_claimed_after_it_started_is_not_replayed(
+    tmp_path: Path, registry: MemoryRegistry, slack: LocalSlack
+) -> None:
+    """A click in the bot's first second is deploying when start-up reconciliation runs: it
+    is this process's own rollout, not one a dead bot left behind."""
+    deployer = RecordingDeployer(serving={"cut": "1"})
+    book = make_book(tmp_path, registry, deployer)
+    deployed_before(book, "1")
+    rec = reconcile(book, deployer, WebClient(token=TOKEN, base_url=slack.url))
+    a = killed_mid_rollout(book, None)
+    with book.store.tx() as conn:  # what the click's decision did in its transaction
+        conn.execute(
+            "UPDATE approvals SET rollout_claimed_at=? WHERE approval_id=?",
+            (rec.started + 1, a.approval_id),
+        )
+    [done] = rec.run()
+    assert done.plan.action == "agree"
+    assert deployer.calls == []
+    with book.store.tx() as conn:  # claimed before the start: a dead process's, finished
+        conn.execute(
+            "UPDATE approvals SET rollout_claimed_at=? WHERE approval_id=?",
+            (rec.started - 1, a.approval_id),
+        )
+    assert rec.run()[0].plan.action == "finish"
+    assert deployer.calls == [("cut", "2", "models:/ganops-cut/2")]
