@@ -10,13 +10,13 @@ transaction; the deploy runs after the commit, outside the write lock, and is re
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ganops.bot.approvals import table
+from ganops.bot.approvals.expect import new_approval_id, stale_message, stale_reason
 from ganops.bot.approvals.rollout import SYSTEM, Rollout
 from ganops.bot.blocks.approvals import label, who_decided
 from ganops.bot.policy import AuditPath
@@ -236,7 +236,7 @@ class ApprovalBook:
         go into every audit row. `requester_vote`: the requester's own `auto_deploy=true`,
         which counts as their approval (they must be an approver) but never as a second one.
         `carry_out=False` (the CLI) only records the decision: the bot's approvals job rolls
-        it out, in the bot process and under the model's lock (`carry_out_recorded`)."""
+        it out, in the bot process and under the model's lock (`jobs.carry_out_recorded`)."""
         via = _Via(path, os_user)
         verb = _VERBS.get(decision.strip().lower())
         self._audit(via, user_id, "click", approval_id, decision, {"decision": verb})
@@ -421,29 +421,6 @@ class ApprovalBook:
             self.rollout.record_interrupted(a)
         return settled
 
-    def carry_out_recorded(self) -> list[Approval]:
-        """Roll out approvals that were decided but that no caller rolls out (the CLI only
-        records its decisions). Called by the bot's approvals job, so the rollout runs in the
-        bot process, under the same per-model lock as a click; each is claimed first, so it
-        runs once. One past its `decision_deadline` is recorded as not rolled out instead."""
-        with self.store.connect() as conn:
-            rows = table.select(
-                conn,
-                "state='approved' AND deploy_result IS NULL AND rollout_claimed_at IS NULL",
-            )
-        handled: list[Approval] = []
-        for a in sorted((table.to_approval(r) for r in rows), key=table.decided):  # oldest first
-            now = self.clock()
-            with self.store.tx() as conn:
-                if not table.claim_rollout(conn, a.approval_id, now):
-                    continue  # another caller got it
-            if now >= table.decision_deadline(a, self.ttl_s):
-                self.rollout.record_not_rolled_out(a, table.too_old(a, now))
-            else:
-                self.rollout.deploy(a)
-            handled.append(a)
-        return handled
-
     def expire_due(self) -> list[Approval]:
         """Expire pending approvals past their TTL; return those that just expired."""
         now = self.clock()
@@ -479,41 +456,6 @@ class _Decision:
 
     carry_out: bool = True
     champion: str | None = None
-
-
-def new_approval_id() -> str:
-    """Random and opaque, and never starting with "-": `ganops approvals decide <id>` takes it
-    as an argument, and argparse reads a leading "-" as an option (1 id in 64 did)."""
-    token = secrets.token_urlsafe(16)
-    return "_" + token[1:] if token.startswith("-") else token
-
-
-def stale_reason(conn: table.Conn, a: Approval, champion: str | None) -> str | None:
-    """Why a rollback no longer applies, or None. Its `expected_champion` is compared with
-    the registry's champion and, inside the write transaction, with the approvals table: a
-    deploy of the model approved after the rollback was asked for (rolled out or still
-    rolling) moves the champion even before the alias does."""
-    if a.expected_champion is None:
-        return None
-    if champion != a.expected_champion:
-        now = f"v{champion}" if champion is not None else "none"
-        return f"the champion is {now} now, not v{a.expected_champion} as when it was asked for"
-    later = table.select(
-        conn,
-        "model=? AND state='approved' AND approval_id!=? AND decided_at>?"
-        " AND (deploy_ok IS NULL OR deploy_ok=1)",
-        (a.model, a.approval_id, a.created_at),
-        1,
-    )
-    if later:
-        other = table.to_approval(later[0])
-        return f"{label(other)} was approved after it was asked for"
-    return None
-
-
-def stale_message(a: Approval, why: str) -> str:
-    again = f"`/ganops rollback {a.model} {a.version}`"
-    return f"Stale: {label(a)} no longer applies ({why}); nothing was deployed. Ask again with {again} if it is still wanted."
 
 
 def _approval(row: Any) -> Approval:

@@ -144,7 +144,7 @@ def test_approval_ids_never_look_like_options(monkeypatch: pytest.MonkeyPatch) -
     """argparse would read `decide -Abc… approve` as an unknown option."""
     import secrets
 
-    from ganops.bot.approvals.book import new_approval_id
+    from ganops.bot.approvals.expect import new_approval_id
 
     monkeypatch.setattr(secrets, "token_urlsafe", lambda n: "-Abc" + "x" * 18)
     assert new_approval_id() == "_Abc" + "x" * 18

@@ -14,7 +14,7 @@ import pytest
 from slack_sdk import WebClient
 
 from ganops.bot.approvals.admin import approvals_main, os_user
-from ganops.bot.approvals.jobs import approval_tick
+from ganops.bot.approvals.jobs import approval_tick, carry_out_recorded
 from ganops.bot.local.slack import LocalSlack
 from tests.bot.approvals.test_http import BOB, CAROL, TOKEN, card, post_card, start_bot, thread
 from tests.bot.approvals.test_recovery import MODEL, mlflow_uri, seeded_mlflow, slack
@@ -75,3 +75,28 @@ def test_a_cli_decision_deploys_in_the_bot_under_the_model_lock(
     assert decided.detail["carried_out_by"] == "the bot's approvals job"
     assert decided.detail["os_user"] == os_user()
     assert [r.outcome for r in rows if r.action == "deploy"] == ["ok"]
+
+
+def test_a_recorded_decision_past_its_deadline_is_not_rolled_out_by_the_job(
+    tmp_path: Path,
+) -> None:
+    """The job keeps the restart's rule: only young decisions roll out on their own."""
+    from tests.bot.approvals.test_book import Clock, ask, make_book
+    from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
+
+    registry = MemoryRegistry()
+    registry.add("cut", "1", "2")
+    registry.aliases[("cut", "champion")] = "1"
+    deployer, clock = RecordingDeployer(), Clock()
+    book = make_book(tmp_path, registry, deployer, clock, ttl_s=3600)
+    a = ask(book, "2")
+    assert book.decide(a.approval_id, BOB, "approve", carry_out=False).status == "approved"
+    clock.now += 3601  # the bot was down past the decision's deadline (expires_at, TTL)
+    assert [x.approval_id for x in carry_out_recorded(book)] == [a.approval_id]
+    assert deployer.calls == []
+    result = book.deploy_result(a.approval_id)
+    assert result is not None
+    assert not result.ok
+    assert result.message.startswith("not rolled out: it was approved 1.0 h ago, past its expiry")
+    assert carry_out_recorded(book) == []  # on record: never picked up again
+    assert registry.aliases[("cut", "champion")] == "1"

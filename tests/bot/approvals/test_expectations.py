@@ -13,6 +13,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from ganops.bot.approvals.jobs import carry_out_recorded
 from ganops.bot.local.slack import LocalSlack
 from tests.bot.approvals.test_book import ALICE, BOB, CAROL, DAVE, ask, make_book
 from tests.bot.approvals.test_http import (
@@ -113,7 +114,7 @@ def test_a_rollback_that_goes_stale_while_waiting_for_its_rollout_deploys_nothin
     rb = book.request_rollback("cut", ALICE)
     assert book.decide(rb.approval_id, BOB, "approve", carry_out=False).status == "approved"
     assert book.decide(ask(book, "3").approval_id, CAROL, "approve").status == "approved"
-    book.carry_out_recorded()  # the bot's job picks up the recorded rollback
+    carry_out_recorded(book)  # the bot's job picks up the recorded rollback
     assert deployer.calls == [("cut", "3", "models:/ganops-cut/3")]
     assert book.get(rb.approval_id).state == "stale"  # type: ignore[union-attr]
     result = book.deploy_result(rb.approval_id)
