@@ -126,7 +126,7 @@ class MetricsSource(Protocol):
 
 # --- approvals -----------------------------------------------------------------------------
 
-ApprovalState = Literal["pending", "approved", "rejected", "expired", "superseded"]
+ApprovalState = Literal["pending", "approved", "rejected", "expired", "superseded", "stale"]
 ApprovalKind = Literal["deploy", "rollback"]
 
 
@@ -147,6 +147,9 @@ class Approval:
     decided_at: float | None = None
     channel: str | None = None
     message_ts: str | None = None
+    # A rollback's compare-and-set: the champion it replaces. If the champion is another
+    # version by the time it is decided (or rolled out), it goes stale and deploys nothing.
+    expected_champion: str | None = None
 
 
 DecisionStatus = Literal[
@@ -157,6 +160,7 @@ DecisionStatus = Literal[
     "already_decided",  # someone decided first; .approval says who
     "expired",
     "not_found",
+    "stale",  # a rollback whose champion changed meanwhile: nothing deployed
 ]
 
 

@@ -36,6 +36,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 # Slack ids: users U…/W…, user groups S…. Underscores allow the shell adapter's U_ALICE.
 _USER_ID = re.compile(r"^[UW][A-Z0-9_]+$")
+_OS_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
 _GROUP_ID = re.compile(r"^S[A-Z0-9_]+$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
@@ -129,10 +130,17 @@ class Settings:
     # Approver user groups' members (usergroups.users.list) are cached this long, refreshed
     # in the background so that no ack waits on Slack.
     group_ttl_s: float = 300.0
+    # `ganops approvals decide` votes only as its caller: OS user -> Slack user id, set at
+    # deploy time. Empty (the default): the CLI can only inspect.
+    cli_users: tuple[tuple[str, str], ...] = ()
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
         return self
+
+    def cli_user(self, os_user: str) -> str | None:
+        """The Slack user id `GANOPS_CLI_USERS` maps this OS user to, or None."""
+        return dict(self.cli_users).get(os_user)
 
     @property
     def slack_api_base(self) -> str:
@@ -205,6 +213,7 @@ def load_settings(
         data_watch_interval_s=_duration(env, "GANOPS_DATA_WATCH_INTERVAL", "1h"),
         data_watch_min=int(_number(env, "GANOPS_DATA_WATCH_MIN", 100, (1, 10_000_000))),
         group_ttl_s=_duration(env, "GANOPS_GROUP_TTL", "5m"),
+        cli_users=_cli_users(_get(env, "GANOPS_CLI_USERS")),
     )
 
 
@@ -264,6 +273,24 @@ def _approvers(raw: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
                 "or user group id (S…)"
             )
     return tuple(dict.fromkeys(users)), tuple(dict.fromkeys(groups))
+
+
+def _cli_users(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """`alice=U_ALICE,bob=U_BOB`: each OS user once, each value a Slack user id."""
+    pairs: dict[str, str] = {}
+    for item in (raw or "").split(","):
+        if not item.strip():
+            continue
+        os_user, _, slack_id = (part.strip() for part in item.partition("="))
+        if not _OS_USER.match(os_user) or not _USER_ID.match(slack_id):
+            raise ConfigError(
+                f"GANOPS_CLI_USERS={raw!r}: {item.strip()!r} is not os_user=U… "
+                "(e.g. alice=U0123ABCD)"
+            )
+        if os_user in pairs:
+            raise ConfigError(f"GANOPS_CLI_USERS={raw!r}: {os_user!r} is listed twice")
+        pairs[os_user] = slack_id
+    return tuple(pairs.items())
 
 
 def _channels(env: Mapping[str, str], transport: Transport) -> tuple[str, ...]:

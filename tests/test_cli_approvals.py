@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ganops.bot.approvals.admin import approvals_main
+from ganops.bot.approvals.admin import approvals_main, os_user
 from ganops.bot.approvals.book import ApprovalBook
 from ganops.bot.store import Store
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
@@ -53,7 +53,10 @@ def test_list_limit_spellings_and_json(state: Path, capsys: pytest.CaptureFixtur
     assert "must be > 0" in capsys.readouterr().err
 
 
-def test_show_decide_and_audit_json(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_decide_and_audit_json(
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GANOPS_CLI_USERS", f"{os_user()}=U_BOB")  # the CLI votes as its caller
     [approval_id] = open_approvals(state, ("cut",))
     assert approvals_main(["decide", approval_id, "reject", "--user", "U_BOB", "--json"]) == 0
     outcome = json.loads(capsys.readouterr().out)

@@ -1,26 +1,31 @@
-"""`ganops approvals list | show <id> | decide <id> approve|reject --user U… | audit`.
+"""`ganops approvals list | show <id> | decide <id> approve|reject [--user U…] | audit`.
 
 Counts are `--limit N` (`list -n N` and `audit N` still work); `--json` prints one JSON
 document on stdout instead of text.
 
-The terminal path to the same decision function as the buttons and `/ganops approve`: the
-same store, the same rules (the --user must be an approver), the same deploy. With Slack
-tokens set, the card is updated at once; otherwise the bot's approval job brings it up to
-date on its next tick.
+The terminal path to the same decision function as the buttons and `/ganops approve`, with
+the same rules. It votes only as its caller: `GANOPS_CLI_USERS` (set at deploy time) maps OS
+users to Slack user ids, and the caller is the OS user of the process's real uid (the
+kernel's, not `$USER`, which anyone can set). Unlisted, as the image's own `ganops` user is
+by default, the CLI can only inspect. A `--user` other than the caller's own id is refused
+and audited.
+
+A decision made here is only recorded: the bot process rolls it out on its next approvals
+tick, under the same per-model lock as a click, and brings the card up to date.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import getpass
 import json
 import os
+import pwd
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ganops.bot.approvals.jobs import show_decision
+from ganops.bot.approvals.book import ApprovalBook
 from ganops.bot.blocks.approvals import approval_line, audit_line
 from ganops.bot.errors import ConfigError
 from ganops.bot.ports import Approval
@@ -67,10 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="one approval and its audit trail")
     show.add_argument("approval_id", help="the approval's id (ganops approvals list)")
     _json(show)
-    decide = sub.add_parser("decide", help="approve or reject an approval")
+    decide = sub.add_parser(
+        "decide", help="approve or reject an approval, as yourself (see GANOPS_CLI_USERS)"
+    )
     decide.add_argument("approval_id", help="the approval's id (ganops approvals list)")
     decide.add_argument("decision", choices=["approve", "reject"], help="approve or reject")
-    decide.add_argument("--user", required=True, help="the Slack user id deciding (U…)")
+    decide.add_argument(
+        "--user",
+        help="your Slack user id (U…); optional, and refused unless it is the one "
+        "GANOPS_CLI_USERS maps your OS user to",
+    )
     _json(decide)
     audit = sub.add_parser("audit", help="the newest audit entries, oldest first")
     _limit(audit, "entries")
@@ -115,18 +126,42 @@ def approvals_main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.cmd == "show":
         return _show(settings, book.get(args.approval_id), args.approval_id, as_json=args.json)
-    # --user names a Slack id; who actually typed the command is on record beside it.
+    return _decide(settings, book, args, as_json=args.json)
+
+
+def _decide(
+    settings: Settings, book: ApprovalBook, args: argparse.Namespace, *, as_json: bool
+) -> int:
+    caller = os_user()
+    user = settings.cli_user(caller)
+    claimed: str | None = args.user
+    refusal = None
+    if user is None:
+        refusal = (
+            f"the OS user {caller!r} is not in GANOPS_CLI_USERS, so this CLI can only inspect "
+            "(list, show, audit); decide on the card in Slack"
+        )
+    elif claimed is not None and claimed != user:
+        refusal = (
+            f"--user {claimed} is not you: GANOPS_CLI_USERS maps the OS user {caller!r} to "
+            f"{user}, and the CLI votes only as its caller"
+        )
+    if refusal is not None:
+        detail = {"reason": refusal, "os_user": caller, "claimed_user": claimed}
+        actor = claimed or user or f"os:{caller}"
+        book.store.audit(actor, "decide", args.approval_id, "refused", detail, path="cli")
+        print(f"ganops approvals decide: {refusal}.", file=sys.stderr)
+        return EXIT_FAILED
+    assert user is not None
+    # Recorded only: the bot's approvals job rolls it out, in the bot process, under the lock.
     outcome = book.decide(
-        args.approval_id, args.user, args.decision, path="cli", os_user=_os_user()
+        args.approval_id, user, args.decision, path="cli", os_user=caller, carry_out=False
     )
-    if args.json:
+    if as_json:
         _print_json(dataclasses.asdict(outcome))
     else:
         print(outcome.message)
-    if settings.bot_token is not None:
-        show_decision(book, services.slack, outcome)
-    failed_deploy = outcome.deploy is not None and not outcome.deploy.ok
-    return EXIT_FAILED if failed_deploy else _OK_EXIT.get(outcome.status, EXIT_FAILED)
+    return _OK_EXIT.get(outcome.status, EXIT_FAILED)
 
 
 def _show(settings: Settings, a: Approval | None, approval_id: str, *, as_json: bool) -> int:
@@ -147,11 +182,13 @@ def _show(settings: Settings, a: Approval | None, approval_id: str, *, as_json: 
     return EXIT_OK
 
 
-def _os_user() -> str:
+def os_user() -> str:
+    """Who runs this process, by its real uid: `$USER` and `$LOGNAME` are the caller's to set."""
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers): still say so
-        return f"uid:{os.getuid()}"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # no passwd entry (some containers): the uid is all there is
+        return f"uid:{uid}"
 
 
 def _audit(settings: Settings, n: int, *, as_json: bool) -> int:

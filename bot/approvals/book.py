@@ -10,13 +10,13 @@ transaction; the deploy runs after the commit, outside the write lock, and is re
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ganops.bot.approvals import table
+from ganops.bot.approvals.expect import new_approval_id, stale_message, stale_reason
 from ganops.bot.approvals.rollout import SYSTEM, Rollout
 from ganops.bot.blocks.approvals import label, who_decided
 from ganops.bot.policy import AuditPath
@@ -31,7 +31,7 @@ from ganops.bot.ports import (
     ModelVersionInfo,
 )
 from ganops.bot.store import Store
-from ganops.model.registry import PREVIOUS_CHAMPION
+from ganops.model.registry import CHAMPION, PREVIOUS_CHAMPION
 
 log = logging.getLogger(__name__)
 _ALREADY_VOTED = "Your approval is already recorded; a second approver is needed."
@@ -92,12 +92,15 @@ class ApprovalBook:
         run_id: str | None = None,
         kind: ApprovalKind = "deploy",
         channel: str | None = None,
+        expected_champion: str | None = None,
     ) -> Approval:
-        """Open a pending approval. A new deploy supersedes the model's older pending ones; a
-        rollback supersedes nothing (asking for one must not cancel a pending decision)."""
+        """Open a pending approval. A new deploy supersedes the model's older pending deploys
+        that nobody has voted on yet (a first yes under the two-person rule stays, so the
+        second approver can still finish it); a rollback supersedes nothing (asking for one
+        must not cancel a pending decision)."""
         now = self.clock()
         new = Approval(
-            approval_id=secrets.token_urlsafe(16),
+            approval_id=new_approval_id(),
             run_id=run_id,
             model=model,
             version=str(version),
@@ -108,23 +111,49 @@ class ApprovalBook:
             created_at=now,
             expires_at=now + self.ttl_s,
             channel=channel,
+            expected_champion=expected_champion,
         )
         with self.store.tx() as conn:
-            where = "state='pending' AND model=?" if kind == "deploy" else "0 AND model=?"
-            for row in table.select(conn, where, (model,)):
-                old = row["approval_id"]
-                if table.finish(conn, old, "superseded", None, now, superseded_by=new.approval_id):
-                    detail = {"by": new.approval_id, "version": row["version"]}
-                    self.store.audit(SYSTEM, "supersede", old, "superseded", detail, conn=conn)
+            if kind == "deploy":
+                where = "state='pending' AND model=? AND kind='deploy' AND approvers='[]'"
+                self._supersede(conn, table.select(conn, where, (model,)), new, now)
             table.insert(conn, new)
             detail = {"model": model, "version": new.version, "kind": kind, "run_id": run_id}
+            if expected_champion is not None:
+                detail["expected_champion"] = expected_champion
             self.store.audit(requested_by, "request", new.approval_id, "pending", detail, conn=conn)
         return new
+
+    def _supersede(self, conn: table.Conn, rows: list[Any], new: Approval, now: float) -> None:
+        for row in rows:
+            old = row["approval_id"]
+            if table.finish(conn, old, "superseded", None, now, superseded_by=new.approval_id):
+                detail = {"by": new.approval_id, "version": row["version"]}
+                self.store.audit(SYSTEM, "supersede", old, "superseded", detail, conn=conn)
 
     def request_rollback(
         self, model: str, requested_by: str, version: str | None = None, channel: str | None = None
     ) -> Approval:
-        """A rollback approval: to `version`, or to the previous champion.
+        """A rollback approval: to `version`, or to the previous champion. It carries the
+        champion it replaces, and goes stale if that is no longer the champion when decided.
+
+        Raises:
+            NothingToRollBack: no previous champion, or no such version.
+        """
+        target = self.rollback_target(model, version)
+        champion = self.registry.get_alias(model, CHAMPION)
+        return self.request(
+            model=model,
+            version=target.version,
+            model_uri=target.uri,
+            requested_by=requested_by,
+            kind="rollback",
+            channel=channel,
+            expected_champion=champion.version if champion is not None else None,
+        )
+
+    def rollback_target(self, model: str, version: str | None) -> ModelVersionInfo:
+        """The version a rollback would serve.
 
         Raises:
             NothingToRollBack: no previous champion, or no such version.
@@ -138,14 +167,7 @@ class ApprovalBook:
             target = self.registry.get_version(model, version)
             if target is None:
                 raise NothingToRollBack(f"{model} has no version {version}")
-        return self.request(
-            model=model,
-            version=target.version,
-            model_uri=target.uri,
-            requested_by=requested_by,
-            kind="rollback",
-            channel=channel,
-        )
+        return target
 
     def attach_message(
         self,
@@ -205,13 +227,16 @@ class ApprovalBook:
         path: AuditPath | None = None,
         os_user: str | None = None,
         requester_vote: bool = False,
+        carry_out: bool = True,
     ) -> DecisionOutcome:
         """The one decision function. The first decision wins; an approval deploys once.
 
         `on_decided` runs after the decision commits and before the deploy starts (the
         button path uses it to update the card at once). `path` and `os_user` (the CLI's)
         go into every audit row. `requester_vote`: the requester's own `auto_deploy=true`,
-        which counts as their approval (they must be an approver) but never as a second one."""
+        which counts as their approval (they must be an approver) but never as a second one.
+        `carry_out=False` (the CLI) only records the decision: the bot's approvals job rolls
+        it out, in the bot process and under the model's lock (`jobs.carry_out_recorded`)."""
         via = _Via(path, os_user)
         verb = _VERBS.get(decision.strip().lower())
         self._audit(via, user_id, "click", approval_id, decision, {"decision": verb})
@@ -222,11 +247,26 @@ class ApprovalBook:
             return self._refuse(via, user_id, approval_id, "not_found", msg)
         if verb is None or (requester_vote and verb != "approve"):
             return self._refuse(via, user_id, approval_id, "refused", "Say approve or reject.")
-        refusal = self._refusal(table.to_approval(row), user_id, verb, via, requester_vote)
+        a = table.to_approval(row)
+        refusal = self._refusal(a, user_id, verb, via, requester_vote)
         if refusal is not None:
             return refusal
-        outcome = self._transition(approval_id, user_id, verb, via)
-        return self._after_decision(outcome, approval_id, on_decided)
+        champion: str | None = None
+        if verb == "approve" and a.expected_champion is not None:
+            try:  # MLflow: read before the write transaction, compared inside it
+                champion = self._champion(a.model)
+            except Exception as exc:  # never approve a rollback blind
+                log.warning("cannot read the champion of %s: %s", a.model, exc)
+                msg = (
+                    f"I could not read the champion of {a.model} to check this rollback; try again."
+                )
+                return self._refuse(via, user_id, approval_id, "refused", msg)
+        outcome = self._transition(approval_id, user_id, verb, via, _Decision(carry_out, champion))
+        return self._after_decision(outcome, approval_id, on_decided, carry_out)
+
+    def _champion(self, model: str) -> str | None:
+        info = self.registry.get_alias(model, CHAMPION)
+        return info.version if info is not None else None
 
     def _audit(
         self,
@@ -248,11 +288,12 @@ class ApprovalBook:
         outcome: DecisionOutcome,
         approval_id: str,
         on_decided: Callable[[Approval], None] | None,
+        carry_out: bool = True,
     ) -> DecisionOutcome:
         """What follows a committed decision: tags, the card, and for an approval the
         deploy. Only the caller whose compare-and-set won gets here with a decision."""
         decided = outcome.approval
-        if outcome.status not in ("approved", "rejected") or decided is None:
+        if outcome.status not in ("approved", "rejected", "stale") or decided is None:
             return outcome
         self.rollout.tag_decision(decided)
         if on_decided is not None:
@@ -260,8 +301,11 @@ class ApprovalBook:
                 on_decided(decided)
             except Exception:  # showing the decision must never stop the approved deploy
                 log.exception("on_decided failed for %s", approval_id)
-        if outcome.status == "rejected":
+        if outcome.status != "approved":
             return outcome
+        if not carry_out:
+            message = f"Approved {label(decided)}; the bot rolls it out on its next approvals tick."
+            return DecisionOutcome("approved", message, decided)
         result = self.rollout.deploy(decided)
         if result.ok:
             message = f"Approved {label(decided)}: {result.message}"
@@ -311,7 +355,9 @@ class ApprovalBook:
         self._audit(via, user_id, "decide", a.approval_id, status, {"state": a.state})
         return DecisionOutcome(status, message, a)
 
-    def _transition(self, approval_id: str, user_id: str, verb: str, via: _Via) -> DecisionOutcome:
+    def _transition(
+        self, approval_id: str, user_id: str, verb: str, via: _Via, how: _Decision
+    ) -> DecisionOutcome:
         """The compare-and-set, in one IMMEDIATE transaction with its audit row."""
         now = self.clock()
         just_expired = False
@@ -327,19 +373,25 @@ class ApprovalBook:
                 rejected = _approval(table.fetch(conn, approval_id))
                 return DecisionOutcome("rejected", f"Rejected {label(a)}.", rejected)
             elif a.state == "pending":
-                return self._approve_in_tx(conn, a, user_id, now, via)
+                return self._approve_in_tx(conn, a, user_id, now, via, how)
         if just_expired:
             self.rollout.tag_decision(a)
         return self._late(a, user_id, via)
 
     def _approve_in_tx(
-        self, conn: table.Conn, a: Approval, user_id: str, now: float, via: _Via
+        self, conn: table.Conn, a: Approval, user_id: str, now: float, via: _Via, how: _Decision
     ) -> DecisionOutcome:
         """A yes, counted once per user: `a` was read in this same write transaction, so two
         concurrent yeses by one user (a double click, a button and /ganops) cannot both count."""
         if user_id in a.approvers:
             self._audit(via, user_id, "decide", a.approval_id, "duplicate", {}, conn=conn)
             return DecisionOutcome("recorded", _ALREADY_VOTED, a)
+        why = stale_reason(conn, a, how.champion)
+        if why is not None:  # the compare-and-set on the champion failed: nothing deploys
+            table.finish(conn, a.approval_id, "stale", user_id, now)
+            self._audit(via, user_id, "decide", a.approval_id, "stale", {"reason": why}, conn=conn)
+            stale = _approval(table.fetch(conn, a.approval_id))
+            return DecisionOutcome("stale", stale_message(stale, why), stale)
         votes = (*dict.fromkeys(a.approvers), user_id)
         if len(votes) < self.required:
             table.record_vote(conn, a.approval_id, a.approvers, votes)
@@ -348,7 +400,9 @@ class ApprovalBook:
             msg = f"Your approval of {label(a)} is recorded; {more} more approver needed."
             return DecisionOutcome("recorded", msg, _approval(table.fetch(conn, a.approval_id)))
         table.finish(conn, a.approval_id, "approved", user_id, now, approvers=votes)
-        detail = {"approvers": list(votes)}
+        if how.carry_out:  # this caller rolls it out; the approvals job leaves it alone
+            table.claim_rollout(conn, a.approval_id, now)
+        detail: dict[str, Any] = {"approvers": list(votes), "carried_out_by": via.carrier(how)}
         self._audit(via, user_id, "decide", a.approval_id, "approved", detail, conn=conn)
         return DecisionOutcome("approved", "", _approval(table.fetch(conn, a.approval_id)))
 
@@ -390,6 +444,18 @@ class _Via:
 
     path: AuditPath | None
     os_user: str | None = None
+
+    def carrier(self, how: _Decision) -> str:
+        return "this call" if how.carry_out else "the bot's approvals job"
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What a yes needs besides the vote: whether this caller rolls it out, and the champion
+    read from the registry just before (a rollback's compare-and-set value)."""
+
+    carry_out: bool = True
+    champion: str | None = None
 
 
 def _approval(row: Any) -> Approval:

@@ -2,7 +2,7 @@
 the buttons, `/ganops`, the CLI and expiry all converge on.
 
 A decision is committed first and shown second. `approval_tick` (every half minute on the
-bot's scheduler) expires due approvals, records deploys that a dead process never finished,
+bot's scheduler) rolls out approvals that the CLI only recorded, expires due approvals, records deploys that a dead process never finished,
 re-renders every card whose state in Slack lags the store, and posts every deploy result not
 yet posted. So a decision made by the CLI, a card update that failed while Slack was down, or
 a restart mid-way all end with the right card.
@@ -15,6 +15,7 @@ import logging
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from ganops.bot.approvals import table
 from ganops.bot.approvals.book import ApprovalBook
 from ganops.bot.approvals.table import card_state_of
 from ganops.bot.blocks.approvals import (
@@ -32,8 +33,10 @@ TICK_S = 30.0  # how often `approval_tick` should run
 
 
 def approval_tick(book: ApprovalBook, client: WebClient) -> int:
-    """Expire due approvals, bring lagging cards up to date, post pending deploy results.
-    Returns how many Slack updates it made."""
+    """Roll out decisions recorded elsewhere (the CLI), expire due approvals, bring lagging
+    cards up to date, post pending deploy results. Returns how many Slack updates it made."""
+    for a in carry_out_recorded(book):
+        log.info("rolled out %s, decided outside the bot (path cli)", a.approval_id)
     expired = book.expire_due()
     if expired:
         log.info("expired %d approval(s): %s", len(expired), [a.approval_id for a in expired])
@@ -41,6 +44,30 @@ def approval_tick(book: ApprovalBook, client: WebClient) -> int:
         log.warning("approval %s was approved but its deploy never finished", a.approval_id)
     done = sum(update_card(book, client, a) for a in book.cards.to_sync())
     return done + sum(post_result(book, client, a) for a in book.cards.results_to_post())
+
+
+def carry_out_recorded(book: ApprovalBook) -> list[Approval]:
+    """Roll out approvals that were decided but that no caller rolls out (the CLI only
+    records its decisions). Called by the bot's approvals job, so the rollout runs in the
+    bot process, under the same per-model lock as a click; each is claimed first, so it
+    runs once. One past its `decision_deadline` is recorded as not rolled out instead."""
+    with book.store.connect() as conn:
+        rows = table.select(
+            conn,
+            "state='approved' AND deploy_result IS NULL AND rollout_claimed_at IS NULL",
+        )
+    handled: list[Approval] = []
+    for a in sorted((table.to_approval(r) for r in rows), key=table.decided):  # oldest first
+        now = book.clock()
+        with book.store.tx() as conn:
+            if not table.claim_rollout(conn, a.approval_id, now):
+                continue  # another caller got it
+        if now >= table.decision_deadline(a, book.ttl_s):
+            book.rollout.record_not_rolled_out(a, table.too_old(a, now))
+        else:
+            book.rollout.deploy(a)
+        handled.append(a)
+    return handled
 
 
 def update_card(book: ApprovalBook, client: WebClient, a: Approval) -> bool:

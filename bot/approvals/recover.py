@@ -2,8 +2,9 @@
 
 Runs once per bot process, before the first approvals tick (so `settle_interrupted` never
 races it), on the bot's scheduler so that start-up itself is not held up by a redeploy.
-Every action lands in the audit log as `reconcile` on the model; every change is posted to
-the channel, and in the thread of the approval card it concerns.
+Every action lands in the audit log as `reconcile` on the model; every change, and every
+disagreement it leaves alone (an alias moved by hand, a rollout too old to finish), is
+posted to the channel, and in the thread of the approval card it concerns.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class Reconciler:
         self.models = tuple(models)
         self._done = False
         self._once = threading.Lock()
+        # Rollouts claimed after this process started are this process's own (a click in
+        # the first second): they are running, not left behind, so they are not replayed.
+        self.started = book.clock()
 
     def once(self) -> list[Reconciled]:
         """`run` the first time only; later calls return at once."""
@@ -92,20 +96,32 @@ class Reconciler:
         champion = Champion(info.version, info.uri) if info is not None else None
         with self.book.store.connect() as conn:
             flying = table.select(
-                conn, "model=? AND state='approved' AND deploy_result IS NULL", (model,)
+                conn,
+                "model=? AND state='approved' AND deploy_result IS NULL"
+                " AND (rollout_claimed_at IS NULL OR rollout_claimed_at<?)",
+                (model, self.started),
             )
             last = table.select(conn, "model=? AND deploy_result IS NOT NULL", (model,), 1)
-        in_flight = sorted(
-            (table.to_approval(r) for r in flying),
-            key=lambda a: a.decided_at or a.created_at,
-            reverse=True,
+            ok = table.select(conn, "model=? AND deploy_ok=1", (model,), 1)
+        in_flight = sorted((table.to_approval(r) for r in flying), key=table.decided, reverse=True)
+        return ModelState(
+            model,
+            served,
+            champion,
+            tuple(in_flight),
+            self._last(last),
+            self._last(ok),
+            now=self.book.clock(),
+            ttl_s=self.book.ttl_s,
         )
-        return ModelState(model, served, champion, tuple(in_flight), self._last(last))
 
     def carry_out(self, p: Plan) -> Reconciled:
         rollout = self.book.rollout
         for a in p.stale:
             rollout.record_interrupted(a)
+        now = self.book.clock()
+        for a in p.too_old:
+            rollout.record_not_rolled_out(a, table.too_old(a, now))
         deploy = restore = None
         if p.action == "adopt" and p.approval is not None:
             if self.book.deploy_result(p.approval.approval_id) is not None:
@@ -120,7 +136,7 @@ class Reconciler:
             deploy = rollout.deploy_version(p.model, p.champion.version, p.champion.model_uri)
         done = self._ended(p, deploy, restore)
         self._audit(done)
-        if p.action != "agree" or p.stale:
+        if p.action != "agree" or p.stale or p.too_old:
             self._tell(done)
         return done
 
@@ -139,7 +155,8 @@ class Reconciler:
 
     def _restore_if_needed(self, p: Plan) -> DeployResult | None:
         """A finish that failed may leave the half-rolled version (the deployer rolls back to
-        what it found, which was the half-done rollout): put the champion back."""
+        what it found, which was the half-done rollout): put the last approved deploy back
+        (never the alias: it may have been moved by hand)."""
         if p.champion is None:
             return None
         served = self._served_version(p.model)
@@ -174,6 +191,7 @@ class Reconciler:
             "reason": p.reason,
             "approval": p.approval.approval_id if p.approval else None,
             "stale": [a.approval_id for a in p.stale],
+            "too_old": [a.approval_id for a in p.too_old],
             "deploy": done.deploy.message if done.deploy else None,
             "restore": done.restore.message if done.restore else None,
             "served": done.served,
@@ -216,4 +234,5 @@ def slack_notifier(client: WebClient, channel: str) -> Notify:
 
 
 def _approvals_of(done: Reconciled) -> list[Approval]:
-    return [a for a in (done.plan.approval, *done.plan.stale) if a is not None]
+    plan = done.plan
+    return [a for a in (plan.approval, *plan.stale, *plan.too_old) if a is not None]

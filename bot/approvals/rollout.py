@@ -55,9 +55,12 @@ class Rollout:
 
         Once the bot is stopping, the approval stays in flight, unrecorded: the start-up
         reconciliation of the next process rolls it out."""
-        with self._running() as allowed, self._lock(a.model):
+        with self._running() as allowed, self.model_lock(a.model):
             if not allowed:
                 return _failed(a.version, STOPPING, 0)
+            stale = self._went_stale(a)
+            if stale is not None:
+                return stale
             result = self._deploy(a.model, a.version, a.model_uri, a.approval_id)
             aliases_moved = result.ok and self.move_aliases(a)
             self._record(a, result, aliases_moved)
@@ -66,7 +69,7 @@ class Rollout:
     def deploy_version(self, model: str, version: str, model_uri: str) -> DeployResult:
         """Roll out a version with no approval behind it (start-up reconciliation putting the
         champion back); moves no alias and records nothing: the caller audits it."""
-        with self._running() as allowed, self._lock(model):
+        with self._running() as allowed, self.model_lock(model):
             if not allowed:
                 return _failed(version, STOPPING, 0)
             return self._deploy(model, version, model_uri, f"{model} v{version}")
@@ -74,7 +77,7 @@ class Rollout:
     def adopt(self, a: Approval, model_uri: str, message: str) -> bool:
         """A rollout that finished in a process killed before it recorded it: move the
         aliases and record it as the deploy it was. True if the aliases moved."""
-        with self._running() as allowed, self._lock(a.model):
+        with self._running() as allowed, self.model_lock(a.model):
             if not allowed:
                 return False
             moved = self.move_aliases(a)
@@ -119,11 +122,41 @@ class Rollout:
             log.exception("deploy of %s crashed", what)
             return _failed(version, f"deploy crashed: {exc!r}", time.monotonic() - started)
 
+    def _went_stale(self, a: Approval) -> DeployResult | None:
+        """A rollback re-checks its champion under the model's lock, right before it rolls
+        out: a deploy that finished while it waited for the lock has moved the champion.
+        Returns the (recorded) failed result if it went stale, else None."""
+        if a.expected_champion is None:
+            return None
+        try:
+            info = self.registry.get_alias(a.model, CHAMPION)
+        except Exception as exc:  # fail closed: never roll back blind
+            result = _failed(a.version, f"cannot read the champion to check it: {exc}", 0.0)
+            self._record(a, result, False)
+            return result
+        champion = info.version if info is not None else None
+        if champion == a.expected_champion:
+            return None
+        now = f"v{champion}" if champion is not None else "none"
+        message = (
+            f"stale: the champion is {now} now, not v{a.expected_champion} as when this "
+            "rollback was asked for; nothing was deployed"
+        )
+        with self.store.tx() as conn:
+            table.go_stale(conn, a.approval_id, time.time())
+        result = _failed(a.version, message, 0.0)
+        self._record(a, result, False)
+        return result
+
     def record_interrupted(self, a: Approval) -> None:
         message = (
             "the deploy was interrupted (the bot stopped before it finished); "
             "check /ganops status, and ask for a new deploy or a rollback"
         )
+        self._record(a, _failed(a.version, message, 0.0), False)
+
+    def record_not_rolled_out(self, a: Approval, message: str) -> None:
+        """An approved rollout that will not run (too old): on record, card and thread told."""
         self._record(a, _failed(a.version, message, 0.0), False)
 
     def _record(self, a: Approval, result: DeployResult, aliases_moved: bool) -> None:
@@ -156,7 +189,8 @@ class Rollout:
             return False
         return True
 
-    def _lock(self, model: str) -> threading.Lock:
+    def model_lock(self, model: str) -> threading.Lock:
+        """The lock every rollout of `model` holds, whichever path approved it."""
         with self._guard:
             return self._locks.setdefault(model, threading.Lock())
 

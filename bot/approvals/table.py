@@ -24,7 +24,7 @@ SCHEMA = (
         model_uri TEXT NOT NULL,
         kind TEXT NOT NULL,              -- deploy | rollback
         requested_by TEXT NOT NULL,
-        state TEXT NOT NULL,             -- pending | approved | rejected | expired | superseded
+        state TEXT NOT NULL,             -- pending | approved | rejected | expired | superseded | stale
         created_at REAL NOT NULL,
         expires_at REAL NOT NULL,
         approvers TEXT NOT NULL DEFAULT '[]',  -- JSON list: who said yes so far
@@ -41,12 +41,23 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS approvals_by_state ON approvals(state, model)",
 )
+# Version 2: what an approval expects, and who carries out an approved rollout.
+# - expected_champion: a rollback's compare-and-set value (the champion it replaces);
+# - rollout_claimed_at: set by the one bot caller that runs the rollout (the click's lazy
+#   listener in the same transaction as the approval, or the approvals job for a decision
+#   that the CLI only recorded), so that an approval is rolled out by one caller only.
+# Plain ALTERs: the same statements on SQLite and PostgreSQL; `migrate` runs them once.
+SCHEMA_V2 = (
+    "ALTER TABLE approvals ADD COLUMN expected_champion TEXT",
+    "ALTER TABLE approvals ADD COLUMN rollout_claimed_at REAL",
+)
 
 Conn = sqlite3.Connection
 
 
 def migrate(store: Store) -> None:
     store.migrate("approvals", 1, SCHEMA)
+    store.migrate("approvals", 2, SCHEMA_V2)
 
 
 def to_approval(row: sqlite3.Row) -> Approval:
@@ -66,14 +77,15 @@ def to_approval(row: sqlite3.Row) -> Approval:
         decided_at=row["decided_at"],
         channel=row["channel"],
         message_ts=row["message_ts"],
+        expected_champion=row["expected_champion"],
     )
 
 
 def insert(conn: Conn, a: Approval) -> None:
     conn.execute(
         "INSERT INTO approvals(approval_id, run_id, model, version, model_uri, kind,"
-        " requested_by, state, created_at, expires_at, channel)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+        " requested_by, state, created_at, expires_at, channel, expected_champion)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             a.approval_id,
             a.run_id,
@@ -86,6 +98,7 @@ def insert(conn: Conn, a: Approval) -> None:
             a.created_at,
             a.expires_at,
             a.channel,
+            a.expected_champion,
         ),
     )
 
@@ -131,6 +144,26 @@ def finish(
     return cur.rowcount == 1
 
 
+def claim_rollout(conn: Conn, approval_id: str, now: float) -> bool:
+    """Claim the one rollout of an approved approval; True for the one caller that won."""
+    cur = conn.execute(
+        "UPDATE approvals SET rollout_claimed_at=? WHERE approval_id=? AND state='approved'"
+        " AND deploy_result IS NULL AND rollout_claimed_at IS NULL",
+        (now, approval_id),
+    )
+    return cur.rowcount == 1
+
+
+def go_stale(conn: Conn, approval_id: str, now: float) -> bool:
+    """approved, not yet rolled out -> stale (its champion changed before the rollout)."""
+    cur = conn.execute(
+        "UPDATE approvals SET state='stale', decided_at=? WHERE approval_id=?"
+        " AND state='approved' AND deploy_result IS NULL",
+        (now, approval_id),
+    )
+    return cur.rowcount == 1
+
+
 def record_vote(
     conn: Conn, approval_id: str, before: tuple[str, ...], after: tuple[str, ...]
 ) -> bool:
@@ -162,6 +195,25 @@ def card_blocks(row: sqlite3.Row) -> list[dict[str, Any]] | None:
 def card_state_of(a: Approval, result: DeployResult | None) -> str:
     """What the card should show: the state, or "deploying" while an approved deploy runs."""
     return "deploying" if a.state == "approved" and result is None else a.state
+
+
+def too_old(a: Approval, now: float) -> str:
+    hours = (now - decided(a)) / 3600
+    return (
+        f"not rolled out: it was approved {hours:.1f} h ago, past its expiry; "
+        "ask for a new deploy or rollback if it is still wanted"
+    )
+
+
+def decided(a: Approval) -> float:
+    return a.decided_at if a.decided_at is not None else a.created_at
+
+
+def decision_deadline(a: Approval, ttl_s: float) -> float:
+    """Until when an approved decision may still be rolled out by the bot on its own (a
+    restart, or the approvals job for a CLI decision): the approval's `expires_at`, or
+    `GANOPS_APPROVAL_TTL` after the decision, whichever is later."""
+    return max(a.expires_at, decided(a) + ttl_s)
 
 
 _CARD_STATE_SQL = (

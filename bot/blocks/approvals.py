@@ -46,7 +46,7 @@ def who_decided(a: Approval) -> str:
     by = ""
     if a.state == "approved" and len(a.approvers) > 1:
         by = " by " + " and ".join(mention(u) for u in a.approvers)
-    elif a.decided_by and a.state != "superseded":
+    elif a.decided_by and a.state not in ("superseded", "stale"):
         by = f" by {mention(a.decided_by)}"
     at = f" at {hhmm(a.decided_at)}" if a.decided_at else ""
     return f"{a.state}{by}{at}"
@@ -60,6 +60,7 @@ def decision_text(a: Approval, result: DeployResult | None = None) -> str:
         "rejected": ":no_entry_sign:",
         "expired": ":hourglass:",
         "superseded": ":fast_forward:",
+        "stale": ":warning:",
     }.get(a.state, ":hourglass_flowing_sand:")
     if a.state == "pending":
         votes = " and ".join(at(u) for u in a.approvers)
@@ -70,6 +71,14 @@ def decision_text(a: Approval, result: DeployResult | None = None) -> str:
         line += " (rejected: nobody decided in time)"
     elif a.state == "superseded":
         line += " by a newer request for this model"
+    elif a.state == "stale":
+        was = (
+            f"v{escape(a.expected_champion)}" if a.expected_champion else "the champion it replaced"
+        )
+        line += (
+            f": {was} is no longer the champion (a newer deploy came first), so nothing was "
+            f"deployed. Ask again with `/ganops rollback {escape(a.model)} {escape(a.version)}`"
+        )
     elif a.state == "approved" and result is None:
         line += f" · deploying v{escape(a.version)}…"
     elif a.state == "approved" and result is not None:
@@ -170,3 +179,23 @@ def audit_line(row: AuditRow) -> str:
     tail = f"  ({detail})" if detail else ""
     via = f"  via {row.path}" if row.path else ""
     return f"{when}  {row.actor}  {row.action}  {row.object}  {row.outcome}{via}{tail}"
+
+
+def gate_failed_refusal(model: str, version: str, gate_reason: str) -> list[Block]:
+    """`/ganops rollback N` to a version its evaluation gate failed."""
+    how = f'`/ganops rollback {escape(model)} {escape(version)} force=true reason="…"`'
+    text = (
+        f":no_entry: {escape(model)} v{escape(version)} failed its evaluation gate "
+        f"({escape(gate_reason)}), so I will not ask to roll back to it. If it must serve "
+        f"anyway, an approver can ask with {how}; the reason goes on the record."
+    )
+    return [SectionBlock(text=MarkdownTextObject(text=text))]
+
+
+def forced_note(user: str, reason: str, gate_reason: str) -> ContextBlock:
+    """The line under a rollback card asked for past a failed gate."""
+    text = (
+        f":warning: Forced past a failed gate by {at(user)}: \u201c{escape(reason)}\u201d "
+        f"(the gate said: {escape(gate_reason)})"
+    )
+    return ContextBlock(elements=[MarkdownTextObject(text=text)])

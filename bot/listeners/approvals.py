@@ -26,7 +26,7 @@ from ganops.bot.listeners.home import publish_home
 from ganops.bot.ports import Approval
 
 # Outcomes the clicker is told about privately; the others show on the card for everyone.
-_PRIVATE = ("refused", "not_found", "already_decided", "expired", "recorded")
+_PRIVATE = ("refused", "not_found", "already_decided", "expired", "recorded", "stale")
 
 
 def register(app: App) -> None:

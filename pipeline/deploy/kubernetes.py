@@ -5,7 +5,11 @@ deadline passes, or ours does) the deployer re-applies it, which is what `kubect
 does and the Python client lacks. The Deployment's annotations record the model, the version
 now served and the one before it, so `current()` and `/ganops rollback` need no other state.
 Patches are JSON patches: they replace the whole template, so they mean the same on every API
-server, and a `test` of the resourceVersion refuses to overwrite a concurrent change.
+server. Each carries the resourceVersion it was computed from (optimistic concurrency: the
+API server answers 409 Conflict when the Deployment changed since it was read). The rollback
+after a failed rollout re-reads on a conflict: if the template is still the one this deploy
+applied (only the status moved), it tries again; if someone else rolled out meanwhile, it
+leaves their rollout alone and says so.
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ ANN_PREVIOUS = "ganops.io/previous-version"
 ANN_URI = "ganops.io/model-uri"
 
 Obj = dict[str, Any]
+
+
+CONFLICT_RETRIES = 3  # re-reads after a 409 before the rollback gives up
+
+
+class DeployConflict(DeployError):
+    """The Deployment changed between our read and our patch (409 Conflict)."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +122,10 @@ class KubernetesDeployer:
                 message=f"rolled out {rollout.summary}",
             )
         why = rollout.failure or f"not ready within {self.target.progress_deadline_s:.0f} s"
-        return self._roll_back(version, previous, old_template, old_annotations, why, started)
+        ours = patched.get("spec", {}).get("template", new_template)
+        return self._roll_back(
+            _Attempt(version, previous, ours, started), old_template, old_annotations, why
+        )
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -148,25 +162,46 @@ class KubernetesDeployer:
             self.sleep(self.target.poll_s)
 
     def _roll_back(
-        self,
-        version: str,
-        previous: str | None,
-        old_template: Obj,
-        old_annotations: dict[str, str],
-        why: str,
-        started: float,
+        self, attempt: _Attempt, old_template: Obj, old_annotations: dict[str, str], why: str
     ) -> DeployResult:
+        version, previous, started = attempt.version, attempt.previous, attempt.started
         back_to = f"v{previous}" if previous else "the previous template"
+        failed = f"rollout of v{version} failed ({why})"
         try:
-            current = self._read()
-            patched = self._patch(_ops(current, old_template, old_annotations, test=False))
+            patched, current = self._patch_if_ours(attempt, old_template, old_annotations)
+            if patched is None:
+                theirs = _template_version(current)
+                now = f"v{theirs}" if theirs is not None else "another template"
+                message = (
+                    f"{failed}; not rolled back: the Deployment was changed by someone else "
+                    f"meanwhile (it now rolls out {now}), and that newer rollout is left as it is"
+                )
+                return self._result(version, previous, None, started, message)
             restored = self._wait(patched["metadata"].get("generation") or 0, self.clock())
         except DeployError as exc:
-            message = f"rollout of v{version} failed ({why}); rollback to {back_to} FAILED: {exc}"
-            return self._result(version, previous, None, started, message)
+            return self._result(
+                version, previous, None, started, f"{failed}; rollback to {back_to} FAILED: {exc}"
+            )
         state = "ready" if restored.done else f"not ready yet: {restored.summary}"
-        message = f"rollout of v{version} failed ({why}); rolled back to {back_to} ({state})"
+        message = f"{failed}; rolled back to {back_to} ({state})"
         return self._result(version, previous, self._uri_in(old_template), started, message)
+
+    def _patch_if_ours(
+        self, attempt: _Attempt, template: Obj, annotations: dict[str, str]
+    ) -> tuple[Obj | None, Obj]:
+        """Patch back to `template` with the resourceVersion just read, while the Deployment
+        still holds the template this deploy applied. Returns (the patched Deployment or None
+        once someone else's rollout replaced ours, the Deployment as last read). A conflict
+        (the status moved, or a rival patch landed) re-reads."""
+        for _ in range(CONFLICT_RETRIES):
+            current = self._read()
+            if current.get("spec", {}).get("template") != attempt.ours:
+                return None, current
+            try:
+                return self._patch(_ops(current, template, annotations)), current
+            except DeployConflict:
+                continue
+        raise DeployError(f"the Deployment kept changing ({CONFLICT_RETRIES} conflicts in a row)")
 
     def _uri_in(self, template: Obj) -> str:
         """The model URI a pod template serves (its env var on our container), or ""."""
@@ -242,7 +277,7 @@ class KubernetesDeployer:
         if exc.status == 404:
             return DeployError(f"deployment {self._where()} not found (404): {detail}")
         if exc.status in (409, 422):
-            return DeployError(
+            return DeployConflict(
                 f"deployment {self._where()} changed while it was being patched "
                 f"({exc.status}: {detail}); try again"
             )
@@ -272,14 +307,32 @@ def rollout_state(dep: Obj, generation: int) -> Rollout:
     return Rollout(done, None, f"{want}/{want} replicas" if done else summary)
 
 
-def _ops(dep: Obj, template: Obj, annotations: dict[str, str], test: bool = True) -> list[Obj]:
+@dataclass(frozen=True)
+class _Attempt:
+    """One deploy: what it rolled out, over what, the template it applied, when it began."""
+
+    version: str
+    previous: str | None
+    ours: Obj  # the pod template as the API server stored our patch
+    started: float
+
+
+def _ops(dep: Obj, template: Obj, annotations: dict[str, str]) -> list[Obj]:
+    """The patch, with the resourceVersion `dep` was read at: the API server applies it only
+    if the Deployment still has that version (else 409 Conflict)."""
     ops: list[Obj] = []
     version = dep.get("metadata", {}).get("resourceVersion")
-    if test and version:
-        ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": version})
+    if version:
+        ops.append({"op": "replace", "path": "/metadata/resourceVersion", "value": version})
     ops.append({"op": "replace", "path": "/spec/template", "value": template})
     ops.append({"op": "add", "path": "/metadata/annotations", "value": annotations})
     return ops
+
+
+def _template_version(dep: Obj) -> str | None:
+    template = dep.get("spec", {}).get("template", {})
+    version = ((template.get("metadata") or {}).get("annotations") or {}).get(ANN_VERSION)
+    return str(version) if version is not None else None
 
 
 def _annotations(dep: Obj) -> dict[str, str]:

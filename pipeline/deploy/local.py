@@ -210,7 +210,7 @@ class LocalDeployer:
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
-        """One deploy at a time across processes (the bot and `ganops approvals decide`)."""
+        """One deploy at a time across processes (two bots on one state dir, a demo beside them)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / "deploy.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -85,6 +85,8 @@ class Bot:
     registry: MlflowRegistry
     clock: Clock
     executor: TrackingExecutor
+    settings: Settings
+    services: Services
 
     @property
     def url(self) -> str:
@@ -103,7 +105,15 @@ class Bot:
         self.http.stop()
 
 
-def start_bot(state_dir: Path, slack: LocalSlack, mlflow_uri: str, ttl_s: float = 3600) -> Bot:
+def start_bot(
+    state_dir: Path,
+    slack: LocalSlack,
+    mlflow_uri: str,
+    ttl_s: float = 3600,
+    deployer: RecordingDeployer | None = None,
+) -> Bot:
+    """The Bolt app over HTTP. Pass the `deployer` of a bot that stopped to restart it: the
+    model server outlives the bot."""
     settings = Settings(
         state_dir=state_dir,
         mlflow_uri=mlflow_uri,
@@ -117,7 +127,7 @@ def start_bot(state_dir: Path, slack: LocalSlack, mlflow_uri: str, ttl_s: float 
     )
     store = Store(state_dir)
     registry = MlflowRegistry(mlflow_uri)
-    deployer = RecordingDeployer()
+    deployer = deployer if deployer is not None else RecordingDeployer()
     clock = Clock()
     book = ApprovalBook(
         store, registry, deployer, approvers=frozenset({BOB, CAROL}), ttl_s=ttl_s, clock=clock
@@ -134,7 +144,7 @@ def start_bot(state_dir: Path, slack: LocalSlack, mlflow_uri: str, ttl_s: float 
     executor = TrackingExecutor()
     app = create_app(settings, services, listener_executor=executor)
     http = HttpTransport(app, 0, host="127.0.0.1").start()
-    return Bot(slack, http, book, deployer, registry, clock, executor)
+    return Bot(slack, http, book, deployer, registry, clock, executor, settings, services)
 
 
 @pytest.fixture

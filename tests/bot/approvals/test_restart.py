@@ -184,7 +184,8 @@ def test_a_bot_killed_mid_rollout_is_reconciled_when_it_starts_again(rig: Rig) -
     rig.start_bot()
     eventually(lambda: champion(rig) == "2", timeout=90)
     assert rig.deployer.current("cut") == "2"  # alias and served version agree
-    result = rig.book.deploy_result(a.approval_id)
+    # The aliases move just before the result is written: wait for the record too.
+    result = eventually(lambda: rig.book.deploy_result(a.approval_id), timeout=30)
     assert result is not None
     assert result.ok
     assert not _alive(starting["pid"])  # the orphan from the killed rollout was stopped

@@ -1,8 +1,10 @@
 """KubernetesDeployer against kmock, through the real kubernetes client over real HTTP.
 
 kmock stores objects and applies patches; it does not run controllers. The fixture adds the
-two pieces of a real cluster that a rollout needs: the API server's generation bump on a spec
-change, and a deployment controller that writes the Deployment's status. The controller makes
+pieces of a real cluster that a rollout needs: the API server's generation bump on a spec
+change, its resourceVersion (bumped by every write; a patch that names an older one is
+refused with 409 Conflict and changes nothing), and a deployment controller that writes the
+Deployment's status. The controller makes
 pods of any model URI containing "broken" never become available, which is how a bad model
 version behaves behind a readiness probe.
 """
@@ -154,10 +156,26 @@ class FakeCluster:
             del obj.history[-1]  # kmock applied it before asking us; a real 403 changes nothing
             self._deny("patch")
         before, after = obj.history[-2], obj.history[-1]
+        version = before.raw["metadata"]["resourceVersion"]
+        if after.raw["metadata"].get("resourceVersion") != version:  # optimistic concurrency
+            del obj.history[-1]
+            raise kmock.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message=f'Operation cannot be fulfilled on deployments.apps "{NAME}": the object '
+                "has been modified; please apply your changes to the latest version and try again",
+            )
+        meta = {**after.raw["metadata"], "resourceVersion": str(int(version) + 1)}
         if before.raw["spec"] != after.raw["spec"]:  # the API server's generation bump
-            meta = after.raw["metadata"]
-            obj["metadata"] = {**meta, "generation": int(meta.get("generation") or 0) + 1}
+            meta["generation"] = int(meta.get("generation") or 0) + 1
+        obj["metadata"] = meta
         return dict(obj.raw)
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        """What the controller's status update does: a write, so a new resourceVersion."""
+        obj = self.handler.objects[KEY]
+        version = str(int(obj.raw["metadata"]["resourceVersion"]) + 1)
+        obj.patch({"status": status, "metadata": {"resourceVersion": version}})
 
     async def _control(self) -> None:
         while True:
@@ -173,7 +191,7 @@ class FakeCluster:
             else:
                 status = healthy_status(want, gen)
             if dep.get("status") != status:
-                obj["status"] = status
+                self.write_status(status)
 
 
 @pytest.fixture
@@ -226,7 +244,7 @@ def test_the_patch_lands_and_the_rollout_is_awaited(cluster: FakeCluster) -> Non
     assert deployer.current("cyclegan") is None
     [patch] = list(cluster.handler[kmock.action.UPDATE])
     assert patch.headers["Content-Type"] == "application/json-patch+json"
-    assert patch.data[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "100"}
+    assert patch.data[0] == {"op": "replace", "path": "/metadata/resourceVersion", "value": "100"}
 
 
 @pytest.mark.parametrize("deadline_exceeded", [True, False])
@@ -331,3 +349,68 @@ def test_rollout_state_reads_status_like_kubectl() -> None:
     assert "3 old pending termination" in state.summary
     dep["status"] = stuck_status(3, 2, deadline_exceeded=True)
     assert (rollout_state(dep, 2).failure or "").startswith("ProgressDeadlineExceeded")
+
+
+class _Racing(KubernetesDeployer):
+    """Runs `before_rollback` just before its rollback patch goes out (its second patch)."""
+
+    def __init__(self, *args: Any, before_rollback: Callable[[], None], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.before_rollback = before_rollback
+        self.patches = 0
+
+    def _patch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        self.patches += 1
+        if self.patches == 2:
+            self.before_rollback()
+        return super()._patch(ops)
+
+
+def racing(cluster: FakeCluster, before_rollback: Callable[[], None]) -> _Racing:
+    cfg = client.Configuration()
+    cfg.host = cluster.url
+    target = KubeTarget(NS, NAME, CONTAINER, progress_deadline_s=1.5, poll_s=0.05)
+    return _Racing(target, client.ApiClient(cfg), before_rollback=before_rollback)
+
+
+def test_the_rollback_patch_carries_the_resource_version_it_read(cluster: FakeCluster) -> None:
+    result = make_deployer(cluster, deadline=1.5).deploy("cut", "8", "models:/ganops-cut/8-broken")
+    assert result.rolled_back, result.message
+    first, rollback = list(cluster.handler[kmock.action.UPDATE])
+    assert first.data[0] == {"op": "replace", "path": "/metadata/resourceVersion", "value": "100"}
+    # Read again before the rollback: the patch and the controller's status moved it on.
+    assert rollback.data[0]["path"] == "/metadata/resourceVersion"
+    assert int(rollback.data[0]["value"]) > 101
+
+
+def test_a_conflict_from_a_status_update_is_read_again_and_rolled_back(
+    cluster: FakeCluster,
+) -> None:
+    """The controller writing status between our read and our patch: a 409, a re-read, the
+    template is still ours, so the rollback goes ahead."""
+    stuck = stuck_status(3, 2, deadline_exceeded=True)
+    deployer = racing(cluster, lambda: cluster.call(lambda: cluster.write_status(stuck)))
+    result = deployer.deploy("cut", "8", "models:/ganops-cut/8-broken")
+    assert result.rolled_back, result.message
+    assert "rolled back to v6 (ready)" in result.message
+    assert server_container(cluster.obj())["env"][1]["value"] == URI_V6
+    assert len(list(cluster.handler[kmock.action.UPDATE])) == 3  # ours, 409, the retry
+
+
+def test_a_newer_rollout_made_meanwhile_is_not_overwritten(cluster: FakeCluster) -> None:
+    """Another bot process rolls out v9 while ours failed: our rollback patch carries the
+    resourceVersion it read, gets 409, re-reads, finds v9 and leaves it."""
+    other = make_deployer(cluster)
+
+    def someone_else_deploys() -> None:
+        assert other.deploy("cut", "9", "models:/ganops-cut/9").ok
+
+    deployer = racing(cluster, someone_else_deploys)
+    result = deployer.deploy("cut", "8", "models:/ganops-cut/8-broken")
+    assert not result.ok
+    assert not result.rolled_back
+    assert "not rolled back: the Deployment was changed by someone else" in result.message
+    assert "now rolls out v9" in result.message
+    assert deployer.served("cut") == Served("cut", "9", "models:/ganops-cut/9", settled=True)
+    templates = [v["spec"]["template"] for v in cluster.history() if v]
+    assert "ganops-cut/9" in str(templates[-1])  # nothing restored v6 over it
