@@ -9,6 +9,8 @@ group (`model.distributed.setup`); `train` then finds its rank with `distributed
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -31,13 +33,17 @@ from ganops.model.checkpoint import (
     to_checkpoint,
 )
 from ganops.model.checkpoint_writer import CheckpointWriter, cpu_copy
+from ganops.model.compile_check import compile_blocker
 from ganops.model.config import TrainConfig
 from ganops.model.data import dataset_digest
 from ganops.model.distributed import pick_device
+from ganops.model.registry import TRAIN_NOTE_TAG
 from ganops.model.tracking import NullTracker, Tracker
 from ganops.model.trainers import GanTrainer, StepOptions, make_trainer
 
 __all__ = ["ProgressEvent", "TrainError", "TrainResult", "pick_device", "train"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class TrainResult:
     images_per_s: float
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     resumed_from: int = 0  # the checkpoint's step when the run continued one
+    # What the run should know about how it trained (e.g. "torch.compile is off: ...").
+    notes: list[str] = field(default_factory=list)
 
 
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
@@ -89,6 +97,18 @@ def step_options(cfg: TrainConfig, device: torch.device) -> StepOptions:
         compile=cuda if cfg.compile is None else cfg.compile,
         compile_mode=cfg.compile_mode,
     )
+
+
+def runnable_options(opts: StepOptions) -> tuple[StepOptions, list[str]]:
+    """`opts` with compile turned off where inductor would find no compiler
+    (`model.compile_check`), and the note that says so; unchanged otherwise."""
+    if not opts.compile:
+        return opts, []
+    blocker = compile_blocker(opts.device.type)
+    if blocker is None:
+        return opts, []
+    log.warning("%s", blocker)
+    return dataclasses.replace(opts, compile=False), [blocker]
 
 
 @contextlib.contextmanager
@@ -144,9 +164,10 @@ class TrainSession:
         self.batches = Batches(a, b, cfg, self.dist.rank, self.dist.world_size)
         self.digest = dataset_digest(self.data) if self.dist.is_main else ""
         _seed_everything(cfg.seed)
+        opts, self.notes = runnable_options(step_options(cfg, device))
         self.trainer: GanTrainer = make_trainer(
             cfg,
-            step_options(cfg, device),
+            opts,
             lambda m: distributed.wrap(m, self.dist, device),
         )
 
@@ -223,6 +244,8 @@ class TrainSession:
         if start == 0:
             self.tracker.log_params({"train": self.cfg.to_dict(), "data_digest": self.digest})
             self.tracker.set_tags({"data_digest": self.digest})
+        if self.notes:
+            self.tracker.set_tags({TRAIN_NOTE_TAG: " ".join(self.notes)})
         per_step = self.cfg.batch_size * self.dist.world_size
         losses: dict[str, float] = {}
         began = warm = time.perf_counter()
@@ -302,6 +325,7 @@ class TrainSession:
             images_per_s=rate,
             history=list(self.history),
             resumed_from=start,
+            notes=list(self.notes),
         )
 
 

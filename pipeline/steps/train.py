@@ -149,6 +149,8 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
                 durable_url=f"{durable_url}/checkpoints/{CHECKPOINT_NAME}" if durable_url else None,
             )
             if info.is_main:
+                for note in result.notes:
+                    print(f"train: {note}", flush=True)
                 if result.resumed_from:
                     print(f"train: resumed from the checkpoint at step {result.resumed_from}",
                           flush=True)  # fmt: skip
@@ -167,6 +169,7 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
         "final_losses": result.final_losses,
         "loss_curve": job.loss_curve_path,
         "images_per_s": result.images_per_s,
+        "notes": result.notes,
     }
 
 

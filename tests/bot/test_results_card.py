@@ -120,3 +120,19 @@ def test_links_show_when_their_urls_are_known() -> None:
 def test_buttons_only_with_an_approval_id() -> None:
     assert [b for b in results_card(view(), "apv-1") if isinstance(b, ActionsBlock)]
     assert not [b for b in results_card(view(), None) if isinstance(b, ActionsBlock)]
+
+
+def test_a_training_note_reaches_the_card_from_local_facts_and_version_tags() -> None:
+    from ganops.pipeline.results import result_from_facts, result_from_version, to_run_result
+
+    note = "torch.compile is off: inductor needs a C compiler (gcc or clang) at run time"
+    local = to_run_result(result_from_facts({"train": {"notes": [note]}}, "cut", "img"))
+    kubeflow = to_run_result(result_from_version("ganops-cut", "7", "r1", {"train_note": note}))
+    assert local is not None
+    assert kubeflow is not None
+    assert local.train_note == kubeflow.train_note == note
+    assert note in shown(view(train_note=local.train_note))
+    plain = to_run_result(result_from_facts({"train": {"notes": []}}, "cut", "img"))
+    assert plain is not None
+    assert plain.train_note is None
+    assert ":warning:" not in shown(view(train_note=plain.train_note))
