@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # kfp's authoring API is absent inside a running component
     from kfp.dsl import PipelineTask
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# A preempted node's replacement takes a while to join: wait before retrying the train task.
+TRAIN_RETRY_BACKOFF = "30s"
 # Object-storage credentials, taken from the data Secret when it has them (all optional):
 # the AWS SDKs (s3fs) read these variables themselves, AWS_ENDPOINT_URL included.
 DATA_SECRET_KEYS = (
@@ -87,7 +89,14 @@ def place_on_gpus(task: PipelineTask, gpus: Any, placement: Placement = DEFAULT_
         if placement.gpu_node_selector:
             kubernetes.add_node_selector(task, *placement.gpu_node_selector)
     if placement.train_retries:
-        task.set_retry(num_retries=placement.train_retries, backoff_duration="30s")
+        # Argo reads this as retryPolicy OnFailure, which skips preempted pods (Error phase);
+        # manifests/kubeflow/argo-retry-patch.yaml adds Always controller-wide (docs/cluster.md).
+        task.set_retry(
+            num_retries=placement.train_retries,
+            backoff_duration=TRAIN_RETRY_BACKOFF,
+            backoff_factor=2.0,
+            backoff_max_duration="3600s",
+        )
     _credentials(task, placement)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,32 @@ def test_the_uploadable_yaml_follows_the_gpus_parameter_with_shm(
     _, platform = compiled
     train = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
     assert [m["mountPath"] for m in train["emptyDirMounts"]] == ["/dev/shm"]
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_retries_cover_preemption_in_the_ir_and_the_argo_defaults(
+    compiled: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    spec, _ = compiled
+    policy = _all_tasks(spec)["train"]["retryPolicy"]
+    assert policy == {
+        "maxRetryCount": 2,
+        "backoffDuration": "30s",
+        "backoffFactor": 2.0,
+        "backoffMaxDuration": "3600s",
+    }
+    # kfp 2.17.3 compiles no retryPolicy (Argo then reads OnFailure, which skips preempted
+    # pods): the controller-wide default in the shipped patch supplies Always, with a limit.
+    from kfp.dsl import PipelineTask
+
+    assert "policy" not in inspect.signature(PipelineTask.set_retry).parameters, (
+        "this kfp has set_retry(policy=...) (kubeflow/pipelines#13386): pass policy='Always'"
+    )
+    patch = yaml.safe_load((REPO / "manifests/kubeflow/argo-retry-patch.yaml").read_text())
+    defaults = yaml.safe_load(patch["data"]["workflowDefaults"])
+    strategy = defaults["spec"]["templateDefaults"]["retryStrategy"]
+    assert strategy["retryPolicy"] == "Always"
+    assert int(strategy["limit"]) >= 1  # without a limit Argo retries forever
+    assert strategy["backoff"]["duration"] == "30s"
