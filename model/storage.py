@@ -9,6 +9,7 @@ appears whole, so readers never see a torn object either way.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -53,9 +54,13 @@ def download(url: str, local: Path) -> bool:
     if not fs.exists(path):
         return False
     local.parent.mkdir(parents=True, exist_ok=True)
-    tmp = local.with_name(f".{local.name}.download")
-    fs.get_file(path, str(tmp))
-    tmp.replace(local)
+    # Per process: ranks sharing a folder must never write one staging file at once.
+    tmp = local.with_name(f".{local.name}.{os.getpid()}.download")
+    try:
+        fs.get_file(path, str(tmp))
+        tmp.replace(local)
+    finally:
+        tmp.unlink(missing_ok=True)
     return True
 
 
