@@ -80,6 +80,7 @@ def run_train_step(
     artifact_uri: str = "",
     request_id: str = "",
     checkpoint_minutes: float | None = None,
+    node_pods: str = "",
 ) -> str:
     """Train; return the MLflow run id ("" without tracking).
 
@@ -104,9 +105,12 @@ def run_train_step(
             checkpoint_minutes,
         )
         if params.nodes > 1:
-            from ganops.pipeline.steps.trainjob import train_on_nodes
+            from ganops.pipeline.steps.trainjob import NodePods, train_on_nodes
 
-            result = train_on_nodes(job, nodes=params.nodes, gpus=params.gpus, image=image)
+            pods = NodePods.from_json(node_pods) if node_pods else None
+            result = train_on_nodes(
+                job, nodes=params.nodes, gpus=params.gpus, image=image, pods=pods
+            )
         else:
             result = _torchrun(job, params.gpus) if params.gpus > 1 else train_job(job)
         facts.update(result)

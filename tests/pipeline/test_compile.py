@@ -173,6 +173,18 @@ def test_a_run_on_gpus_gets_its_count_shm_node_selector_and_the_data_secret(
         assert (secret["secretName"], secret["optional"]) == ("ganops-data", True)
         envs = {e["envVar"] for e in secret["keyToEnv"]}
         assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} <= envs
+    # A multi-node run's TrainJob nodes get the same placement, compiled in for the step.
+    from ganops.pipeline.steps.trainjob_spec import NodePods
+
+    train_task = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]["train"]
+    pods = NodePods.from_json(
+        train_task["inputs"]["parameters"]["node_pods"]["runtimeValue"]["constant"]
+    )
+    assert pods.node_selector == dict([SELECTOR])
+    assert (pods.data_secret, pods.shm_size) == ("ganops-data", "16Gi")
+    assert "AWS_SECRET_ACCESS_KEY" in pods.secret_keys
+    assert pods.tolerations == ({"key": "nvidia.com/gpu", "operator": "Exists",
+                                 "effect": "NoSchedule"},)  # fmt: skip
 
 
 def test_a_cpu_run_gets_no_gpu_toleration_volume_or_selector(tmp_path: Path) -> None:
