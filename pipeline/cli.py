@@ -6,8 +6,11 @@
     ganops pipeline list [--limit N]
     ganops pipeline cancel RUN_ID
 
-The environment (GANOPS_STATE_DIR, KFP_HOST, MLFLOW_TRACKING_URI, GANOPS_IMAGE) is read here
-in `main` and nowhere below it.
+The `ganops pipeline` command enters through `ganops.bot.pipeline_cli`, which reads the bot's
+own settings (namespace, token, artifact URI, data Secret, node selector, image) and hands
+`main` a `CliEnv` that builds the bot's launcher. Run as `python -m ganops.pipeline.cli`, the
+environment (GANOPS_STATE_DIR, KFP_HOST, MLFLOW_TRACKING_URI, GANOPS_IMAGE) is read here in
+`main` and nowhere below it.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ganops.pipeline.params import describe_keys, known_keys, params_from_strings
 from ganops.pipeline.ports import PIPELINE_STEPS, PipelineError, PipelineLauncher, RunStatus
+
+if TYPE_CHECKING:
+    from ganops.pipeline.placement import Placement
 
 DEFAULT_IMAGE = "ganops-trainer:latest"
 POLL_S = 1.0
@@ -35,6 +41,9 @@ class CliEnv:
     kfp_host: str | None
     mlflow_uri: str
     image: str
+    # The launcher as the bot builds it (cluster settings included); None: from the fields.
+    launcher: Callable[[], PipelineLauncher] | None = None
+    placement: Placement | None = None  # what `compile` bakes in (GPU node selector, Secret)
 
 
 def env_from(environ: Mapping[str, str]) -> CliEnv:
@@ -82,15 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, env_factory: Callable[[], CliEnv] | None = None
+) -> int:
+    """`env_factory` (called after parsing, so --help needs no settings) gives the
+    environment; default: `env_from(os.environ)`."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    env = env_from(os.environ)
+    env = env_factory() if env_factory is not None else env_from(os.environ)
     try:
         if args.command == "compile":
             from ganops.pipeline.ct_pipeline import compile_pipeline
+            from ganops.pipeline.placement import DEFAULT_PLACEMENT
 
-            path = compile_pipeline(args.output, args.image or env.image)
+            placement = env.placement or DEFAULT_PLACEMENT
+            path = compile_pipeline(args.output, args.image or env.image, placement)
             print(f"wrote {path}")
             return 0
         if args.command == "run":
@@ -187,6 +202,8 @@ def format_status(st: RunStatus, final_details: bool = False) -> str:
 
 
 def _launcher(env: CliEnv) -> PipelineLauncher:
+    if env.launcher is not None:
+        return env.launcher()
     from ganops.pipeline.launch import make_launcher
 
     return make_launcher(env.state_dir, env.kfp_host, env.mlflow_uri, env.image)
