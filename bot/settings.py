@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ganops.bot.cluster_settings import ClusterSettings, load_cluster_settings
+from ganops.bot.cluster_settings import (
+    ClusterSettings,
+    check_artifact_uri,
+    load_cluster_settings,
+)
 from ganops.bot.errors import ConfigError
 
 Transport = Literal["shell", "socket", "http"]
@@ -179,7 +183,7 @@ def load_settings(
         max_epochs=_count(env, "GANOPS_MAX_EPOCHS", DEFAULT_MAX_EPOCHS),
         run_timeout_s=_duration(env, "GANOPS_RUN_TIMEOUT", "6h"),
         data_allow=_prefixes(env, "GANOPS_DATA_ALLOW"),
-        cluster=load_cluster_settings(env),
+        cluster=_cluster(env),
         capture_rate=_number(env, "GANOPS_CAPTURE_RATE", 0.0, (0.0, 1.0)),
         capture_uri=_get(env, "GANOPS_CAPTURE_URI") or str(state_dir.resolve() / "captured"),
         capture_days=_number(env, "GANOPS_CAPTURE_DAYS", 30.0, (1e-3, 36500.0)),
@@ -192,6 +196,12 @@ def load_settings(
 
 
 # --- one checker per kind of value ------------------------------------------------------
+
+
+def _cluster(env: Mapping[str, str]) -> ClusterSettings:
+    cluster = load_cluster_settings(env)
+    check_artifact_uri(cluster, kfp_host=_optional_url(env, "KFP_HOST"))
+    return cluster
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:

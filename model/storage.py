@@ -103,6 +103,44 @@ def upload_dir(local: Path, url: str) -> None:
         upload(path, f"{url.rstrip('/')}/{path.relative_to(local).as_posix()}")
 
 
+def folder_ages(url: str) -> dict[str, float]:
+    """Each folder directly under `url` -> the unix time its newest object was written."""
+    fs, path = _fs(url)
+    fs.invalidate_cache()
+    root = path.rstrip("/")
+    if not fs.exists(root):
+        return {}
+    newest: dict[str, float] = {}
+    for key, info in fs.find(root, detail=True).items():
+        rel = str(key)[len(root) :].lstrip("/")
+        if "/" not in rel:
+            continue  # a file beside the folders
+        folder = rel.split("/", 1)[0]
+        newest[folder] = max(newest.get(folder, 0.0), _mtime(info))
+    return newest
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    """An object's modification time from fsspec's info, whatever the backend calls it
+    (local: mtime; s3fs: LastModified; gcsfs: updated)."""
+    from datetime import datetime
+
+    for key in ("mtime", "LastModified", "updated", "last_modified"):
+        value = info.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return time.time()  # unknown: treat as fresh, never delete what cannot be dated
+
+
+def remove_tree(url: str) -> None:
+    fs, path = _fs(url)
+    fs.rm(path, recursive=True)
+
+
 def download_dir(url: str, local: Path) -> None:
     """Every object under `url` into `local`, keeping the relative paths."""
     fs, path = _fs(url)
