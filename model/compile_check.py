@@ -9,9 +9,17 @@ asks here first and trains eagerly instead, saying so (`model.train`).
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import shutil
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ganops.model.trainers import StepOptions
+
+log = logging.getLogger(__name__)
 
 C_COMPILERS = ("cc", "gcc", "clang")
 CXX_COMPILERS = ("c++", "g++", "clang++")
@@ -59,4 +67,16 @@ def compile_blocker(device_type: str, environ: Mapping[str, str] | None = None) 
     )
 
 
-__all__ = ["CXX_COMPILERS", "C_COMPILERS", "compile_blocker", "find_compiler"]
+def runnable_options(opts: StepOptions) -> tuple[StepOptions, list[str]]:
+    """`opts` with compile turned off where inductor would find no compiler, and the note
+    that says so (also logged as a warning); unchanged otherwise."""
+    if not opts.compile:
+        return opts, []
+    blocker = compile_blocker(opts.device.type)
+    if blocker is None:
+        return opts, []
+    log.warning("%s", blocker)
+    return dataclasses.replace(opts, compile=False), [blocker]
+
+
+__all__ = ["CXX_COMPILERS", "C_COMPILERS", "compile_blocker", "find_compiler", "runnable_options"]

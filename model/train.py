@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ from ganops.model.checkpoint import (
     to_checkpoint,
 )
 from ganops.model.checkpoint_writer import CheckpointWriter, cpu_copy
-from ganops.model.compile_check import compile_blocker
+from ganops.model.compile_check import runnable_options
 from ganops.model.config import TrainConfig
 from ganops.model.data import dataset_digest
 from ganops.model.distributed import pick_device
@@ -45,8 +44,6 @@ from ganops.model.tracking import NullTracker, Tracker
 from ganops.model.trainers import GanTrainer, StepOptions, make_trainer
 
 __all__ = ["ProgressEvent", "TrainError", "TrainResult", "pick_device", "train"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,18 +97,6 @@ def step_options(cfg: TrainConfig, device: torch.device) -> StepOptions:
         compile=cuda if cfg.compile is None else cfg.compile,
         compile_mode=cfg.compile_mode,
     )
-
-
-def runnable_options(opts: StepOptions) -> tuple[StepOptions, list[str]]:
-    """`opts` with compile turned off where inductor would find no compiler
-    (`model.compile_check`), and the note that says so; unchanged otherwise."""
-    if not opts.compile:
-        return opts, []
-    blocker = compile_blocker(opts.device.type)
-    if blocker is None:
-        return opts, []
-    log.warning("%s", blocker)
-    return dataclasses.replace(opts, compile=False), [blocker]
 
 
 @contextlib.contextmanager

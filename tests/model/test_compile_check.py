@@ -92,7 +92,7 @@ def test_without_a_compiler_training_is_eager_and_says_so(
     assert find_compiler("cpu") is None
     assert os.environ["PATH"] == str(bare)
     tracker = RecordingTracker()
-    with caplog.at_level(logging.WARNING, logger="ganops.model.train"):
+    with caplog.at_level(logging.WARNING, logger="ganops.model.compile_check"):
         session = TrainSession(COMPILED, data, torch.device("cpu"), tracker, tmp_path / "out")
         result = session.run(resume=False)
     assert not any(
