@@ -293,19 +293,28 @@ def _deleted_when_stopped(api: Any, *, namespace: str, name: str) -> Iterator[No
 
 
 def _own_workflow() -> dict[str, str] | None:
-    """This pod's Argo Workflow (its owner), as an owner reference for the TrainJob: deleting
-    the run deletes the job. None outside a workflow, or when the pod cannot be read."""
+    """This pod's Argo Workflow, read in the cluster (see `workflow_owner`)."""
     import os
 
     from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
 
     config.load_incluster_config()
+    return workflow_owner(client.CoreV1Api(), namespace=_namespace(), pod=os.environ["HOSTNAME"])
+
+
+def workflow_owner(core: Any, *, namespace: str, pod: str) -> dict[str, str] | None:
+    """The Argo Workflow that owns pod `pod`, as an owner reference for the TrainJob:
+    deleting the run deletes the job. None outside a workflow, or when the pod cannot be
+    read (the job is then deleted by cancel and SIGTERM only)."""
+    from kubernetes.client.exceptions import ApiException
+
     try:
-        pod = client.CoreV1Api().read_namespaced_pod(os.environ["HOSTNAME"], _namespace())
-    except (ApiException, KeyError):
+        found = core.read_namespaced_pod(pod, namespace)
+    except ApiException as exc:
+        print(f"train: cannot read pod {namespace}/{pod} for the TrainJob's owner: "
+              f"{_reason(exc)}", flush=True)  # fmt: skip
         return None
-    for ref in pod.metadata.owner_references or []:
+    for ref in found.metadata.owner_references or []:
         if ref.kind == "Workflow":
             return {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name,
                     "uid": ref.uid}  # fmt: skip

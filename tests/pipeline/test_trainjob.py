@@ -348,3 +348,23 @@ def test_cancel_deletes_the_runs_trainjob_and_the_waiting_pod_asks_no_gpu(
     with pytest.raises(client.exceptions.ApiException) as gone:
         api.get_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", NS, "trainjobs", name)
     assert gone.value.status == 404
+
+
+def test_the_trainjob_is_owned_by_the_workflow_that_owns_the_step_pod(trainer: Trainer) -> None:
+    from ganops.pipeline.steps.trainjob import workflow_owner
+
+    cfg = client.Configuration()
+    cfg.host = trainer.url
+    core = client.CoreV1Api(client.ApiClient(cfg))
+    owner = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": "ct-x7",
+             "uid": "5f0c-11", "controller": True}  # fmt: skip
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "ct-x7-train-1", "namespace": NS, "ownerReferences": [owner]},
+           "spec": {"containers": [{"name": "main", "image": "reg/t:1"}]}}  # fmt: skip
+    core.create_namespaced_pod(NS, pod)
+    found = workflow_owner(core, namespace=NS, pod="ct-x7-train-1")
+    assert found == OWNER
+    assert workflow_owner(core, namespace=NS, pod="no-such-pod") is None
+    job = trainjob_manifest(name="x", namespace=NS, image="i", nodes=2, gpus_per_node=1,
+                            command=["torchrun"], owner=found)  # fmt: skip
+    assert job["metadata"]["ownerReferences"] == [{**OWNER, "controller": False}]
