@@ -40,6 +40,13 @@ CMD ["--health-port", "8081"]
 FROM ${PYTHON_IMAGE} AS trainer
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+# torch.compile is on by default on CUDA, and compiles at run time: Triton builds its kernel
+# launchers with a C compiler (CC, else gcc/clang), inductor's CPU backend with g++. libc6-dev
+# is only a Recommends of gcc, and the launchers need its headers. Without these the trainer
+# falls back to eager (model/compile_check.py) and says so on the run's card.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc g++ libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv && useradd --create-home --uid 10001 ganops
 COPY constraints.txt /tmp/constraints.txt
 COPY --from=wheels /wheels /wheels

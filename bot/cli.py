@@ -31,7 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "ganops.model.serving.server:main",
         "run the model server (HTTP, /metrics, drift score)",
     ),
-    "pipeline": ("ganops.pipeline.cli:main", "compile or run the CT pipeline"),
+    "pipeline": ("ganops.bot.pipeline_cli:main", "compile or run the CT pipeline"),
     "bot": ("ganops.bot.__main__:main", "run the bot (shell, Socket Mode or HTTP)"),
     "approvals": (
         "ganops.bot.approvals.admin:approvals_main",

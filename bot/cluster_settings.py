@@ -25,6 +25,9 @@ class ClusterSettings:
     # Durable checkpoints and MLflow run ids, keyed by request: s3://…, gs://…, a PVC path.
     artifact_uri: str | None = None
     checkpoint_minutes: float = 10.0
+    # Delete a request's durable folder once nothing in it changed for this many days
+    # (GANOPS_CHECKPOINT_KEEP_DAYS; None: keep everything, e.g. left to a bucket lifecycle).
+    checkpoint_keep_days: float | None = None
     # A Secret whose keys (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, …) become the train and
     # ingest pods' environment: object-storage credentials never pass through the bot.
     data_secret: str | None = None
@@ -46,6 +49,7 @@ def load_cluster_settings(env: Mapping[str, str]) -> ClusterSettings:
     return ClusterSettings(
         artifact_uri=_uri(env, "GANOPS_ARTIFACT_URI"),
         checkpoint_minutes=_minutes(env, "GANOPS_CHECKPOINT_MINUTES", 10.0),
+        checkpoint_keep_days=_days(env, "GANOPS_CHECKPOINT_KEEP_DAYS"),
         data_secret=_k8s_name(env, "GANOPS_DATA_SECRET"),
         gpu_node_selector=_label(env, "GANOPS_GPU_NODE_SELECTOR"),
         kfp_namespace=_k8s_name(env, "GANOPS_KFP_NAMESPACE"),
@@ -93,6 +97,31 @@ def _minutes(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 <= value < 10_000:
         raise ConfigError(f"{name}={raw!r} must be minutes (0 or more; 0: by steps only)")
     return value
+
+
+def _days(env: Mapping[str, str], name: str) -> float | None:
+    raw = _get(env, name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 100_000:
+        raise ConfigError(f"{name}={raw!r} must be a number of days above 0 (unset: keep all)")
+    return value
+
+
+def check_artifact_uri(cluster: ClusterSettings, *, kfp_host: str | None) -> None:
+    """On Kubeflow, a path artifact URI would be each pod's own disk: checkpoints would die
+    with the pod they were meant to outlive. Raises ConfigError there."""
+    uri = cluster.artifact_uri
+    if kfp_host and uri and (uri.startswith("/") or uri.startswith("file://")):
+        raise ConfigError(
+            f"GANOPS_ARTIFACT_URI={uri!r} is a path, but with KFP_HOST the pipeline's pods "
+            "do not share this disk (and mount no volume there): use object storage "
+            "(s3://bucket/prefix, gs://bucket/prefix)"
+        )
 
 
 def _k8s_name(env: Mapping[str, str], name: str) -> str | None:

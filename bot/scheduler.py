@@ -115,7 +115,27 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
             channel=settings.channel,
         )
         jobs.every("data-watch", settings.data_watch_interval_s, data.tick, first_in=10.0)
+    cluster = settings.cluster
+    if cluster.checkpoint_keep_days and cluster.artifact_uri:
+        jobs.every("checkpoint-retention", RETENTION_TICK_S,
+                   _pruner(cluster.artifact_uri, cluster.checkpoint_keep_days), first_in=60.0)  # fmt: skip
     return jobs
+
+
+RETENTION_TICK_S = 3600.0
+
+
+def _pruner(artifact_uri: str, keep_days: float) -> Callable[[], None]:
+    """GANOPS_CHECKPOINT_KEEP_DAYS: requests' durable folders untouched for that long go."""
+    from ganops.pipeline.steps.durable import prune_requests
+
+    def prune() -> None:
+        gone = prune_requests(artifact_uri, keep_days=keep_days)
+        if gone:
+            log.info("checkpoint retention: deleted %d request folders under %s: %s",
+                     len(gone), artifact_uri, ", ".join(gone))  # fmt: skip
+
+    return prune
 
 
 def _reconciler(settings: Settings, services: Services) -> Callable[[], object]:

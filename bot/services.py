@@ -117,19 +117,31 @@ def build_services(settings: Settings) -> Services:
     return Services(
         store=store,
         runbook=RunBook(store),
-        launcher=make_launcher(
-            settings.state_dir,
-            settings.kfp_host,
-            settings.mlflow_uri,
-            settings.image,
-            **_launcher_options(settings),
-        ),
+        launcher=build_launcher(settings),
         registry=registry,
         slack=slack,
         approvals=approvals,
         deployer=deployer,
         metrics=PrometheusMetrics(settings.prometheus_url, access=settings.prometheus),
     )
+
+
+def build_launcher(settings: Settings) -> PipelineLauncher:
+    """The pipeline launcher with every cluster setting: the bot's, and `ganops pipeline`'s."""
+    return make_launcher(
+        settings.state_dir,
+        settings.kfp_host,
+        settings.mlflow_uri,
+        settings.image,
+        **_launcher_options(settings),
+    )
+
+
+def cluster_placement(settings: Settings) -> Placement:
+    """Where the pipeline's tasks run, from the cluster settings (`ganops pipeline compile`
+    bakes the same into the YAML for the UI)."""
+    cluster = settings.cluster
+    return Placement(gpu_node_selector=cluster.gpu_node_selector, data_secret=cluster.data_secret)
 
 
 def kube_target(settings: Settings) -> KubeTarget | KServeTarget | None:
@@ -182,9 +194,7 @@ def _launcher_options(settings: Settings) -> dict[str, object]:
         )
         if cluster.kfp_ui_url:
             options["ui_host"] = cluster.kfp_ui_url
-        options["placement"] = Placement(
-            gpu_node_selector=cluster.gpu_node_selector, data_secret=cluster.data_secret
-        )
+        options["placement"] = cluster_placement(settings)
         if settings.pipeline_mlflow_uri:
             options["pipeline_mlflow_uri"] = settings.pipeline_mlflow_uri
     return options

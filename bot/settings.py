@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ganops.bot.cluster_settings import ClusterSettings, load_cluster_settings
+from ganops.bot.cluster_settings import (
+    ClusterSettings,
+    check_artifact_uri,
+    load_cluster_settings,
+)
 from ganops.bot.errors import ConfigError
 from ganops.bot.prometheus_access import PrometheusAccess, load_prometheus_access
 
@@ -78,7 +82,8 @@ class Settings:
     channel: str = SHELL_CHANNEL
     # Where /retrain and /ganops answer (GANOPS_CHANNEL, comma-separated; the first is `channel`,
     # where the bot posts on its own). Elsewhere they answer with a pointer to `channel`.
-    channels: tuple[str, ...] = (SHELL_CHANNEL,)
+    # Left empty, it is `channel` alone, so the two can never disagree.
+    channels: tuple[str, ...] = ()
     approvers: tuple[str, ...] = ()
     approver_groups: tuple[str, ...] = ()
     kfp_host: str | None = None
@@ -135,6 +140,12 @@ class Settings:
     cli_users: tuple[tuple[str, str], ...] = ()
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
+    def __post_init__(self) -> None:
+        if not self.channels:
+            object.__setattr__(self, "channels", (self.channel,))
+        elif self.channel not in self.channels:
+            raise ConfigError(f"channel {self.channel!r} is not one of channels {self.channels}")
+
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
         return self
 
@@ -202,7 +213,7 @@ def load_settings(
         max_nodes=_nodes(env),
         run_timeout_s=_duration(env, "GANOPS_RUN_TIMEOUT", "6h"),
         data_allow=_prefixes(env, "GANOPS_DATA_ALLOW"),
-        cluster=load_cluster_settings(env),
+        cluster=_cluster(env),
         prometheus=load_prometheus_access(env, _url(env, "PROMETHEUS_URL", DEFAULT_PROMETHEUS_URL)),
         capture_rate=_number(env, "GANOPS_CAPTURE_RATE", 0.0, (0.0, 1.0)),
         capture_uri=_get(env, "GANOPS_CAPTURE_URI") or str(state_dir.resolve() / "captured"),
@@ -218,6 +229,12 @@ def load_settings(
 
 
 # --- one checker per kind of value ------------------------------------------------------
+
+
+def _cluster(env: Mapping[str, str]) -> ClusterSettings:
+    cluster = load_cluster_settings(env)
+    check_artifact_uri(cluster, kfp_host=_optional_url(env, "KFP_HOST"))
+    return cluster
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:

@@ -18,6 +18,10 @@ PREVIOUS_CHAMPION = "previous_champion"
 
 ALIASES = (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION)
 
+TRAIN_NOTE_TAG = "train_note"
+"""The training run's (and then the model version's) tag for what a reviewer should know about
+how it trained, e.g. that torch.compile was off for want of a compiler."""
+
 
 def registered_name(model: str) -> str:
     """`cut` -> `ganops-cut`: the MLflow registered model that holds a model's versions."""
@@ -43,6 +47,7 @@ __all__ = [
     "CHAMPION",
     "PREFIX",
     "PREVIOUS_CHAMPION",
+    "TRAIN_NOTE_TAG",
     "model_of",
     "model_uri",
     "registered_name",

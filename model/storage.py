@@ -9,6 +9,7 @@ appears whole, so readers never see a torn object either way.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -53,9 +54,13 @@ def download(url: str, local: Path) -> bool:
     if not fs.exists(path):
         return False
     local.parent.mkdir(parents=True, exist_ok=True)
-    tmp = local.with_name(f".{local.name}.download")
-    fs.get_file(path, str(tmp))
-    tmp.replace(local)
+    # Per process: ranks sharing a folder must never write one staging file at once.
+    tmp = local.with_name(f".{local.name}.{os.getpid()}.download")
+    try:
+        fs.get_file(path, str(tmp))
+        tmp.replace(local)
+    finally:
+        tmp.unlink(missing_ok=True)
     return True
 
 
@@ -96,6 +101,44 @@ def upload_dir(local: Path, url: str) -> None:
     """Every file under `local` to the same relative keys under `url` (each one atomically)."""
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
         upload(path, f"{url.rstrip('/')}/{path.relative_to(local).as_posix()}")
+
+
+def folder_ages(url: str) -> dict[str, float]:
+    """Each folder directly under `url` -> the unix time its newest object was written."""
+    fs, path = _fs(url)
+    fs.invalidate_cache()
+    root = path.rstrip("/")
+    if not fs.exists(root):
+        return {}
+    newest: dict[str, float] = {}
+    for key, info in fs.find(root, detail=True).items():
+        rel = str(key)[len(root) :].lstrip("/")
+        if "/" not in rel:
+            continue  # a file beside the folders
+        folder = rel.split("/", 1)[0]
+        newest[folder] = max(newest.get(folder, 0.0), _mtime(info))
+    return newest
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    """An object's modification time from fsspec's info, whatever the backend calls it
+    (local: mtime; s3fs: LastModified; gcsfs: updated)."""
+    from datetime import datetime
+
+    for key in ("mtime", "LastModified", "updated", "last_modified"):
+        value = info.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return time.time()  # unknown: treat as fresh, never delete what cannot be dated
+
+
+def remove_tree(url: str) -> None:
+    fs, path = _fs(url)
+    fs.rm(path, recursive=True)
 
 
 def download_dir(url: str, local: Path) -> None:

@@ -9,17 +9,19 @@ group (`model.distributed.setup`); `train` then finds its rank with `distributed
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ganops.model import batch_fit, distributed, norm_stats, storage
+from ganops.model import batch_fit, distributed, norm_stats
 from ganops.model.batches import Batches, TrainError, load_domain, load_size
 from ganops.model.bundle import save_bundle
 from ganops.model.checkpoint import (
@@ -32,9 +34,13 @@ from ganops.model.checkpoint import (
     to_checkpoint,
 )
 from ganops.model.checkpoint_writer import CheckpointWriter, cpu_copy
+from ganops.model.compile_check import runnable_options
 from ganops.model.config import TrainConfig
 from ganops.model.data import dataset_digest
 from ganops.model.distributed import pick_device
+from ganops.model.registry import TRAIN_NOTE_TAG
+from ganops.model.resume import fetch as fetch_checkpoint
+from ganops.model.resume import recipe_differs, restore_recipe
 from ganops.model.tracking import NullTracker, Tracker
 from ganops.model.trainers import GanTrainer, StepOptions, make_trainer
 
@@ -61,6 +67,8 @@ class TrainResult:
     images_per_s: float
     history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     resumed_from: int = 0  # the checkpoint's step when the run continued one
+    # What the run should know about how it trained (e.g. "torch.compile is off: ...").
+    notes: list[str] = field(default_factory=list)
 
 
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
@@ -128,33 +136,60 @@ class TrainSession:
         out_dir: Path,
         progress: Callable[[ProgressEvent], None] | None = None,
         durable_url: str | None = None,
+        *,
+        resume: bool = False,
     ) -> None:
         self.cfg, self.data, self.device, self.out_dir = cfg, Path(data), device, Path(out_dir)
-        self.durable_url = durable_url
+        self.durable_url, self.resume_requested = durable_url, resume
         self.dist = distributed.current()
         # Only rank 0 reports: the others would log the same run N times.
         self.tracker: Tracker = tracker if self.dist.is_main else NullTracker()
         self.progress = progress if self.dist.is_main else None
         self.ckpt_path = checkpoint_path(self.out_dir)
         self.history: list[tuple[int, dict[str, float]]] = []
+        self.notes: list[str] = []
+        # Read before anything is sized: a resumed run keeps the recipe it started with.
+        self._ckpt = self._read_checkpoint() if resume else None
         size = load_size(cfg.net.image_size, cfg.load_scale)
         a = load_domain(self.data / "trainA", size).to(device)
         b = load_domain(self.data / "trainB", size).to(device)
-        if cfg.auto_batch and device.type == "cuda":
-            cfg = self.cfg = self._fill_gpu(cfg, images=len(a) // self.dist.world_size)
+        cfg = self.cfg = self._recipe(cfg, images=len(a) // self.dist.world_size)
         self.batches = Batches(a, b, cfg, self.dist.rank, self.dist.world_size)
         self.digest = dataset_digest(self.data) if self.dist.is_main else ""
         _seed_everything(cfg.seed)
+        opts = dataclasses.replace(step_options(cfg, device), rank=self.dist.rank)
+        opts, compile_notes = runnable_options(opts)
+        self.notes += compile_notes
         self.trainer: GanTrainer = make_trainer(
             cfg,
-            step_options(cfg, device),
+            opts,
             lambda m: distributed.wrap(m, self.dist, device),
         )
+
+    def _read_checkpoint(self) -> dict[str, Any] | None:
+        """This run's checkpoint (local, else the durable copy), or None when it has none."""
+        if not fetch_checkpoint(self.ckpt_path, self.durable_url, self.dist):
+            return None
+        try:
+            return load_checkpoint(self.ckpt_path)
+        except CheckpointError as exc:
+            raise TrainError(str(exc)) from None
+
+    def _recipe(self, cfg: TrainConfig, *, images: int) -> TrainConfig:
+        """The checkpoint's recipe when resuming one; else the batch that fills the GPU."""
+        if self._ckpt is not None:
+            cfg, note = restore_recipe(cfg, self._ckpt)
+            if note and self.dist.is_main:
+                print(f"train: {note}", flush=True)
+            return cfg
+        return self._fill_gpu(cfg, images=images) if cfg.auto_batch else cfg
 
     def _fill_gpu(self, cfg: TrainConfig, *, images: int) -> TrainConfig:
         """The batch that fills this GPU and its lr (model/batch_fit.py), the same on every
         rank; said once on stderr (stdout may be `--json`'s), and kept in the run's params and
-        checkpoints."""
+        checkpoints. A CPU run keeps its batch."""
+        if self.device.type != "cuda":
+            return cfg
         total = torch.cuda.get_device_properties(self.device).total_memory
         probe = batch_fit.cuda_peak_bytes(cfg, step_options(cfg, self.device))
         fitted, note = batch_fit.fit_batch(
@@ -170,14 +205,16 @@ class TrainSession:
 
         A fresh local folder (a retried pod) takes the durable copy, when there is one.
         """
-        if not self.ckpt_path.is_file() and not (
-            self.durable_url and storage.download(self.durable_url, self.ckpt_path)
-        ):
+        ckpt = self._ckpt if self.resume_requested else self._read_checkpoint()
+        self._ckpt = None  # once loaded into the networks, the copy is only memory
+        if ckpt is None:
             return 0
-        try:
-            ckpt = load_checkpoint(self.ckpt_path)
-        except CheckpointError as exc:
-            raise TrainError(str(exc)) from None
+        if not self.resume_requested and recipe_differs(self.cfg, self.batches.total_steps(), ckpt):
+            # Sized before the checkpoint was read: only TrainSession(resume=True) adopts it.
+            raise TrainError(
+                f"{self.ckpt_path} was trained with another batch size, lr or length; "
+                "resume it with TrainSession(..., resume=True)"
+            )
         if ckpt.get("net") != self.cfg.net.to_dict():
             raise TrainError(
                 f"{self.ckpt_path} was trained with a different network config; "
@@ -194,6 +231,7 @@ class TrainSession:
             return
         state = {
             "step": step,
+            "total_steps": self.batches.total_steps(),
             "net": self.cfg.net.to_dict(),
             "train": self.cfg.to_dict(),
             "seed": self.cfg.seed,
@@ -204,7 +242,9 @@ class TrainSession:
         }
         self.writer.submit(cpu_copy(state))
 
-    def run(self, resume: bool) -> TrainResult:
+    def run(self, resume: bool | None = None) -> TrainResult:
+        """Train to the end; `resume` (default: as constructed) continues the checkpoint."""
+        resume = self.resume_requested if resume is None else resume
         self.writer = CheckpointWriter(self.ckpt_path, self.durable_url)
         try:
             with _runtime(self.cfg, self.device):
@@ -225,6 +265,8 @@ class TrainSession:
         if start == 0:
             self.tracker.log_params({"train": self.cfg.to_dict(), "data_digest": self.digest})
             self.tracker.set_tags({"data_digest": self.digest})
+        if self.notes:
+            self.tracker.set_tags({TRAIN_NOTE_TAG: " ".join(self.notes)})
         per_step = self.cfg.batch_size * self.dist.world_size
         losses: dict[str, float] = {}
         began = warm = time.perf_counter()
@@ -304,6 +346,7 @@ class TrainSession:
             images_per_s=rate,
             history=list(self.history),
             resumed_from=start,
+            notes=list(self.notes),
         )
 
 
@@ -340,4 +383,7 @@ def train(
         TrainError: unusable data, a batch the data cannot fill, or a foreign checkpoint.
         ValueError: a network config the factories reject.
     """
-    return TrainSession(cfg, data, device, tracker, out_dir, progress, durable_url).run(resume)
+    session = TrainSession(
+        cfg, data, device, tracker, out_dir, progress, durable_url, resume=resume
+    )
+    return session.run()

@@ -53,6 +53,8 @@ class StepOptions:
     # "max-autotune" adds CUDA graphs where the shapes are static.
     compile: bool = False
     compile_mode: str = "default"
+    # This process's rank under DDP: seeds what must differ between ranks (CycleGAN's pools).
+    rank: int = 0
 
 
 def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
@@ -239,6 +241,11 @@ class GanTrainer:
         for name, pool in self.pools.items():
             if name in state.get("pools", {}):
                 pool.load_state_dict(state["pools"][name], self.opts.device)
+                if self.opts.rank:
+                    # Only rank 0's pools are checkpointed: each other rank branches off its
+                    # stream its own way, deterministically.
+                    draw = int(torch.randint(2**31, (1,), generator=pool.rng))
+                    pool.rng.manual_seed(draw * 1009 + self.opts.rank)
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
 
@@ -309,8 +316,12 @@ class CycleGanTrainer(GanTrainer):
         }
         self.nets = {k: self._place(v, wrap) for k, v in nets.items()}
         self.optims = {k: _adam(v, cfg, opts.device) for k, v in self.nets.items()}
-        # One pool per discriminator, each with its own stream of choices.
-        self.pools = {d: ImagePool(cfg.pool_size, seed=cfg.seed + i) for i, d in enumerate("BA")}
+        # One pool per discriminator and rank, each with its own stream of choices: ranks
+        # sharing a stream would swap the same slots in step.
+        self.pools = {
+            d: ImagePool(cfg.pool_size, seed=cfg.seed + i + 2 * opts.rank)
+            for i, d in enumerate("BA")
+        }
         self._start_ema()
 
     @torch.no_grad()

@@ -9,8 +9,11 @@
 `run` exits 0 when the challenger awaits approval (or was deployed), 3 when the gate
 rejected it, 1 when the run failed or was cancelled, 2 on bad usage.
 
-The environment (GANOPS_STATE_DIR, KFP_HOST, MLFLOW_TRACKING_URI, GANOPS_IMAGE) is read here
-in `main` and nowhere below it.
+The `ganops pipeline` command enters through `ganops.bot.pipeline_cli`, which reads the bot's
+own settings (namespace, token, artifact URI, data Secret, node selector, image) and hands
+`main` a `CliEnv` that builds the bot's launcher. Run as `python -m ganops.pipeline.cli`, the
+environment (GANOPS_STATE_DIR, KFP_HOST, MLFLOW_TRACKING_URI, GANOPS_IMAGE) is read here in
+`main` and nowhere below it.
 """
 
 from __future__ import annotations
@@ -22,15 +25,18 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ganops.pipeline.exit_codes import EPILOG, EXIT_FAILED, EXIT_GATED, EXIT_OK, EXIT_USAGE
 from ganops.pipeline.params import describe_keys, known_keys, params_from_strings
 from ganops.pipeline.ports import PIPELINE_STEPS, PipelineError, PipelineLauncher, RunStatus
 from ganops.pipeline.progress import train_progress_text
+
+if TYPE_CHECKING:
+    from ganops.pipeline.placement import Placement
 
 DEFAULT_IMAGE = "ganops-trainer:latest"
 POLL_S = 1.0
@@ -42,6 +48,9 @@ class CliEnv:
     kfp_host: str | None
     mlflow_uri: str
     image: str
+    # The launcher as the bot builds it (cluster settings included); None: from the fields.
+    launcher: Callable[[], PipelineLauncher] | None = None
+    placement: Placement | None = None  # what `compile` bakes in (GPU node selector, Secret)
 
 
 def env_from(environ: Mapping[str, str]) -> CliEnv:
@@ -100,15 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, env_factory: Callable[[], CliEnv] | None = None
+) -> int:
+    """`env_factory` (called after parsing, so --help needs no settings) gives the
+    environment; default: `env_from(os.environ)`."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    env = env_from(os.environ)
+    env = env_factory() if env_factory is not None else env_from(os.environ)
     try:
         if args.command == "compile":
             from ganops.pipeline.ct_pipeline import compile_pipeline
+            from ganops.pipeline.placement import DEFAULT_PLACEMENT
 
-            path = compile_pipeline(args.output, args.image or env.image)
+            placement = env.placement or DEFAULT_PLACEMENT
+            path = compile_pipeline(args.output, args.image or env.image, placement)
             print(f"wrote {path}")
             return 0
         if args.command == "run":
@@ -239,6 +254,8 @@ def format_status(st: RunStatus, final_details: bool = False) -> str:
 
 
 def _launcher(env: CliEnv) -> PipelineLauncher:
+    if env.launcher is not None:
+        return env.launcher()
     from ganops.pipeline.launch import make_launcher
 
     return make_launcher(env.state_dir, env.kfp_host, env.mlflow_uri, env.image)

@@ -112,6 +112,7 @@ def train(
     checkpoint_minutes: float,
     model: Output[Model],
     loss_curve: Output[Artifact],
+    node_pods: str = "",
 ) -> str:
     """Train the GAN (under torchrun with gpus > 1); resume from the artifact's checkpoints."""
     from ganops.pipeline.params import params_from_arguments
@@ -150,6 +151,7 @@ def train(
         artifact_uri=artifact_uri,
         request_id=request_id,
         checkpoint_minutes=checkpoint_minutes,
+        node_pods=node_pods,
     )
 
 

@@ -15,7 +15,13 @@ from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
 from ganops.pipeline.components import make_components
-from ganops.pipeline.placement import DEFAULT_PLACEMENT, Placement, place_light, place_on_gpus
+from ganops.pipeline.placement import (
+    DEFAULT_PLACEMENT,
+    Placement,
+    node_pods,
+    place_light,
+    place_on_gpus,
+)
 from ganops.pipeline.ports import RunParams
 
 PIPELINE_NAME = "ganops-ct"
@@ -110,6 +116,7 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
                 artifact_uri=artifact_uri,
                 request_id=request_id,
                 checkpoint_minutes=checkpoint_minutes,
+                node_pods=node_pods(placement),
                 **size,
             ).after(val)
             ev = c.evaluate(

@@ -16,6 +16,7 @@ from typing import Any
 from ganops.model.config import MODEL_NAMES, PRESET_NAMES, default_preset
 from ganops.pipeline.captured import load_specs
 from ganops.pipeline.ports import InvalidParamsError, RunParams
+from ganops.pipeline.steps.trainjob_spec import TrainJobSpecError, check_nodes
 
 MODELS: tuple[str, ...] = MODEL_NAMES
 PRESETS: tuple[str, ...] = PRESET_NAMES
@@ -84,6 +85,10 @@ def validate_params(params: RunParams) -> RunParams:
         raise InvalidParamsError(
             f"image_size={params.image_size} must be a multiple of 4", "image_size"
         )
+    try:
+        check_nodes(nodes=params.nodes, gpus_per_node=params.gpus)
+    except TrainJobSpecError as exc:
+        raise InvalidParamsError(str(exc), "nodes") from None
     _check_data(params.data)
     try:
         load_specs(params.captured)

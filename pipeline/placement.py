@@ -12,6 +12,7 @@ once per GPU count (`Placement.gpus`, known at launch) and a CPU run gets a plai
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # kfp's authoring API is absent inside a running component
     from kfp.dsl import PipelineTask
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# A preempted node's replacement takes a while to join: wait before retrying the train task.
+TRAIN_RETRY_BACKOFF = "30s"
 # Object-storage credentials, taken from the data Secret when it has them (all optional):
 # the AWS SDKs (s3fs) read these variables themselves, AWS_ENDPOINT_URL included.
 DATA_SECRET_KEYS = (
@@ -87,7 +90,14 @@ def place_on_gpus(task: PipelineTask, gpus: Any, placement: Placement = DEFAULT_
         if placement.gpu_node_selector:
             kubernetes.add_node_selector(task, *placement.gpu_node_selector)
     if placement.train_retries:
-        task.set_retry(num_retries=placement.train_retries, backoff_duration="30s")
+        # Argo reads this as retryPolicy OnFailure, which skips preempted pods (Error phase);
+        # manifests/kubeflow/argo-retry-patch.yaml adds Always controller-wide (docs/cluster.md).
+        task.set_retry(
+            num_retries=placement.train_retries,
+            backoff_duration=TRAIN_RETRY_BACKOFF,
+            backoff_factor=2.0,
+            backoff_max_duration="3600s",
+        )
     _credentials(task, placement)
 
 
@@ -106,6 +116,26 @@ def _credentials(task: PipelineTask, placement: Placement) -> None:
 
         keys = {key: key for key in DATA_SECRET_KEYS}
         kubernetes.use_secret_as_env(task, placement.data_secret, keys, optional=True)
+
+
+def node_pods(placement: Placement) -> str:
+    """What each node of a multi-node TrainJob gets (`pipeline.steps.trainjob_spec.NodePods`),
+    as JSON for the train step: the GPU recipe's tolerations, /dev/shm, node selector and
+    data Secret, compiled in like the train pod's own."""
+    from ganops.pipeline.steps.trainjob_spec import NodePods
+
+    tolerations = tuple(
+        {k: v for k, v in dataclasses.asdict(t).items() if v is not None}
+        for t in placement.tolerations
+    )
+    selector = dict([placement.gpu_node_selector]) if placement.gpu_node_selector else {}
+    return NodePods(
+        data_secret=placement.data_secret,
+        secret_keys=DATA_SECRET_KEYS if placement.data_secret else (),
+        tolerations=tolerations,
+        node_selector=selector,
+        shm_size=placement.shm_size,
+    ).to_json()
 
 
 def torchrun_command(gpus: int, module: str, args: list[str]) -> list[str]:

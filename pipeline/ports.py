@@ -123,6 +123,8 @@ class RunResult:
     # name -> local path or MLflow artifact URI: "sample_grid", "loss_curve".
     artifacts: Mapping[str, str] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    # What a reviewer should know about how it trained (e.g. torch.compile off); None: nothing.
+    train_note: str | None = None
     # Links for people (GANOPS_MLFLOW_UI_URL); None where no MLflow UI is known.
     mlflow_run_url: str | None = None
     model_version_url: str | None = None

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ganops.model.registry import model_of
+from ganops.model.registry import TRAIN_NOTE_TAG, model_of
 from ganops.pipeline.ports import RunResult
 
 # Tags of a model version that are JSON documents rather than plain strings.
@@ -58,6 +58,7 @@ def result_from_facts(
         "image": image or None,
         "artifacts": artifacts,
         "mlflow_run_id": train.get("mlflow_run_id"),
+        "train_note": " ".join(train.get("notes") or []) or None,
     }
 
 
@@ -82,6 +83,7 @@ def result_from_version(
         "image": tags.get("image"),
         "artifacts": artifacts,
         "mlflow_run_id": run_id,
+        "train_note": tags.get(TRAIN_NOTE_TAG) or None,
     }
 
 

@@ -68,6 +68,9 @@ ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
 SNAPSHOT = IMG / "source"
 DIGESTS = "blocks.sha256.json"
+PICTURES = frozenset(
+    {"run-progress.png", "results-card.png", "drift-alarm.png", "retrain-modal.png", "app-home.png"}
+)
 USERS = {"U_ALICE": "alice", "U_CAROL": "carol"}
 APPROVAL_ID = "Zq3v9rT1bX0kLm2P"  # opaque, as the bot makes them
 
@@ -438,9 +441,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"render_cards: {args.out / name} is stale", file=sys.stderr)
         return 1 if stale else 0
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, img in render(snap).items():
+    pictures = render(snap)
+    for name, img in pictures.items():
         size = save(img, args.out / name)
         print(f"{args.out / name}: {img.width}x{img.height}, {size // 1024} KB")
+    for name in PICTURES - set(pictures):  # e.g. no drift alarm in this run: no old picture
+        (args.out / name).unlink(missing_ok=True)
     (args.out / DIGESTS).write_text(json.dumps(want, indent=2, sort_keys=True) + "\n")
     return 0
 

@@ -103,6 +103,7 @@ class CardView:
     mlflow_run_url: str | None = None  # links shown when known
     model_version_url: str | None = None
     on_captured: bool = False  # a drift retrain: evaluated on held-out captured inputs
+    train_note: str | None = None  # how it trained, when a reviewer should know (compile off)
 
 
 CAPTURED_EVAL_NOTE = (
@@ -338,6 +339,9 @@ def results_card(view: CardView, approval_id: str | None) -> list[Block]:
         blocks.append(headlines)
     if view.on_captured:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=CAPTURED_EVAL_NOTE)]))
+    if view.train_note:
+        note = f":warning: {escape(clip(view.train_note, 2900))}"
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]))
     blocks += [
         section(
             f"{data_line(view.data_uri, view.data_digest)}\n*Image*: {literal(view.image or 'unknown')}"

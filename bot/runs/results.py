@@ -77,6 +77,7 @@ def post_results(services: Services, row: RunRow, status: RunStatus, files_dir: 
         mlflow_run_url=result.mlflow_run_url,
         model_version_url=result.model_version_url,
         on_captured=bool((status.params or {}).get("captured")),
+        train_note=result.train_note,
     )
     blocks = results_card(view, approval_id)
     key = f"{row.run_id}:card"

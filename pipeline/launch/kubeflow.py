@@ -13,6 +13,7 @@ import hashlib
 import io
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,6 +32,18 @@ from ganops.pipeline.ports import (
 from ganops.pipeline.results import to_run_result, with_links
 
 PENDING_POLL_S = 0.5
+# Single-user KFP runs its pipelines in the kubeflow namespace.
+KFP_DEFAULT_NAMESPACE = "kubeflow"
+
+
+def _kube_custom_objects() -> Any:
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.CustomObjectsApi()
 
 
 class KubeflowLauncher:
@@ -57,9 +70,12 @@ class KubeflowLauncher:
         access: KfpAccess | None = None,
         mlflow_ui_url: str | None = None,
         data_allow: tuple[str, ...] = (),
+        trainjob_api: Callable[[], Any] | None = None,
     ) -> None:
         """`mlflow_uri` is where this process reads results; the pipeline's pods get
-        `pipeline_mlflow_uri` when given (an in-cluster service URL), else the same URI."""
+        `pipeline_mlflow_uri` when given (an in-cluster service URL), else the same URI.
+        `trainjob_api` makes the kubernetes CustomObjectsApi that cancel deletes a run's
+        TrainJob with (default: in-cluster config, else ~/.kube/config), on first use."""
         self.state_dir = Path(state_dir).resolve()
         self.host = host.rstrip("/")
         self.mlflow_uri = mlflow_uri
@@ -77,6 +93,7 @@ class KubeflowLauncher:
         self.mlflow_ui_url = mlflow_ui_url
         self.data_allow = tuple(data_allow)  # GANOPS_DATA_ALLOW, for the ingest step's check
         self._factory = client_factory
+        self._trainjob_api = trainjob_api or _kube_custom_objects
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -112,10 +129,13 @@ class KubeflowLauncher:
     def package(self, gpus: int) -> Path:
         """The compiled pipeline for our image and a run on `gpus` GPUs: a pod spec cannot
         depend on a runtime parameter, so each GPU count gets its own (cached) compile."""
+        from ganops import __version__
         from ganops.pipeline.ct_pipeline import compile_pipeline
 
         placement = dataclasses.replace(self.placement, gpus=gpus)
-        tag = hashlib.sha256(f"{self.image}|{placement!r}".encode()).hexdigest()[:12]
+        # The version too: an upgraded bot must not submit the YAML an older one compiled.
+        key = f"{__version__}|{self.image}|{placement!r}"
+        tag = hashlib.sha256(key.encode()).hexdigest()[:12]
         path = self.state_dir / "kfp" / f"ct_pipeline-{tag}.yaml"
         if not path.exists():
             tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.yaml")
@@ -162,6 +182,24 @@ class KubeflowLauncher:
         self.store.update(
             "run_id", run_id, {"state": "cancelled", "finished_at": time.time()}, only_active=True
         )
+        if row is not None and int(row.params.get("nodes") or 1) > 1:
+            self._delete_trainjob(row.request_id)
+
+    def _delete_trainjob(self, request_id: str) -> None:
+        """A multi-node run's TrainJob goes with it: terminating the workflow stops the pod
+        that waits on the job, not the job's GPUs (which the step's SIGTERM handler and the
+        job's owner reference cover too, when they get the chance)."""
+        from ganops.pipeline.steps.durable import durable_dir
+        from ganops.pipeline.steps.trainjob import TrainJobError, delete_trainjob, trainjob_name
+
+        durable = durable_dir(artifact_uri=self.artifact_uri, request_id=request_id)
+        if not durable:
+            return  # no artifact URI: such a run could not have started a TrainJob
+        namespace = self.access.namespace or KFP_DEFAULT_NAMESPACE
+        try:
+            delete_trainjob(self._trainjob_api(), namespace=namespace, name=trainjob_name(durable))
+        except TrainJobError as exc:
+            raise UpstreamError(f"the run is cancelled, but {exc}") from None
 
     def list_runs(self, limit: int = 20) -> list[RunStatus]:
         client = self.client()
@@ -202,7 +240,8 @@ class KubeflowLauncher:
             result = self._call(
                 "create a run",
                 self.client().create_run_from_pipeline_package,
-                str(self.package(params.gpus)),
+                # nodes > 1: this pod only waits on the TrainJob, whose nodes hold the GPUs.
+                str(self.package(0 if params.nodes > 1 else params.gpus)),
                 arguments=pipeline_arguments(params, self.pipeline_mlflow_uri, storage=storage),
                 run_name=run_name(params.model, request_id),
                 experiment_name=self.experiment,

@@ -61,3 +61,18 @@ def read_json(path: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def prune_requests(artifact_uri: str, *, keep_days: float, now: float | None = None) -> list[str]:
+    """Delete each request folder under `artifact_uri` in which nothing was written for
+    `keep_days` (a running request writes a checkpoint every few minutes, so it stays);
+    returns the request keys deleted."""
+    import time
+
+    from ganops.model import storage
+
+    cutoff = (time.time() if now is None else now) - keep_days * 86400
+    old = sorted(k for k, t in storage.folder_ages(artifact_uri).items() if t < cutoff)
+    for key in old:
+        storage.remove_tree(f"{artifact_uri.rstrip('/')}/{key}")
+    return old

@@ -15,6 +15,10 @@ from ganops.model.registry import registered_name
 from ganops.pipeline.events import emit, fold, read_events
 from ganops.pipeline.results import final_state, result_from_facts, result_from_version
 
+# The body's final status as the backend words it: KFP's API says SUCCEEDED, ML Metadata's
+# execution state (what some backends pass to the exit handler) says COMPLETE.
+SUCCEEDED_STATES = frozenset({"SUCCEEDED", "COMPLETE"})
+
 
 def run_finalize_step(
     *,
@@ -29,7 +33,7 @@ def run_finalize_step(
     summary_path: str,
 ) -> str:
     """Returns the record as JSON: {state, failed_step, error, result}."""
-    succeeded = kfp_state.upper() == "SUCCEEDED"
+    succeeded = kfp_state.upper() in SUCCEEDED_STATES
     if events_dir:
         record = record_from_events(succeeded, error_message, model, image, events_dir)
     else:

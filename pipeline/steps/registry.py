@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ganops.model.registry import CHALLENGER, CHAMPION, registered_name
+from ganops.model.registry import CHALLENGER, CHAMPION, TRAIN_NOTE_TAG, registered_name
 from ganops.pipeline.events import step_scope
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 # Run tags the train step sets, copied onto the model version.
-_COPIED_RUN_TAGS = ("data_digest", "image", "params", "kfp_run_id", "loss_curve")
+_COPIED_RUN_TAGS = ("data_digest", "image", "params", "kfp_run_id", "loss_curve", TRAIN_NOTE_TAG)
 
 
 class RegistryError(Exception):

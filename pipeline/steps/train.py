@@ -80,6 +80,7 @@ def run_train_step(
     artifact_uri: str = "",
     request_id: str = "",
     checkpoint_minutes: float | None = None,
+    node_pods: str = "",
 ) -> str:
     """Train; return the MLflow run id ("" without tracking).
 
@@ -104,9 +105,12 @@ def run_train_step(
             checkpoint_minutes,
         )
         if params.nodes > 1:
-            from ganops.pipeline.steps.trainjob import train_on_nodes
+            from ganops.pipeline.steps.trainjob import NodePods, train_on_nodes
 
-            result = train_on_nodes(job, nodes=params.nodes, gpus=params.gpus, image=image)
+            pods = NodePods.from_json(node_pods) if node_pods else None
+            result = train_on_nodes(
+                job, nodes=params.nodes, gpus=params.gpus, image=image, pods=pods
+            )
         else:
             result = _torchrun(job, params.gpus) if params.gpus > 1 else train_job(job)
         facts.update(result)
@@ -149,6 +153,8 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
                 durable_url=f"{durable_url}/checkpoints/{CHECKPOINT_NAME}" if durable_url else None,
             )
             if info.is_main:
+                for note in result.notes:
+                    print(f"train: {note}", flush=True)
                 if result.resumed_from:
                     print(f"train: resumed from the checkpoint at step {result.resumed_from}",
                           flush=True)  # fmt: skip
@@ -167,6 +173,7 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
         "final_losses": result.final_losses,
         "loss_curve": job.loss_curve_path,
         "images_per_s": result.images_per_s,
+        "notes": result.notes,
     }
 
 

@@ -6,20 +6,39 @@ Trainer (trainer.kubeflow.org/v1alpha1) and its `torch-distributed` runtime, whi
 our trainer (`python -m ganops.pipeline.steps.train --job …`) as in the single-pod case. The step
 waits for the job, reports its failure message, and reads the result that rank 0 left on
 durable storage (`<durable dir>/train_result.json`) beside the checkpoints. A retried step
-finds its TrainJob by name (one per request) and waits for it again instead of starting over.
+finds its TrainJob by name (one per request) and waits for it again instead of starting over;
+one that had failed is deleted and created anew, so the retry trains (from the checkpoint).
+
+The job is owned by the run's Argo Workflow (read from this pod's owner), so deleting the run
+deletes it; a cancelled or timed-out step (SIGTERM) deletes it itself, and the launcher's
+cancel deletes it too (`delete_trainjob`). The object is built in `trainjob_spec`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import signal
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
-RUNTIME = "torch-distributed"
+from ganops.pipeline.steps.trainjob_spec import (
+    GROUP,
+    PLURAL,
+    RUNTIME,
+    VERSION,
+    NodePods,
+    TrainJobSpecError,
+    trainjob_manifest,
+)
+
 RESULT_FILE = "train_result.json"
+__all__ = ["GROUP", "PLURAL", "RUNTIME", "VERSION", "NodePods", "TrainJobError",
+           "delete_trainjob", "run_trainjob", "train_on_nodes", "trainjob_manifest",
+           "trainjob_name"]  # fmt: skip
 
 
 class TrainJobError(Exception):
@@ -29,40 +48,6 @@ class TrainJobError(Exception):
 def trainjob_name(request_id: str) -> str:
     """A valid, stable object name per request: a retried step finds its job."""
     return "ganops-" + hashlib.sha256(request_id.encode()).hexdigest()[:16]
-
-
-def trainjob_manifest(
-    *,
-    name: str,
-    namespace: str,
-    image: str,
-    nodes: int,
-    gpus_per_node: int,
-    command: Sequence[str],
-    env: Mapping[str, str],
-) -> dict[str, Any]:
-    """The TrainJob object: our image and command on `nodes` nodes of the torch runtime."""
-    trainer: dict[str, Any] = {
-        "image": image,
-        "command": list(command),
-        "numNodes": nodes,
-        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
-    }
-    if gpus_per_node:
-        trainer["resourcesPerNode"] = {"limits": {"nvidia.com/gpu": gpus_per_node}}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "TrainJob",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/part-of": "ganops"},
-        },
-        "spec": {
-            "runtimeRef": {"apiGroup": GROUP, "kind": "ClusterTrainingRuntime", "name": RUNTIME},
-            "trainer": trainer,
-        },
-    }
 
 
 def run_trainjob(
@@ -79,11 +64,7 @@ def run_trainjob(
 
     meta = manifest["metadata"]
     name, ns = meta["name"], meta["namespace"]
-    try:
-        api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, dict(manifest))
-    except ApiException as exc:
-        if exc.status != 409:  # 409: this request's job exists already; follow it
-            raise TrainJobError(f"cannot create TrainJob {ns}/{name}: {_reason(exc)}") from None
+    _create(api, manifest, poll_s=poll_s)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -97,6 +78,65 @@ def run_trainjob(
             raise TrainJobError(f"TrainJob {ns}/{name} failed: {message or 'no message'}")
         time.sleep(poll_s)
     raise TrainJobError(f"TrainJob {ns}/{name} did not finish in {timeout_s:.0f} s")
+
+
+def _create(api: Any, manifest: Mapping[str, Any], *, poll_s: float) -> None:
+    """Create the job; 409 (this request's job exists): follow it, unless it failed, in
+    which case delete it and create it anew, so that a retried step trains again."""
+    from kubernetes.client.exceptions import ApiException
+
+    name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    for _ in range(2):
+        try:
+            api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, dict(manifest))
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise TrainJobError(f"cannot create TrainJob {ns}/{name}: {_reason(exc)}") from None
+        try:
+            found = api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        except ApiException as exc:
+            raise TrainJobError(f"cannot read TrainJob {ns}/{name}: {_reason(exc)}") from None
+        state, message = job_state(found)
+        if state != "Failed":
+            return  # running or complete: this attempt follows it
+        print(f"train: TrainJob {ns}/{name} had failed ({message or 'no message'}); "
+              "deleting it to train again", flush=True)  # fmt: skip
+        delete_trainjob(api, namespace=ns, name=name, wait_s=120, poll_s=poll_s)
+    raise TrainJobError(f"TrainJob {ns}/{name} exists again after it was deleted")
+
+
+def delete_trainjob(
+    api: Any, *, namespace: str, name: str, wait_s: float = 0.0, poll_s: float = 1.0
+) -> bool:
+    """Delete the TrainJob (its pods follow, by the Trainer's ownership); False when there
+    was none. With `wait_s`, wait that long for it to be gone.
+
+    Raises:
+        TrainJobError: the API refused.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground"
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise TrainJobError(f"cannot delete TrainJob {namespace}/{name}: {_reason(exc)}") from None
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                break
+            raise TrainJobError(
+                f"cannot read TrainJob {namespace}/{name}: {_reason(exc)}"
+            ) from None
+        time.sleep(poll_s)
+    return True
 
 
 def job_state(job: Mapping[str, Any]) -> tuple[str | None, str]:
@@ -131,7 +171,15 @@ NODE_DIR = "/tmp/ganops-train"  # each node's scratch folder (the pipeline pod's
 
 
 def train_on_nodes(
-    job: Any, *, nodes: int, gpus: int, image: str, api: Any = None, poll_s: float = 10.0
+    job: Any,
+    *,
+    nodes: int,
+    gpus: int,
+    image: str,
+    pods: NodePods | None = None,
+    api: Any = None,
+    owner: Mapping[str, str] | None = None,
+    poll_s: float = 10.0,
 ) -> dict[str, Any]:
     """Run `job` (a `pipeline.steps.train.TrainJob`) as a TrainJob on `nodes` nodes.
 
@@ -149,6 +197,20 @@ def train_on_nodes(
     durable = job.durable_dir
     if not durable:
         raise TrainJobError("nodes > 1 needs GANOPS_ARTIFACT_URI: the nodes share data through it")
+    try:
+        manifest = trainjob_manifest(
+            name=trainjob_name(durable),
+            namespace=_namespace(),
+            image=image,
+            nodes=nodes,
+            gpus_per_node=gpus,
+            command=["torchrun", "-m", "ganops.pipeline.steps.train", "--job",
+                     f"{durable}/train_job.json"],
+            pods=pods,
+            owner=owner if owner is not None else _own_workflow(),
+        )  # fmt: skip
+    except TrainJobSpecError as exc:
+        raise TrainJobError(str(exc)) from None
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     storage.upload_dir(Path(job.data_dir), f"{durable}/data")
@@ -162,16 +224,10 @@ def train_on_nodes(
     )
     job_url = f"{durable}/train_job.json"
     storage.write_text(job_url, json.dumps(dataclasses.asdict(remote)), scratch=out / ".job")
-    manifest = trainjob_manifest(
-        name=trainjob_name(durable),
-        namespace=_namespace(),
-        image=image,
-        nodes=nodes,
-        gpus_per_node=gpus,
-        command=["torchrun", "-m", "ganops.pipeline.steps.train", "--job", job_url],
-        env={},
-    )
-    run_trainjob(api or _in_cluster_api(), manifest, poll_s=poll_s)
+    api = api or _in_cluster_api()
+    meta = manifest["metadata"]
+    with _deleted_when_stopped(api, namespace=meta["namespace"], name=meta["name"]):
+        run_trainjob(api, manifest, poll_s=poll_s)
     result = read_result(durable)
     storage.download_dir(f"{durable}/bundle", out / "bundle")
     storage.download(f"{durable}/loss_curve.png", Path(job.loss_curve_path))
@@ -212,6 +268,57 @@ def _namespace() -> str:
     from pathlib import Path
 
     return Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
+
+
+@contextlib.contextmanager
+def _deleted_when_stopped(api: Any, *, namespace: str, name: str) -> Iterator[None]:
+    """Delete the TrainJob when this step is stopped (SIGTERM: a cancelled run, the run
+    timeout) rather than ending on its own: its GPUs would otherwise go on training."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+
+        def stop(signum: int, frame: Any) -> None:
+            raise SystemExit(128 + signum)
+
+        previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt):
+        print(f"train: stopped; deleting TrainJob {namespace}/{name}", flush=True)
+        delete_trainjob(api, namespace=namespace, name=name)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _own_workflow() -> dict[str, str] | None:
+    """This pod's Argo Workflow, read in the cluster (see `workflow_owner`)."""
+    import os
+
+    from kubernetes import client, config
+
+    config.load_incluster_config()
+    return workflow_owner(client.CoreV1Api(), namespace=_namespace(), pod=os.environ["HOSTNAME"])
+
+
+def workflow_owner(core: Any, *, namespace: str, pod: str) -> dict[str, str] | None:
+    """The Argo Workflow that owns pod `pod`, as an owner reference for the TrainJob:
+    deleting the run deletes the job. None outside a workflow, or when the pod cannot be
+    read (the job is then deleted by cancel and SIGTERM only)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        found = core.read_namespaced_pod(pod, namespace)
+    except ApiException as exc:
+        print(f"train: cannot read pod {namespace}/{pod} for the TrainJob's owner: "
+              f"{_reason(exc)}", flush=True)  # fmt: skip
+        return None
+    for ref in found.metadata.owner_references or []:
+        if ref.kind == "Workflow":
+            return {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name,
+                    "uid": ref.uid}  # fmt: skip
+    return None
 
 
 def _in_cluster_api() -> Any:

@@ -62,8 +62,24 @@ def test_defaults_keep_checkpoints_every_ten_minutes(tmp_path: Path) -> None:
         ("GANOPS_GPU_NODE_SELECTOR", "H100"),
         ("GANOPS_KFP_NAMESPACE", "team a"),
         ("GANOPS_KFP_UI_URL", "kubeflow.example.com"),
+        ("GANOPS_CHECKPOINT_KEEP_DAYS", "0"),
+        ("GANOPS_CHECKPOINT_KEEP_DAYS", "a month"),
     ],
 )
 def test_a_bad_value_is_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})
+
+
+def test_checkpoint_retention_is_days_and_off_by_default(tmp_path: Path) -> None:
+    env = {"GANOPS_STATE_DIR": str(tmp_path), "GANOPS_CHECKPOINT_KEEP_DAYS": "14"}
+    assert load_settings(env).cluster.checkpoint_keep_days == 14.0
+    assert load_settings({"GANOPS_STATE_DIR": str(tmp_path)}).cluster.checkpoint_keep_days is None
+
+
+@pytest.mark.parametrize("uri", ["/mnt/ganops", "file:///mnt/ganops"])
+def test_a_path_artifact_uri_is_refused_on_kubeflow_only(uri: str, tmp_path: Path) -> None:
+    env = {"GANOPS_STATE_DIR": str(tmp_path), "GANOPS_ARTIFACT_URI": uri}
+    assert load_settings(env).cluster.artifact_uri == uri  # local runs: this machine's disk
+    with pytest.raises(ConfigError, match="is a path, but with KFP_HOST the pipeline's pods"):
+        load_settings({**env, "KFP_HOST": "http://ml-pipeline.kubeflow:8888"})

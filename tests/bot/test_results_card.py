@@ -145,3 +145,19 @@ def test_every_metric_the_evaluation_reports_has_a_plain_name() -> None:
             assert "real B" not in name
             assert "_" not in name
     assert {h.key for h in HEADLINES} <= keys
+
+
+def test_a_training_note_reaches_the_card_from_local_facts_and_version_tags() -> None:
+    from ganops.pipeline.results import result_from_facts, result_from_version, to_run_result
+
+    note = "torch.compile is off: inductor needs a C compiler (gcc or clang) at run time"
+    local = to_run_result(result_from_facts({"train": {"notes": [note]}}, "cut", "img"))
+    kubeflow = to_run_result(result_from_version("ganops-cut", "7", "r1", {"train_note": note}))
+    assert local is not None
+    assert kubeflow is not None
+    assert local.train_note == kubeflow.train_note == note
+    assert note in shown(view(train_note=local.train_note))
+    plain = to_run_result(result_from_facts({"train": {"notes": []}}, "cut", "img"))
+    assert plain is not None
+    assert plain.train_note is None
+    assert ":warning:" not in shown(view(train_note=plain.train_note))

@@ -37,8 +37,10 @@ def main() -> None:
     try:
         # Each node has its own folder (as each pod would); the checkpoint is shared durably.
         out = args.out / f"node{info.rank}"
-        session = TrainSession(cfg, args.data, cpu, NullTracker(), out, durable_url=args.durable)
-        result = session.run(resume=True)
+        session = TrainSession(
+            cfg, args.data, cpu, NullTracker(), out, durable_url=args.durable, resume=True
+        )
+        result = session.run()
         torch.save(session.trainer.state_dict(), args.out / f"rank{info.rank}.pt")
         meta = {"resumed_from": result.resumed_from, "world": info.world_size}
         (args.out / f"rank{info.rank}.json").write_text(json.dumps(meta))

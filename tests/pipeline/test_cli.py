@@ -136,3 +136,52 @@ def test_the_launchers_import_neither_torch_nor_mlflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_ganops_pipeline_reads_the_cluster_settings_the_bot_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ganops.bot.cli import main as ganops
+    from tests.fakes.kfp import serve_fake_kfp
+
+    token = tmp_path / "token"
+    token.write_text("projected-sa-token")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = {
+        "GANOPS_KFP_NAMESPACE": "team-a",
+        "KF_PIPELINES_SA_TOKEN_PATH": str(token),
+        "GANOPS_ARTIFACT_URI": "s3://ganops-bucket/ckpt",
+        "GANOPS_DATA_SECRET": "s3-credentials",
+        "GANOPS_GPU_NODE_SELECTOR": "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
+        "GANOPS_IMAGE": "registry.example/ganops-trainer:2.0.1",
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    with serve_fake_kfp() as (host, fake):
+        monkeypatch.setenv("KFP_HOST", host)
+        assert ganops(["pipeline", "run", "gpus=1", "--no-follow", "--request-id", "cli-1"]) == 0
+        assert ganops(["pipeline", "list"]) == 0
+        [run] = fake.runs.values()
+        assert ganops(["pipeline", "cancel", run["run_id"]]) == 0
+    assert set(fake.auth) == {"Bearer projected-sa-token"}
+    assert set(fake.namespaces) == {"team-a"}
+    assert run["runtime_config"]["parameters"]["artifact_uri"] == "s3://ganops-bucket/ckpt"
+    spec, platform = run["pipeline_spec"]["pipeline_spec"], run["pipeline_spec"]["platform_spec"]
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {settings["GANOPS_IMAGE"]}
+    train = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert train["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert train["secretAsEnv"][0]["secretName"] == "s3-credentials"
+    assert f"cancelled {run['run_id']}" in capsys.readouterr().out
+
+
+def test_ganops_pipeline_refuses_a_bad_cluster_setting_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ganops.bot.cli import main as ganops
+
+    monkeypatch.setenv("GANOPS_DATA_SECRET", "Not_A_Name")
+    assert ganops(["pipeline", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "GANOPS_DATA_SECRET='Not_A_Name' is not a Kubernetes name" in err
+    assert "Traceback" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,18 @@ def test_a_run_on_gpus_gets_its_count_shm_node_selector_and_the_data_secret(
         assert (secret["secretName"], secret["optional"]) == ("ganops-data", True)
         envs = {e["envVar"] for e in secret["keyToEnv"]}
         assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} <= envs
+    # A multi-node run's TrainJob nodes get the same placement, compiled in for the step.
+    from ganops.pipeline.steps.trainjob_spec import NodePods
+
+    train_task = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]["train"]
+    pods = NodePods.from_json(
+        train_task["inputs"]["parameters"]["node_pods"]["runtimeValue"]["constant"]
+    )
+    assert pods.node_selector == dict([SELECTOR])
+    assert (pods.data_secret, pods.shm_size) == ("ganops-data", "16Gi")
+    assert "AWS_SECRET_ACCESS_KEY" in pods.secret_keys
+    assert pods.tolerations == ({"key": "nvidia.com/gpu", "operator": "Exists",
+                                 "effect": "NoSchedule"},)  # fmt: skip
 
 
 def test_a_cpu_run_gets_no_gpu_toleration_volume_or_selector(tmp_path: Path) -> None:
@@ -188,3 +201,32 @@ def test_the_uploadable_yaml_follows_the_gpus_parameter_with_shm(
     _, platform = compiled
     train = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
     assert [m["mountPath"] for m in train["emptyDirMounts"]] == ["/dev/shm"]
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_retries_cover_preemption_in_the_ir_and_the_argo_defaults(
+    compiled: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    spec, _ = compiled
+    policy = _all_tasks(spec)["train"]["retryPolicy"]
+    assert policy == {
+        "maxRetryCount": 2,
+        "backoffDuration": "30s",
+        "backoffFactor": 2.0,
+        "backoffMaxDuration": "3600s",
+    }
+    # kfp 2.17.3 compiles no retryPolicy (Argo then reads OnFailure, which skips preempted
+    # pods): the controller-wide default in the shipped patch supplies Always, with a limit.
+    from kfp.dsl import PipelineTask
+
+    assert "policy" not in inspect.signature(PipelineTask.set_retry).parameters, (
+        "this kfp has set_retry(policy=...) (kubeflow/pipelines#13386): pass policy='Always'"
+    )
+    patch = yaml.safe_load((REPO / "manifests/kubeflow/argo-retry-patch.yaml").read_text())
+    defaults = yaml.safe_load(patch["data"]["workflowDefaults"])
+    strategy = defaults["spec"]["templateDefaults"]["retryStrategy"]
+    assert strategy["retryPolicy"] == "Always"
+    assert int(strategy["limit"]) >= 1  # without a limit Argo retries forever
+    assert strategy["backoff"]["duration"] == "30s"

@@ -1,6 +1,7 @@
-"""Kill and resume: a local pipeline run is SIGKILLed during training (as a preempted pod);
-a retry of the same request, in fresh output folders, resumes from the durable checkpoint
-under the artifact URI, at the step reached, in the same MLflow run."""
+"""Kill and resume: a local pipeline run is SIGKILLed during training (as a preempted pod:
+no signal handler, no last checkpoint); a retry of the same request, in fresh output
+folders, resumes from the durable checkpoint under the artifact URI, at the step reached,
+with the same recipe, in the same MLflow run."""
 
 from __future__ import annotations
 
@@ -75,4 +76,7 @@ def test_a_retry_with_fresh_folders_resumes_at_the_step_reached(tmp_path: Path) 
     assert st.result.mlflow_run_id == mlflow_run  # the same MLflow run goes on
     log = (tmp_path / "pod-2" / "runs" / retry.run_id / "worker.log").read_text()
     assert f"train: resumed from the checkpoint at step {reached}" in log
-    assert int(load_checkpoint(key / "checkpoints" / "last.pt")["step"]) == STEPS
+    final = load_checkpoint(key / "checkpoints" / "last.pt")
+    assert int(final["step"]) == STEPS
+    # The retry trained the recipe the killed attempt started (model/resume.py).
+    assert (final["total_steps"], final["train"]["batch_size"]) == (STEPS, PARAMS.batch_size)
