@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -64,7 +66,9 @@ class PatchNCELoss(nn.Module):
         bf16 (8 bits of mantissa: up to ~0.04 per logit after the division by 0.07, measured on
         CPU), which blurs the small similarity differences the loss ranks by.
         """
-        with torch.autocast(feat_q.device.type, enabled=False):
+        kind = feat_q.device.type  # "meta" (FLOP counting) has no autocast to turn off
+        off = torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else None
+        with off or contextlib.nullcontext():
             feat_q = feat_q.float()
             feat_k = feat_k.detach().float()
             batch, patches = feat_q.shape[:2]

@@ -77,7 +77,9 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     if not enabled:
         return None
     if device.type == "cuda":
-        capability = torch.cuda.get_device_capability(device)
+        # A CUDA config planned where there is no GPU to ask: fp16 with its scaler runs on any.
+        available = torch.cuda.is_available()
+        capability = torch.cuda.get_device_capability(device) if available else (0, 0)
         return torch.bfloat16 if capability >= BF16_MIN_CAPABILITY else torch.float16
     if device.type == "cpu":
         with contextlib.suppress(AttributeError, RuntimeError):

@@ -61,13 +61,26 @@ def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
             param.requires_grad_(flag)
 
 
+def ddp_of(module: nn.Module) -> DistributedDataParallel | None:
+    """The DDP module `module` is or wraps: `torch.compile` of a DDP module (the order DDP
+    documents for compile) hides it inside an OptimizedModule's `_orig_mod`."""
+    while not isinstance(module, DistributedDataParallel):
+        inner = getattr(module, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return None
+        module = inner
+    return module
+
+
 @contextlib.contextmanager
 def no_grad_sync(module: nn.Module) -> Iterator[None]:
-    """A frozen DDP module's forward must not arm the reducer for a backward it never sees."""
-    if isinstance(module, DistributedDataParallel):
-        with module.no_sync():
-            yield
-    else:
+    """A frozen DDP module's forward must not arm the reducer for a backward it never sees
+    (the next forward would fail: "Expected to have finished reduction"), compiled or not."""
+    ddp = ddp_of(module)
+    if ddp is None:
+        yield
+        return
+    with ddp.no_sync():
         yield
 
 
@@ -133,8 +146,9 @@ class GanTrainer:
             module = module.to(memory_format=torch.channels_last)
         module = wrap(module)
         if self.opts.compile:
-            # After DDP, so the compiled graph includes its bucketed all-reduce hooks
-            # (DDPOptimizer); `model.bundle.unwrap` strips both for checkpoints.
+            # DDP first, then compile the DDP module, as DDP documents for torch.compile: the
+            # graph is split at its buckets (DDPOptimizer) so all-reduces overlap the backward.
+            # `no_grad_sync` finds DDP inside; `model.bundle.unwrap` strips both for checkpoints.
             module = torch.compile(module, mode=self.opts.compile_mode)  # type: ignore[assignment]
         return module
 
@@ -269,8 +283,14 @@ class CutTrainer(GanTrainer):
         G, D, F = self.nets["G"], self.nets["D"], self.nets["F"]
         cfg, layers, n = self.cfg, self.cfg.net.nce_layers, real_a.shape[0]
         (inputs,) = self.norm_inputs(real_a, real_b)
+        # FastCUT's flip equivariance: a coin from the CPU generator (checkpointed with the
+        # run's RNG state), so a resumed run flips the same steps.
+        flipped = cfg.flip_equivariance and bool(torch.rand(()) < 0.5)
         with self.autocast():
-            fake, keys = G(inputs, layers=layers)
+            fake, keys = G(inputs.flip(3) if flipped else inputs, layers=layers)
+            if flipped:  # upstream's keys come from the unflipped input
+                with torch.no_grad():
+                    keys = G(inputs, layers=layers, encode_only=True)
         fake_b = fake[:n]
 
         set_requires_grad([D], True)
@@ -284,8 +304,12 @@ class CutTrainer(GanTrainer):
                 loss_gan = self.gan(D(fake_b), True) * cfg.lambda_gan
             # Queries: G's encoder on G(A) and (CUT) on G(B), the identity term, in one pass.
             queries = G(fake, layers=layers, encode_only=True)
+            if flipped:
+                queries = [q.flip(3) for q in queries]
+            # NCE_X and NCE_Y each draw their own patches, as upstream's two F calls do.
+            groups = 2 if self.nce_idt and cfg.nce_separate_patches else 1
             with torch.no_grad():
-                key_pool, ids = F([k.detach() for k in keys], cfg.net.num_patches)
+                key_pool, ids = F([k.detach() for k in keys], cfg.net.num_patches, groups=groups)
             query_pool, _ = F(queries, cfg.net.num_patches, ids)
             loss_nce = torch.stack(
                 [self.nce(q, k) for q, k in zip(query_pool, key_pool, strict=True)]

@@ -29,6 +29,7 @@ def test_gpus_before_ampere_get_fp16_whatever_is_bf16_supported_says(
         asked.append(device)
         return capability
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", fake_capability)
     # What torch answers on a T4 or V100: bf16 "supported", by emulation.
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
