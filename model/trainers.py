@@ -50,9 +50,15 @@ class StepOptions:
     amp_dtype: torch.dtype | None = None  # bf16 (or fp16 with a grad scaler) autocast when set
     channels_last: bool = False
     # torch.compile of every trained network (G, D, F): fused kernels on GPUs. `compile_mode`
-    # "max-autotune" adds CUDA graphs where the shapes are static.
+    # "reduce-overhead" or "max-autotune" adds CUDA graphs (CUDA_GRAPH_MODES) where the shapes
+    # are static: off by default until bench/vs_reference.py has measured them on a GPU.
     compile: bool = False
     compile_mode: str = "default"
+
+
+# torch.compile modes that capture CUDA graphs: each training step must tell the graph trees a
+# new iteration began, so that the previous step's outputs may be overwritten.
+CUDA_GRAPH_MODES: tuple[str, ...] = ("reduce-overhead", "max-autotune")
 
 
 def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
@@ -183,6 +189,8 @@ class GanTrainer:
 
     def train_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         """One update of every network on a batch; returns the detached losses."""
+        if self.opts.compile and self.opts.compile_mode in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()
         losses = self._step(self._input(real_a), self._input(real_b))
         if self.ema is not None:
             self.ema.update(self.nets["G"])

@@ -46,3 +46,21 @@ def test_fp16_trains_with_a_grad_scaler_and_bf16_without() -> None:
     cpu = torch.device("cpu")
     assert GanTrainer(cfg, StepOptions(cpu, amp_dtype=torch.float16)).scaler is not None
     assert GanTrainer(cfg, StepOptions(cpu, amp_dtype=torch.bfloat16)).scaler is None
+
+
+@pytest.mark.parametrize(("mode", "marks"), [("default", 0), ("reduce-overhead", 1)])
+def test_cuda_graph_modes_mark_each_step(
+    monkeypatch: pytest.MonkeyPatch, mode: str, marks: int
+) -> None:
+    # CUDA graphs are opt-in (compile_mode); when on, every step starts a graph-tree iteration.
+    from ganops.model.config import TrainConfig, preset
+    from ganops.model.trainers import StepOptions, make_trainer
+
+    calls: list[str] = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: module)  # no compile time
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: calls.append("x"))
+    assert TrainConfig().compile_mode == "default"
+    cfg = TrainConfig(net=preset("tiny"), batch_size=2, compile_mode=mode)
+    opts = StepOptions(torch.device("cpu"), compile=True, compile_mode=mode)
+    make_trainer(cfg, opts).train_step(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))
+    assert len(calls) == marks
