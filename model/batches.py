@@ -130,7 +130,19 @@ class Batches:
         idx_a = self._index[pos * bs : (pos + 1) * bs]
         rng = torch.Generator().manual_seed((cfg.seed << 32) + step * self.world + self.rank)
         idx_b = _on(self.b.device, torch.randint(len(self.b), (bs,), generator=rng))
-        size = cfg.net.image_size
-        a = augment(self.a[idx_a], size=size, flip=cfg.flip, generator=rng)
-        b = augment(self.b[idx_b], size=size, flip=cfg.flip, generator=rng)
+        size, a, b = cfg.net.image_size, self.a[idx_a], self.b[idx_b]
+        if not cfg.crop_during_decay and step >= cfg.lr_decay_start * self.total_steps():
+            # Upstream CUT's decay epochs: the whole image at the training size, flips only
+            # (the same boundary as `GanTrainer.set_lr_for_step`).
+            a, b = _resize(a, size), _resize(b, size)
+        a = augment(a, size=size, flip=cfg.flip, generator=rng)
+        b = augment(b, size=size, flip=cfg.flip, generator=rng)
         return epoch, _to_float(a), _to_float(b)
+
+
+def _resize(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """`batch` scaled to `size` (bicubic with antialiasing, as upstream's PIL resize)."""
+    if batch.shape[-1] == size:
+        return batch
+    return tvf.resize(batch, [size, size], interpolation=tvf.InterpolationMode.BICUBIC,
+                      antialias=True)  # fmt: skip

@@ -40,6 +40,12 @@ class NetConfig:
     # before it existed load unchanged; the full preset turns it on for the NCE models, as
     # upstream CUT does.
     antialias: bool = False
+    # The same for the PatchGAN's stride-2 convs (upstream CUT antialiases D too). Its own
+    # field: checkpoints of runs from before it hold a plain D.
+    antialias_d: bool = False
+    # How weights start (model/networks.py `init_weights`, gain 0.02 either way): "normal" as
+    # CycleGAN's code, "xavier" as CUT's (xavier_normal).
+    init: Literal["normal", "xavier"] = "normal"
     # CUT: patches sampled per layer for PatchNCE, the MLP head width, and the layers used.
     # Layer indices count the generator's modules (model/networks.py): 0 the padded input,
     # 4 and 7 the two downsampling convs, 10 the first resnet block, 10 + k block k + 1.
@@ -88,11 +94,20 @@ class TrainConfig:
     # decay (0 ships G itself).
     ema_decay: float = 0.999
     nce_temperature: float = 0.07
+    # CUT's NCE_X and NCE_Y terms each draw their own patch positions, as upstream's two F
+    # calls do; False shares one draw between them (the tiny preset's tuned behaviour).
+    nce_separate_patches: bool = False
     # Augmentation as in the papers, on the device: images are loaded at `load_scale` times the
     # training size, then each gets a random crop back to it and, with `flip`, a random
     # horizontal flip. Deterministic per step and rank, so a resumed run sees the same batches.
     load_scale: float = 1.0
     flip: bool = True
+    # Upstream CUT stops the zoom-and-crop once the lr decays (its dataset resizes to the crop
+    # size in the decay epochs); False does the same: decay steps resize to the training size.
+    crop_during_decay: bool = True
+    # FastCUT's flip equivariance (upstream's default for it): half the steps flip G's input
+    # and flip the NCE queries back, so the keys come from the unflipped image.
+    flip_equivariance: bool = False
     # CycleGAN's history of generated images for the discriminators (Shrivastava et al.
     # 2017): 50 in the paper; 0 turns it off. CUT does not use one.
     pool_size: int = 50
@@ -127,7 +142,11 @@ class EvalConfig:
     grid_images: int = 8
     # The gate (model/gate.py): the challenger must beat its rival by `gate_margin` with
     # `gate_confidence`, by a paired bootstrap of `bootstrap_resamples` over the inputs.
-    gate_margin: float = 0.0
+    # -0.005: pass unless confidently worse by more than 0.005 in deploy score. At 0 every
+    # equal challenger was refused (bench/gate_validity.py, 50 trials: 100% of them); at
+    # -0.005 none was, and 4% of a blurred copy (0.009 worse) passed, 0% of the copies 0.03
+    # and 0.12 worse; at -0.01, 12% of the blurred copy passed (docs/recipe.md).
+    gate_margin: float = -0.005
     gate_confidence: float = 0.9
     bootstrap_resamples: int = 1000
 
@@ -165,7 +184,8 @@ PRESETS: dict[str, NetConfig] = {
 
 def preset(name: str, model: str = "cut", **overrides: Any) -> NetConfig:
     """Return the named preset for `model`, with overrides applied. The full preset of the NCE
-    models uses CUT's antialiased down- and upsampling, as upstream does.
+    models is upstream CUT's: antialiased down- and upsampling in G, antialiased D, xavier init
+    (docs/recipe.md).
 
     Raises:
         ValueError: on an unknown preset or model name.
@@ -176,7 +196,7 @@ def preset(name: str, model: str = "cut", **overrides: Any) -> NetConfig:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
     by_model: dict[str, Any] = {}
     if name == "full" and model in NCE_MODELS:
-        by_model = {"antialias": True, "upsample": "blur"}
+        by_model = {"antialias": True, "antialias_d": True, "upsample": "blur", "init": "xavier"}
     return dataclasses.replace(PRESETS[name], model=model, **{**by_model, **overrides})  # type: ignore[arg-type]
 
 
@@ -197,8 +217,19 @@ MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
 # further in them (bench/learning.py at 947 steps, SSIM: 0.64 at 5e-4, 0.66 at 1.5e-3; with
 # resize upsampling 0.66 at 5e-4, 0.68 at 1e-3, 0.71 at 1.5e-3 (0.71 with seed 1), 0.69 at
 # 2e-3).
+# The full preset follows each model's upstream schedule and augmentation (docs/recipe.md):
+# CycleGAN 100 + 100 epochs (the TRAIN_PRESETS default), CUT 200 + 200, FastCUT 150 + 50;
+# CUT and FastCUT resize instead of zoom-and-crop while the lr decays; FastCUT is trained
+# flip-equivariant.
 PRESET_MODEL_TRAIN_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("tiny", "cyclegan"): {"lr": 1.5e-3},
+    ("full", "cut"): {"epochs": 400, "crop_during_decay": False, "nce_separate_patches": True},
+    ("full", "fastcut"): {
+        "epochs": 200,
+        "lr_decay_start": 0.75,
+        "crop_during_decay": False,
+        "flip_equivariance": True,
+    },
 }
 
 

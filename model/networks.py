@@ -201,31 +201,44 @@ class ResnetGenerator(nn.Module):
 
 
 class NLayerDiscriminator(nn.Module):
-    """PatchGAN: a grid of real/fake logits, one per overlapping patch."""
+    """PatchGAN: a grid of real/fake logits, one per overlapping patch.
+
+    With `net.antialias_d` (upstream CUT's default) each stride-2 conv becomes a stride-1 conv,
+    its norm and activation, then a blur pool: the same output grid at about 4x the convs' work.
+    """
 
     def __init__(self, net: NetConfig) -> None:
         super().__init__()
         norm = get_norm_layer(net.norm)
         bias = _conv_bias(net.norm)
-        ndf = net.ndf
-        layers: list[nn.Module] = [
-            nn.Conv2d(net.output_nc, ndf, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, inplace=True),
-        ]
+        ndf, blur = net.ndf, net.antialias_d
+        layers: list[nn.Module] = _d_down(net.output_nc, ndf, None, bias=True, blur=blur)
         mult = 1
         for n in range(1, net.n_layers_d + 1):
             prev, mult = mult, min(2**n, 8)
-            stride = 2 if n < net.n_layers_d else 1
-            layers += [
-                nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=bias),
-                norm(ndf * mult),
-                nn.LeakyReLU(0.2, inplace=True),
-            ]
+            if n < net.n_layers_d:
+                layers += _d_down(ndf * prev, ndf * mult, norm, bias=bias, blur=blur)
+            else:
+                layers += [
+                    nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=bias),
+                    norm(ndf * mult),
+                    nn.LeakyReLU(0.2, inplace=True),
+                ]
         layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
+
+
+def _d_down(
+    c_in: int, c_out: int, norm: NormFactory | None, *, bias: bool, blur: bool
+) -> list[nn.Module]:
+    """One halving step of the PatchGAN: a 4x4 conv (stride 2, or stride 1 then a blur pool),
+    the norm (none on the first), LeakyReLU(0.2)."""
+    conv = nn.Conv2d(c_in, c_out, 4, stride=1 if blur else 2, padding=1, bias=bias)
+    layers = [conv, *([norm(c_out)] if norm else []), nn.LeakyReLU(0.2, inplace=True)]
+    return [*layers, BlurPool(c_out)] if blur else layers
 
 
 class PatchSampleF(nn.Module):
@@ -243,19 +256,33 @@ class PatchSampleF(nn.Module):
         )
 
     def forward(
-        self, feats: Sequence[Tensor], num_patches: int, patch_ids: Sequence[Tensor] | None = None
+        self,
+        feats: Sequence[Tensor],
+        num_patches: int,
+        patch_ids: Sequence[Tensor] | None = None,
+        groups: int = 1,
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """Return `(pooled, ids)`: per layer a (B, P, nc) tensor and the P positions used."""
+        """Return `(pooled, ids)`: per layer a (B, P, nc) tensor and the positions used, a
+        (groups, P) tensor. The batch is `groups` equal parts, each with its own positions
+        (CUT draws NCE_X's and NCE_Y's patches separately); given `patch_ids` set the groups.
+        """
         pooled: list[Tensor] = []
         ids: list[Tensor] = []
         for index, (feat, mlp) in enumerate(zip(feats, self.mlps, strict=True)):
             flat = feat.flatten(2).transpose(1, 2)  # (B, H*W, C)
+            batch, positions, channels = flat.shape
             if patch_ids is None:
-                count = min(num_patches, flat.shape[1])
-                pid = torch.randperm(flat.shape[1], device=feat.device)[:count]
+                count = min(num_patches, positions)
+                pid = torch.stack(
+                    [torch.randperm(positions, device=feat.device)[:count] for _ in range(groups)]
+                )
             else:
                 pid = patch_ids[index]
-            sample = mlp(flat[:, pid, :])
+            parts, count = pid.shape
+            # One gather for every group: (groups, B/groups, H*W, C) -> (groups, B/groups, P, C).
+            where = pid[:, None, :, None].expand(parts, batch // parts, count, channels)
+            picked = flat.reshape(parts, batch // parts, positions, channels).gather(2, where)
+            sample = mlp(picked.flatten(0, 1))
             pooled.append(nn.functional.normalize(sample, dim=-1, eps=1e-7))
             ids.append(pid)
         return pooled, ids
@@ -273,11 +300,27 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
-def init_weights(module: M, std: float = 0.02, generator: torch.Generator | None = None) -> M:
-    """Normal(0, std) weights and zero biases, as in the CycleGAN/CUT papers."""
+INIT_NAMES: tuple[str, ...] = ("normal", "xavier")
+
+
+def init_weights(
+    module: M, std: float = 0.02, generator: torch.Generator | None = None, kind: str = "normal"
+) -> M:
+    """Initialise as the papers' code does, with gain `std` and zero biases: "normal" draws
+    N(0, std) (CycleGAN's default), "xavier" xavier_normal with gain `std` (CUT's default).
+    Batch-norm scales start at N(1, std) either way.
+
+    Raises:
+        ValueError: on an unknown `kind`.
+    """
+    if kind not in INIT_NAMES:
+        raise ValueError(f"unknown init {kind!r}; choose one of {', '.join(INIT_NAMES)}")
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-            nn.init.normal_(layer.weight, 0.0, std, generator=generator)
+            if kind == "xavier":
+                nn.init.xavier_normal_(layer.weight, gain=std, generator=generator)
+            else:
+                nn.init.normal_(layer.weight, 0.0, std, generator=generator)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
         elif isinstance(layer, nn.BatchNorm2d):
@@ -292,6 +335,8 @@ def check_net_config(net: NetConfig, training: bool = False) -> None:
     if net.model not in MODEL_NAMES:
         raise ValueError(f"unknown model {net.model!r}; choose one of {', '.join(MODEL_NAMES)}")
     get_norm_layer(net.norm)
+    if net.init not in INIT_NAMES:
+        raise ValueError(f"unknown init {net.init!r}; choose one of {', '.join(INIT_NAMES)}")
     if net.upsample not in UPSAMPLE_NAMES:
         raise ValueError(
             f"unknown upsample {net.upsample!r}; choose one of {', '.join(UPSAMPLE_NAMES)}"
@@ -319,7 +364,7 @@ def check_net_config(net: NetConfig, training: bool = False) -> None:
 
 
 def build_generator(net: NetConfig, generator: torch.Generator | None = None) -> ResnetGenerator:
-    """Build the resnet generator described by `net`, with N(0, 0.02) weights.
+    """Build the resnet generator described by `net`, initialised as `net.init` says.
 
     Args:
         net: sizes and norm; `net.model` only has to be a known name.
@@ -332,7 +377,7 @@ def build_generator(net: NetConfig, generator: torch.Generator | None = None) ->
         ValueError: on an unknown model or norm name, or sizes the layers cannot handle.
     """
     check_net_config(net)
-    return init_weights(ResnetGenerator(net), generator=generator)
+    return init_weights(ResnetGenerator(net), generator=generator, kind=net.init)
 
 
 def build_discriminator(
@@ -344,7 +389,7 @@ def build_discriminator(
         ValueError: on an unknown name or an image too small for `n_layers_d`.
     """
     check_net_config(net)
-    return init_weights(NLayerDiscriminator(net), generator=generator)
+    return init_weights(NLayerDiscriminator(net), generator=generator, kind=net.init)
 
 
 def build_feature_head(
@@ -360,4 +405,4 @@ def build_feature_head(
     if net.netf_nc < 1 or net.num_patches < 1:
         raise ValueError("netf_nc and num_patches must be positive")
     head = PatchSampleF(gen.feature_channels(net.nce_layers), net.netf_nc)
-    return init_weights(head, generator=generator)
+    return init_weights(head, generator=generator, kind=net.init)

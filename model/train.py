@@ -71,16 +71,25 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
 
 
+# bf16 tensor cores arrived with Ampere (compute capability 8.0).
+BF16_MIN_CAPABILITY = (8, 0)
+
+
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     """bf16 where the hardware runs it natively (Ampere+ GPUs, CPUs with AVX512-BF16/AMX);
     fp16 with a loss scaler on older GPUs (T4, V100), whose tensor cores have fp16 only.
 
-    On CPUs without bf16 it is emulated and slower than fp32, so the step stays in fp32.
+    GPUs are told apart by compute capability, not `torch.cuda.is_bf16_supported()`: that
+    reports True on pre-Ampere GPUs where bf16 is emulated (slower than fp16 and no tensor
+    cores). On CPUs without bf16 it is emulated and slower than fp32: the step stays in fp32.
     """
     if not enabled:
         return None
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # A CUDA config planned where there is no GPU to ask: fp16 with its scaler runs on any.
+        available = torch.cuda.is_available()
+        capability = torch.cuda.get_device_capability(device) if available else (0, 0)
+        return torch.bfloat16 if capability >= BF16_MIN_CAPABILITY else torch.float16
     if device.type == "cpu":
         with contextlib.suppress(AttributeError, RuntimeError):
             if torch.ops.mkldnn._is_mkldnn_bf16_supported():

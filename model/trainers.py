@@ -50,11 +50,17 @@ class StepOptions:
     amp_dtype: torch.dtype | None = None  # bf16 (or fp16 with a grad scaler) autocast when set
     channels_last: bool = False
     # torch.compile of every trained network (G, D, F): fused kernels on GPUs. `compile_mode`
-    # "max-autotune" adds CUDA graphs where the shapes are static.
+    # "reduce-overhead" or "max-autotune" adds CUDA graphs (CUDA_GRAPH_MODES) where the shapes
+    # are static: off by default until bench/vs_reference.py has measured them on a GPU.
     compile: bool = False
     compile_mode: str = "default"
     # This process's rank under DDP: seeds what must differ between ranks (CycleGAN's pools).
     rank: int = 0
+
+
+# torch.compile modes that capture CUDA graphs: each training step must tell the graph trees a
+# new iteration began, so that the previous step's outputs may be overwritten.
+CUDA_GRAPH_MODES: tuple[str, ...] = ("reduce-overhead", "max-autotune")
 
 
 def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
@@ -63,13 +69,26 @@ def set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
             param.requires_grad_(flag)
 
 
+def ddp_of(module: nn.Module) -> DistributedDataParallel | None:
+    """The DDP module `module` is or wraps: `torch.compile` of a DDP module (the order DDP
+    documents for compile) hides it inside an OptimizedModule's `_orig_mod`."""
+    while not isinstance(module, DistributedDataParallel):
+        inner = getattr(module, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return None
+        module = inner
+    return module
+
+
 @contextlib.contextmanager
 def no_grad_sync(module: nn.Module) -> Iterator[None]:
-    """A frozen DDP module's forward must not arm the reducer for a backward it never sees."""
-    if isinstance(module, DistributedDataParallel):
-        with module.no_sync():
-            yield
-    else:
+    """A frozen DDP module's forward must not arm the reducer for a backward it never sees
+    (the next forward would fail: "Expected to have finished reduction"), compiled or not."""
+    ddp = ddp_of(module)
+    if ddp is None:
+        yield
+        return
+    with ddp.no_sync():
         yield
 
 
@@ -135,8 +154,9 @@ class GanTrainer:
             module = module.to(memory_format=torch.channels_last)
         module = wrap(module)
         if self.opts.compile:
-            # After DDP, so the compiled graph includes its bucketed all-reduce hooks
-            # (DDPOptimizer); `model.bundle.unwrap` strips both for checkpoints.
+            # DDP first, then compile the DDP module, as DDP documents for torch.compile: the
+            # graph is split at its buckets (DDPOptimizer) so all-reduces overlap the backward.
+            # `no_grad_sync` finds DDP inside; `model.bundle.unwrap` strips both for checkpoints.
             module = torch.compile(module, mode=self.opts.compile_mode)  # type: ignore[assignment]
         return module
 
@@ -171,6 +191,8 @@ class GanTrainer:
 
     def train_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
         """One update of every network on a batch; returns the detached losses."""
+        if self.opts.compile and self.opts.compile_mode in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()
         losses = self._step(self._input(real_a), self._input(real_b))
         if self.ema is not None:
             self.ema.update(self.nets["G"])
@@ -276,8 +298,14 @@ class CutTrainer(GanTrainer):
         G, D, F = self.nets["G"], self.nets["D"], self.nets["F"]
         cfg, layers, n = self.cfg, self.cfg.net.nce_layers, real_a.shape[0]
         (inputs,) = self.norm_inputs(real_a, real_b)
+        # FastCUT's flip equivariance: a coin from the CPU generator (checkpointed with the
+        # run's RNG state), so a resumed run flips the same steps.
+        flipped = cfg.flip_equivariance and bool(torch.rand(()) < 0.5)
         with self.autocast():
-            fake, keys = G(inputs, layers=layers)
+            fake, keys = G(inputs.flip(3) if flipped else inputs, layers=layers)
+            if flipped:  # upstream's keys come from the unflipped input
+                with torch.no_grad():
+                    keys = G(inputs, layers=layers, encode_only=True)
         fake_b = fake[:n]
 
         set_requires_grad([D], True)
@@ -291,8 +319,12 @@ class CutTrainer(GanTrainer):
                 loss_gan = self.gan(D(fake_b), True) * cfg.lambda_gan
             # Queries: G's encoder on G(A) and (CUT) on G(B), the identity term, in one pass.
             queries = G(fake, layers=layers, encode_only=True)
+            if flipped:
+                queries = [q.flip(3) for q in queries]
+            # NCE_X and NCE_Y each draw their own patches, as upstream's two F calls do.
+            groups = 2 if self.nce_idt and cfg.nce_separate_patches else 1
             with torch.no_grad():
-                key_pool, ids = F([k.detach() for k in keys], cfg.net.num_patches)
+                key_pool, ids = F([k.detach() for k in keys], cfg.net.num_patches, groups=groups)
             query_pool, _ = F(queries, cfg.net.num_patches, ids)
             loss_nce = torch.stack(
                 [self.nce(q, k) for q, k in zip(query_pool, key_pool, strict=True)]

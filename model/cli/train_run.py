@@ -182,7 +182,9 @@ def _facts(cfg: TrainConfig, device: torch.device, result: TrainResult) -> dict[
 
 
 def _summary(cfg: TrainConfig, device: torch.device, result: TrainResult) -> list[str]:
-    precision = "bf16" if amp_dtype(device, cfg.amp) else "fp32"
+    names = {torch.bfloat16: "bf16", torch.float16: "fp16 + grad scaler"}
+    dtype = amp_dtype(device, cfg.amp)
+    precision = names[dtype] if dtype is not None else "fp32"
     losses = "  ".join(f"{k} {v:.3f}" for k, v in result.final_losses.items())
     return [
         f"trained {cfg.net.model} ({cfg.net.image_size} px, ngf {cfg.net.ngf}, "

@@ -89,3 +89,27 @@ def test_the_pipelines_bar_is_passed_exactly_when_the_comparison_passes(
     score = 0.61
     assert (score > gate_bar(score, result, float("-inf"))) == result.passed
     assert not score > gate_bar(score, result, 0.7)  # the floor still applies
+
+
+def test_each_resamples_score_is_the_score_of_the_resampled_inputs(data: EvalData) -> None:
+    # The bootstrap scores a draw through its counts (matrix products); it must equal the
+    # deploy score of the drawn inputs themselves, duplicates included.
+    import dataclasses
+
+    from ganops.model.gate import _Context, _Pieces
+
+    assert data.gt is not None
+    outputs = _noisy(data.gt, 0.1, 4)
+    draws = torch.randint(
+        len(outputs), (2, len(outputs)), generator=torch.Generator().manual_seed(2)
+    )
+    assert len(set(draws[0].tolist())) < len(outputs)  # some inputs drawn twice
+    counts = torch.zeros(2, len(outputs), dtype=torch.float64)
+    counts.scatter_add_(1, draws, torch.ones(draws.shape, dtype=torch.float64))
+    ctx = _Context(data)
+    scores = ctx.scores(_Pieces(outputs, data, ctx.features_b), counts)
+    for draw, score in zip(draws, scores, strict=True):
+        drawn = dataclasses.replace(data, a=data.a[draw], gt=data.gt[draw])
+        assert score == pytest.approx(
+            output_metrics(outputs[draw], drawn)["deploy_score"], abs=1e-6
+        )

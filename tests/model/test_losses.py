@@ -95,3 +95,26 @@ def test_patch_nce_equals_upstreams_formula() -> None:
     assert torch.allclose(grad_ours, grad_theirs, atol=1e-7)
     # Matching features (each query is its own key) give a far lower loss than random ones.
     assert float(PatchNCELoss(0.07)(keys, keys)) < float(theirs) / 10
+
+
+def test_patch_nce_runs_in_float32_under_bf16_autocast() -> None:
+    # Before the loss turned autocast off, CPU bf16 autocast ran its bmm in bf16 here: logits
+    # off by up to 0.035, the loss by 2.5e-5 relative, the query gradients by 0.6% of their
+    # largest; each check below failed.
+    gen = torch.Generator().manual_seed(5)
+    queries = F.normalize(torch.randn(2, 128, 64, generator=gen), dim=-1).requires_grad_()
+    keys = F.normalize(torch.randn(2, 128, 64, generator=gen), dim=-1)
+    nce = PatchNCELoss(0.07)
+    reference = nce(queries, keys)
+    (grad_reference,) = torch.autograd.grad(reference, queries)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = nce(queries, keys)
+    (grad_mixed,) = torch.autograd.grad(mixed, queries)
+    assert mixed.dtype == torch.float32
+    assert float(mixed.detach()) == pytest.approx(float(reference.detach()), rel=1e-6)
+    assert torch.allclose(grad_mixed, grad_reference, rtol=1e-5, atol=1e-9)
+    # bf16 inputs (an autocast MLP's output) are widened, not rounded further.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        from_bf16 = nce(queries.detach().bfloat16(), keys.bfloat16())
+    exact = nce(queries.detach().bfloat16().float(), keys.bfloat16().float())
+    assert float(from_bf16) == pytest.approx(float(exact), rel=1e-6)
