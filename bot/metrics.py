@@ -81,13 +81,16 @@ class BotMetrics:
         self._store = _StoreStates()
         reg.register(self._store)
 
-    def watch_store(self, db_path: Path) -> None:
+    def watch_store(self, db_path: Path | None) -> None:
+        """Count runs and approvals from the SQLite file at scrape time (None: PostgreSQL,
+        where the gauges stay empty; the database's own exporter has the numbers)."""
         self._store.db_path = db_path
 
-    def count_command(self, body: dict[str, Any], next: Callable[[], None]) -> None:
-        """A Bolt global middleware."""
+    def count_command(self, req: Any, body: dict[str, Any], next: Callable[[], None]) -> None:
+        """A Bolt global middleware. A command is counted at its ack, not again when an
+        outbox worker re-dispatches it for its lazy listener."""
         command = body.get("command")
-        if isinstance(command, str):
+        if isinstance(command, str) and not getattr(req, "lazy_only", False):
             self.commands.labels(command).inc()
         next()
 

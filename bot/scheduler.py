@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from ganops.bot.leader import Leadership, NotLeaderError, SoleLeader, in_job
 from ganops.bot.metrics import METRICS
 from ganops.bot.services import Services
 from ganops.bot.settings import Settings
@@ -21,7 +22,11 @@ log = logging.getLogger("ganops.bot")
 
 
 class Jobs:
-    def __init__(self) -> None:
+    """The jobs run only on the replica that leads (`bot.leader`); the others skip each tick
+    after trying to take over, so a dead leader is replaced at the next tick of any job."""
+
+    def __init__(self, leader: Leadership | None = None) -> None:
+        self.leader: Leadership = leader or SoleLeader()
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
@@ -32,7 +37,7 @@ class Jobs:
     ) -> None:
         """Run `func` every `seconds`, the first time after `first_in` seconds."""
         self._scheduler.add_job(
-            _logged(name, func),
+            _logged(name, func, self.leader),
             "interval",
             seconds=seconds,
             id=name,
@@ -52,17 +57,26 @@ class Jobs:
             self._scheduler.shutdown(wait=wait)
 
 
-def _logged(name: str, func: Callable[[], object]) -> Callable[[], None]:
-    """A job's unexpected error is logged with its traceback; the job keeps its schedule."""
+def _logged(name: str, func: Callable[[], object], leader: Leadership) -> Callable[[], None]:
+    """A job's unexpected error is logged with its traceback; the job keeps its schedule.
+    It runs only while this replica leads, and marks its thread so that its side effects
+    are fenced (`bot.leader.fence`)."""
 
     def run() -> None:
         try:
+            if not leader.is_leader():
+                return
+            in_job(name)
             func()
+        except NotLeaderError as exc:
+            log.warning("%s", exc)
         except Exception:
             METRICS.jobs.labels(name, "error").inc()
             log.exception("background job %s failed; it runs again on its next tick", name)
         else:
             METRICS.jobs.labels(name, "ok").inc()
+        finally:
+            in_job(None)
 
     return run
 
@@ -71,7 +85,7 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
     """Every background job of the bot process, not yet started."""
     from ganops.bot.runs.watch import RunWatcher
 
-    jobs = Jobs()
+    jobs = Jobs(services.leader)
     watcher = RunWatcher(
         services,
         files_dir=settings.state_dir / "slack-files",

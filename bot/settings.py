@@ -117,6 +117,10 @@ class Settings:
     data_watch: str | None = None
     data_watch_interval_s: float = 3600.0
     data_watch_min: int = 100
+    # Several replicas share one PostgreSQL (GANOPS_DATABASE_URL); None: SQLite in state_dir.
+    database_url: Secret | None = None
+    # How long a claimed outbox row stays claimed without its worker's heartbeat.
+    outbox_lease_s: float = 30.0
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __deepcopy__(self, memo: dict[int, object]) -> Settings:
@@ -188,6 +192,8 @@ def load_settings(
         data_watch=_get(env, "GANOPS_DATA_WATCH"),
         data_watch_interval_s=_duration(env, "GANOPS_DATA_WATCH_INTERVAL", "1h"),
         data_watch_min=int(_number(env, "GANOPS_DATA_WATCH_MIN", 100, (1, 10_000_000))),
+        database_url=_database_url(env),
+        outbox_lease_s=_duration(env, "GANOPS_OUTBOX_LEASE", "30"),
     )
 
 
@@ -197,6 +203,18 @@ def load_settings(
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
     return value.strip() if value is not None and value.strip() else None
+
+
+def _database_url(env: Mapping[str, str]) -> Secret | None:
+    url = _get(env, "GANOPS_DATABASE_URL")
+    if url is None:
+        return None
+    if url.split("://", 1)[0] not in {"postgresql", "postgres"}:
+        raise ConfigError(
+            "GANOPS_DATABASE_URL must be a postgresql://user:password@host:5432/db URL "
+            "(unset it for SQLite in GANOPS_STATE_DIR)"
+        )
+    return Secret(url)  # it may hold a password: never in logs or reprs
 
 
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:

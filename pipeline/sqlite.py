@@ -9,9 +9,11 @@ pipeline package, never the other way round; `bot.store.Store` and
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ganops.pipeline.db import Statements, statements_for
 
 DB_NAME = "ganops.db"
 
@@ -23,9 +25,11 @@ class SqliteDb:
     beside them, and `busy_timeout` turns contention into a short wait instead of an error.
     """
 
+    dialect = "sqlite"
+
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.path = state_dir / DB_NAME
+        self.path: Path | None = state_dir / DB_NAME
         with self.connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(
@@ -36,6 +40,7 @@ class SqliteDb:
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """A connection in autocommit mode; use `tx()` for atomic multi-statement work."""
+        assert self.path is not None
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=30000")
@@ -58,7 +63,7 @@ class SqliteDb:
                 raise
             conn.execute("COMMIT")
 
-    def migrate(self, owner: str, version: int, statements: Sequence[str]) -> None:
+    def migrate(self, owner: str, version: int, statements: Statements) -> None:
         """Apply `statements` once per owner and version. Statements must be idempotent
         (CREATE ... IF NOT EXISTS), since two processes may start at once."""
         with self.tx() as conn:
@@ -67,10 +72,13 @@ class SqliteDb:
             ).fetchone()
             if row is not None and row["version"] >= version:
                 return
-            for statement in statements:
+            for statement in statements_for(self.dialect, statements):
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_versions(owner, version) VALUES(?, ?) "
                 "ON CONFLICT(owner) DO UPDATE SET version=excluded.version",
                 (owner, version),
             )
+
+    def close(self) -> None:
+        """Nothing to release: connections are per call."""

@@ -9,7 +9,6 @@ the channel, and in the thread of the approval card it concerns.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from ganops.bot.approvals.rollout import SYSTEM
 from ganops.bot.blocks.reconcile import reconcile_blocks, reconcile_text
 from ganops.bot.ports import Approval, Deployer, DeployError, DeployResult, ModelRegistry
 from ganops.model.registry import CHAMPION
+from ganops.pipeline.db import Row
 from ganops.pipeline.params import MODELS
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class Reconciler:
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _last(self, rows: list[sqlite3.Row]) -> LastDeploy | None:
+    def _last(self, rows: list[Row]) -> LastDeploy | None:
         if not rows:
             return None
         a = table.to_approval(rows[0])

@@ -12,7 +12,6 @@ between; the poster then looks for the message in Slack (by its metadata) before
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ganops.bot.store import Store
+from ganops.pipeline.db import Row
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -73,7 +73,7 @@ class RunRow:
     finished_at: float | None = None
 
 
-def _row(r: sqlite3.Row) -> RunRow:
+def _row(r: Row) -> RunRow:
     data = dict(r)
     data["params"] = json.loads(data["params"])
     data["settled"] = bool(data["settled"])
