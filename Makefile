@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.ganops-installed
 export TMPDIR ?= /tmp
 
-.PHONY: setup prometheus demo test test-fast lint bench clean images constraints
+.PHONY: setup prometheus postgresql demo test test-fast lint bench clean images constraints
 
 REGISTRY ?= ghcr.io/example
 TAG ?= $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
@@ -25,10 +25,13 @@ setup: $(STAMP)
 prometheus:
 	@bash scripts/ensure-prometheus.sh
 
+postgresql:
+	@bash scripts/ensure-postgresql.sh
+
 demo: setup prometheus
 	$(VENV)/bin/ganops demo $(DEMO_ARGS)
 
-test: setup prometheus lint
+test: setup prometheus postgresql lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Unit and contract tests only: no training runs, pipelines or external processes.

@@ -98,6 +98,12 @@ class Store:
     def migrate(self, owner: str, version: int, statements: Statements) -> None:
         self.db.migrate(owner, version, statements)
 
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """A named lock shared by every replica (a model's rollouts)."""
+        with self.db.lock(key):
+            yield
+
     def close(self) -> None:
         self.db.close()
 

@@ -51,6 +51,11 @@ class Db(Protocol):
 
     def migrate(self, owner: str, version: int, statements: Statements) -> None: ...
 
+    def lock(self, key: str) -> AbstractContextManager[None]:
+        """Held by one holder at a time across every process on this database (for a
+        rollout's duration); released when its holder dies."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -96,5 +96,13 @@ class PostgresDb:
                 (owner, version),
             )
 
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """`pg_advisory_xact_lock` on a connection of its own, for as long as the block runs:
+        a replica that dies mid-way drops its connection, and with it the lock."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+            yield
+
     def close(self) -> None:
         self.pool.close()

@@ -9,6 +9,7 @@ pipeline package, never the other way round; `bot.store.Store` and
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 from ganops.pipeline.db import Statements, statements_for
 
 DB_NAME = "ganops.db"
+_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
 
 
 class SqliteDb:
@@ -79,6 +82,15 @@ class SqliteDb:
                 "ON CONFLICT(owner) DO UPDATE SET version=excluded.version",
                 (owner, version),
             )
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """One process uses a SQLite file (the bot's default): a lock in this process is
+        the lock. (A transaction held for a whole rollout would block every other writer.)"""
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault((str(self.path), key), threading.Lock())
+        with lock:
+            yield
 
     def close(self) -> None:
         """Nothing to release: connections are per call."""

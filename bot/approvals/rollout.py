@@ -30,8 +30,6 @@ class Rollout:
         self.store = store
         self.registry = registry
         self.deployer = deployer
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
         self._busy = 0  # deploys running now, for a SIGTERM that waits for them
         self._idle = threading.Condition()
         self._closed = False  # stopping: start no new rollout
@@ -58,6 +56,9 @@ class Rollout:
         with self._running() as allowed, self._lock(a.model):
             if not allowed:
                 return _failed(a.version, STOPPING, 0)
+            done = self._result(a)
+            if done is not None:  # another path (a click, a replica, recovery) already did it
+                return done
             result = self._deploy(a.model, a.version, a.model_uri, a.approval_id)
             aliases_moved = result.ok and self.move_aliases(a)
             self._record(a, result, aliases_moved)
@@ -75,7 +76,7 @@ class Rollout:
         """A rollout that finished in a process killed before it recorded it: move the
         aliases and record it as the deploy it was. True if the aliases moved."""
         with self._running() as allowed, self._lock(a.model):
-            if not allowed:
+            if not allowed or self._result(a) is not None:
                 return False
             moved = self.move_aliases(a)
             result = DeployResult(True, model_uri, a.version, None, False, 0.0, message)
@@ -156,9 +157,15 @@ class Rollout:
             return False
         return True
 
-    def _lock(self, model: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(model, threading.Lock())
+    def _lock(self, model: str) -> contextlib.AbstractContextManager[None]:
+        """One rollout of a model at a time, across threads and replicas (a lock in the
+        database; released if its replica dies)."""
+        return self.store.lock(f"rollout:{model}")
+
+    def _result(self, a: Approval) -> DeployResult | None:
+        with self.store.connect() as conn:
+            row = table.fetch(conn, a.approval_id)
+        return table.deploy_result(row) if row is not None else None
 
 
 def _failed(version: str, message: str, seconds: float) -> DeployResult:
