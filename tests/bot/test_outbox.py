@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -187,3 +189,70 @@ def test_the_run_book_on_both_backends(tmp_path: Path) -> None:
     ts = book.post_once("k", "C1", None, lambda: posts.append("x") or "1.0", lambda _: None)
     assert book.post_once("k", "C1", None, lambda: "2.0", lambda _: None) == ts == "1.0"
     assert posts == ["x"]
+
+
+@pytest.mark.usefixtures("both_backends")
+def test_post_once_waits_for_a_live_poster_and_takes_over_a_dead_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ganops.bot.runs import record
+
+    book = RunBook(backend_store(tmp_path))
+    posts: list[str] = []
+
+    def post(ts: str) -> Callable[[], str]:
+        def do() -> str:
+            time.sleep(0.3)  # long enough for the others to find the claim in progress
+            posts.append(ts)
+            return ts
+
+        return do
+
+    # Threads (or replicas) racing on one key: one posts, the others get its ts.
+    got: list[str] = []
+    racers = [
+        threading.Thread(
+            target=lambda n=n: got.append(
+                book.post_once("k1", "C", None, post(f"{n}.0"), lambda _: None)
+            )
+        )
+        for n in range(4)
+    ]
+    for t in racers:
+        t.start()
+    for t in racers:
+        t.join()
+    assert len(posts) == 1
+    assert got == posts * 4
+
+    # Another replica's claim, still in progress: wait for its ts, post nothing.
+    with book.store.connect() as conn:
+        conn.execute(
+            "INSERT INTO posts(key, channel, claimed_at, claimed_by) VALUES(?,?,?,?)",
+            ("k2", "C", time.time(), "other-pod:7"),
+        )
+    threading.Timer(0.5, lambda: book._complete("k2", "9.0")).start()
+    assert book.post_once("k2", "C", None, post("x"), lambda _: None) == "9.0"
+    assert len(posts) == 1
+
+    # A claim whose process is gone (this host, no such pid): taken over at once.
+    with book.store.connect() as conn:
+        conn.execute(
+            "INSERT INTO posts(key, channel, claimed_at, claimed_by) VALUES(?,?,?,?)",
+            ("k3", "C", time.time(), f"{socket.gethostname()}:{2**22 + 17}"),
+        )
+    assert book.post_once("k3", "C", None, post("3.0"), lambda _: None) == "3.0"
+
+    # Another host's claim that never completes: taken over once it is older than the wait.
+    monkeypatch.setattr(record, "POST_CLAIM_WAIT_S", 0.5)
+    with book.store.connect() as conn:
+        conn.execute(
+            "INSERT INTO posts(key, channel, claimed_at, claimed_by) VALUES(?,?,?,?)",
+            ("k4", "C", time.time(), "gone-pod:7"),
+        )
+    asked: list[float] = []
+    started = time.monotonic()
+    ts = book.post_once("k4", "C", None, post("4.0"), lambda since: asked.append(since) or None)
+    assert ts == "4.0"
+    assert time.monotonic() - started >= 0.5
+    assert len(asked) == 1  # it looked for the dead poster's message first
