@@ -122,13 +122,19 @@ def serve(
     version and the champion alias apart until the next start reconciles them."""
     from ganops.bot.app import create_app
     from ganops.bot.outbox_worker import install_outbox
+    from ganops.bot.runs.watch import AUTO_DEPLOY, auto_deploy
     from ganops.bot.scheduler import build_jobs
     from ganops.bot.transports import HttpTransport, run_socket_mode
 
     app = create_app(settings, services)
     # Every ack writes the outbox; this replica's worker (and every other's) carries it out.
     worker = (
-        install_outbox(app, services.outbox, lease_s=settings.outbox_lease_s)
+        install_outbox(
+            app,
+            services.outbox,
+            handlers={AUTO_DEPLOY: lambda payload: auto_deploy(services, payload["run_id"])},
+            lease_s=settings.outbox_lease_s,
+        )
         if services.outbox is not None
         else None
     )

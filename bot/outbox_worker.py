@@ -165,10 +165,19 @@ class OutboxLazyRunner(LazyListenerRunner):
         self.worker.wake()
 
 
-def dispatcher(app: App) -> Callable[[OutboxRow], None]:
-    """Run one outbox row: the stored payload as a lazy-only request for its function."""
+Handler = Callable[[dict[str, Any]], None]
+
+
+def dispatcher(app: App, handlers: dict[str, Handler] | None = None) -> Callable[[OutboxRow], None]:
+    """Run one outbox row: a job's hand-off (`handlers`, kinds `job:…`, e.g. the run
+    watcher's auto deploy), else the stored Slack payload as a lazy-only request for its
+    listener function."""
 
     def run(row: OutboxRow) -> None:
+        handler = (handlers or {}).get(row.kind)
+        if handler is not None:
+            handler(row.payload)
+            return
         request = BoltRequest(
             body=row.payload,
             mode="socket_mode",  # already verified at the ack; nothing to sign again
@@ -180,10 +189,18 @@ def dispatcher(app: App) -> Callable[[OutboxRow], None]:
 
 
 def install_outbox(
-    app: App, outbox: Outbox, *, threads: int = 4, lease_s: float = 30.0, poll_s: float = 0.5
+    app: App,
+    outbox: Outbox,
+    *,
+    handlers: dict[str, Handler] | None = None,
+    threads: int = 4,
+    lease_s: float = 30.0,
+    poll_s: float = 0.5,
 ) -> OutboxWorker:
-    """Route `app`'s lazy listeners through `outbox`; returns the started worker."""
-    worker = OutboxWorker(outbox, dispatcher(app), threads=threads, lease_s=lease_s, poll_s=poll_s)
+    """Route `app`'s lazy listeners (and the jobs' hand-offs in `handlers`) through
+    `outbox`; returns the started worker."""
+    run = dispatcher(app, handlers)
+    worker = OutboxWorker(outbox, run, threads=threads, lease_s=lease_s, poll_s=poll_s)
     # The same swap Bolt's AWS Lambda adapter makes for its own lazy runner.
     app.listener_runner.lazy_listener_runner = OutboxLazyRunner(outbox, worker)
     return worker.start()

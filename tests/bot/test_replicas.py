@@ -282,3 +282,24 @@ def _run_settled(store: Store) -> bool:
     with store.connect() as conn:
         r = conn.execute("SELECT settled FROM runs WHERE run_id=?", ("run-1",)).fetchone()
     return bool(r and r["settled"])
+
+
+def test_an_auto_deploy_is_handed_from_the_watcher_to_a_worker(cluster: Cluster) -> None:
+    replicas = [cluster.start() for _ in range(cluster.size)]
+    text = "model=cut epochs=2 auto_deploy=true"
+    assert replicas[-1].retrain(text, trigger_id="t-auto", user=CAROL).status_code == 200
+    eventually(cluster.run_messages, timeout=20)
+    cluster.launcher.move("run-1", **{**finished("3"), "state": "deployed"})
+    eventually(
+        lambda: (c := cluster.registry.get_alias("cut", "champion")) and c.version == "3",
+        timeout=60,
+    )
+    time.sleep(1.0)
+    deploys = [r for r in cluster.book.store.list_audit(100) if r.action == "deploy"]
+    assert len(deploys) == 1, deploys
+    # The rollout ran as an outbox row (claimed by a worker), not inside the run watch job.
+    with cluster.book.store.connect() as conn:
+        row = conn.execute(
+            "SELECT state, attempts FROM outbox WHERE kind='job:auto_deploy'"
+        ).fetchone()
+    assert (row["state"], row["attempts"]) == ("done", 1)

@@ -83,7 +83,7 @@ def _stall_outbox() -> None:
 
     from ganops.bot import outbox_worker
 
-    def stuck(app: object) -> Callable[[object], None]:
+    def stuck(app: object, handlers: object = None) -> Callable[[object], None]:
         def run(row: object) -> None:
             print(f"outbox: stalled on {row}", file=sys.stderr, flush=True)
             threading.Event().wait()
