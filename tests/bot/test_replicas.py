@@ -17,6 +17,7 @@ On SQLite there is one process; "the other replica" is the same bot started agai
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -128,6 +129,8 @@ class Cluster:
             "FAKE_REGISTRY": str(self.registry.path),
             "FAKE_GATES": str(self.gates),
             "FAKE_LAUNCHER": str(self.launcher.path),
+            "FAKE_ALERTS": str(self.tmp / "alerts.json"),
+            "GANOPS_DRIFT_INTERVAL": "0.5",
             "BOT_PORT": str(port),
         }
         if self.database_url:
@@ -303,3 +306,17 @@ def test_an_auto_deploy_is_handed_from_the_watcher_to_a_worker(cluster: Cluster)
             "SELECT state, attempts FROM outbox WHERE kind='job:auto_deploy'"
         ).fetchone()
     assert (row["state"], row["attempts"]) == ("done", 1)
+
+
+def test_a_drift_alarm_is_posted_once(cluster: Cluster) -> None:
+    replicas = [cluster.start() for _ in range(cluster.size)]
+    alert = {"model": "cut", "version": "1", "score": 2.5, "features": {"brightness": 3.0}}
+    (cluster.tmp / "alerts.json").write_text(json.dumps([alert]))
+
+    def alarms() -> list[dict[str, Any]]:
+        return [m for m in cluster.top_level() if "alarm_snooze" in str(m.get("blocks"))]
+
+    eventually(alarms, timeout=30)  # the drift watch's first tick is 5 s after start
+    time.sleep(3.0)  # both replicas' drift watch ticks every 0.5 s; only the leader's acts
+    assert len(alarms()) == 1
+    assert all(r.process.poll() is None for r in replicas)

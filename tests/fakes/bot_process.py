@@ -10,16 +10,19 @@ Settings come from the environment, as for `ganops bot`; `BOT_PORT` is the HTTP 
 With `GANOPS_DATABASE_URL` set, several of these processes are replicas on one PostgreSQL
 (outbox, leadership, fencing as `build_services` sets them up). `FAKE_LAUNCHER` names a
 `FileLauncher` file that the replicas and the test share (else a `ScriptedLauncher`);
+`FAKE_ALERTS` names a JSON list of drift alerts (`FileMetrics`);
 `FAKE_OUTBOX_STALL=1` makes this replica's outbox worker claim rows and never carry them out,
 as a replica that dies right after its ack would.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from ganops.bot.__main__ import on_sigterm, serve
 from ganops.bot.approvals.book import ApprovalBook
 from ganops.bot.leader import make_leadership
 from ganops.bot.outbox import Outbox
-from ganops.bot.ports import PipelineLauncher
+from ganops.bot.ports import DriftAlert, MetricsSource, PipelineLauncher
 from ganops.bot.runs.record import RunBook
 from ganops.bot.services import Services, slack_client
 from ganops.bot.settings import load_settings
@@ -65,6 +68,7 @@ def main() -> int:
         deployer=deployer,
         outbox=Outbox(store),
         leader=leader,
+        metrics=_metrics(),
     )
     if os.environ.get("FAKE_OUTBOX_STALL"):
         _stall_outbox()
@@ -75,6 +79,31 @@ def main() -> int:
 def _launcher() -> PipelineLauncher:
     shared = os.environ.get("FAKE_LAUNCHER")
     return FileLauncher(Path(shared)) if shared else ScriptedLauncher()
+
+
+class FileMetrics:
+    """A `MetricsSource` whose firing drift alerts are a JSON list in `FAKE_ALERTS`, written
+    by the test (as Prometheus would answer every replica alike)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def firing_drift_alerts(self) -> list[DriftAlert]:
+        try:
+            return [DriftAlert(**a) for a in json.loads(self.path.read_text())]
+        except FileNotFoundError:
+            return []
+
+    def score_history(
+        self, model: str, version: str, hours: float = 3.0
+    ) -> list[tuple[float, float]]:
+        now = time.time()
+        return [(now - 60 * i, 1.5) for i in range(5, 0, -1)]
+
+
+def _metrics() -> MetricsSource | None:
+    path = os.environ.get("FAKE_ALERTS")
+    return FileMetrics(Path(path)) if path else None
 
 
 def _stall_outbox() -> None:
