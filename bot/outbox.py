@@ -14,6 +14,7 @@ SQLite, one process, claims inside its write transaction.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,21 @@ class OutboxRow:
     created_at: float
 
 
+class _Pending:
+    """One ack's row waiting for the group commit."""
+
+    def __init__(self, args: tuple[str, str, str, float]) -> None:
+        self.args = args
+        self.done = False
+        self.new = False
+        self.error: BaseException | None = None
+
+    def result(self) -> bool:
+        if self.error is not None:
+            raise self.error
+        return self.new
+
+
 def _row(r: Row) -> OutboxRow:
     return OutboxRow(
         id=int(r["id"]),
@@ -69,42 +85,89 @@ class Outbox:
     def __init__(self, store: Store, clock: Any = time.time) -> None:
         self.store = store
         self.clock = clock
+        self._queue: list[_Pending] = []
+        self._writing = False
+        self._cv = threading.Condition()
         store.migrate(OWNER, 1, SCHEMA)
 
     def enqueue(self, kind: str, key: str, payload: dict[str, Any]) -> bool:
-        """One row for the command; False when `key` is already in (a Slack retry)."""
-        with self.store.connect() as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO outbox(key, kind, payload, created_at) VALUES(?,?,?,?)",
-                (key, kind, json.dumps(payload, default=str), self.clock()),
-            )
-        return cur.rowcount == 1
+        """One row for the command, committed before this returns; False when `key` is
+        already in (a Slack retry). Concurrent acks share one transaction (group commit):
+        the first to arrive writes every row queued by then, the others wait for it."""
+        item = _Pending((key, kind, json.dumps(payload, default=str), self.clock()))
+        with self._cv:
+            self._queue.append(item)
+            while not item.done and self._writing:
+                self._cv.wait()
+            if item.done:
+                return item.result()
+            self._writing = True
+            batch, self._queue = self._queue, []
+        try:
+            self._write(batch)
+        except BaseException as exc:
+            for pending in batch:
+                pending.error = exc
+            raise
+        finally:
+            with self._cv:
+                for pending in batch:
+                    pending.done = True
+                self._writing = False
+                self._cv.notify_all()
+        return item.result()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        """One statement for the batch. On PostgreSQL it needs no lock beyond its rows; on
+        SQLite it queues for the write lock with this process's other writers (`tx`)."""
+        values = ",".join("(?,?,?,?)" for _ in batch)
+        sql = (
+            f"INSERT INTO outbox(key, kind, payload, created_at) VALUES {values} "
+            "ON CONFLICT DO NOTHING RETURNING key"
+        )
+        args = [a for pending in batch for a in pending.args]
+        if self.store.dialect == "postgresql":
+            opened = self.store.connect()
+        else:
+            opened = self.store.tx(urgent=True)
+        with opened as conn:
+            inserted = {r["key"] for r in conn.execute(sql, args).fetchall()}
+        for pending in batch:  # a key twice in one batch (Slack's retry): the first is new
+            pending.new = pending.args[0] in inserted
+            inserted.discard(pending.args[0])
 
     def claim(self, worker: str, lease_s: float) -> OutboxRow | None:
         """The oldest pending row that nobody holds a live lease on, now leased to `worker`."""
+        rows = self.claim_many(worker, lease_s, 1)
+        return rows[0] if rows else None
+
+    def claim_many(self, worker: str, lease_s: float, limit: int) -> list[OutboxRow]:
+        """Up to `limit` of the oldest free rows, oldest first, in one statement or
+        transaction, leased to `worker`."""
         now = self.clock()
         free = "state='pending' AND (lease_until IS NULL OR lease_until<?)"
         if self.store.dialect == "postgresql":
             with self.store.connect() as conn:
-                r = conn.execute(
+                rows = conn.execute(
                     "UPDATE outbox SET claimed_by=?, lease_until=?, attempts=attempts+1 "
-                    f"WHERE id=(SELECT id FROM outbox WHERE {free} ORDER BY id LIMIT 1 "
+                    f"WHERE id IN (SELECT id FROM outbox WHERE {free} ORDER BY id LIMIT ? "
                     "FOR UPDATE SKIP LOCKED) RETURNING *",
-                    (worker, now + lease_s, now),
-                ).fetchone()
-            return None if r is None else _row(r)
+                    (worker, now + lease_s, now, limit),
+                ).fetchall()
+            return sorted((_row(r) for r in rows), key=lambda r: r.id)
         with self.store.tx() as conn:
-            r = conn.execute(
-                f"SELECT * FROM outbox WHERE {free} ORDER BY id LIMIT 1", (now,)
-            ).fetchone()
-            if r is None:
-                return None
-            conn.execute(
-                "UPDATE outbox SET claimed_by=?, lease_until=?, attempts=attempts+1 WHERE id=?",
-                (worker, now + lease_s, r["id"]),
-            )
-        claimed = _row(r)
-        return OutboxRow(**{**claimed.__dict__, "attempts": claimed.attempts + 1})
+            rows = conn.execute(
+                f"SELECT * FROM outbox WHERE {free} ORDER BY id LIMIT ?", (now, limit)
+            ).fetchall()
+            for r in rows:
+                conn.execute(
+                    "UPDATE outbox SET claimed_by=?, lease_until=?, attempts=attempts+1 WHERE id=?",
+                    (worker, now + lease_s, r["id"]),
+                )
+        return [
+            OutboxRow(**{**claimed.__dict__, "attempts": claimed.attempts + 1})
+            for claimed in map(_row, rows)
+        ]
 
     def extend(self, ids: list[int], worker: str, lease_s: float) -> None:
         """The heartbeat: keep `worker`'s leases on `ids` alive while their work runs."""

@@ -52,7 +52,7 @@ class OutboxWorker:
         outbox: Outbox,
         run: Callable[[OutboxRow], None],
         *,
-        threads: int = 4,
+        threads: int = 8,
         lease_s: float = 30.0,
         poll_s: float = 0.5,
         name: str | None = None,
@@ -97,29 +97,29 @@ class OutboxWorker:
     def _claim_loop(self) -> None:
         while not self._stop.is_set():
             claimed = False
-            if self.busy() < self.threads:
+            free = self.threads - self.busy()
+            if free > 0:
                 try:
-                    claimed = self._claim_one()
+                    claimed = self._claim(free)
                 except database_errors() as exc:  # the database is away: try again later
                     log.warning("outbox: cannot claim: %s", exc)
             if not claimed:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
 
-    def _claim_one(self) -> bool:
-        row = self.outbox.claim(self.name, self.lease_s)
-        if row is None:
-            return False
-        if row.attempts > MAX_ATTEMPTS:
-            log.error(
-                "outbox: giving up row %d (%s) after %d claims", row.id, row.kind, MAX_ATTEMPTS
-            )
-            self.outbox.finish(row.id, self.name, error="gave up")
-            return True
-        with self._guard:
-            self._inflight.add(row.id)
-        self._pool.submit(self._carry_out, row)
-        return True
+    def _claim(self, free: int) -> bool:
+        rows = self.outbox.claim_many(self.name, self.lease_s, free)
+        for row in rows:
+            if row.attempts > MAX_ATTEMPTS:
+                log.error(
+                    "outbox: giving up row %d (%s) after %d claims", row.id, row.kind, MAX_ATTEMPTS
+                )
+                self.outbox.finish(row.id, self.name, error="gave up")
+                continue
+            with self._guard:
+                self._inflight.add(row.id)
+            self._pool.submit(self._carry_out, row)
+        return bool(rows)
 
     def _carry_out(self, row: OutboxRow) -> None:
         error: str | None = None
@@ -193,7 +193,7 @@ def install_outbox(
     outbox: Outbox,
     *,
     handlers: dict[str, Handler] | None = None,
-    threads: int = 4,
+    threads: int = 8,
     lease_s: float = 30.0,
     poll_s: float = 0.5,
 ) -> OutboxWorker:

@@ -90,9 +90,10 @@ class Store:
             yield conn
 
     @contextmanager
-    def tx(self) -> Iterator[Conn]:
-        """A write transaction that no other `tx()`, on any replica, interleaves with."""
-        with self.db.tx() as conn:
+    def tx(self, urgent: bool = False) -> Iterator[Conn]:
+        """A write transaction that no other `tx()`, on any replica, interleaves with;
+        `urgent` (an ack's write) goes ahead of this process's other writers."""
+        with self.db.tx(urgent) as conn:
             yield conn
 
     def migrate(self, owner: str, version: int, statements: Statements) -> None:

@@ -73,8 +73,9 @@ class PostgresDb:
             yield PgConn(conn)
 
     @contextmanager
-    def tx(self) -> Iterator[PgConn]:
-        """A transaction holding the write lock (see the module docstring)."""
+    def tx(self, urgent: bool = False) -> Iterator[PgConn]:
+        """A transaction holding the write lock (see the module docstring). `urgent` means
+        nothing here: PostgreSQL queues lock waiters fairly, without polling."""
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             yield PgConn(conn)

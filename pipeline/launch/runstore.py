@@ -105,8 +105,8 @@ class RunStore:
     def connect(self) -> AbstractContextManager[Conn]:
         return self.db.connect()
 
-    def tx(self) -> AbstractContextManager[Conn]:
-        return self.db.tx()
+    def tx(self, urgent: bool = False) -> AbstractContextManager[Conn]:
+        return self.db.tx(urgent)
 
     # --- reads ---------------------------------------------------------------------
 
