@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if settings.database_url
             else f"GANOPS_STATE_DIR={settings.state_dir}"
         )
-        print(f"ganops: cannot use {where}: {exc}", file=sys.stderr)
+        reason = " ".join(str(exc).split())  # libpq's messages span lines: one line here
+        print(f"ganops: cannot use {where}: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

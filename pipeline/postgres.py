@@ -48,6 +48,9 @@ class PostgresDb:
 
     def __init__(self, url: str, *, max_size: int = POOL_MAX) -> None:
         self.url = url
+        # One plain connection first: a wrong host, password or database fails start-up at
+        # once with libpq's message (the pool would retry it until its timeout).
+        psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT_S)).close()
         self.pool: ConnectionPool[Any] = ConnectionPool(
             url,
             min_size=1,

@@ -145,6 +145,11 @@ def set_backend_url(url: str | None) -> None:
     _BACKEND["url"] = url
 
 
+def backend_url() -> str | None:
+    """The current test's PostgreSQL URL under `both_backends`, or None for SQLite."""
+    return _BACKEND["url"]
+
+
 def backend_store(state_dir: Path) -> Store:
     """The store of the backend the current test runs on (`both_backends` in conftest):
     SQLite in `state_dir`, or this test's PostgreSQL database."""
