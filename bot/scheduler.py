@@ -133,10 +133,17 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
 
 
 def _reconciler(settings: Settings, services: Services) -> Callable[[], object]:
-    """Start-up reconciliation of rollouts, run once on the first approvals tick."""
+    """Reconciliation of rollouts: all of them on the first approvals tick this replica
+    leads, then each tick those whose replica died mid-rollout (`Reconciler.orphans`)."""
     if services.approvals is None or services.deployer is None:
         return lambda: None
     from ganops.bot.approvals.recover import Reconciler, slack_notifier
 
     notify = slack_notifier(services.slack, settings.channel)
-    return Reconciler(services.approvals, services.deployer, services.registry, notify=notify).once
+    reconciler = Reconciler(services.approvals, services.deployer, services.registry, notify=notify)
+
+    def reconcile() -> None:
+        if not reconciler.once():  # [] once the first (full) pass has run
+            reconciler.orphans()
+
+    return reconcile

@@ -105,6 +105,12 @@ class Store:
         with self.db.lock(key):
             yield
 
+    @contextmanager
+    def try_lock(self, key: str) -> Iterator[bool]:
+        """`lock(key)` if it is free now (True), else False at once: "is anyone at it?"."""
+        with self.db.try_lock(key) as got:
+            yield got
+
     def close(self) -> None:
         self.db.close()
 

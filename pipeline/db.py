@@ -58,6 +58,10 @@ class Db(Protocol):
         rollout's duration); released when its holder dies."""
         ...
 
+    def try_lock(self, key: str) -> AbstractContextManager[bool]:
+        """`lock(key)` if nobody holds it now (True inside), else at once False."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -108,5 +108,13 @@ class PostgresDb:
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
             yield
 
+    @contextmanager
+    def try_lock(self, key: str) -> Iterator[bool]:
+        with self.pool.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0)) AS got", (key,)
+            ).fetchone()
+            yield bool(row and row["got"])
+
     def close(self) -> None:
         self.pool.close()

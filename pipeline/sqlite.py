@@ -152,5 +152,16 @@ class SqliteDb:
         with lock:
             yield
 
+    @contextmanager
+    def try_lock(self, key: str) -> Iterator[bool]:
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault((str(self.path), key), threading.Lock())
+        acquired = lock.acquire(blocking=False)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                lock.release()
+
     def close(self) -> None:
         """Nothing to release: connections are per call."""

@@ -28,6 +28,10 @@ from ganops.pipeline.params import MODELS
 
 log = logging.getLogger(__name__)
 
+# An approved rollout with no result and no lock holder this long after its decision has lost
+# its replica (a live one takes the model's lock within moments of the decision).
+ORPHAN_AGE_S = 20.0
+
 
 @dataclass(frozen=True)
 class Reconciled:
@@ -73,7 +77,23 @@ class Reconciler:
             self._done = True
         return self.run()
 
-    def run(self) -> list[Reconciled]:
+    def orphans(self, older_than_s: float = ORPHAN_AGE_S) -> list[Reconciled]:
+        """Rollouts whose replica died mid-way while the others kept running: approved a
+        while ago, no result, and nobody holds the model's rollout lock. Reconciled like at
+        start-up (the leader calls this on every approvals tick)."""
+        cutoff = self.book.clock() - older_than_s
+        with self.book.store.connect() as conn:
+            rows = table.select(
+                conn, "state='approved' AND deploy_result IS NULL AND decided_at<?", (cutoff,)
+            )
+        models = sorted({r["model"] for r in rows})
+        lost = [m for m in models if not self.book.rollout.in_flight_anywhere(m)]
+        if lost:
+            log.warning("rollouts of %s were cut short by a replica that died", lost)
+        return self.run(lost) if lost else []
+
+    def run(self, only: Sequence[str] | None = None) -> list[Reconciled]:
+        """Reconcile every model (start-up), or carry out the plans of `only` those."""
         states: list[ModelState] = []
         for model in self.models:
             try:
@@ -83,7 +103,9 @@ class Reconciler:
                 self.book.store.audit(SYSTEM, "reconcile", model, "failed", {"error": str(exc)})
         served = {s.model for s in states if s.served is not None}
         return [
-            self.carry_out(plan(replace(s, serves_other=bool(served - {s.model})))) for s in states
+            self.carry_out(plan(replace(s, serves_other=bool(served - {s.model}))))
+            for s in states
+            if only is None or s.model in only
         ]
 
     def state(self, model: str) -> ModelState:

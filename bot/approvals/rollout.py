@@ -157,6 +157,11 @@ class Rollout:
             return False
         return True
 
+    def in_flight_anywhere(self, model: str) -> bool:
+        """Whether some thread or replica is rolling `model` out now (holds its lock)."""
+        with self.store.try_lock(f"rollout:{model}") as free:
+            return not free
+
     def _lock(self, model: str) -> contextlib.AbstractContextManager[None]:
         """One rollout of a model at a time, across threads and replicas (a lock in the
         database; released if its replica dies)."""

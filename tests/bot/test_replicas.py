@@ -17,6 +17,7 @@ On SQLite there is one process; "the other replica" is the same bot started agai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,7 +39,7 @@ from ganops.bot.approvals.book import ApprovalBook
 from ganops.bot.local.slack import LocalSlack
 from ganops.bot.ports import Approval
 from ganops.bot.store import Store
-from ganops.pipeline.deploy.local import LocalDeployer
+from ganops.pipeline.deploy.local import STARTING, LocalDeployer
 from tests.bot.approvals.test_http import click_payload
 from tests.bot.approvals.test_jobs import posted
 from tests.fakes.approvals import FileRegistry
@@ -163,6 +164,13 @@ def _is_card(message: dict[str, Any]) -> bool:
     return "'action_id': 'approve'" in str(message.get("blocks"))
 
 
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _healthy(replica: Replica) -> bool:
     assert replica.process.poll() is None, replica.log.read_text()
     try:
@@ -186,10 +194,17 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
     book = ApprovalBook(store, registry, deployer, approvers=frozenset({CAROL, BOB}))
     c = Cluster(tmp_path, request.param, url, slack, registry, launcher, book, gates)
     yield c
+    for hold in gates.iterdir():
+        hold.unlink()
     for replica in c.replicas:
         if replica.process.poll() is None:
             terminate(replica.process, timeout=15)
-        LocalDeployer(replica.state, server_cmd=stub_cmd(gates)).stop()
+        deployer = LocalDeployer(replica.state, server_cmd=stub_cmd(gates))
+        deployer.stop()
+        orphan = (_json(deployer.dir / STARTING) or {}).get("pid")
+        if isinstance(orphan, int):  # the server of a rollout whose replica was killed
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(orphan, signal.SIGKILL)
     store.close()
     slack.stop()
 
@@ -320,3 +335,34 @@ def test_a_drift_alarm_is_posted_once(cluster: Cluster) -> None:
     time.sleep(3.0)  # both replicas' drift watch ticks every 0.5 s; only the leader's acts
     assert len(alarms()) == 1
     assert all(r.process.poll() is None for r in replicas)
+
+
+def test_a_replica_killed_mid_rollout_is_reconciled_once_by_the_other(cluster: Cluster) -> None:
+    replicas = [cluster.start() for _ in range(cluster.size)]
+    (cluster.gates / "hold-2").touch()  # v2 "loads" until released: the rollout waits
+    a = posted(cluster.book, WebClient(token=TOKEN, base_url=cluster.slack.url), "2")
+    message = next(m for m in cluster.slack.messages(CHANNEL) if m["ts"] == a.message_ts)
+    assert replicas[-1].click(CAROL, a, message) == 200
+
+    def rolling() -> Replica | None:
+        for r in replicas:
+            if (LocalDeployer(r.state, server_cmd=stub_cmd(cluster.gates)).dir / STARTING).exists():
+                return r
+        return None
+
+    deployer = eventually(rolling, timeout=30)
+    deployer.kill()  # mid-rollout: approved, no result, the model's lock gone with it
+    assert cluster.book.deploy_result(a.approval_id) is None
+    (cluster.gates / "hold-2").unlink()
+    if len(replicas) == 1:
+        cluster.start()  # SQLite: the one process comes back and reconciles at start-up
+    result = eventually(lambda: cluster.book.deploy_result(a.approval_id), timeout=120)
+    assert result.ok
+    champion = cluster.registry.get_alias("cut", "champion")
+    assert champion is not None
+    assert champion.version == "2"
+    time.sleep(1.0)
+    audit = cluster.book.store.list_audit(200)
+    assert len([r for r in audit if r.action == "deploy"]) == 1
+    finishes = [r for r in audit if r.action == "reconcile" and r.detail.get("action") == "finish"]
+    assert len(finishes) == 1, finishes
