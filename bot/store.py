@@ -141,6 +141,16 @@ class Store:
         with self.connect() as own:
             own.execute(sql, row)
 
+    def count_by_state(self, table: str) -> list[tuple[str, int]]:
+        """(state, rows) of `runs` or `approvals`, for the bot's gauges."""
+        if table not in {"runs", "approvals"}:
+            raise ValueError(f"no state counts for {table!r}")
+        with self.connect() as conn:
+            rows = conn.execute(
+                f"SELECT state, COUNT(*) AS n FROM {table} GROUP BY state"
+            ).fetchall()
+        return [(str(r["state"]), int(r["n"])) for r in rows]
+
     def list_audit(self, limit: int = 20, obj: str | None = None) -> list[AuditRow]:
         """The newest `limit` rows, newest first; optionally only those about `obj`."""
         sql = "SELECT * FROM audit"

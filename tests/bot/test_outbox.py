@@ -256,3 +256,28 @@ def test_post_once_waits_for_a_live_poster_and_takes_over_a_dead_one(
     assert ts == "4.0"
     assert time.monotonic() - started >= 0.5
     assert len(asked) == 1  # it looked for the dead poster's message first
+
+
+def test_the_state_gauges_count_from_postgresql_off_the_scrape_path(
+    database_url: str, tmp_path: Path
+) -> None:
+    from ganops.bot.metrics import BotMetrics
+
+    store = Store(tmp_path, database_url)
+    book = RunBook(store)
+    book.add(RunRow(run_id="r1", request_id="q1", model="cut", requested_by="U", channel="C"))
+    book.add(RunRow(run_id="r2", request_id="q2", model="cut", requested_by="U", channel="C"))
+    book.update("r2", state="failed")
+    metrics = BotMetrics()
+    metrics.watch_counts(store.count_by_state, every_s=0.1)
+
+    def scraped() -> str:
+        return metrics.exposition().decode()
+
+    deadline = time.monotonic() + 10
+    while 'ganops_bot_runs{state="failed"} 1.0' not in scraped() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert 'ganops_bot_runs{state="queued"} 1.0' in scraped()
+    assert 'ganops_bot_runs{state="failed"} 1.0' in scraped()
+    with pytest.raises(ValueError, match="audit"):
+        store.count_by_state("audit")
