@@ -79,7 +79,8 @@ def _os_user() -> str:
 def _audit(settings: Settings, n: int) -> int:
     from ganops.bot.store import Store
 
-    rows = Store(settings.state_dir).list_audit(max(1, n))
+    url = settings.database_url.reveal() if settings.database_url else None
+    rows = Store(settings.state_dir, url).list_audit(max(1, n))  # the replicas' DB when set
     for row in reversed(rows):
         print(audit_line(row))
     if not rows:

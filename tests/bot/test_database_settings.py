@@ -56,3 +56,37 @@ def test_an_unreachable_database_is_one_line_and_exit_2(tmp_path: Path) -> None:
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("ganops: cannot use GANOPS_DATABASE_URL: ")
     assert "pw@" not in line
+
+
+def test_the_cli_lists_decides_and_audits_in_the_replicas_database(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ganops.bot.approvals.admin import approvals_main
+    from ganops.bot.approvals.book import ApprovalBook
+    from ganops.bot.store import Store
+    from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
+
+    monkeypatch.setenv("GANOPS_DATABASE_URL", database_url)
+    monkeypatch.setenv("GANOPS_STATE_DIR", str(tmp_path / "cli-state"))  # empty: not read
+    monkeypatch.setenv("GANOPS_APPROVERS", "U_BOB")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "KFP_HOST", "GANOPS_DEPLOYER"):
+        monkeypatch.delenv(name, raising=False)
+    replica = Store(tmp_path / "replica-state", database_url)
+    book = ApprovalBook(replica, MemoryRegistry(), RecordingDeployer(), approvers=frozenset())
+    approval_id = book.request(
+        model="cut", version="4", model_uri="models:/ganops-cut/4", requested_by="U_ALICE"
+    ).approval_id
+    assert approvals_main(["list"]) == 0
+    assert capsys.readouterr().out.startswith(f"{approval_id}  deploy of cut v4")
+    assert approvals_main(["decide", approval_id, "reject", "--user", "U_BOB"]) == 0
+    assert capsys.readouterr().out.strip() == "Rejected deploy of cut v4."
+    assert approvals_main(["audit", "5"]) == 0
+    assert f"U_BOB  decide  {approval_id}  rejected" in capsys.readouterr().out
+    decided = book.get(approval_id)
+    assert decided is not None
+    assert decided.state == "rejected"  # the replica sees the CLI's decision
+    replica.close()
