@@ -39,6 +39,7 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, id)",
 )
+KEEP_S = 7 * 24 * 3600.0  # finished rows are kept this long (for "what happened to my click")
 # Past this many claims a row is given up (a payload that kills its worker every time).
 MAX_ATTEMPTS = 5
 
@@ -199,6 +200,16 @@ class Outbox:
                 "WHERE id=? AND claimed_by=? AND state='pending'",
                 (row_id, worker),
             )
+
+    def prune(self, older_than_s: float = KEEP_S) -> int:
+        """Forget rows finished more than `older_than_s` ago (the audit log keeps what they
+        did); pending ones are never pruned. Returns how many went."""
+        with self.store.connect() as conn:
+            cur = conn.execute(
+                "DELETE FROM outbox WHERE state!='pending' AND done_at<?",
+                (self.clock() - older_than_s,),
+            )
+        return cur.rowcount
 
     def counts(self) -> dict[str, int]:
         with self.store.connect() as conn:

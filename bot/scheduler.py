@@ -119,6 +119,8 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
         )
         drift = DriftWatcher(alarms, services.metrics, services.slack, config, closer=closer)
         jobs.every("drift-watch", settings.drift_interval_s, drift.tick, first_in=5.0)
+    if services.outbox is not None:
+        jobs.every("outbox-prune", 3600.0, services.outbox.prune, first_in=60.0)
     if settings.data_watch:
         from ganops.bot.runs.data_watch import DataWatcher
 

@@ -281,3 +281,20 @@ def test_the_state_gauges_count_from_postgresql_off_the_scrape_path(
     assert 'ganops_bot_runs{state="failed"} 1.0' in scraped()
     with pytest.raises(ValueError, match="audit"):
         store.count_by_state("audit")
+
+
+@pytest.mark.usefixtures("both_backends")
+def test_finished_rows_are_pruned_after_a_week_pending_ones_never(tmp_path: Path) -> None:
+    clock = Clock()
+    outbox = Outbox(backend_store(tmp_path), clock=clock)
+    for key in ("done", "failed", "pending"):
+        outbox.enqueue("k", key, {})
+    for key in ("done", "failed"):
+        row = outbox.claim("w", lease_s=30)
+        assert row is not None
+        outbox.finish(row.id, "w", error=None if key == "done" else "boom")
+    clock.now += 6 * 24 * 3600
+    assert outbox.prune() == 0
+    clock.now += 2 * 24 * 3600
+    assert outbox.prune() == 2
+    assert outbox.counts() == {"pending": 1}
