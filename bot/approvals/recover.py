@@ -96,6 +96,12 @@ class Reconciler:
         """Reconcile every model (start-up), or carry out the plans of `only` those."""
         states: list[ModelState] = []
         for model in self.models:
+            if self.book.rollout.in_flight_anywhere(model):
+                # A live rollout (this process or another replica) records its own result;
+                # a plan read now would be stale by the time it ran. If its replica dies, the
+                # orphan pass picks it up.
+                log.info("reconcile: a rollout of %s is in flight; left to it", model)
+                continue
             try:
                 states.append(self.state(model))
             except Exception as exc:  # MLflow or the cluster is down: decide nothing blind
