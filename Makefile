@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ganops-installed
 export TMPDIR ?= /tmp
 TEST_WORKERS ?= 2
 
-.PHONY: setup prometheus demo test test-all test-fast lint bench clean images constraints
+.PHONY: setup prometheus postgresql demo test test-all test-fast lint bench clean images constraints
 
 REGISTRY ?= ghcr.io/example
 TAG ?= $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
@@ -26,12 +26,15 @@ setup: $(STAMP)
 prometheus:
 	@bash scripts/ensure-prometheus.sh
 
+postgresql:
+	@bash scripts/ensure-postgresql.sh
+
 demo: setup prometheus
 	$(VENV)/bin/ganops demo $(DEMO_ARGS)
 
 # Lint, then every test but the end-to-end demo, on both cores (pytest-xdist; each test's
 # servers and folders are its own). The ten slowest are listed at the end.
-test: setup prometheus lint
+test: setup prometheus postgresql lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not e2e" --durations=10 $(PYTEST_ARGS)
 
 # `make test`, then what truly needs minutes: the shortened demo end to end. CI runs this.

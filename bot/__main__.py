@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 from ganops.bot.errors import ConfigError
 from ganops.bot.settings import Settings, load_settings
 from ganops.model.logfmt import FORMATS, configure_logging
+from ganops.pipeline.db import database_errors
 
 if TYPE_CHECKING:
     from ganops.bot.services import Services
@@ -71,8 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _logging(settings, args.verbose, args.log_format)
     try:
         return _run(settings, args.user or "alice", args.host, args.health_port)
-    except (OSError, sqlite3.Error) as exc:
-        print(f"ganops: cannot use GANOPS_STATE_DIR={settings.state_dir}: {exc}", file=sys.stderr)
+    except (OSError, *database_errors()) as exc:  # type: ignore[misc]
+        where = (
+            "GANOPS_DATABASE_URL"
+            if settings.database_url
+            else f"GANOPS_STATE_DIR={settings.state_dir}"
+        )
+        reason = " ".join(str(exc).split())  # libpq's messages span lines: one line here
+        print(f"ganops: cannot use {where}: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -116,11 +122,24 @@ def serve(
     finish (up to `settings.shutdown_grace_s`): killed halfway, it would leave the served
     version and the champion alias apart until the next start reconciles them."""
     from ganops.bot.app import create_app
+    from ganops.bot.outbox_worker import install_outbox
+    from ganops.bot.runs.watch import AUTO_DEPLOY, auto_deploy
     from ganops.bot.scheduler import build_jobs
     from ganops.bot.transports import HttpTransport, run_socket_mode
 
     app = create_app(settings, services)
     warm_groups(settings, services)
+    # Every ack writes the outbox; this replica's worker (and every other's) carries it out.
+    worker = (
+        install_outbox(
+            app,
+            services.outbox,
+            handlers={AUTO_DEPLOY: lambda payload: auto_deploy(services, payload["run_id"])},
+            lease_s=settings.outbox_lease_s,
+        )
+        if services.outbox is not None
+        else None
+    )
     jobs = build_jobs(settings, services)
     jobs.start()
     try:
@@ -133,7 +152,10 @@ def serve(
             run_socket_mode(app, settings)
     finally:
         jobs.shutdown(wait=False)
+        if worker is not None:
+            worker.stop(timeout=settings.shutdown_grace_s)
         drain_rollouts(services, settings.shutdown_grace_s)
+        services.leader.resign()
     return 0
 
 

@@ -96,7 +96,10 @@ def create_app(
     # Metrics (bot.metrics): commands as they arrive, failed Web API calls (per-request clients
     # copy the app client's retry handlers), runs and approvals from the store at scrape time.
     app.use(METRICS.count_command)
-    METRICS.watch_store(services.store.path)
+    if services.store.path is not None:
+        METRICS.watch_store(services.store.path)
+    else:
+        METRICS.watch_counts(services.store.count_by_state)
 
     @app.error
     def handle_error(error: Exception, body: dict[str, Any], client: WebClient) -> None:

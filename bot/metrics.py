@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,9 @@ class _StoreStates(Collector):
 
     def __init__(self) -> None:
         self.db_path: Path | None = None
+        # PostgreSQL: counts refreshed by a thread of their own (a scrape runs on the HTTP
+        # event loop and must never wait for a database that is away).
+        self.cached: dict[str, list[tuple[str, int]]] | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         runs = GaugeMetricFamily("ganops_bot_runs", "Training runs by state.", labels=["state"])
@@ -47,6 +52,8 @@ class _StoreStates(Collector):
             yield family
 
     def _counts(self, table: str) -> list[tuple[str, int]]:
+        if self.cached is not None:
+            return self.cached.get(table, [])
         if self.db_path is None or not self.db_path.exists():
             return []
         try:
@@ -81,13 +88,37 @@ class BotMetrics:
         self._store = _StoreStates()
         reg.register(self._store)
 
-    def watch_store(self, db_path: Path) -> None:
+    def watch_store(self, db_path: Path | None) -> None:
+        """Count runs and approvals from the SQLite file at scrape time."""
         self._store.db_path = db_path
 
-    def count_command(self, body: dict[str, Any], next: Callable[[], None]) -> None:
-        """A Bolt global middleware."""
+    def watch_counts(
+        self, count: Callable[[str], list[tuple[str, int]]], every_s: float = 15.0
+    ) -> threading.Thread:
+        """PostgreSQL: `count(table)` every `every_s` on a daemon thread; scrapes read the
+        last counts (kept when the database is away)."""
+        self._store.cached = {}
+
+        def refresh() -> None:
+            while True:
+                counts = dict(self._store.cached or {})
+                for table in ("runs", "approvals"):
+                    try:
+                        counts[table] = count(table)
+                    except Exception as exc:  # a table not created yet, the database away
+                        log.debug("metrics: cannot count %s: %s", table, exc)
+                self._store.cached = counts
+                time.sleep(every_s)
+
+        thread = threading.Thread(target=refresh, name="ganops-metrics-counts", daemon=True)
+        thread.start()
+        return thread
+
+    def count_command(self, req: Any, body: dict[str, Any], next: Callable[[], None]) -> None:
+        """A Bolt global middleware. A command is counted at its ack, not again when an
+        outbox worker re-dispatches it for its lazy listener."""
         command = body.get("command")
-        if isinstance(command, str):
+        if isinstance(command, str) and not getattr(req, "lazy_only", False):
             self.commands.labels(command).inc()
         next()
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from ganops.bot.leader import Leadership, NotLeaderError, SoleLeader, in_job
 from ganops.bot.metrics import METRICS
 from ganops.bot.services import Services
 from ganops.bot.settings import Settings
@@ -21,7 +22,11 @@ log = logging.getLogger("ganops.bot")
 
 
 class Jobs:
-    def __init__(self) -> None:
+    """The jobs run only on the replica that leads (`bot.leader`); the others skip each tick
+    after trying to take over, so a dead leader is replaced at the next tick of any job."""
+
+    def __init__(self, leader: Leadership | None = None) -> None:
+        self.leader: Leadership = leader or SoleLeader()
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
@@ -32,7 +37,7 @@ class Jobs:
     ) -> None:
         """Run `func` every `seconds`, the first time after `first_in` seconds."""
         self._scheduler.add_job(
-            _logged(name, func),
+            _logged(name, func, self.leader),
             "interval",
             seconds=seconds,
             id=name,
@@ -52,17 +57,26 @@ class Jobs:
             self._scheduler.shutdown(wait=wait)
 
 
-def _logged(name: str, func: Callable[[], object]) -> Callable[[], None]:
-    """A job's unexpected error is logged with its traceback; the job keeps its schedule."""
+def _logged(name: str, func: Callable[[], object], leader: Leadership) -> Callable[[], None]:
+    """A job's unexpected error is logged with its traceback; the job keeps its schedule.
+    It runs only while this replica leads, and marks its thread so that its side effects
+    are fenced (`bot.leader.fence`)."""
 
     def run() -> None:
         try:
+            if not leader.is_leader():
+                return
+            in_job(name)
             func()
+        except NotLeaderError as exc:
+            log.warning("%s", exc)
         except Exception:
             METRICS.jobs.labels(name, "error").inc()
             log.exception("background job %s failed; it runs again on its next tick", name)
         else:
             METRICS.jobs.labels(name, "ok").inc()
+        finally:
+            in_job(None)
 
     return run
 
@@ -71,7 +85,7 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
     """Every background job of the bot process, not yet started."""
     from ganops.bot.runs.watch import RunWatcher
 
-    jobs = Jobs()
+    jobs = Jobs(services.leader)
     watcher = RunWatcher(
         services,
         files_dir=settings.state_dir / "slack-files",
@@ -105,6 +119,8 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
         )
         drift = DriftWatcher(alarms, services.metrics, services.slack, config, closer=closer)
         jobs.every("drift-watch", settings.drift_interval_s, drift.tick, first_in=5.0)
+    if services.outbox is not None:
+        jobs.every("outbox-prune", 3600.0, services.outbox.prune, first_in=60.0)
     if settings.data_watch:
         from ganops.bot.runs.data_watch import DataWatcher
 
@@ -139,10 +155,17 @@ def _pruner(artifact_uri: str, keep_days: float) -> Callable[[], None]:
 
 
 def _reconciler(settings: Settings, services: Services) -> Callable[[], object]:
-    """Start-up reconciliation of rollouts, run once on the first approvals tick."""
+    """Reconciliation of rollouts: all of them on the first approvals tick this replica
+    leads, then each tick those whose replica died mid-rollout (`Reconciler.orphans`)."""
     if services.approvals is None or services.deployer is None:
         return lambda: None
     from ganops.bot.approvals.recover import Reconciler, slack_notifier
 
     notify = slack_notifier(services.slack, settings.channel)
-    return Reconciler(services.approvals, services.deployer, services.registry, notify=notify).once
+    reconciler = Reconciler(services.approvals, services.deployer, services.registry, notify=notify)
+
+    def reconcile() -> None:
+        if not reconciler.once():  # [] once the first (full) pass has run
+            reconciler.orphans()
+
+    return reconcile

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk import WebClient
@@ -25,7 +25,9 @@ from ganops.bot.adapters.prometheus import PrometheusMetrics
 from ganops.bot.adapters.registry import MlflowRegistry
 from ganops.bot.approvals.book import ApprovalBook
 from ganops.bot.groups import GroupCache
+from ganops.bot.leader import Leadership, SoleLeader, fence, make_leadership
 from ganops.bot.metrics import METRICS, SlackErrorCounter
+from ganops.bot.outbox import Outbox
 from ganops.bot.ports import Deployer, MetricsSource, ModelRegistry, PipelineLauncher
 from ganops.bot.runs.record import RunBook
 from ganops.bot.settings import Settings
@@ -55,6 +57,9 @@ class Services:
     approvals: ApprovalBook | None = None
     deployer: Deployer | None = None
     metrics: MetricsSource | None = None
+    # Several replicas: the command outbox and who runs the scheduled jobs.
+    outbox: Outbox | None = None
+    leader: Leadership = field(default_factory=SoleLeader)
 
     # Bolt deep-copies the request context for lazy listeners; handles must stay shared.
     def __deepcopy__(self, memo: dict[int, Any]) -> Services:
@@ -76,8 +81,30 @@ def slack_retry_handlers() -> list[RetryHandler]:
     ]
 
 
-def web_client(settings: Settings, *, token: str | None) -> WebClient:
+class FencedWebClient(WebClient):
+    """The jobs' client: inside a scheduled job, every call is preceded by the fencing
+    check (`bot.leader.fence`), so a replica that lost leadership posts nothing more."""
+
+    leadership: Leadership = SoleLeader()
+
+    def api_call(self, api_method: str, **kwargs: Any) -> Any:
+        fence(self.leadership)
+        return super().api_call(api_method, **kwargs)
+
+
+def web_client(
+    settings: Settings, *, token: str | None, leadership: Leadership | None = None
+) -> WebClient:
     """The one way the bot builds a Slack Web API client (jobs, Bolt's, Socket Mode's)."""
+    if leadership is not None:
+        client = FencedWebClient(
+            token=token,
+            base_url=settings.slack_api_base,
+            timeout=15,
+            retry_handlers=[*slack_retry_handlers(), SlackErrorCounter(METRICS)],
+        )
+        client.leadership = leadership
+        return client
     return WebClient(
         token=token,
         base_url=settings.slack_api_base,
@@ -87,16 +114,18 @@ def web_client(settings: Settings, *, token: str | None) -> WebClient:
     )
 
 
-def slack_client(settings: Settings) -> WebClient:
+def slack_client(settings: Settings, leadership: Leadership | None = None) -> WebClient:
     token = settings.bot_token.reveal() if settings.bot_token else None
-    return web_client(settings, token=token)
+    return web_client(settings, token=token, leadership=leadership)
 
 
 def build_services(settings: Settings) -> Services:
     """Build the real clients from settings. Slow clients (kfp.Client, MLflow) connect lazily."""
-    store = Store(settings.state_dir)
+    url = settings.database_url.reveal() if settings.database_url else None
+    store = Store(settings.state_dir, url)
+    leader = make_leadership(url)
     registry = MlflowRegistry(settings.mlflow_uri)
-    slack = slack_client(settings)
+    slack = slack_client(settings, leader)
     deployer = make_deployer(
         settings.state_dir,
         settings.mlflow_uri,
@@ -123,6 +152,8 @@ def build_services(settings: Settings) -> Services:
         approvals=approvals,
         deployer=deployer,
         metrics=PrometheusMetrics(settings.prometheus_url, access=settings.prometheus),
+        outbox=Outbox(store),
+        leader=leader,
     )
 
 
@@ -197,6 +228,8 @@ def _launcher_options(settings: Settings) -> dict[str, object]:
         options["placement"] = cluster_placement(settings)
         if settings.pipeline_mlflow_uri:
             options["pipeline_mlflow_uri"] = settings.pipeline_mlflow_uri
+        if settings.database_url:  # replicas share the request id -> KFP run map
+            options["database_url"] = settings.database_url.reveal()
     return options
     if settings.kfp_host and settings.pipeline_mlflow_uri:
         return {"pipeline_mlflow_uri": settings.pipeline_mlflow_uri}

@@ -138,6 +138,10 @@ class Settings:
     # `ganops approvals decide` votes only as its caller: OS user -> Slack user id, set at
     # deploy time. Empty (the default): the CLI can only inspect.
     cli_users: tuple[tuple[str, str], ...] = ()
+    # Several replicas share one PostgreSQL (GANOPS_DATABASE_URL); None: SQLite in state_dir.
+    database_url: Secret | None = None
+    # How long a claimed outbox row stays claimed without its worker's heartbeat.
+    outbox_lease_s: float = 30.0
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __post_init__(self) -> None:
@@ -225,6 +229,8 @@ def load_settings(
         data_watch_min=int(_number(env, "GANOPS_DATA_WATCH_MIN", 100, (1, 10_000_000))),
         group_ttl_s=_duration(env, "GANOPS_GROUP_TTL", "5m"),
         cli_users=_cli_users(_get(env, "GANOPS_CLI_USERS")),
+        database_url=_database_url(env),
+        outbox_lease_s=_duration(env, "GANOPS_OUTBOX_LEASE", "30"),
     )
 
 
@@ -240,6 +246,18 @@ def _cluster(env: Mapping[str, str]) -> ClusterSettings:
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
     return value.strip() if value is not None and value.strip() else None
+
+
+def _database_url(env: Mapping[str, str]) -> Secret | None:
+    url = _get(env, "GANOPS_DATABASE_URL")
+    if url is None:
+        return None
+    if url.split("://", 1)[0] not in {"postgresql", "postgres"}:
+        raise ConfigError(
+            "GANOPS_DATABASE_URL must be a postgresql://user:password@host:5432/db URL "
+            "(unset it for SQLite in GANOPS_STATE_DIR)"
+        )
+    return Secret(url)  # it may hold a password: never in logs or reprs
 
 
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:

@@ -1,21 +1,23 @@
-"""The bot's one durable store: a SQLite file in WAL mode under GANOPS_STATE_DIR.
+"""The bot's one durable store: a SQLite file in WAL mode under GANOPS_STATE_DIR, or the
+PostgreSQL database at GANOPS_DATABASE_URL that several replicas share.
 
 Each owner (the bot's runs, approvals, alarms; the pipeline's launcher) creates its own
 tables through `migrate`, so a fresh state dir and an old one converge to the same schema.
-Connections, transactions and migrations come from `pipeline.sqlite.SqliteDb`, shared with
-the pipeline's run store; this module adds the audit log.
+Connections, transactions and migrations come from a `ganops.pipeline.db.Db` (SQLite or
+PostgreSQL; the SQL is written once, in SQLite's spelling); this module adds the audit log.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ganops.pipeline.sqlite import SqliteDb
+from ganops.pipeline.db import Conn, Db, Statements, open_db
 
 __all__ = ["AuditRow", "Store"]
 
@@ -38,6 +40,23 @@ _AUDIT_SCHEMA = (
 # Version 2: how each action reached the bot (button, slash, modal, cli, policy, job).
 # ALTER is not idempotent, but `migrate` runs a version's statements once, under the write lock.
 _AUDIT_V2 = (*_AUDIT_SCHEMA, "ALTER TABLE audit ADD COLUMN path TEXT")
+_AUDIT_V2_PG = (
+    """CREATE TABLE IF NOT EXISTS audit (
+        id BIGSERIAL PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}',
+        path TEXT
+    )""",
+    """CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS
+       $$ BEGIN RAISE EXCEPTION 'audit is append-only'; END $$""",
+    """CREATE OR REPLACE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+       FOR EACH ROW EXECUTE FUNCTION audit_append_only()""",
+)
+AUDIT_MIGRATION: Statements = {"sqlite": _AUDIT_V2, "postgresql": _AUDIT_V2_PG}
 
 
 @dataclass(frozen=True)
@@ -52,12 +71,48 @@ class AuditRow:
     path: str | None = None  # None for rows written before paths were recorded
 
 
-class Store(SqliteDb):
-    """A handle on `<state_dir>/ganops.db` with the append-only audit log."""
+class Store:
+    """The bot's database (`<state_dir>/ganops.db`, or `database_url`) with the append-only
+    audit log. Cheap to share across threads; `close()` releases a PostgreSQL pool."""
 
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir)
-        self.migrate("audit", 2, _AUDIT_V2)  # a fresh file and a version-1 one alike
+    def __init__(
+        self, state_dir: Path, database_url: str | None = None, *, db: Db | None = None
+    ) -> None:
+        self.db: Db = db if db is not None else open_db(state_dir, database_url)
+        self.dialect = self.db.dialect
+        self.path = self.db.path  # None on PostgreSQL
+        self.migrate("audit", 2, AUDIT_MIGRATION)  # a fresh file and a version-1 one alike
+
+    @contextmanager
+    def connect(self) -> Iterator[Conn]:
+        """An autocommit connection; use `tx()` for atomic multi-statement work."""
+        with self.db.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def tx(self, urgent: bool = False) -> Iterator[Conn]:
+        """A write transaction that no other `tx()`, on any replica, interleaves with;
+        `urgent` (an ack's write) goes ahead of this process's other writers."""
+        with self.db.tx(urgent) as conn:
+            yield conn
+
+    def migrate(self, owner: str, version: int, statements: Statements) -> None:
+        self.db.migrate(owner, version, statements)
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """A named lock shared by every replica (a model's rollouts)."""
+        with self.db.lock(key):
+            yield
+
+    @contextmanager
+    def try_lock(self, key: str) -> Iterator[bool]:
+        """`lock(key)` if it is free now (True), else False at once: "is anyone at it?"."""
+        with self.db.try_lock(key) as got:
+            yield got
+
+    def close(self) -> None:
+        self.db.close()
 
     # --- audit ---------------------------------------------------------------------
 
@@ -68,7 +123,7 @@ class Store(SqliteDb):
         obj: str,
         outcome: str,
         detail: dict[str, Any] | None = None,
-        conn: sqlite3.Connection | None = None,
+        conn: Conn | None = None,
         *,
         path: str | None = None,
     ) -> None:
@@ -85,6 +140,16 @@ class Store(SqliteDb):
             return
         with self.connect() as own:
             own.execute(sql, row)
+
+    def count_by_state(self, table: str) -> list[tuple[str, int]]:
+        """(state, rows) of `runs` or `approvals`, for the bot's gauges."""
+        if table not in {"runs", "approvals"}:
+            raise ValueError(f"no state counts for {table!r}")
+        with self.connect() as conn:
+            rows = conn.execute(
+                f"SELECT state, COUNT(*) AS n FROM {table} GROUP BY state"
+            ).fetchall()
+        return [(str(r["state"]), int(r["n"])) for r in rows]
 
     def list_audit(self, limit: int = 20, obj: str | None = None) -> list[AuditRow]:
         """The newest `limit` rows, newest first; optionally only those about `obj`."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fakes.postgres import PostgresServer, pg_bindir, set_backend_url, start_postgres
 from tests.fakes.prometheus import PrometheusServer, prometheus_binary, start_prometheus
 
 
@@ -30,3 +32,36 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServe
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session (tests/fakes/postgres.py). Missing binaries skip
+    the test on a workstation, and fail it under CI, where `make test` installs them."""
+    bindir = pg_bindir()
+    if bindir is None:
+        message = "PostgreSQL is not installed (make postgresql, or apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must test the PostgreSQL backend")
+        pytest.skip(message)
+    server = start_postgres(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty PostgreSQL database for this test."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def both_backends(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once on SQLite and once on PostgreSQL: `backend_store(path)` opens the
+    store of the backend in use."""
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("database_url")
+    set_backend_url(url)
+    yield request.param
+    set_backend_url(None)

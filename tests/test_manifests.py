@@ -220,3 +220,43 @@ def test_bot_probes_hit_its_health_port(docs: list[dict[str, Any]]) -> None:
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
+
+
+def test_production_runs_two_bot_replicas_on_postgresql() -> None:
+    """Issue 22: 2 replicas rolled one at a time, spread over nodes, kept by a budget of
+    minAvailable 1, the database URL from a Secret, and no state volume to share."""
+    docs = render("production")
+    bot = one(docs, "Deployment", "ganops-bot")
+    spec = bot["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = spec["template"]["spec"]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    [term] = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    pdb = one(docs, "PodDisruptionBudget", "ganops-bot")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    [container] = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["GANOPS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("ganops-database", "url")
+    assert not [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    # Leadership is a PostgreSQL advisory lock: the Role gains nothing (no Leases).
+    role = one(docs, "Role", "ganops-bot-deployer")
+    assert not [r for r in role["rules"] if "coordination.k8s.io" in r["apiGroups"]]
+
+
+def test_dev_keeps_one_bot_on_its_sqlite_volume() -> None:
+    docs = render("dev")
+    bot = one(docs, "Deployment", "ganops-bot")
+    assert bot["spec"]["replicas"] == 1
+    assert bot["spec"]["strategy"]["type"] == "Recreate"  # one writer of the SQLite file
+    claims = [v for v in bot["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    [claim] = claims
+    one(docs, "PersistentVolumeClaim", claim["persistentVolumeClaim"]["claimName"])
+    env = {e["name"] for e in bot["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "GANOPS_DATABASE_URL" not in env

@@ -30,6 +30,7 @@ from ganops.bot.blocks.approvals import approval_line, audit_line
 from ganops.bot.errors import ConfigError
 from ganops.bot.ports import Approval
 from ganops.bot.settings import Settings, load_settings
+from ganops.bot.store import Store
 from ganops.pipeline.exit_codes import EPILOG, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 _OK_EXIT = {"approved": EXIT_OK, "rejected": EXIT_OK, "recorded": EXIT_OK}
@@ -165,12 +166,10 @@ def _decide(
 
 
 def _show(settings: Settings, a: Approval | None, approval_id: str, *, as_json: bool) -> int:
-    from ganops.bot.store import Store
-
     if a is None:
         print(f"ganops approvals: no approval {approval_id!r}", file=sys.stderr)
         return EXIT_FAILED
-    trail = list(reversed(Store(settings.state_dir).list_audit(200, obj=approval_id)))
+    trail = list(reversed(_store(settings).list_audit(200, obj=approval_id)))
     if as_json:
         _print_json(
             {"approval": dataclasses.asdict(a), "audit": [dataclasses.asdict(r) for r in trail]}
@@ -180,6 +179,12 @@ def _show(settings: Settings, a: Approval | None, approval_id: str, *, as_json: 
     for row in trail:
         print("  " + audit_line(row))
     return EXIT_OK
+
+
+def _store(settings: Settings) -> Store:
+    """The bot's store: the replicas' PostgreSQL when GANOPS_DATABASE_URL is set."""
+    url = settings.database_url.reveal() if settings.database_url else None
+    return Store(settings.state_dir, url)
 
 
 def os_user() -> str:
@@ -192,9 +197,7 @@ def os_user() -> str:
 
 
 def _audit(settings: Settings, n: int, *, as_json: bool) -> int:
-    from ganops.bot.store import Store
-
-    rows = list(reversed(Store(settings.state_dir).list_audit(max(1, n))))
+    rows = list(reversed(_store(settings).list_audit(max(1, n))))
     if as_json:
         _print_json([dataclasses.asdict(r) for r in rows])
         return EXIT_OK

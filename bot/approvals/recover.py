@@ -10,7 +10,6 @@ posted to the channel, and in the thread of the approval card it concerns.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -25,9 +24,14 @@ from ganops.bot.approvals.rollout import SYSTEM
 from ganops.bot.blocks.reconcile import reconcile_blocks, reconcile_text
 from ganops.bot.ports import Approval, Deployer, DeployError, DeployResult, ModelRegistry
 from ganops.model.registry import CHAMPION
+from ganops.pipeline.db import Row
 from ganops.pipeline.params import MODELS
 
 log = logging.getLogger(__name__)
+
+# An approved rollout with no result and no lock holder this long after its decision has lost
+# its replica (a live one takes the model's lock within moments of the decision).
+ORPHAN_AGE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,31 @@ class Reconciler:
             self._done = True
         return self.run()
 
-    def run(self) -> list[Reconciled]:
+    def orphans(self, older_than_s: float = ORPHAN_AGE_S) -> list[Reconciled]:
+        """Rollouts whose replica died mid-way while the others kept running: approved a
+        while ago, no result, and nobody holds the model's rollout lock. Reconciled like at
+        start-up (the leader calls this on every approvals tick)."""
+        cutoff = self.book.clock() - older_than_s
+        with self.book.store.connect() as conn:
+            rows = table.select(
+                conn, "state='approved' AND deploy_result IS NULL AND decided_at<?", (cutoff,)
+            )
+        models = sorted({r["model"] for r in rows})
+        lost = [m for m in models if not self.book.rollout.in_flight_anywhere(m)]
+        if lost:
+            log.warning("rollouts of %s were cut short by a replica that died", lost)
+        return self.run(lost) if lost else []
+
+    def run(self, only: Sequence[str] | None = None) -> list[Reconciled]:
+        """Reconcile every model (start-up), or carry out the plans of `only` those."""
         states: list[ModelState] = []
         for model in self.models:
+            if self.book.rollout.in_flight_anywhere(model):
+                # A live rollout (this process or another replica) records its own result;
+                # a plan read now would be stale by the time it ran. If its replica dies, the
+                # orphan pass picks it up.
+                log.info("reconcile: a rollout of %s is in flight; left to it", model)
+                continue
             try:
                 states.append(self.state(model))
             except Exception as exc:  # MLflow or the cluster is down: decide nothing blind
@@ -87,7 +113,9 @@ class Reconciler:
                 self.book.store.audit(SYSTEM, "reconcile", model, "failed", {"error": str(exc)})
         served = {s.model for s in states if s.served is not None}
         return [
-            self.carry_out(plan(replace(s, serves_other=bool(served - {s.model})))) for s in states
+            self.carry_out(plan(replace(s, serves_other=bool(served - {s.model}))))
+            for s in states
+            if only is None or s.model in only
         ]
 
     def state(self, model: str) -> ModelState:
@@ -142,7 +170,7 @@ class Reconciler:
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _last(self, rows: list[sqlite3.Row]) -> LastDeploy | None:
+    def _last(self, rows: list[Row]) -> LastDeploy | None:
         if not rows:
             return None
         a = table.to_approval(rows[0])

@@ -30,8 +30,6 @@ class Rollout:
         self.store = store
         self.registry = registry
         self.deployer = deployer
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
         self._busy = 0  # deploys running now, for a SIGTERM that waits for them
         self._idle = threading.Condition()
         self._closed = False  # stopping: start no new rollout
@@ -58,6 +56,9 @@ class Rollout:
         with self._running() as allowed, self.model_lock(a.model):
             if not allowed:
                 return _failed(a.version, STOPPING, 0)
+            done = self._result(a)
+            if done is not None:  # another path (a click, a replica, recovery) already did it
+                return done
             stale = self._went_stale(a)
             if stale is not None:
                 return stale
@@ -78,7 +79,7 @@ class Rollout:
         """A rollout that finished in a process killed before it recorded it: move the
         aliases and record it as the deploy it was. True if the aliases moved."""
         with self._running() as allowed, self.model_lock(a.model):
-            if not allowed:
+            if not allowed or self._result(a) is not None:
                 return False
             moved = self.move_aliases(a)
             result = DeployResult(True, model_uri, a.version, None, False, 0.0, message)
@@ -189,10 +190,20 @@ class Rollout:
             return False
         return True
 
-    def model_lock(self, model: str) -> threading.Lock:
-        """The lock every rollout of `model` holds, whichever path approved it."""
-        with self._guard:
-            return self._locks.setdefault(model, threading.Lock())
+    def model_lock(self, model: str) -> contextlib.AbstractContextManager[None]:
+        """The lock every rollout of `model` holds, whichever path approved it, across threads
+        and replicas (a lock in the database; released if its replica dies)."""
+        return self.store.lock(f"rollout:{model}")
+
+    def in_flight_anywhere(self, model: str) -> bool:
+        """Whether some thread or replica is rolling `model` out now (holds its lock)."""
+        with self.store.try_lock(f"rollout:{model}") as free:
+            return not free
+
+    def _result(self, a: Approval) -> DeployResult | None:
+        with self.store.connect() as conn:
+            row = table.fetch(conn, a.approval_id)
+        return table.deploy_result(row) if row is not None else None
 
 
 def _failed(version: str, message: str, seconds: float) -> DeployResult:

@@ -8,12 +8,12 @@ so when several callers race, exactly one sees rowcount 1 and owns the transitio
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import asdict
 from typing import Any, cast
 
 from ganops.bot.ports import Approval, ApprovalKind, ApprovalState, DeployResult
 from ganops.bot.store import Store
+from ganops.pipeline.db import Conn, Row
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS approvals (
@@ -52,15 +52,13 @@ SCHEMA_V2 = (
     "ALTER TABLE approvals ADD COLUMN rollout_claimed_at REAL",
 )
 
-Conn = sqlite3.Connection
-
 
 def migrate(store: Store) -> None:
     store.migrate("approvals", 1, SCHEMA)
     store.migrate("approvals", 2, SCHEMA_V2)
 
 
-def to_approval(row: sqlite3.Row) -> Approval:
+def to_approval(row: Row) -> Approval:
     return Approval(
         approval_id=row["approval_id"],
         run_id=row["run_id"],
@@ -103,19 +101,22 @@ def insert(conn: Conn, a: Approval) -> None:
     )
 
 
-def fetch(conn: Conn, approval_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
+def fetch(conn: Conn, approval_id: str) -> Row | None:
+    row: Row | None = conn.execute(
         "SELECT * FROM approvals WHERE approval_id=?", (approval_id,)
     ).fetchone()
     return row
 
 
 def select(
-    conn: Conn, where: str = "1", args: tuple[Any, ...] = (), limit: int = -1
-) -> list[sqlite3.Row]:
-    """Rows matching `where`, newest first (`where` is ours, never user text)."""
-    sql = f"SELECT * FROM approvals WHERE {where} ORDER BY created_at DESC, rowid DESC LIMIT ?"
-    return conn.execute(sql, (*args, limit)).fetchall()
+    conn: Conn, where: str = "1=1", args: tuple[Any, ...] = (), limit: int = -1
+) -> list[Row]:
+    """Rows matching `where`, newest first (`where` is ours, never user text); `limit` < 0:
+    all (PostgreSQL refuses a negative LIMIT)."""
+    sql = f"SELECT * FROM approvals WHERE {where} ORDER BY created_at DESC, rowid DESC"
+    if limit < 0:
+        return conn.execute(sql, args).fetchall()
+    return conn.execute(sql + " LIMIT ?", (*args, limit)).fetchall()
 
 
 def finish(
@@ -182,12 +183,12 @@ def set_deploy_result(conn: Conn, approval_id: str, result: DeployResult) -> Non
     )
 
 
-def deploy_result(row: sqlite3.Row) -> DeployResult | None:
+def deploy_result(row: Row) -> DeployResult | None:
     raw = row["deploy_result"]
     return DeployResult(**json.loads(raw)) if raw else None
 
 
-def card_blocks(row: sqlite3.Row) -> list[dict[str, Any]] | None:
+def card_blocks(row: Row) -> list[dict[str, Any]] | None:
     raw = row["card_blocks"]
     return cast(list[dict[str, Any]], json.loads(raw)) if raw else None
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 
 from ganops.bot.blocks.alarms import AlarmView
 from ganops.bot.ports import DriftAlert
 from ganops.bot.store import Store
+from ganops.pipeline.db import Conn, Row
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS alarms (
@@ -88,9 +88,9 @@ class AlarmBook:
             return None, None, None
         return row["channel"], row["message_ts"], row["last_rendered"]
 
-    def _row(self, episode_id: str) -> sqlite3.Row | None:
+    def _row(self, episode_id: str) -> Row | None:
         with self.store.connect() as conn:
-            row: sqlite3.Row | None = conn.execute(
+            row: Row | None = conn.execute(
                 f"{_SELECT} WHERE episode_id=?", (episode_id,)
             ).fetchone()
         return row
@@ -298,7 +298,7 @@ class AlarmBook:
         return ok
 
 
-def _set_outcome(conn: sqlite3.Connection, episode_id: str, note: str) -> None:
+def _set_outcome(conn: Conn, episode_id: str, note: str) -> None:
     conn.execute(
         "INSERT INTO alarm_outcomes(episode_id, outcome) VALUES(?, ?) "
         "ON CONFLICT(episode_id) DO UPDATE SET outcome=excluded.outcome",
@@ -306,7 +306,7 @@ def _set_outcome(conn: sqlite3.Connection, episode_id: str, note: str) -> None:
     )
 
 
-def _view(row: sqlite3.Row) -> AlarmView:
+def _view(row: Row) -> AlarmView:
     return AlarmView(
         episode_id=row["episode_id"],
         model=row["model"],

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 
@@ -22,6 +21,7 @@ from ganops.bot.runs.start import post_keyed
 from ganops.bot.services import Services
 from ganops.bot.store import Store
 from ganops.model.registry import CHAMPION
+from ganops.pipeline.db import Row
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def thumbnail_grid(paths: list[str], side: int = 96) -> bytes:
     return buf.getvalue()
 
 
-def _view(row: sqlite3.Row) -> OfferView:
+def _view(row: Row) -> OfferView:
     return OfferView(
         offer_id=row["offer_id"],
         model=row["model"],

@@ -5,21 +5,26 @@ seen and text rendered, and whether its outcome has been fully posted (`settled`
 bot resumes watching every row that is not settled.
 
 `posts` makes a post happen once across restarts: a key is claimed in the store before the
-post and completed with the message ts after it. A claim without a ts means the bot died in
-between; the poster then looks for the message in Slack (by its metadata) before posting again.
+post and completed with the message ts after it; the key is unique, so of two replicas (or
+threads) one claims and the other waits for its ts. A claim without a ts whose poster died
+(its process is gone, or the claim is older than `POST_CLAIM_WAIT_S`) is taken over: the
+poster then looks for the message in Slack (by its metadata) before posting again.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
+import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ganops.bot.store import Store
+from ganops.pipeline.db import Row
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -52,6 +57,30 @@ _SCHEMA = (
 )
 
 
+# A claim without a ts from another process is taken over after this long (a post, with
+# Slack's retries, is done well within it).
+POST_CLAIM_WAIT_S = 30.0
+POST_CLAIM_POLL_S = 0.1
+_POSTING: Counter[str] = Counter()  # keys this process is posting now, by how many threads
+_POSTING_GUARD = threading.Lock()
+_CLAIMED_BY = ("ALTER TABLE posts ADD COLUMN claimed_by TEXT",)
+
+
+def process_name() -> str:
+    """Who claims a post: this process, as host:pid (a pod's hostname is its name)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class RunRow:
     run_id: str
@@ -73,7 +102,7 @@ class RunRow:
     finished_at: float | None = None
 
 
-def _row(r: sqlite3.Row) -> RunRow:
+def _row(r: Row) -> RunRow:
     data = dict(r)
     data["params"] = json.loads(data["params"])
     data["settled"] = bool(data["settled"])
@@ -86,8 +115,7 @@ class RunBook:
     def __init__(self, store: Store) -> None:
         self.store = store
         store.migrate("bot.runs", 1, _SCHEMA)
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        store.migrate("bot.runs.posts_claimed_by", 1, _CLAIMED_BY)
 
     # --- runs ---------------------------------------------------------------------------
 
@@ -162,13 +190,18 @@ class RunBook:
         post: Callable[[], str],
         find: Callable[[float], str | None],
     ) -> str:
-        """Run `post` (which returns the message ts) at most once per `key`, across restarts.
+        """Run `post` (which returns the message ts) at most once per `key`, across restarts
+        and replicas: the claim is a row in `posts` (the key is unique), not a lock here.
 
-        `find(since)` looks for an earlier post of this key made since a unix time; it is asked
-        only when a claim has no ts, that is when a previous attempt died mid-way.
+        A claim without a ts is either in progress (another thread or replica posting now:
+        wait for its ts) or left by a poster that died (its process is gone, or it is older
+        than `POST_CLAIM_WAIT_S`): then `find(since)` looks for the earlier post by its
+        metadata before posting again.
         """
-        with self._lock(key):
-            claimed_at, ts = self._claim(key, channel, thread_ts)
+        with _POSTING_GUARD:
+            _POSTING[key] += 1  # this process's claims are "in progress" until done
+        try:
+            claimed_at, ts = self._claim_or_wait(key, channel, thread_ts)
             if ts is not None:
                 return ts
             if claimed_at is not None:
@@ -179,6 +212,11 @@ class RunBook:
             ts = post()
             self._complete(key, ts)
             return ts
+        finally:
+            with _POSTING_GUARD:
+                _POSTING[key] -= 1
+                if _POSTING[key] <= 0:
+                    del _POSTING[key]
 
     def posted(self, key: str) -> str | None:
         with self.store.connect() as conn:
@@ -194,15 +232,50 @@ class RunBook:
             if r is not None:
                 return r["claimed_at"], r["ts"]
             conn.execute(
-                "INSERT INTO posts(key, channel, thread_ts, claimed_at) VALUES(?,?,?,?)",
-                (key, channel, thread_ts, time.time()),
+                "INSERT INTO posts(key, channel, thread_ts, claimed_at, claimed_by) "
+                "VALUES(?,?,?,?,?)",
+                (key, channel, thread_ts, time.time(), process_name()),
             )
         return None, None
+
+    def _claim_or_wait(
+        self, key: str, channel: str, thread_ts: str | None
+    ) -> tuple[float | None, str | None]:
+        """`_claim`, but an earlier claim still in progress is waited for, and a dead one is
+        taken over (re-claimed under a compare-and-set, so one taker wins)."""
+        while True:
+            claimed_at, ts = self._claim(key, channel, thread_ts)
+            if claimed_at is None or ts is not None:
+                return claimed_at, ts
+            with self.store.connect() as conn:
+                r = conn.execute(
+                    "SELECT claimed_by, claimed_at, ts FROM posts WHERE key=?", (key,)
+                ).fetchone()
+            if r["ts"] is not None:
+                return r["claimed_at"], r["ts"]
+            if self._abandoned(r["claimed_by"], r["claimed_at"], key):
+                with self.store.connect() as conn:
+                    cur = conn.execute(
+                        "UPDATE posts SET claimed_by=?, claimed_at=? "
+                        "WHERE key=? AND ts IS NULL AND claimed_at=?",
+                        (process_name(), time.time(), key, r["claimed_at"]),
+                    )
+                if cur.rowcount == 1:
+                    return r["claimed_at"], None
+            time.sleep(POST_CLAIM_POLL_S)
+
+    def _abandoned(self, claimed_by: str | None, claimed_at: float, key: str) -> bool:
+        if claimed_by is None:  # a claim from before claims were signed: its poster is gone
+            return True
+        if claimed_by == process_name():
+            # Ours: in progress on another thread (wait), or an attempt that failed here.
+            with _POSTING_GUARD:
+                return _POSTING[key] <= 1  # only the calling thread is posting it now
+        host, _, pid = claimed_by.rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            return True
+        return time.time() - claimed_at > POST_CLAIM_WAIT_S
 
     def _complete(self, key: str, ts: str) -> None:
         with self.store.connect() as conn:
             conn.execute("UPDATE posts SET ts=? WHERE key=?", (ts, key))
-
-    def _lock(self, key: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())

@@ -262,21 +262,13 @@ class RunWatcher:
                 self._auto_deploy(row.run_id)
 
     def _auto_deploy(self, run_id: str) -> None:
-        """The run asked for auto_deploy=true and passed the gate: that counts as the
-        requester's approval, checked again here (policy may have changed since the ack), on
-        the approvals path. Under the two-person rule the card then waits for one more."""
-        from ganops.bot.approvals.jobs import show_decision
-
-        book, row = self.services.approvals, self.services.runbook.get(run_id)
-        if book is None or row is None or row.approval_id is None:
+        """Hand the auto deploy to a worker: a rollout (up to its progress deadline, plus a
+        rollback) must never hold up the watch. Without an outbox (tests), inline."""
+        outbox = self.services.outbox
+        if outbox is None:
+            auto_deploy(self.services, run_id)
             return
-        pending = book.get(row.approval_id)
-        if pending is None or pending.state != "pending" or row.requested_by in pending.approvers:
-            return  # decided or voted already (an earlier tick, or before a restart)
-        outcome = book.decide(
-            row.approval_id, row.requested_by, "approve", path="policy", requester_vote=True
-        )
-        show_decision(book, self.services.slack, outcome)
+        outbox.enqueue(AUTO_DEPLOY, f"{AUTO_DEPLOY}:{run_id}", {"run_id": run_id})
 
     def _timed_out(self, row: RunRow, status: RunStatus) -> bool:
         started = status.created_at or row.created_at
@@ -311,3 +303,24 @@ class RunWatcher:
             )
         except SlackApiError as notice_failed:  # the notice is a courtesy; watching goes on
             log.warning("run %s: could not say so in Slack: %s", row.run_id, notice_failed)
+
+
+AUTO_DEPLOY = "job:auto_deploy"  # the outbox kind of a deploy the run watcher hands off
+
+
+def auto_deploy(services: Services, run_id: str) -> None:
+    """The run asked for auto_deploy=true and passed the gate: that counts as the
+    requester's approval, checked again here (policy may have changed since the ack), on
+    the approvals path. Under the two-person rule the card then waits for one more."""
+    from ganops.bot.approvals.jobs import show_decision
+
+    book, row = services.approvals, services.runbook.get(run_id)
+    if book is None or row is None or row.approval_id is None:
+        return
+    pending = book.get(row.approval_id)
+    if pending is None or pending.state != "pending" or row.requested_by in pending.approvers:
+        return  # decided or voted already (an earlier tick, or before a restart)
+    outcome = book.decide(
+        row.approval_id, row.requested_by, "approve", path="policy", requester_vote=True
+    )
+    show_decision(book, services.slack, outcome)

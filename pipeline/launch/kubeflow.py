@@ -71,11 +71,13 @@ class KubeflowLauncher:
         mlflow_ui_url: str | None = None,
         data_allow: tuple[str, ...] = (),
         trainjob_api: Callable[[], Any] | None = None,
+        database_url: str | None = None,
     ) -> None:
         """`mlflow_uri` is where this process reads results; the pipeline's pods get
         `pipeline_mlflow_uri` when given (an in-cluster service URL), else the same URI.
         `trainjob_api` makes the kubernetes CustomObjectsApi that cancel deletes a run's
-        TrainJob with (default: in-cluster config, else ~/.kube/config), on first use."""
+        TrainJob with (default: in-cluster config, else ~/.kube/config), on first use.
+        `database_url`: the replicas' shared PostgreSQL for `pipeline_runs`."""
         self.state_dir = Path(state_dir).resolve()
         self.host = host.rstrip("/")
         self.mlflow_uri = mlflow_uri
@@ -85,7 +87,7 @@ class KubeflowLauncher:
         self.max_active = max_active_per_model
         self.ui_host = (ui_host or self.host).rstrip("/")
         self.pending_wait_s = pending_wait_s
-        self.store = RunStore(self.state_dir)
+        self.store = RunStore(self.state_dir, database_url)
         self.artifact_uri = artifact_uri or ""
         self.checkpoint_minutes = checkpoint_minutes
         self.placement = placement

@@ -8,13 +8,14 @@ idempotent across threads, processes and restarts (KFP has no such key: kubeflow
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from ganops.pipeline.db import Conn, Row, integrity_errors, open_db
 from ganops.pipeline.ports import (
     FINAL_STATES,
     PIPELINE_STEPS,
@@ -25,7 +26,6 @@ from ganops.pipeline.ports import (
     RunStatus,
 )
 from ganops.pipeline.results import to_run_result
-from ganops.pipeline.sqlite import SqliteDb
 
 OWNER = "pipeline"
 SCHEMA_VERSION = 1
@@ -93,18 +93,31 @@ class RunRow:
         return self.state in FINAL_STATES
 
 
-class RunStore(SqliteDb):
-    """A handle on the `pipeline_runs` table. Cheap to create; safe across threads."""
+class RunStore:
+    """A handle on the `pipeline_runs` table. Cheap to create; safe across threads.
 
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir)
-        self.migrate(OWNER, SCHEMA_VERSION, _SCHEMA)
+    The local launcher keeps it in the state dir's SQLite file, beside its workers and run
+    folders (one machine). The Kubeflow launcher may keep it in the replicas' shared
+    PostgreSQL (`database_url`), so that a request id maps to one KFP run whichever replica
+    launches it.
+    """
+
+    def __init__(self, state_dir: Path, database_url: str | None = None) -> None:
+        self.db = open_db(state_dir, database_url)
+        self.path = self.db.path
+        self.db.migrate(OWNER, SCHEMA_VERSION, _SCHEMA)
         for version, statement in _UPGRADES:
-            self.migrate(OWNER, version, (statement,))
+            self.db.migrate(OWNER, version, (statement,))
+
+    def connect(self) -> AbstractContextManager[Conn]:
+        return self.db.connect()
+
+    def tx(self, urgent: bool = False) -> AbstractContextManager[Conn]:
+        return self.db.tx(urgent)
 
     # --- reads ---------------------------------------------------------------------
 
-    def by_request(self, conn: sqlite3.Connection, request_id: str) -> RunRow | None:
+    def by_request(self, conn: Conn, request_id: str) -> RunRow | None:
         row = conn.execute("SELECT * FROM pipeline_runs WHERE request_id=?", (request_id,))
         return _to_row(row.fetchone())
 
@@ -113,7 +126,7 @@ class RunStore(SqliteDb):
             row = conn.execute("SELECT * FROM pipeline_runs WHERE run_id=?", (run_id,))
             return _to_row(row.fetchone())
 
-    def active(self, conn: sqlite3.Connection, model: str) -> list[RunRow]:
+    def active(self, conn: Conn, model: str) -> list[RunRow]:
         """Rows of `model` whose state is not final, oldest first."""
         rows = conn.execute(
             f"SELECT * FROM pipeline_runs WHERE model=? AND state NOT IN {_FINAL_SQL} ORDER BY id",
@@ -132,7 +145,7 @@ class RunStore(SqliteDb):
 
     # --- writes --------------------------------------------------------------------
 
-    def insert(self, conn: sqlite3.Connection, row: RunRow) -> None:
+    def insert(self, conn: Conn, row: RunRow) -> None:
         values = _to_columns(row)
         names = ",".join(values)
         marks = ",".join("?" for _ in values)
@@ -144,7 +157,7 @@ class RunStore(SqliteDb):
         value: str,
         changes: Mapping[str, Any],
         only_active: bool,
-        conn: sqlite3.Connection | None = None,
+        conn: Conn | None = None,
     ) -> bool:
         """Update the row whose `key` (run_id or request_id) is `value`.
 
@@ -221,7 +234,7 @@ def claim_request(
             )
             store.insert(conn, row)
             return row, True
-    except sqlite3.IntegrityError:
+    except integrity_errors():
         with store.connect() as conn:
             existing = store.by_request(conn, request_id)
         if existing is None:
@@ -239,7 +252,7 @@ def _to_columns(row: RunRow) -> dict[str, Any]:
     return {name: _encode(name, getattr(row, name)) for name in RunRow.__dataclass_fields__}
 
 
-def _to_row(row: sqlite3.Row | None) -> RunRow | None:
+def _to_row(row: Row | None) -> RunRow | None:
     if row is None:
         return None
     data = {k: row[k] for k in row.keys() if k in RunRow.__dataclass_fields__}  # noqa: SIM118 (a Row iterates values)

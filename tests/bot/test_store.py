@@ -1,20 +1,23 @@
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
-from ganops.bot.store import Store
+from ganops.pipeline.db import database_errors
+from tests.fakes.postgres import backend_store
+
+# Each test runs on SQLite and on a real PostgreSQL (tests/conftest.py: both_backends).
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 
 def test_audit_is_append_only(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+    store = backend_store(tmp_path)
     store.audit("U1", "approve", "apr-1", "refused", {"why": "not an approver"})
-    with store.connect() as conn, pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with store.connect() as conn, pytest.raises(database_errors(), match="append-only"):
         conn.execute("UPDATE audit SET outcome='ok'")
-    with store.connect() as conn, pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with store.connect() as conn, pytest.raises(database_errors(), match="append-only"):
         conn.execute("DELETE FROM audit")
     [row] = store.list_audit()
     assert (row.actor, row.action, row.object, row.outcome) == ("U1", "approve", "apr-1", "refused")
@@ -22,7 +25,7 @@ def test_audit_is_append_only(tmp_path: Path) -> None:
 
 
 def test_list_audit_is_newest_first_and_filters(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+    store = backend_store(tmp_path)
     for i in range(5):
         store.audit("U1", "click", f"obj-{i % 2}", "ok")
     rows = store.list_audit(limit=3)
@@ -33,28 +36,28 @@ def test_list_audit_is_newest_first_and_filters(tmp_path: Path) -> None:
 
 def test_migrations_run_once_and_survive_reopen(tmp_path: Path) -> None:
     stmt = "CREATE TABLE IF NOT EXISTS t (x INTEGER)"
-    store = Store(tmp_path)
+    store = backend_store(tmp_path)
     store.migrate("t", 1, [stmt, "INSERT INTO t VALUES (1)"])
     store.migrate("t", 1, [stmt, "INSERT INTO t VALUES (1)"])
-    reopened = Store(tmp_path)
+    reopened = backend_store(tmp_path)
     reopened.migrate("t", 1, [stmt, "INSERT INTO t VALUES (1)"])
     with reopened.connect() as conn:
-        calls = conn.execute("SELECT COUNT(*) FROM t").fetchone()[0]
+        calls = conn.execute("SELECT COUNT(*) AS n FROM t").fetchone()["n"]
     assert calls == 1
 
 
 def test_tx_rolls_back_on_error(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+    store = backend_store(tmp_path)
     store.migrate("t", 1, ["CREATE TABLE IF NOT EXISTS t (x INTEGER)"])
     with pytest.raises(RuntimeError), store.tx() as conn:
         conn.execute("INSERT INTO t VALUES (1)")
         raise RuntimeError("boom")
     with store.connect() as conn:
-        assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) AS n FROM t").fetchone()["n"] == 0
 
 
 def test_concurrent_writers_do_not_lose_rows(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+    store = backend_store(tmp_path)
 
     def write(n: int) -> None:
         for i in range(20):

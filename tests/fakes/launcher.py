@@ -8,10 +8,16 @@ UpstreamError.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import itertools
+import json
+import os
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ganops.pipeline.params import validate_params
@@ -24,6 +30,7 @@ from ganops.pipeline.ports import (
     UnknownRunError,
     UpstreamError,
 )
+from ganops.pipeline.results import to_run_result
 
 
 class ScriptedLauncher:
@@ -119,3 +126,74 @@ def finished(version: str = "3", artifacts: dict[str, str] | None = None) -> dic
             artifacts=artifacts or {},
         ),
     }
+
+
+class FileLauncher(ScriptedLauncher):
+    """A `ScriptedLauncher` kept in a JSON file under an exclusive file lock, so that the
+    bot replicas a test starts and the test itself share one pipeline backend, as they
+    would share Kubeflow. Every call reads the file, acts, and writes it back."""
+
+    def __init__(self, path: Path, url_base: str | None = None) -> None:
+        super().__init__(url_base)
+        self.path = path
+        self._lock_path = path.with_suffix(".lock")
+
+    @contextlib.contextmanager
+    def _shared(self) -> Iterator[None]:
+        with open(self._lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._load()
+                yield
+                self._save()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        data = json.loads(self.path.read_text())
+        self.launches = data["launches"]
+        self._requests = data["requests"]
+        self._runs = {
+            k: RunStatus(**{**v, "result": to_run_result(v.get("result"))})
+            for k, v in data["runs"].items()
+        }
+        self._ids = itertools.count(data["next_id"])
+
+    def _save(self) -> None:
+        next_id = next(self._ids)
+        self._ids = itertools.count(next_id)
+        data = {
+            "launches": self.launches,
+            "requests": self._requests,
+            "runs": {k: dataclasses.asdict(v) for k, v in self._runs.items()},
+            "next_id": next_id,
+        }
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, default=str))
+        os.replace(tmp, self.path)
+
+    def launch(self, params: RunParams, request_id: str) -> LaunchResult:
+        with self._shared():
+            return super().launch(params, request_id)
+
+    def status(self, run_id: str) -> RunStatus:
+        with self._shared():
+            return super().status(run_id)
+
+    def move(self, run_id: str, **changes: Any) -> RunStatus:
+        with self._shared():
+            return super().move(run_id, **changes)
+
+    def list_runs(self, limit: int = 20) -> list[RunStatus]:
+        with self._shared():
+            return super().list_runs(limit)
+
+    def only_run(self) -> str:
+        with self._shared():
+            return super().only_run()
+
+    def count(self) -> int:
+        with self._shared():
+            return self.launches

@@ -8,8 +8,11 @@ import pytest
 
 from ganops.bot.approvals.book import ApprovalBook, NothingToRollBack
 from ganops.bot.ports import Approval, DeployError, DeployResult, Served
-from ganops.bot.store import Store
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
+from tests.fakes.postgres import backend_store
+
+# Each test runs on SQLite and on a real PostgreSQL (tests/conftest.py: both_backends).
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 ALICE, BOB, CAROL, DAVE = "U_ALICE", "U_BOB", "U_CAROL", "U_DAVE"
 
@@ -48,7 +51,7 @@ def make_book(
     **kw: Any,
 ) -> ApprovalBook:
     kw.setdefault("approvers", frozenset({BOB, CAROL}))
-    return ApprovalBook(Store(tmp_path), registry, deployer, clock=clock or Clock(), **kw)
+    return ApprovalBook(backend_store(tmp_path), registry, deployer, clock=clock or Clock(), **kw)
 
 
 def ask(book: ApprovalBook, version: str = "2", model: str = "cut", by: str = ALICE) -> Approval:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ganops.bot.blocks.alarms import alarm_card, moved_features
 from ganops.bot.drift.watch import AlarmBook
 from ganops.bot.ports import DriftAlert
-from ganops.bot.store import Store
+from tests.fakes.postgres import backend_store
+
+# Each test runs on SQLite and on a real PostgreSQL (tests/conftest.py: both_backends).
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 
 class Clock:
@@ -23,7 +28,7 @@ def _alert(score: float = 2.0, version: str = "3") -> DriftAlert:
 
 
 def test_one_open_episode_per_model_version(tmp_path: Path) -> None:
-    book = AlarmBook(Store(tmp_path), Clock())
+    book = AlarmBook(backend_store(tmp_path), Clock())
     first = book.open(_alert(), "#ops")
     again = book.open(_alert(score=2.5), "#ops")
     other = book.open(_alert(version="4"), "#ops")
@@ -34,7 +39,7 @@ def test_one_open_episode_per_model_version(tmp_path: Path) -> None:
 
 def test_resolve_then_new_episode(tmp_path: Path) -> None:
     clock = Clock()
-    book = AlarmBook(Store(tmp_path), clock)
+    book = AlarmBook(backend_store(tmp_path), clock)
     first = book.open(_alert(), "#ops")
     assert book.resolve(first.episode_id)
     assert not book.resolve(first.episode_id)  # resolving twice is a no-op
@@ -45,7 +50,7 @@ def test_resolve_then_new_episode(tmp_path: Path) -> None:
 
 
 def test_peak_score_and_features_update(tmp_path: Path) -> None:
-    book = AlarmBook(Store(tmp_path), Clock())
+    book = AlarmBook(backend_store(tmp_path), Clock())
     ep = book.open(_alert(score=1.5), "#ops").episode_id
     book.update_score(ep, 4.0, {"contrast": 2.0})
     book.update_score(ep, 2.0, {"contrast": 1.2})
@@ -57,7 +62,7 @@ def test_peak_score_and_features_update(tmp_path: Path) -> None:
 
 def test_snooze_expires_back_to_firing(tmp_path: Path) -> None:
     clock = Clock()
-    book = AlarmBook(Store(tmp_path), clock)
+    book = AlarmBook(backend_store(tmp_path), clock)
     ep = book.open(_alert(), "#ops").episode_id
     assert book.snooze(ep, "U_CAROL", 3600)
     assert book.get(ep).state == "snoozed"  # type: ignore[union-attr]
@@ -68,7 +73,7 @@ def test_snooze_expires_back_to_firing(tmp_path: Path) -> None:
 
 
 def test_ignore_and_audit(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+    store = backend_store(tmp_path)
     book = AlarmBook(store, Clock())
     ep = book.open(_alert(), "#ops").episode_id
     assert book.ignore(ep, "U_BOB")
@@ -80,15 +85,15 @@ def test_ignore_and_audit(tmp_path: Path) -> None:
 
 
 def test_episodes_survive_a_restart(tmp_path: Path) -> None:
-    ep = AlarmBook(Store(tmp_path), Clock()).open(_alert(), "#ops").episode_id
-    AlarmBook(Store(tmp_path), Clock()).set_message(ep, "C1", "123.456")
-    reopened = AlarmBook(Store(tmp_path), Clock())
+    ep = AlarmBook(backend_store(tmp_path), Clock()).open(_alert(), "#ops").episode_id
+    AlarmBook(backend_store(tmp_path), Clock()).set_message(ep, "C1", "123.456")
+    reopened = AlarmBook(backend_store(tmp_path), Clock())
     assert [v.episode_id for v in reopened.open_episodes()] == [ep]
     assert reopened.row_meta(ep)[:2] == ("C1", "123.456")
 
 
 def test_card_shows_buttons_only_while_open(tmp_path: Path) -> None:
-    book = AlarmBook(Store(tmp_path), Clock())
+    book = AlarmBook(backend_store(tmp_path), Clock())
     ep = book.open(_alert(), "#ops").episode_id
     firing = [b.to_dict() for b in alarm_card(book.get(ep))]  # type: ignore[arg-type]
     actions = [b for b in firing if b["type"] == "actions"]

@@ -11,6 +11,10 @@ import pytest
 from ganops.bot.store import Store
 from ganops.pipeline.launch.runstore import RunRow, RunStore, claim_request
 from ganops.pipeline.ports import ConcurrentRunError, InvalidParamsError, RunParams
+from tests.fakes.postgres import backend_url
+
+# The Kubeflow launcher keeps this table in the replicas' PostgreSQL: the claims hold there too.
+both_backends = pytest.mark.usefixtures("both_backends")
 
 
 def _claim(
@@ -29,14 +33,15 @@ def _claim(
     )
 
 
+@both_backends
 def test_one_request_id_is_one_row_under_concurrent_claims(tmp_path: Path) -> None:
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, backend_url())
     results: list[tuple[RunRow, bool]] = []
     barrier = threading.Barrier(8)
 
     def claim() -> None:
         barrier.wait()
-        results.append(_claim(RunStore(tmp_path), "same"))
+        results.append(_claim(RunStore(tmp_path, backend_url()), "same"))
 
     threads = [threading.Thread(target=claim) for _ in range(8)]
     for t in threads:
@@ -48,8 +53,9 @@ def test_one_request_id_is_one_row_under_concurrent_claims(tmp_path: Path) -> No
     assert [r.request_id for r in store.recent(10)] == ["same"]
 
 
+@both_backends
 def test_a_second_request_for_a_busy_model_is_refused(tmp_path: Path) -> None:
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, backend_url())
     first, _ = _claim(store, "a")
     with pytest.raises(ConcurrentRunError) as err:
         _claim(store, "b")
@@ -60,8 +66,9 @@ def test_a_second_request_for_a_busy_model_is_refused(tmp_path: Path) -> None:
     assert _claim(store, "d")[1]
 
 
+@both_backends
 def test_a_dead_run_does_not_block_the_model(tmp_path: Path) -> None:
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, backend_url())
     first, _ = _claim(store, "a")
     _second, created = _claim(store, "b", dead=True)
     assert created
@@ -70,8 +77,9 @@ def test_a_dead_run_does_not_block_the_model(tmp_path: Path) -> None:
     assert (old.state, old.error) == ("failed", "worker died")
 
 
+@both_backends
 def test_final_rows_are_not_overwritten_by_late_updates(tmp_path: Path) -> None:
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, backend_url())
     row, _ = _claim(store, "a")
     run_id = str(row.run_id)
     assert store.update("run_id", run_id, {"state": "cancelled"}, only_active=True)
