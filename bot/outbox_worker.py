@@ -25,6 +25,7 @@ from slack_bolt import App, BoltRequest
 from slack_bolt.lazy_listener import LazyListenerRunner
 
 from ganops.bot.outbox import MAX_ATTEMPTS, Outbox, OutboxRow
+from ganops.bot.policy import Verdict
 from ganops.pipeline.db import database_errors
 
 log = logging.getLogger("ganops.bot")
@@ -160,6 +161,8 @@ class OutboxLazyRunner(LazyListenerRunner):
         self.worker = worker
 
     def start(self, function: Callable[..., None], request: BoltRequest) -> None:
+        if any(isinstance(v, Verdict) and v.refused for v in request.context.values()):
+            return  # the ack refused it (told and audited there): nothing to carry out
         kind = request.lazy_function_name or function.__name__
         self.outbox.enqueue(kind, outbox_key(kind, request.body), request.body)
         self.worker.wake()

@@ -26,19 +26,25 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, bundle
 
 
-def test_a_model_that_cannot_beat_itself_is_rejected_with_exit_3(
+def test_a_model_that_cannot_beat_itself_by_the_margin_is_rejected_with_exit_3(
     files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, bundle = files
     argv = ["--model-uri", str(bundle), "--champion-uri", str(bundle), "--num-images", "6"]
     assert evaluate_main([*argv, str(data)]) == EXIT_OK  # no --gate: a report, exit 0
     capsys.readouterr()
-    assert evaluate_main([*argv, "--gate", str(data)]) == EXIT_GATED
+    # The pipeline's margin lets an equal model through (bench/gate_validity.py measured it).
+    assert evaluate_main([*argv, "--gate", str(data)]) == EXIT_OK
+    assert "gate: passed: deploy score +0.0000 vs the champion" in capsys.readouterr().out
+    # Asked to beat the champion by 0.01, the same model cannot: exit 3.
+    strict = [*argv, "--gate", "--gate-margin", "0.01"]
+    assert evaluate_main([*strict, str(data)]) == EXIT_GATED
     assert "gate: rejected: deploy score +0.0000 vs the champion" in capsys.readouterr().out
-    assert evaluate_main([*argv, "--gate", "--json", str(data)]) == EXIT_GATED
+    assert evaluate_main([*strict, "--json", str(data)]) == EXIT_GATED
     document = json.loads(capsys.readouterr().out)
     assert document["gate"]["passed"] is False
     assert document["gate"]["diff"] == 0.0
+    assert document["gate"]["margin"] == 0.01
 
 
 def test_gate_without_a_champion_is_a_usage_error(

@@ -94,10 +94,13 @@ class Reconciler:
         lost = [m for m in models if not self.book.rollout.in_flight_anywhere(m)]
         if lost:
             log.warning("rollouts of %s were cut short by a replica that died", lost)
-        return self.run(lost) if lost else []
+        # Their claims may postdate this process's start: they are another replica's, whose
+        # lock is gone with it, so the start-up filter for this process's own clicks is off.
+        return self.run(lost, orphaned=True) if lost else []
 
-    def run(self, only: Sequence[str] | None = None) -> list[Reconciled]:
-        """Reconcile every model (start-up), or carry out the plans of `only` those."""
+    def run(self, only: Sequence[str] | None = None, *, orphaned: bool = False) -> list[Reconciled]:
+        """Reconcile every model (start-up), or carry out the plans of `only` those
+        (`orphaned`: rollouts a dead replica claimed, whenever it claimed them)."""
         states: list[ModelState] = []
         for model in self.models:
             if self.book.rollout.in_flight_anywhere(model):
@@ -107,7 +110,8 @@ class Reconciler:
                 log.info("reconcile: a rollout of %s is in flight; left to it", model)
                 continue
             try:
-                states.append(self.state(model))
+                since = None if orphaned else self.started
+                states.append(self.state(model, claimed_before=since))
             except Exception as exc:  # MLflow or the cluster is down: decide nothing blind
                 log.warning("cannot reconcile %s at start-up: %s", model, exc)
                 self.book.store.audit(SYSTEM, "reconcile", model, "failed", {"error": str(exc)})
@@ -118,17 +122,18 @@ class Reconciler:
             if only is None or s.model in only
         ]
 
-    def state(self, model: str) -> ModelState:
+    def state(self, model: str, *, claimed_before: float | None = None) -> ModelState:
+        """`claimed_before`: leave out rollouts claimed since then (this process's own)."""
         served = self.deployer.served(model)
         info = self.registry.get_alias(model, CHAMPION)
         champion = Champion(info.version, info.uri) if info is not None else None
         with self.book.store.connect() as conn:
-            flying = table.select(
-                conn,
-                "model=? AND state='approved' AND deploy_result IS NULL"
-                " AND (rollout_claimed_at IS NULL OR rollout_claimed_at<?)",
-                (model, self.started),
-            )
+            where = "model=? AND state='approved' AND deploy_result IS NULL"
+            args: tuple[object, ...] = (model,)
+            if claimed_before is not None:
+                where += " AND (rollout_claimed_at IS NULL OR rollout_claimed_at<?)"
+                args = (model, claimed_before)
+            flying = table.select(conn, where, args)
             last = table.select(conn, "model=? AND deploy_result IS NOT NULL", (model,), 1)
             ok = table.select(conn, "model=? AND deploy_ok=1", (model,), 1)
         in_flight = sorted((table.to_approval(r) for r in flying), key=table.decided, reverse=True)

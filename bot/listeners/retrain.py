@@ -77,7 +77,16 @@ def launch_retrain(
         return  # the ack already told the user
     channel, user = body["channel_id"], body["user_id"]
     verdict = context.get(VERDICT_KEY)
-    if verdict is None or verdict.refused:
+    if verdict is None:
+        # Carried out from the outbox, maybe by another replica: the ack allowed it (a refused
+        # ack enqueues nothing), and the gate is asked again here before anything starts.
+        verdict = gate_of(context).authorize(
+            actor=user, action="retrain", params=params, path="slash", obj=params.model
+        )
+        if verdict.refused:
+            client.chat_postEphemeral(channel=channel, user=user, text=refusal_text(verdict.reason))
+            return
+    if verdict.refused:
         return  # the ack refused it, and audited the refusal
     request_id = request_id_for(
         body.get("team_id") or "", channel, user, text, body.get("trigger_id") or ""

@@ -106,8 +106,9 @@ def _field(verdict: Verdict, body: dict[str, Any]) -> str:
 @guarded
 def start_from_modal(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
     verdict = context.get(VERDICT_KEY)
-    if verdict is None or verdict.refused:
+    if verdict is not None and verdict.refused:
         return  # the ack showed the problem on its field (and audited a refusal)
+    # None: carried out from the outbox (a refused ack enqueues nothing); checked again below.
     fields = _fields(body)
     params = parse_retrain_fields(fields)  # the ack parsed the same fields
     origin = ModalOrigin.loads(body["view"].get("private_metadata") or "")

@@ -63,6 +63,13 @@ def _evaluate_parser() -> Parser:
         help="apply the pipeline's gate (paired bootstrap vs --champion-uri) and exit 3 "
         "when the model does not pass it (default: report only)",
     )
+    p.add_argument(
+        "--gate-margin",
+        type=float,
+        default=EvalConfig.gate_margin,
+        help="what the challenger must beat the champion's deploy score by, with the gate's "
+        "confidence (default: %(default)s, the pipeline's: an equal model passes)",
+    )
     return p
 
 
@@ -81,7 +88,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         device = pick_device()
         bundle = load_bundle(args.model_uri, device, tracking_uri=uri)
         champion = load_bundle(args.champion_uri, device, uri) if args.champion_uri else None
-        cfg = EvalConfig(seed=args.seed, num_images=args.num_images)
+        cfg = EvalConfig(seed=args.seed, num_images=args.num_images, gate_margin=args.gate_margin)
         data = load_eval_data(existing_dir(args.data), cfg, bundle.net.image_size)
         if args.gate and champion is None:
             raise UsageError("--gate needs --champion-uri: the gate compares with a champion")

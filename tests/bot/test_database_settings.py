@@ -64,7 +64,7 @@ def test_the_cli_lists_decides_and_audits_in_the_replicas_database(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from ganops.bot.approvals.admin import approvals_main
+    from ganops.bot.approvals.admin import approvals_main, os_user
     from ganops.bot.approvals.book import ApprovalBook
     from ganops.bot.store import Store
     from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
@@ -72,6 +72,7 @@ def test_the_cli_lists_decides_and_audits_in_the_replicas_database(
     monkeypatch.setenv("GANOPS_DATABASE_URL", database_url)
     monkeypatch.setenv("GANOPS_STATE_DIR", str(tmp_path / "cli-state"))  # empty: not read
     monkeypatch.setenv("GANOPS_APPROVERS", "U_BOB")
+    monkeypatch.setenv("GANOPS_CLI_USERS", f"{os_user()}=U_BOB")  # the CLI votes as its caller
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "KFP_HOST", "GANOPS_DEPLOYER"):
         monkeypatch.delenv(name, raising=False)

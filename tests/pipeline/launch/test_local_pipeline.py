@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from ganops.model.config import EvalConfig
 from ganops.pipeline import procs
 from ganops.pipeline.cli import main as cli_main
 from ganops.pipeline.launch.local import LocalLauncher
@@ -229,7 +230,8 @@ def test_evaluate_compares_against_the_champion_on_the_same_inputs(
     )
     scores = json.loads(out.scores_json)
     assert (out.champion_version, scores["bar_kind"]) == (st.result.version, "champion")
-    assert out.gate_bar == pytest.approx(out.deploy_score)
+    # The bar is the champion's score plus the gate's margin; the champion is this same model.
+    assert out.gate_bar == pytest.approx(out.deploy_score + EvalConfig().gate_margin)
     assert scores["champion_metrics"] == pytest.approx(scores["metrics"])
     assert "| metric | challenger | champion | delta |" in (tmp_path / "summary.md").read_text()
     with Image.open(tmp_path / "grid" / "sample_grid.png") as grid:
