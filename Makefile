@@ -35,7 +35,7 @@ demo: setup prometheus
 # Lint, then every test but the end-to-end demo, on both cores (pytest-xdist; each test's
 # servers and folders are its own). The ten slowest are listed at the end.
 test: setup prometheus postgresql lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not e2e" --durations=10 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not e2e" --durations=10 $(PYTEST_ARGS)
 
 # `make test`, then what truly needs minutes: the shortened demo end to end. CI runs this.
 test-all: test
@@ -43,7 +43,7 @@ test-all: test
 
 # Unit and contract tests only: no training runs, pipelines or external processes (< 1 min).
 test-fast: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow and not e2e" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

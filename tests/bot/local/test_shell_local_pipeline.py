@@ -16,7 +16,8 @@ from ganops.bot.adapters.registry import MlflowRegistry
 from ganops.bot.runs.record import RunBook
 from ganops.bot.store import Store
 
-pytestmark = pytest.mark.slow
+# End to end like the demo (a whole pipeline behind the shell, ~40 s of CPU): `make test-all`.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[3]
 
 

@@ -21,7 +21,7 @@ from ganops.pipeline.ports import RunParams, RunStatus
 pytestmark = pytest.mark.slow
 
 IMAGE = "ganops-trainer:test"
-STEPS = 150
+STEPS = 60  # the kill lands after 3 durable steps; the retry trains the rest
 MIN_REACHED = 3
 PARAMS = RunParams(steps=STEPS, synthetic_n=16, batch_size=2, image_size=32)
 REQUEST = "req-kill/1"  # a slash would nest keys: the durable key is made safe
