@@ -90,6 +90,21 @@ def statements_for(dialect: str, statements: Statements) -> list[str]:
     return list(statements)
 
 
+def apply_once(conn: Conn, dialect: str, owner: str, version: int, statements: Statements) -> None:
+    """One migration, inside the caller's write transaction: `statements` run unless the
+    owner's recorded schema version is already `version` or later, which then becomes it."""
+    row = conn.execute("SELECT version FROM schema_versions WHERE owner=?", (owner,)).fetchone()
+    if row is not None and row["version"] >= version:
+        return
+    for statement in statements_for(dialect, statements):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO schema_versions(owner, version) VALUES(?, ?) "
+        "ON CONFLICT(owner) DO UPDATE SET version=excluded.version",
+        (owner, version),
+    )
+
+
 def integrity_errors() -> tuple[type[Exception], ...]:
     """A duplicate key, in either backend (what `INSERT` races end in)."""
     import sqlite3

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from ganops.pipeline.db import Cursor, Statements, statements_for, translate
+from ganops.pipeline.db import Cursor, Statements, apply_once, translate
 
 # pg_advisory_xact_lock's key for "the write lock" (ASCII "ganops").
 WRITE_LOCK = 0x67616E6F7073
@@ -87,18 +87,7 @@ class PostgresDb:
         """Apply `statements` once per owner and version, under the write lock (DDL is
         transactional here: a replica killed mid-way leaves nothing half-applied)."""
         with self.tx() as conn:
-            row = conn.execute(
-                "SELECT version FROM schema_versions WHERE owner=?", (owner,)
-            ).fetchone()
-            if row is not None and row["version"] >= version:
-                return
-            for statement in statements_for(self.dialect, statements):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_versions(owner, version) VALUES(?, ?) "
-                "ON CONFLICT(owner) DO UPDATE SET version=excluded.version",
-                (owner, version),
-            )
+            apply_once(conn, self.dialect, owner, version, statements)
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:

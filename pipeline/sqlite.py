@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ganops.pipeline.db import Statements, statements_for
+from ganops.pipeline.db import Statements, apply_once
 
 DB_NAME = "ganops.db"
 _LOCKS: dict[tuple[str, str], threading.Lock] = {}
@@ -130,18 +130,7 @@ class SqliteDb:
         """Apply `statements` once per owner and version. Statements must be idempotent
         (CREATE ... IF NOT EXISTS), since two processes may start at once."""
         with self.tx() as conn:
-            row = conn.execute(
-                "SELECT version FROM schema_versions WHERE owner=?", (owner,)
-            ).fetchone()
-            if row is not None and row["version"] >= version:
-                return
-            for statement in statements_for(self.dialect, statements):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_versions(owner, version) VALUES(?, ?) "
-                "ON CONFLICT(owner) DO UPDATE SET version=excluded.version",
-                (owner, version),
-            )
+            apply_once(conn, self.dialect, owner, version, statements)
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
