@@ -41,7 +41,7 @@ test: setup prometheus postgresql lint
 test-all: test
 	$(PY) -m pytest -q -m e2e $(PYTEST_ARGS)
 
-# Unit and contract tests only: no training runs, pipelines or external processes (< 1 min).
+# Unit and contract tests only: no training runs, pipelines or external processes.
 test-fast: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow and not e2e" $(PYTEST_ARGS)
 
