@@ -12,18 +12,10 @@ import pytest
 from ganops.bot.approvals.admin import approvals_main, os_user
 from ganops.bot.approvals.book import ApprovalBook
 from ganops.bot.store import Store
+from tests.bot.approvals.test_admin import state
 from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
 
-
-@pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state_dir = tmp_path / "state"
-    monkeypatch.setenv("GANOPS_STATE_DIR", str(state_dir))
-    monkeypatch.setenv("GANOPS_APPROVERS", "U_BOB,U_CAROL")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "KFP_HOST", "GANOPS_DEPLOYER"):
-        monkeypatch.delenv(name, raising=False)
-    return state_dir
+__all__ = ["state"]  # the fixture: the environment `ganops approvals` reads, as in test_admin
 
 
 def open_approvals(state_dir: Path, models: tuple[str, ...]) -> list[str]:
