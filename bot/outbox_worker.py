@@ -205,5 +205,18 @@ def install_outbox(
     run = dispatcher(app, handlers)
     worker = OutboxWorker(outbox, run, threads=threads, lease_s=lease_s, poll_s=poll_s)
     # The same swap Bolt's AWS Lambda adapter makes for its own lazy runner.
-    app.listener_runner.lazy_listener_runner = OutboxLazyRunner(outbox, worker)
+    runner = app.listener_runner
+    runner.lazy_listener_runner = OutboxLazyRunner(outbox, worker)
+    # Bolt deep-copies the whole request (its context too) for a lazy function that would
+    # run on another thread; the outbox only reads the body, the name and the ack's verdict,
+    # and the row is re-dispatched from JSON anyway. The copy was a third of an ack's CPU.
+    runner._build_lazy_request = _lazy_request  # type: ignore[method-assign]
     return worker.start()
+
+
+def _lazy_request(request: BoltRequest, lazy_func_name: str) -> BoltRequest:
+    """What `OutboxLazyRunner.start` reads of a lazy request, without Bolt's deep copy."""
+    lazy = BoltRequest(body=request.body, context=dict(request.context), mode="socket_mode")
+    lazy.lazy_only = True
+    lazy.lazy_function_name = lazy_func_name
+    return lazy

@@ -78,8 +78,11 @@ class _Autocommit:
 class SqliteDb:
     """A handle on `<state_dir>/ganops.db`. Cheap to create; safe to share across threads.
 
-    Connections are short-lived and per call: SQLite serialises writers, WAL lets readers run
+    Each call gets a connection of its own: SQLite serialises writers, WAL lets readers run
     beside them, and `busy_timeout` turns contention into a short wait instead of an error.
+    A finished connection is kept for the next call on the same thread rather than closed:
+    opening one and closing the file's last one (which checkpoints the WAL) cost more than
+    the ack's whole insert. A nested call still gets a second connection, as it always did.
     """
 
     dialect = "sqlite"
@@ -87,6 +90,9 @@ class SqliteDb:
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path: Path | None = state_dir / DB_NAME
+        self._idle = threading.local()  # this thread's finished connections
+        self._all: list[sqlite3.Connection] = []  # every one opened, for close()
+        self._all_guard = threading.Lock()
         with self.connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(
@@ -102,15 +108,26 @@ class SqliteDb:
 
     @contextmanager
     def _open(self) -> Iterator[sqlite3.Connection]:
-        assert self.path is not None
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA foreign_keys=ON")
+        idle: list[sqlite3.Connection] = self._idle.__dict__.setdefault("conns", [])
+        conn = idle.pop() if idle else self._new_connection()
         try:
             yield conn
         finally:
-            conn.close()
+            if conn.in_transaction:  # never hand on a connection with work half done
+                conn.close()
+            else:
+                idle.append(conn)
+
+    def _new_connection(self) -> sqlite3.Connection:
+        assert self.path is not None
+        # check_same_thread off only so close() may close it; one thread uses it at a time.
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        with self._all_guard:
+            self._all.append(conn)
+        return conn
 
     @contextmanager
     def tx(self, urgent: bool = False) -> Iterator[sqlite3.Connection]:
@@ -153,4 +170,11 @@ class SqliteDb:
                 lock.release()
 
     def close(self) -> None:
-        """Nothing to release: connections are per call."""
+        """Close every connection this handle kept (a call still running keeps its own
+        until it ends: closing it under that call would break it)."""
+        with self._all_guard:
+            conns, self._all = self._all, []
+            self._idle = threading.local()  # no thread reuses what is closed below
+        for conn in conns:
+            if not conn.in_transaction:
+                conn.close()
