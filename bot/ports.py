@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 
 from ganops.model.registry import model_uri
 from ganops.pipeline.ports import (
+    CanaryServed,
     ConcurrentRunError,
     Deployer,
     DeployError,
@@ -32,6 +33,7 @@ from ganops.pipeline.ports import (
 __all__ = [
     "Approval",
     "ApprovalService",
+    "CanaryServed",
     "ConcurrentRunError",
     "DecisionOutcome",
     "DeployError",

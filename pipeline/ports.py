@@ -205,8 +205,22 @@ class Served:
     settled: bool  # the rollout to `version` is complete: every replica updated and ready
 
 
+@dataclass(frozen=True)
+class CanaryServed:
+    """A canary beside the stable version, read from the endpoint itself."""
+
+    model: str
+    version: str  # the canary's
+    model_uri: str
+    percent: int  # the share of traffic it is given now, 1..99
+    stable_version: str | None  # what takes the rest
+
+
 class Deployer(Protocol):
-    """Rolls the serving endpoint to a model version. Implementations: Kubernetes, local."""
+    """Rolls the serving endpoint to a model version. Implementations: KServe, Kubernetes,
+    local. A canary is the same endpoint with a second version beside the stable one, taking
+    a share of its traffic; `deploy` replaces the stable version outright (rollbacks, the
+    start-up reconciliation, and deploys with no canary steps)."""
 
     def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
         """Roll out `model_uri`; on failure roll back by itself and say so in the result."""
@@ -219,6 +233,33 @@ class Deployer(Protocol):
     def served(self, model: str) -> Served | None:
         """What is served for `model` and whether its rollout finished; None when nothing
         of that model is served. The start-up reconciliation compares it with the registry.
+
+        Raises:
+            DeployError: the endpoint's state cannot be read.
+        """
+        ...
+
+    def set_canary(self, model: str, version: str, model_uri: str, percent: int) -> DeployResult:
+        """Serve `model_uri` as a canary taking `percent` (1..99) of `model`'s traffic beside
+        the stable version: started if no canary of `version` runs, moved to `percent` if one
+        does (another version's canary is replaced). Returns once the canary is ready and
+        takes its share. `percent` 100 promotes it: it becomes the stable version with all
+        the traffic, as `deploy` would leave the endpoint, and the canary is gone. A canary
+        that fails to start is removed and the stable version keeps all the traffic
+        (`ok=False, rolled_back=True`).
+
+        Raises:
+            DeployError: the canary could not be started (bad config, RBAC, unreachable API).
+        """
+        ...
+
+    def abort_canary(self, model: str) -> DeployResult:
+        """Remove `model`'s canary: the stable version takes all the traffic again. With no
+        canary running, a no-op that succeeds. `version` of the result is the stable one."""
+        ...
+
+    def canary(self, model: str) -> CanaryServed | None:
+        """The canary running beside `model`'s stable version, or None.
 
         Raises:
             DeployError: the endpoint's state cannot be read.

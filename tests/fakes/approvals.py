@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ganops.bot.ports import DeployResult, ModelVersionInfo, Served, UpstreamError
+from ganops.bot.ports import (
+    CanaryServed,
+    DeployResult,
+    ModelVersionInfo,
+    Served,
+    UpstreamError,
+)
 
 
 @dataclass
@@ -89,6 +95,8 @@ class RecordingDeployer:
     calls: list[tuple[str, str, str]] = field(default_factory=list)
     serving: dict[str, str] = field(default_factory=dict)  # model -> version
     uris: dict[str, str] = field(default_factory=dict)  # model -> its model URI
+    canaries: dict[str, CanaryServed] = field(default_factory=dict)
+    canary_calls: list[tuple[str, str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
@@ -116,6 +124,39 @@ class RecordingDeployer:
         version = self.serving.get(model)
         uri = self.uris.get(model, "")
         return Served(model, version, uri, settled=True) if version is not None else None
+
+    def set_canary(self, model: str, version: str, model_uri: str, percent: int) -> DeployResult:
+        """A canary at `percent`; 100 promotes it (`deploy`). `ok=False` fails it."""
+        if percent >= 100:
+            self.canaries.pop(model, None)
+            return self.deploy(model, version, model_uri)
+        with self.lock:
+            self.canary_calls.append((model, version, percent))
+            if self.ok:
+                self.canaries[model] = CanaryServed(
+                    model, version, model_uri, percent, self.serving.get(model)
+                )
+        return DeployResult(
+            ok=self.ok,
+            model_uri=model_uri if self.ok else self.uris.get(model, ""),
+            version=version,
+            previous_version=self.serving.get(model),
+            rolled_back=not self.ok,
+            seconds=0.0,
+            message=f"canary at {percent}%" if self.ok else "canary readiness failed",
+        )
+
+    def abort_canary(self, model: str) -> DeployResult:
+        with self.lock:
+            self.canary_calls.append((model, "abort", 0))
+            self.canaries.pop(model, None)
+        stable = self.serving.get(model, "")
+        return DeployResult(
+            True, self.uris.get(model, ""), stable, None, True, 0.0, "canary removed"
+        )
+
+    def canary(self, model: str) -> CanaryServed | None:
+        return self.canaries.get(model)
 
 
 @dataclass
