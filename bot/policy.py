@@ -37,6 +37,7 @@ Action = Literal[
     "alarm_retrain",
     "data_retrain",
     "data_dismiss",
+    "canary",
     "operator",
     "system",
 ]
@@ -96,6 +97,7 @@ RULES: Mapping[Action, Rule] = {
     ),
     "data_retrain": Rule("an approver", "approver", "Only approvers may act on new-data offers."),
     "data_dismiss": Rule("an approver", "approver", "Only approvers may act on new-data offers."),
+    "canary": Rule("an approver", "approver", "Only approvers may promote or roll back a canary."),
     "operator": Rule(
         "whoever may run the command on the host or pod (no Slack identity)", "operator"
     ),

@@ -105,6 +105,10 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
             approval_tick(book, services.slack)
 
         jobs.every("approvals", TICK_S, approvals, first_in=1.0)
+    if services.canaries is not None:
+        # Leader-only like every job; a step's clock lives in its row, so the leader that
+        # takes over resumes each canary where it was.
+        jobs.every("canary", CANARY_TICK_S, services.canaries.tick, first_in=3.0)
     if services.metrics is not None:
         from ganops.bot.drift.lifecycle import EpisodeCloser, champion_of
         from ganops.bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher
@@ -139,6 +143,7 @@ def build_jobs(settings: Settings, services: Services) -> Jobs:
 
 
 RETENTION_TICK_S = 3600.0
+CANARY_TICK_S = 5.0  # how often running canaries are judged (a fail rolls back at once)
 
 
 def _pruner(artifact_uri: str, keep_days: float) -> Callable[[], None]:

@@ -24,6 +24,7 @@ from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from ganops.bot.adapters.prometheus import PrometheusMetrics
 from ganops.bot.adapters.registry import MlflowRegistry
 from ganops.bot.approvals.book import ApprovalBook
+from ganops.bot.canary import CanaryController, make_canaries
 from ganops.bot.groups import GroupCache
 from ganops.bot.leader import Leadership, SoleLeader, fence, make_leadership
 from ganops.bot.metrics import METRICS, SlackErrorCounter
@@ -60,6 +61,8 @@ class Services:
     # Several replicas: the command outbox and who runs the scheduled jobs.
     outbox: Outbox | None = None
     leader: Leadership = field(default_factory=SoleLeader)
+    # Approved deploys as canaries, judged live (None: deploys go to 100% at once).
+    canaries: CanaryController | None = None
 
     # Bolt deep-copies the request context for lazy listeners; handles must stay shared.
     def __deepcopy__(self, memo: dict[int, Any]) -> Services:
@@ -142,7 +145,9 @@ def build_services(settings: Settings) -> Services:
         allow_self=settings.allow_self_approval,
         required=settings.approvals_required,
         ttl_s=settings.approval_ttl_s,
+        canary_steps=settings.canary_steps,
     )
+    metrics = PrometheusMetrics(settings.prometheus_url, access=settings.prometheus)
     return Services(
         store=store,
         runbook=RunBook(store),
@@ -151,9 +156,10 @@ def build_services(settings: Settings) -> Services:
         slack=slack,
         approvals=approvals,
         deployer=deployer,
-        metrics=PrometheusMetrics(settings.prometheus_url, access=settings.prometheus),
+        metrics=metrics,
         outbox=Outbox(store),
         leader=leader,
+        canaries=make_canaries(settings, approvals, slack),
     )
 
 

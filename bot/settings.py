@@ -7,6 +7,7 @@ malformed setting raises `ConfigError` with one line that names the variable, th
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -142,6 +143,10 @@ class Settings:
     database_url: Secret | None = None
     # How long a claimed outbox row stays claimed without its worker's heartbeat.
     outbox_lease_s: float = 30.0
+    # An approved deploy goes out as a canary: these shares of the traffic in turn (the last
+    # is 100: promoted), each held this long and judged live. (100,) alone: no canary.
+    canary_steps: tuple[int, ...] = (10, 50, 100)
+    canary_step_s: float = 600.0
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __post_init__(self) -> None:
@@ -231,6 +236,8 @@ def load_settings(
         cli_users=_cli_users(_get(env, "GANOPS_CLI_USERS")),
         database_url=_database_url(env),
         outbox_lease_s=_duration(env, "GANOPS_OUTBOX_LEASE", "30"),
+        canary_steps=_canary_steps(env),
+        canary_step_s=60.0 * _number(env, "GANOPS_CANARY_STEP_MINUTES", 10.0, (0.05, 1440.0)),
     )
 
 
@@ -416,6 +423,20 @@ def _prefixes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
             raise ConfigError(f"{name}={raw!r}: a folder prefix must be absolute, not {prefix!r}")
         found.append(prefix)
     return tuple(dict.fromkeys(found))
+
+
+def _canary_steps(env: Mapping[str, str]) -> tuple[int, ...]:
+    """GANOPS_CANARY_STEPS: rising percentages ending at 100, e.g. "10,50,100"."""
+    raw = _get(env, "GANOPS_CANARY_STEPS") or "10,50,100"
+    hint = "rising percentages from 1 to 100 that end at 100, e.g. 10,50,100 (100 alone: no canary)"
+    try:
+        steps = tuple(int(part) for part in raw.replace(" ", "").split(","))
+    except ValueError:
+        raise ConfigError(f"GANOPS_CANARY_STEPS={raw!r} must be {hint}") from None
+    rising = all(a < b for a, b in itertools.pairwise(steps))
+    if not rising or steps[0] < 1 or steps[-1] != 100:
+        raise ConfigError(f"GANOPS_CANARY_STEPS={raw!r} must be {hint}")
+    return steps
 
 
 def _number(

@@ -63,6 +63,7 @@ class ApprovalBook:
         allow_self: bool = False,
         required: int = 1,
         ttl_s: float = 86400,
+        canary_steps: tuple[int, ...] = (100,),
         clock: Callable[[], float] = time.time,
     ) -> None:
         if required not in (1, 2):
@@ -76,7 +77,7 @@ class ApprovalBook:
         self.required = required
         self.ttl_s = ttl_s
         self.clock = clock
-        self.rollout = Rollout(store, registry, deployer)
+        self.rollout = Rollout(store, registry, deployer, canary_steps=canary_steps)
         self.cards = table.CardLedger(store)
         table.migrate(store)
 

@@ -109,6 +109,12 @@ class Reconciler:
                 # orphan pass picks it up.
                 log.info("reconcile: a rollout of %s is in flight; left to it", model)
                 continue
+            canary = self.book.rollout.canary
+            if canary is not None and canary.running_for(model):
+                # The stable version serves and the alias has not moved, by design: the
+                # canary controller resumes it from its row and moves the alias at 100%.
+                log.info("reconcile: %s has a canary running; left to it", model)
+                continue
             try:
                 since = None if orphaned else self.started
                 states.append(self.state(model, claimed_before=since))

@@ -8,16 +8,18 @@ and every result lands in the approvals row and the audit log.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from ganops.bot.approvals import table
 from ganops.bot.ports import Approval, Deployer, DeployError, DeployResult, ModelRegistry
 from ganops.bot.store import Store
 from ganops.model.registry import CHAMPION, PREVIOUS_CHAMPION
+from ganops.pipeline.db import Conn
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +27,40 @@ SYSTEM = "ganops"  # the audit actor for what the bot does by itself
 STOPPING = "the bot is restarting; the rollout starts when it is back"
 
 
+class CanaryHook(Protocol):
+    """What a rollout asks of the canary controller (`bot.canary`), which is built later."""
+
+    def begin(self, a: Approval, *, stable: str | None, conn: Conn) -> None:
+        """Record the canary that `a`'s rollout just started (inside the rollout's record)."""
+        ...
+
+    def told_begin(self, a: Approval) -> None:
+        """Post its first step in the card's thread."""
+        ...
+
+    def supersede(self, model: str, by_version: str) -> None:
+        """End `model`'s running canary: another rollout replaces it."""
+        ...
+
+    def running_for(self, model: str) -> bool: ...
+
+
 class Rollout:
-    def __init__(self, store: Store, registry: ModelRegistry, deployer: Deployer) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: ModelRegistry,
+        deployer: Deployer,
+        *,
+        canary_steps: tuple[int, ...] = (100,),
+    ) -> None:
         self.store = store
         self.registry = registry
         self.deployer = deployer
+        # An approved deploy takes canary_steps[0] % first (when something is served to
+        # compare it with), and the canary controller takes it from there; (100,): no canary.
+        self.canary_steps = canary_steps
+        self.canary: CanaryHook | None = None
         self._busy = 0  # deploys running now, for a SIGTERM that waits for them
         self._idle = threading.Condition()
         self._closed = False  # stopping: start no new rollout
@@ -62,10 +93,53 @@ class Rollout:
             stale = self._went_stale(a)
             if stale is not None:
                 return stale
-            result = self._deploy(a.model, a.version, a.model_uri, a.approval_id)
-            aliases_moved = result.ok and self.move_aliases(a)
-            self._record(a, result, aliases_moved)
+            if self.canary is not None:
+                self.canary.supersede(a.model, a.version)
+            stable = self._canary_beside(a)
+            if stable is None:
+                result = self._deploy(a.model, a.version, a.model_uri, a.approval_id)
+                self.record(a, result, result.ok and self.move_aliases(a))
+                return result
+            result = self._start_canary(a)
+            hook = self.canary if result.ok else None
+
+            def begin(conn: Conn) -> None:
+                if hook is not None:
+                    hook.begin(a, stable=stable, conn=conn)
+
+            self.record(a, result, False, also=begin)  # the alias moves at 100%, not now
+        if hook is not None:
+            hook.told_begin(a)
         return result
+
+    def _canary_beside(self, a: Approval) -> str | None:
+        """The stable version a canary of `a` would go beside; None: roll out in full (no
+        canary configured, a rollback, nothing served yet, or `a` is what is served)."""
+        if self.canary is None or self.canary_steps[0] >= 100 or a.kind != "deploy":
+            return None
+        try:
+            stable = self.deployer.current(a.model)
+        except DeployError as exc:
+            log.warning("cannot read what serves %s (%s): rolling out in full", a.model, exc)
+            return None
+        return stable if stable is not None and stable != a.version else None
+
+    def _start_canary(self, a: Approval) -> DeployResult:
+        started = time.monotonic()
+        percent = self.canary_steps[0]
+        try:
+            result = self.deployer.set_canary(a.model, a.version, a.model_uri, percent)
+        except DeployError as exc:
+            return _failed(a.version, str(exc), time.monotonic() - started)
+        except Exception as exc:  # the decision is committed: its outcome must be on record
+            log.exception("the canary of %s crashed", a.approval_id)
+            return _failed(a.version, f"canary crashed: {exc!r}", time.monotonic() - started)
+        if not result.ok:
+            return result
+        steps = " → ".join(f"{p}%" for p in self.canary_steps)
+        return dataclasses.replace(
+            result, message=f"canary at {percent}% of the traffic ({steps}): {result.message}"
+        )
 
     def deploy_version(self, model: str, version: str, model_uri: str) -> DeployResult:
         """Roll out a version with no approval behind it (start-up reconciliation putting the
@@ -83,7 +157,7 @@ class Rollout:
                 return False
             moved = self.move_aliases(a)
             result = DeployResult(True, model_uri, a.version, None, False, 0.0, message)
-            self._record(a, result, moved)
+            self.record(a, result, moved)
         return moved
 
     def close(self) -> None:
@@ -133,7 +207,7 @@ class Rollout:
             info = self.registry.get_alias(a.model, CHAMPION)
         except Exception as exc:  # fail closed: never roll back blind
             result = _failed(a.version, f"cannot read the champion to check it: {exc}", 0.0)
-            self._record(a, result, False)
+            self.record(a, result, False)
             return result
         champion = info.version if info is not None else None
         if champion == a.expected_champion:
@@ -146,7 +220,7 @@ class Rollout:
         with self.store.tx() as conn:
             table.go_stale(conn, a.approval_id, time.time())
         result = _failed(a.version, message, 0.0)
-        self._record(a, result, False)
+        self.record(a, result, False)
         return result
 
     def record_interrupted(self, a: Approval) -> None:
@@ -154,18 +228,29 @@ class Rollout:
             "the deploy was interrupted (the bot stopped before it finished); "
             "check /ganops status, and ask for a new deploy or a rollback"
         )
-        self._record(a, _failed(a.version, message, 0.0), False)
+        self.record(a, _failed(a.version, message, 0.0), False)
 
     def record_not_rolled_out(self, a: Approval, message: str) -> None:
         """An approved rollout that will not run (too old): on record, card and thread told."""
-        self._record(a, _failed(a.version, message, 0.0), False)
+        self.record(a, _failed(a.version, message, 0.0), False)
 
-    def _record(self, a: Approval, result: DeployResult, aliases_moved: bool) -> None:
+    def record(
+        self,
+        a: Approval,
+        result: DeployResult,
+        aliases_moved: bool,
+        *,
+        also: Callable[[Conn], None] | None = None,
+    ) -> None:
+        """The deploy result of `a` and its audit row (and `also`), in one transaction. A
+        canary records twice: when it starts, and again when it ends."""
         with self.store.tx() as conn:
             table.set_deploy_result(conn, a.approval_id, result)
             outcome = "ok" if result.ok else ("rolled_back" if result.rolled_back else "failed")
             detail = {**_detail(result), "aliases_moved": aliases_moved}
             self.store.audit(SYSTEM, "deploy", a.approval_id, outcome, detail, conn=conn)
+            if also is not None:
+                also(conn)
 
     def move_aliases(self, a: Approval) -> bool:
         """champion -> the deployed version, previous_champion -> the old champion. A rollback

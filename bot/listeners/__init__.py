@@ -11,6 +11,7 @@ from slack_bolt import App
 from ganops.bot.listeners import (
     alarms,
     approvals,
+    canary,
     cancel,
     data_watch,
     ganops_command,
@@ -26,6 +27,7 @@ def register_listeners(app: App) -> None:
     ganops_command.register(app)
     approvals.register(app)
     alarms.register(app)
+    canary.register(app)
     cancel.register(app)
     home.register(app)
     data_watch.register(app)

@@ -228,3 +228,29 @@ def test_the_kserve_target_is_built_from_the_settings() -> None:
 def test_bad_kserve_settings_are_one_line(env: dict[str, str], line: str) -> None:
     with pytest.raises(ConfigError, match=line.replace("(", r"\(")):
         load_settings(env)
+
+
+def test_canary_steps_default_to_10_50_100_of_ten_minutes() -> None:
+    s = load_settings({})
+    assert (s.canary_steps, s.canary_step_s) == ((10, 50, 100), 600.0)
+    s = load_settings({"GANOPS_CANARY_STEPS": " 5, 25,100", "GANOPS_CANARY_STEP_MINUTES": "0.5"})
+    assert (s.canary_steps, s.canary_step_s) == ((5, 25, 100), 30.0)
+    assert load_settings({"GANOPS_CANARY_STEPS": "100"}).canary_steps == (100,)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GANOPS_CANARY_STEPS", "10,50"),  # never reaches 100
+        ("GANOPS_CANARY_STEPS", "50,10,100"),  # not rising
+        ("GANOPS_CANARY_STEPS", "0,100"),
+        ("GANOPS_CANARY_STEPS", "ten,100"),
+        ("GANOPS_CANARY_STEP_MINUTES", "0"),
+        ("GANOPS_CANARY_STEP_MINUTES", "soon"),
+    ],
+)
+def test_bad_canary_settings_are_one_line_naming_them(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({name: value})
+    assert name in str(info.value)
+    assert "\n" not in str(info.value)
