@@ -105,8 +105,10 @@ class Settings:
     serving_container: str = "server"
     serving_image: str | None = None  # e.g. "registry/ganops-trainer:{version}"
     in_cluster: bool = False
-    # SIGTERM waits this long for an in-flight rollout; the pod's grace period must cover it.
-    shutdown_grace_s: float = 600.0
+    # SIGTERM waits this long for an in-flight rollout: a failed one waits out the progress
+    # deadline (600 s) and then its rollback's, so two deadlines and a minute. The pod's
+    # terminationGracePeriodSeconds must cover it.
+    shutdown_grace_s: float = 1260.0
     # MLflow as the pipeline's pods reach it (in-cluster URL); None: the same as mlflow_uri.
     pipeline_mlflow_uri: str | None = None
     # Bounds on what anyone may ask of /retrain; past one, the request needs an approver.
@@ -214,7 +216,7 @@ def load_settings(
         serving_container=_name(env, "GANOPS_SERVING_CONTAINER", "server"),
         serving_image=_get(env, "GANOPS_SERVING_IMAGE"),
         in_cluster=_get(env, "KUBERNETES_SERVICE_HOST") is not None,
-        shutdown_grace_s=_duration(env, "GANOPS_SHUTDOWN_GRACE", "600"),
+        shutdown_grace_s=_duration(env, "GANOPS_SHUTDOWN_GRACE", "1260"),
         pipeline_mlflow_uri=_optional_url(env, "GANOPS_PIPELINE_MLFLOW_URI"),
         max_gpus=_count(env, "GANOPS_MAX_GPUS", DEFAULT_MAX_GPUS),
         max_steps=_count(env, "GANOPS_MAX_STEPS", DEFAULT_MAX_STEPS),

@@ -111,11 +111,14 @@ def test_bot_secrets_come_by_reference(docs: list[dict[str, Any]]) -> None:
 def test_the_bot_pod_outlives_its_shutdown_grace(docs: list[dict[str, Any]]) -> None:
     """SIGTERM waits GANOPS_SHUTDOWN_GRACE for a rollout; the kubelet must not SIGKILL first."""
     from ganops.bot.settings import load_settings
+    from ganops.pipeline.deploy import KubeTarget
 
     bot = one(docs, "Deployment", "ganops-bot")
     config = one(docs, "ConfigMap", "ganops-bot-config")["data"]
     grace = load_settings({"GANOPS_SHUTDOWN_GRACE": config["GANOPS_SHUTDOWN_GRACE"]})
-    assert grace.shutdown_grace_s >= 600  # a rollout may take the whole progress deadline
+    # A failed rollout waits out the deployer's progress deadline, then its rollback's.
+    deadline = KubeTarget.__dataclass_fields__["progress_deadline_s"].default
+    assert grace.shutdown_grace_s >= 2 * deadline
     pod_grace = bot["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert pod_grace >= grace.shutdown_grace_s + 30
 

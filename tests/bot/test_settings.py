@@ -149,8 +149,8 @@ def test_pipeline_pods_may_get_their_own_mlflow_url() -> None:
         load_settings({"GANOPS_PIPELINE_MLFLOW_URI": "not a url"})
 
 
-def test_shutdown_grace_is_a_duration_with_a_ten_minute_default() -> None:
-    assert load_settings({}).shutdown_grace_s == 600
+def test_shutdown_grace_is_a_duration_covering_a_rollout_and_its_rollback() -> None:
+    assert load_settings({}).shutdown_grace_s == 1260
     assert load_settings({"GANOPS_SHUTDOWN_GRACE": "15m"}).shutdown_grace_s == 900
     with pytest.raises(ConfigError, match="GANOPS_SHUTDOWN_GRACE='soon' is not a duration"):
         load_settings({"GANOPS_SHUTDOWN_GRACE": "soon"})
