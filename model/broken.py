@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 import torch
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         save_bundle(out, bundle.generator, bundle.net, {**meta, "broken": True},
                     bundle.drift_reference)  # fmt: skip
         with tracker.start_run(run_name="broken-on-purpose", tags={"broken": "demo"}):
-            version = tracker.log_bundle(out, bundle.generator, name)
+            version = tracker.log_bundle(Path(out), bundle.generator, name)
     if version is None:
         print("MLflow registered no version", file=sys.stderr)
         return 1

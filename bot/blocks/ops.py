@@ -202,6 +202,28 @@ def rollback_card(
     ]
 
 
+def deploy_request_card(
+    model: str,
+    version: str,
+    from_version: str | None,
+    requested_by: str,
+    approval_id: str,
+    *,
+    note: str = "",
+) -> list[Block]:
+    """A deploy asked for outside a run (no results card): the same buttons, opaque id."""
+    subject = DecisionSubject("deploy", model, version, from_version=from_version)
+    now = f" (v{escape(from_version)} serves now)" if from_version else ""
+    extra = f" {escape(note)}" if note else ""
+    return [
+        section(
+            f":package: *Deploy {escape(model)} v{escape(version)}*{now}, asked by "
+            f"{at(requested_by)}.{extra} An approver decides; nothing changes until then."
+        ),
+        approval_buttons(approval_id, subject),
+    ]
+
+
 def channel_pointer_text(command: str, channels: Sequence[str]) -> str:
     """`/retrain` or `/ganops` typed outside the configured channels: where to type it."""
     where = " or ".join(f"<#{c}>" for c in channels)

@@ -26,13 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from ganops.bot.blocks.common import blocks_to_dicts
+from ganops.bot.blocks.ops import deploy_request_card
 from ganops.bot.errors import ConfigError
 from ganops.bot.local.drift_loop import DriftLoop, LoopError, LoopTimeouts
 from ganops.bot.local.embedded import start_local_prometheus, start_mlflow_server
 from ganops.bot.local.shell import Shell, user_id
+from ganops.bot.local.traffic import TrafficPump, register_broken
 from ganops.bot.ports import Approval, ModelVersionInfo
 from ganops.bot.settings import load_settings
-from ganops.model.registry import CHAMPION
+from ganops.model.registry import CHAMPION, model_uri
 
 MODEL = "cut"
 
@@ -52,6 +55,10 @@ class DemoConfig:
     alarm_timeout_s: float = 150.0
     mlflow_ui: bool = True
     min_captured: int = 64
+    # Each deploy goes out as a canary judged live (GANOPS_CANARY_*), in seconds-long steps.
+    canary_steps: str = "20,50,100"
+    canary_step_minutes: float = 0.2
+    canary_timeout_s: float = 240.0
 
 
 @dataclass
@@ -121,6 +128,11 @@ def demo_env(cfg: DemoConfig, prometheus_url: str) -> dict[str, str]:
         "GANOPS_CAPTURE_DAYS": "1",
         "GANOPS_DRIFT_MIN_CAPTURED": str(cfg.min_captured),
         "GANOPS_DRIFT_RESOLVE_AFTER": "20s",
+        # Canaries as in production, with steps of seconds rather than ten minutes, and a
+        # verdict from a few dozen requests (the demo's traffic is a few per second).
+        "GANOPS_CANARY_STEPS": cfg.canary_steps,
+        "GANOPS_CANARY_STEP_MINUTES": str(cfg.canary_step_minutes),
+        "GANOPS_CANARY_MIN_REQUESTS": "10",
     }
 
 
@@ -165,18 +177,20 @@ def run_demo(cfg: DemoConfig, out: TextIO) -> int:
         print(f"» {text}", file=out, flush=True)
 
     with ExitStack() as stack:
-        with timings.stage("1/6 set-up"):
+        with timings.stage("1/7 set-up"):
             shell, prom_url, ui_url = start_session(cfg, out, say, stack)
         demo = DemoStages(shell, cfg, say)
-        with timings.stage("2/6 bootstrap"):
+        with timings.stage("2/7 bootstrap"):
             demo.bootstrap()
-        with timings.stage("3/6 retrain (alice)"):
+        with timings.stage("3/7 retrain (alice)"):
             approval_id = demo.retrain()
-        with timings.stage("4/6 approvals (bob, carol)"):
+        with timings.stage("4/7 approvals and the canary (bob, carol)"):
             demo.approvals(approval_id)
-        with timings.stage("5/6 the closed drift loop"):
+        with timings.stage("5/7 a broken challenger's canary"):
+            demo.broken()
+        with timings.stage("6/7 the closed drift loop"):
             demo.drift()
-        with timings.stage("6/6 summary"):
+        with timings.stage("7/7 summary"):
             demo.summary(prom_url, ui_url)
         say("stopping every process the demo started…")
     print("\n" + timings.summary(), file=out, flush=True)
@@ -242,10 +256,40 @@ class DemoStages:
         before = self.services.registry.get_alias(MODEL, CHAMPION)
         self.say("bob is not an approver: his click is refused and written to the audit log.")
         self._click("bob", "approve")
-        self.say("carol is an approver: her click deploys the challenger.")
+        self.say("carol is an approver: her click deploys the challenger, as a canary.")
         self._click("carol", "approve")
+        self._canary(approval_id, expect="promoted")
         champion = self._require_champion(before)
         self.say(f"the champion moved: v{before.version if before else '-'} → v{champion.version}")
+
+    def broken(self) -> None:
+        """A challenger that loads and passes its health check but makes only NaN images:
+        its canary fails live, rolls back by itself, and the champion stays."""
+        book = self.services.approvals
+        if book is None or self.services.canaries is None:
+            self.say("canaries are off (GANOPS_CANARY_STEPS=100): skipping the broken challenger")
+            return
+        before = self.services.registry.get_alias(MODEL, CHAMPION)
+        if before is None:
+            raise DemoError("no champion to copy")
+        self.say(f"ops registers a deliberately broken copy of v{before.version} (NaN weights)…")
+        version = register_broken(self.shell.settings.mlflow_uri, MODEL)
+        a = book.request(model=MODEL, version=version, model_uri=model_uri(MODEL, version=version),
+                         requested_by=user_id("ops"))  # fmt: skip
+        blocks = deploy_request_card(MODEL, version, before.version, user_id("ops"), a.approval_id,
+                                     note="It loads and answers /readyz like any model.")  # fmt: skip
+        resp = self.services.slack.chat_postMessage(
+            channel=self.shell.settings.channel, text=f"Deploy {MODEL} v{version}?", blocks=blocks
+        )
+        book.attach_message(a.approval_id, self.shell.settings.channel, str(resp["ts"]),
+                            blocks_to_dicts(blocks))  # fmt: skip
+        self.say("carol approves it; only the live canary can tell it is broken.")
+        self._click("carol", "approve")
+        self._canary(a.approval_id, expect="rolled_back")
+        after = self.services.registry.get_alias(MODEL, CHAMPION)
+        if after is None or after.version != before.version:
+            raise DemoError("the broken challenger moved the champion")
+        self.say(f"rolled back: v{before.version} serves everything and stays the champion")
 
     def drift(self) -> None:
         loop = DriftLoop(
@@ -269,6 +313,29 @@ class DemoStages:
             self.say(f"  {stamp} {row.actor:<12} {row.action:<16} {row.outcome:<12} {row.object}")
 
     # --- helpers ---------------------------------------------------------------------
+
+    def _canary(self, approval_id: str, *, expect: str) -> None:
+        """Steady traffic through the local split while the canary runs, until it ends."""
+        canaries = self.services.canaries
+        if canaries is None or canaries.get(approval_id) is None:
+            return  # no canary (GANOPS_CANARY_STEPS=100, or nothing served to compare with)
+        self.say("live traffic goes through the local split while the canary is judged…")
+        deadline = time.monotonic() + self.cfg.canary_timeout_s
+        with TrafficPump(self._endpoint) as pump:
+            while (c := canaries.get(approval_id)) is not None and c.state == "running":
+                if time.monotonic() > deadline:
+                    raise DemoError(f"the canary {approval_id} did not end in time")
+                time.sleep(0.5)
+        self.shell.wait_idle(30.0)
+        assert c is not None
+        self.say(f"canary {c.state.replace('_', ' ')} after {pump.sent} requests "
+                 f"({pump.failed} failed)")  # fmt: skip
+        if c.state != expect:
+            raise DemoError(f"the canary ended {c.state}, not {expect}: {c.reason}")
+
+    def _endpoint(self) -> str:
+        endpoint = getattr(self.services.deployer, "endpoint", lambda: None)()
+        return str(endpoint) if endpoint else self._serving_url()
 
     def _run_and_wait(self, user: str, line: str) -> None:
         self.shell.handle(f"/user {user}")

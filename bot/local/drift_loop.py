@@ -140,6 +140,7 @@ class DriftLoop:
         self.shell.handle("/user carol")
         self.shell.handle("Approve")
         self.shell.wait_idle(self.timeouts.run_s)
+        self._canary_ends(view.retrain_run_id)
         after = self.services.registry.get_alias(MODEL, CHAMPION)
         if after is None or after.version == result.version_before:
             result.outcome = "not deployed"
@@ -159,6 +160,30 @@ class DriftLoop:
         return result
 
     # --- helpers ---------------------------------------------------------------------
+
+    def _canary_ends(self, run_id: str) -> None:
+        """The approved retrain goes out as a canary: the drifted inputs keep coming, through
+        the split, until it is promoted or rolled back."""
+        canaries, book = self.services.canaries, self.services.approvals
+        if canaries is None or book is None:
+            return
+        mine = [a for a in book.recent(10) if a.run_id == run_id]
+        if not mine or canaries.get(mine[0].approval_id) is None:
+            return
+        self.say("the approved version goes out as a canary on the same drifted traffic…")
+        canary_id = mine[0].approval_id
+
+        def ended() -> bool:
+            c = canaries.get(canary_id)
+            return c is None or c.state != "running"
+
+        self._shift_until(ended, self.timeouts.resolve_s)
+        c = canaries.get(canary_id)
+        if c is not None:
+            self.say(
+                f"canary {c.state.replace('_', ' ')}"
+                + (f": {c.reason}" if c.reason and c.state != "promoted" else "")
+            )
 
     def _wait_run(self, run_id: str) -> str:
         """The run's state once it has settled (its card posted), or as it is at the timeout."""
@@ -199,11 +224,15 @@ class DriftLoop:
         return done()
 
     def _traffic(self, n: int, *, shift: bool) -> None:
+        # Through the local split when there is one: a canary must see its share of it.
+        url = getattr(self.services.deployer, "endpoint", lambda: None)()
         record = getattr(self.services.deployer, "serving", lambda: None)()
-        if record is None:
+        if url is None and record is not None:
+            url = record.url
+        if url is None:
             raise LoopError("no local model server is running")
         self._seed += 1
-        send_traffic(str(record.url), n, shift=shift, seed=self._seed)
+        send_traffic(str(url), n, shift=shift, seed=self._seed)
 
 
 def send_traffic(url: str, n: int, *, shift: bool, seed: int) -> None:
