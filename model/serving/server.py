@@ -173,6 +173,12 @@ def build_parser(env: Mapping[str, str]) -> Parser:
         default=d.drift_queue,
         help="batches waiting for drift evaluation, > 0; more are dropped (default: %(default)s)",
     )
+    add(
+        "--output-window",
+        type=positive(int),
+        default=d.output_window,
+        help="output images behind gan_output_feature's means, > 0 (default: %(default)s)",
+    )
     add("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     add("--tracking-uri", help="MLflow URI for models:/ (default: $MLFLOW_TRACKING_URI)")
     add(
