@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ganops.bot.canary.thresholds import CanaryThresholds, load_canary_thresholds
 from ganops.bot.cluster_settings import (
     ClusterSettings,
     check_artifact_uri,
@@ -142,6 +143,8 @@ class Settings:
     database_url: Secret | None = None
     # How long a claimed outbox row stays claimed without its worker's heartbeat.
     outbox_lease_s: float = 30.0
+    # The canary analysis' limits (GANOPS_CANARY_MAX_*, GANOPS_CANARY_MIN_REQUESTS).
+    canary_thresholds: CanaryThresholds = field(default_factory=CanaryThresholds)
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __post_init__(self) -> None:
@@ -231,6 +234,7 @@ def load_settings(
         cli_users=_cli_users(_get(env, "GANOPS_CLI_USERS")),
         database_url=_database_url(env),
         outbox_lease_s=_duration(env, "GANOPS_OUTBOX_LEASE", "30"),
+        canary_thresholds=load_canary_thresholds(env),
     )
 
 
