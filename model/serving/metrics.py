@@ -16,6 +16,7 @@ from ganops.model.drift import DriftScore
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+INITIAL_STATUSES = ("200", "400", "500", "503", "504")
 
 
 class ServingMetrics:
@@ -27,6 +28,11 @@ class ServingMetrics:
         self.requests = Counter(
             "gan_requests_total", "Stylize requests by HTTP status.", ["status"], registry=reg
         )
+        # Series at 0 from the first scrape: `increase()` and `rate()` ignore a counter's
+        # first sample, so a status whose series appeared with its first request would lose
+        # the requests counted before that scrape (a canary's first errors, say).
+        for status in INITIAL_STATUSES:
+            self.requests.labels(status)
         self.latency = Histogram(
             "gan_request_latency_seconds",
             "Stylize request latency, from request headers read to response ready.",
