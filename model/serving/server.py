@@ -21,7 +21,8 @@ Endpoints:
   (503 while loading and while shutting down).
 - `GET /metrics`: Prometheus exposition (`model.serving.metrics`).
 
-Forward passes run on worker threads, off the event loop; drift features and tests run on a
+Forward passes run on worker threads, off the event loop; drift features and tests, and the
+output statistics (`gan_output_feature`, over the last `--output-window` outputs), run on a
 thread of their own behind a bounded queue. The model loads in a background thread, so /healthz answers at once; a model that fails to load
 stops the server with exit code 1 and one line saying why. SIGTERM stops accepting, lets
 in-flight requests finish (up to 10 s) and exits 0.

@@ -191,3 +191,13 @@ def test_a_nan_generator_fails_requests_with_500_and_they_are_counted(
     state.drift_worker.wait_idle()
     assert output_means(url) == {}  # a failed request's output is not a statistic
     assert get(f"{url}/healthz")[0] == 200
+
+
+def test_the_output_window_flag() -> None:
+    from ganops.model.errors import UsageError
+    from ganops.model.serving.server import parse_args
+
+    assert parse_args(["--model-uri", "b"], {}).output_window == 256
+    assert parse_args(["--model-uri", "b", "--output-window", "32"], {}).output_window == 32
+    with pytest.raises(UsageError, match="--output-window"):
+        parse_args(["--model-uri", "b", "--output-window", "0"], {})
