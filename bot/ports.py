@@ -7,11 +7,12 @@ local server can exist. Pipeline-side contracts are re-exported from `pipeline.p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from ganops.bot.canary.stats import VersionStats
 from ganops.model.registry import model_uri
 from ganops.pipeline.ports import (
     CanaryServed,
@@ -52,6 +53,7 @@ __all__ = [
     "RunStatus",
     "Served",
     "UpstreamError",
+    "VersionStats",
 ]
 
 
@@ -124,6 +126,17 @@ class MetricsSource(Protocol):
     def score_history(
         self, model: str, version: str, hours: float = 3.0
     ) -> list[tuple[float, float]]: ...
+
+    def compare_versions(
+        self, *, model: str, versions: Sequence[str], window_s: float
+    ) -> dict[str, VersionStats]:
+        """Each of `versions`' traffic over the last `window_s` seconds, for the canary
+        analysis: one entry per version asked for, with zero requests where it has no data.
+
+        Raises:
+            UpstreamError: Prometheus cannot be reached.
+        """
+        ...
 
 
 # --- approvals -----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from ganops.bot.adapters.prometheus import PrometheusMetrics
 from ganops.bot.adapters.registry import MlflowRegistry
 from ganops.bot.approvals.book import ApprovalBook
-from ganops.bot.canary import CanaryController, make_canaries
+from ganops.bot.canary.controller import CanaryController
 from ganops.bot.groups import GroupCache
 from ganops.bot.leader import Leadership, SoleLeader, fence, make_leadership
 from ganops.bot.metrics import METRICS, SlackErrorCounter
@@ -159,8 +159,37 @@ def build_services(settings: Settings) -> Services:
         metrics=metrics,
         outbox=Outbox(store),
         leader=leader,
-        canaries=make_canaries(settings, approvals, slack),
+        canaries=make_canaries(settings, approvals, slack, metrics),
     )
+
+
+def make_canaries(
+    settings: Settings, book: ApprovalBook, client: WebClient, metrics: MetricsSource | None
+) -> CanaryController | None:
+    """The canary controller, hooked into `book`'s rollouts and judged from `metrics`; None
+    when GANOPS_CANARY_STEPS is 100 alone (approved deploys go to 100% at once)."""
+    if settings.canary_steps[0] >= 100:
+        return None
+    from ganops.bot.canary.controller import no_analysis
+    from ganops.bot.canary.live import live_analysis, threshold_lines
+    from ganops.bot.canary.notify import SlackNotifier
+
+    thresholds = settings.canary_thresholds
+    analyse = (
+        live_analysis(metrics, thresholds)
+        if metrics is not None
+        else no_analysis("no Prometheus is configured: nothing to judge the canary on")
+    )
+    controller = CanaryController(
+        store=book.store,
+        rollout=book.rollout,
+        analyse=analyse,
+        step_s=settings.canary_step_s,
+        notifier=SlackNotifier(client, settings.channel),
+        thresholds=threshold_lines(thresholds),
+    )
+    book.rollout.canary = controller
+    return controller
 
 
 def build_launcher(settings: Settings) -> PipelineLauncher:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ganops.bot.canary.thresholds import CanaryThresholds, load_canary_thresholds
 from ganops.bot.cluster_settings import (
     ClusterSettings,
     check_artifact_uri,
@@ -149,6 +150,8 @@ class Settings:
     # is 100: promoted), each held this long and judged live. (100,) alone: no canary.
     canary_steps: tuple[int, ...] = (10, 50, 100)
     canary_step_s: float = 600.0
+    # The canary analysis' limits (GANOPS_CANARY_MAX_*, GANOPS_CANARY_MIN_REQUESTS).
+    canary_thresholds: CanaryThresholds = field(default_factory=CanaryThresholds)
 
     # Frozen, so a copy is the object itself (Bolt deep-copies the context for lazy listeners).
     def __post_init__(self) -> None:
@@ -240,6 +243,7 @@ def load_settings(
         outbox_lease_s=_duration(env, "GANOPS_OUTBOX_LEASE", "30"),
         canary_steps=_canary_steps(env),
         canary_step_s=60.0 * _number(env, "GANOPS_CANARY_STEP_MINUTES", 10.0, (0.05, 1440.0)),
+        canary_thresholds=load_canary_thresholds(env),
     )
 
 

@@ -6,7 +6,12 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-READERS = ["bot/settings.py", "bot/cluster_settings.py", "bot/prometheus_access.py"]
+READERS = [
+    "bot/settings.py",
+    "bot/cluster_settings.py",
+    "bot/prometheus_access.py",
+    "bot/canary/thresholds.py",
+]
 NAME = re.compile(r'"((?:GANOPS|SLACK|PROMETHEUS|KFP|MLFLOW|KF)_[A-Z_]+)"')
 
 

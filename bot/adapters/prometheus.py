@@ -1,4 +1,5 @@
-"""`MetricsSource` over Prometheus (prometheus-api-client): firing drift alerts, score history.
+"""`MetricsSource` over Prometheus (prometheus-api-client): firing drift alerts, score history,
+and the canary analysis' per-version measurements (their PromQL: `prometheus_canary`).
 
 Metric and alert names are constructor arguments with the serving package's defaults, so the
 drift watcher and a test can point this at any rules file.
@@ -12,10 +13,13 @@ can post in the channel as it is.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from ganops.bot.adapters import prometheus_canary
+from ganops.bot.canary.stats import VersionStats
 from ganops.bot.ports import DriftAlert, UpstreamError
 from ganops.bot.prometheus_access import (
     PrometheusAccess,
@@ -128,6 +132,21 @@ class PrometheusMetrics:
         if not series:
             return []
         return [(float(t), float(v)) for t, v in series[0].get("values", [])]
+
+    def compare_versions(
+        self, *, model: str, versions: Sequence[str], window_s: float
+    ) -> dict[str, VersionStats]:
+        """Each version's requests, error rate, p95 latency, drift score and output means
+        over the last `window_s` seconds, told apart by `gan_model_info`'s version label.
+
+        Raises:
+            UpstreamError: Prometheus cannot be reached or refuses a query.
+            ValueError: `window_s` is not a positive number of seconds.
+        """
+        names = prometheus_canary.CanaryMetricNames(drift=self.score_metric)
+        return prometheus_canary.compare_versions(
+            self._query, model=model, versions=versions, window_s=window_s, names=names
+        )
 
     def _failure(self, exc: Exception) -> str:
         """One line saying what went wrong, without the HTTP library's nested reprs."""

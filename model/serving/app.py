@@ -24,7 +24,7 @@ from starlette.routing import Route
 from ganops.model.serving import oip, protocol
 from ganops.model.serving.http import ServerState
 from ganops.model.serving.metrics import CONTENT_TYPE
-from ganops.model.serving.predictor import InputError, Predictor
+from ganops.model.serving.predictor import InputError, ModelError, Predictor
 from ganops.model.serving.protocol import Reply, error_reply
 
 log = logging.getLogger("ganops.serve")
@@ -202,6 +202,9 @@ async def _bounded(state: ServerState, request: Request, work: Work, started: fl
         # After a short body the connection is out of step: close it once answered.
         close = {"Connection": "close"} if exc.status == 408 else None
         return error_reply(exc.status, str(exc), close)
+    except ModelError as exc:  # the model's fault, said as such; no traceback to add
+        log.error("request failed: %s", exc)
+        return error_reply(500, str(exc))
     except Exception:
         log.exception("request failed")
         return error_reply(500, "internal error; see the server log")

@@ -25,6 +25,8 @@ class ServeConfig:
     # Pixels per request, summed over the batch (decoded float32 RGB takes 12 bytes a pixel).
     max_pixels: int = 4096 * 4096
     drift_queue: int = 64  # image batches waiting for drift evaluation; more are dropped
+    # Output images whose feature means `gan_output_feature` reports (the canary analysis).
+    output_window: int = 256
     log_format: str = "text"
     # The OIP v2 model name; None: `ganops-<model>`. KServe routes by the InferenceService's
     # name, so a server behind one answers to that.

@@ -76,16 +76,21 @@ class ServerState:
 
     def ready(self, predictor: Predictor) -> None:
         from ganops.model.serving.drift_worker import DriftWorker
+        from ganops.model.serving.output_stats import OutputStats
 
         self.metrics.set_model(predictor.model, predictor.version, predictor.monitor is not None)
-        if predictor.monitor is not None:
-            self.drift_worker = DriftWorker(
-                predictor.monitor,
-                on_score=self.metrics.observe_drift,
-                on_drop=self.metrics.drift_dropped.inc,
-                max_queued=self.config.drift_queue,
-            )
-            self.drift_worker.start()
+        # Always: the output statistics need no drift reference.
+        self.drift_worker = DriftWorker(
+            predictor.monitor,
+            on_score=self.metrics.observe_drift,
+            on_drop=self.metrics.drift_dropped.inc,
+            max_queued=self.config.drift_queue,
+            outputs=OutputStats(self.config.output_window),
+            on_outputs=self.metrics.observe_outputs,
+            on_output_drop=self.metrics.output_dropped.inc,
+        )
+        self.drift_worker.start()
+        predictor.output_sink = self.drift_worker.submit_outputs
         self.predictor = predictor
 
     def model_name(self) -> str | None:

@@ -6,6 +6,8 @@ query them); change them only together with those.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -14,10 +16,11 @@ from ganops.model.drift import DriftScore
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+INITIAL_STATUSES = ("200", "400", "500", "503", "504")
 
 
 class ServingMetrics:
-    """Request, latency, batch, model-info and drift metrics of one server process."""
+    """Request, latency, batch, model-info, drift and output metrics of one server process."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -25,6 +28,11 @@ class ServingMetrics:
         self.requests = Counter(
             "gan_requests_total", "Stylize requests by HTTP status.", ["status"], registry=reg
         )
+        # Series at 0 from the first scrape: `increase()` and `rate()` ignore a counter's
+        # first sample, so a status whose series appeared with its first request would lose
+        # the requests counted before that scrape (a canary's first errors, say).
+        for status in INITIAL_STATUSES:
+            self.requests.labels(status)
         self.latency = Histogram(
             "gan_request_latency_seconds",
             "Stylize request latency, from request headers read to response ready.",
@@ -65,6 +73,18 @@ class ServingMetrics:
         self.fill = Gauge(
             "gan_drift_window_fill", "How full the drift window is (0..1).", labels, registry=reg
         )
+        self.output = Gauge(
+            "gan_output_feature",
+            "Mean of each output-image feature (the drift features) over the last "
+            "--output-window output images.",
+            [*labels, "feature"],
+            registry=reg,
+        )
+        self.output_dropped = Counter(
+            "gan_output_stats_dropped_total",
+            "Output batches left out of the output statistics because the queue was full.",
+            registry=reg,
+        )
         self._labels: tuple[str, str] | None = None
 
     def set_model(self, model: str, version: str, drift: bool) -> None:
@@ -92,6 +112,14 @@ class ServingMetrics:
         self.drift.labels(model, version).set(score.score)
         for name, value in score.feature_scores.items():
             self.feature.labels(model, version, name).set(value)
+
+    def observe_outputs(self, means: Mapping[str, float]) -> None:
+        """Set the output feature means (`model.serving.output_stats`)."""
+        if self._labels is None:
+            return
+        model, version = self._labels
+        for name, value in means.items():
+            self.output.labels(model, version, name).set(value)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,11 @@ class InputError(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ModelError(RuntimeError):
+    """The model itself failed on a valid request (e.g. NaN weights): answered 500 with this
+    message, since the client can do nothing about it."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class Predictor:
         # stream (GPU); decoding and encoding still run in parallel in the request threads.
         self._forward_lock = threading.Lock()
         self.capture: CaptureSink | None = None  # a sample of inputs for the drift retrain
+        # Where output images go for their statistics (`DriftWorker.submit_outputs`); None: off.
+        self.output_sink: Callable[[np.ndarray], None] | None = None
 
     @classmethod
     def from_bundle(
@@ -157,7 +165,19 @@ class Predictor:
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device) * 2.0 - 1.0
         with self._forward_lock, torch.inference_mode():
             y = self.generator(x)
+        # Before the clamp, which would turn inf into a plausible white: a broken generator
+        # (NaN or inf weights) must fail its requests, not serve black or white images. One
+        # sum carries any NaN or inf through (40x cheaper than an elementwise isfinite at
+        # 16x256 px on a CPU core); float32 accumulation, so half outputs cannot overflow it
+        # (finite outputs near 1e38, whose sum overflows, are broken too).
+        if not bool(torch.isfinite(y.sum(dtype=torch.float32))):
+            raise ModelError(
+                f"model {self.model} v{self.version} produced non-finite output (NaN or inf); "
+                "the model is broken"
+            )
         out = ((y.float().clamp(-1.0, 1.0) + 1.0) * 0.5).permute(0, 2, 3, 1).cpu().numpy()
+        if self.output_sink is not None:
+            self.output_sink(out)
         return Prediction(outputs=list(out), drift=drift)
 
     def warmup(self) -> None:

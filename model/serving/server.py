@@ -21,7 +21,8 @@ Endpoints:
   (503 while loading and while shutting down).
 - `GET /metrics`: Prometheus exposition (`model.serving.metrics`).
 
-Forward passes run on worker threads, off the event loop; drift features and tests run on a
+Forward passes run on worker threads, off the event loop; drift features and tests, and the
+output statistics (`gan_output_feature`, over the last `--output-window` outputs), run on a
 thread of their own behind a bounded queue. The model loads in a background thread, so /healthz answers at once; a model that fails to load
 stops the server with exit code 1 and one line saying why. SIGTERM stops accepting, lets
 in-flight requests finish (up to 10 s) and exits 0.
@@ -172,6 +173,12 @@ def build_parser(env: Mapping[str, str]) -> Parser:
         type=positive(int),
         default=d.drift_queue,
         help="batches waiting for drift evaluation, > 0; more are dropped (default: %(default)s)",
+    )
+    add(
+        "--output-window",
+        type=positive(int),
+        default=d.output_window,
+        help="output images behind gan_output_feature's means, > 0 (default: %(default)s)",
     )
     add("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     add("--tracking-uri", help="MLflow URI for models:/ (default: $MLFLOW_TRACKING_URI)")

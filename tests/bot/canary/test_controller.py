@@ -14,7 +14,7 @@ import pytest
 from ganops.bot.approvals.book import ApprovalBook
 from ganops.bot.approvals.recover import Reconciler
 from ganops.bot.blocks.canary import CanaryView
-from ganops.bot.canary import CanaryController
+from ganops.bot.canary.controller import CanaryController
 from ganops.bot.canary.table import Canary
 from ganops.bot.ports import Approval
 from ganops.bot.store import Store

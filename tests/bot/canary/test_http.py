@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ganops.bot.blocks.canary import PROMOTE_ACTION, ROLLBACK_ACTION
-from ganops.bot.canary import CanaryController
+from ganops.bot.canary.controller import CanaryController
 from ganops.bot.canary.notify import SlackNotifier
 from ganops.bot.ports import Approval
 from ganops.bot.services import Services

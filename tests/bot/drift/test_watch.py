@@ -9,7 +9,7 @@ cards, matplotlib's plot and the three-step `files_upload_v2`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 from ganops.bot.drift.retrain import retrain_params
 from ganops.bot.drift.watch import AlarmBook, DriftWatchConfig, DriftWatcher, render_card
 from ganops.bot.local.slack import LocalSlack
-from ganops.bot.ports import DriftAlert, UpstreamError
+from ganops.bot.ports import DriftAlert, UpstreamError, VersionStats
 from ganops.bot.runs.start import start_run
 from ganops.bot.store import Store
 from tests.bot.drift.stack import action_ids, card_text
@@ -52,6 +52,7 @@ class Metrics:
         self.history: list[tuple[float, float]] = [(1_700_000_000.0 + i, 0.5) for i in range(5)]
         self.queried_at: list[float] = []
         self.clock: Clock | None = None
+        self.versions: dict[str, VersionStats] = {}  # the canary analysis' measurements
 
     def firing_drift_alerts(self) -> list[DriftAlert]:
         if self.clock is not None:
@@ -66,6 +67,13 @@ class Metrics:
         if self.down is not None:
             raise UpstreamError(self.down)
         return list(self.history)
+
+    def compare_versions(
+        self, *, model: str, versions: Sequence[str], window_s: float
+    ) -> dict[str, VersionStats]:
+        if self.down is not None:
+            raise UpstreamError(self.down)
+        return {v: self.versions.get(v, VersionStats(v, 0.0)) for v in versions}
 
 
 def alert(score: float = 2.5, version: str = "3", **features: float) -> DriftAlert:

@@ -304,3 +304,13 @@ def test_drift_reference_override_and_window(tmp_path: Path, bundle: Path) -> No
     assert predictor.monitor is not None
     assert predictor.monitor.reference.window == 24
     assert predictor.monitor.count == 0  # the warm-up forward does not touch the window
+
+
+def test_request_counters_exist_at_zero_before_the_first_request() -> None:
+    # Prometheus' increase() ignores a series' first sample: a status whose series appeared
+    # with its first request would lose those requests (a canary's first 500s).
+    from ganops.model.serving.metrics import ServingMetrics
+
+    exposition = ServingMetrics().exposition().decode()
+    for status in ("200", "400", "500", "503", "504"):
+        assert f'gan_requests_total{{status="{status}"}} 0.0' in exposition
