@@ -37,7 +37,7 @@ from ganops.pipeline.deploy.kserve_spec import (
     rollout_state,
     storage_uri_for,
 )
-from ganops.pipeline.deploy.kubernetes import _load_client, _server_message
+from ganops.pipeline.deploy.kube_api import api_error, load_client
 from ganops.pipeline.deploy.target import KServeTarget, KubeTarget
 from ganops.pipeline.ports import DeployError, DeployResult, Served
 
@@ -209,7 +209,7 @@ class KServeDeployer:
             kube = KubeTarget(
                 t.namespace, t.name, CONTAINER, kubeconfig=t.kubeconfig, in_cluster=t.in_cluster
             )
-            self._api_client = _load_client(kube)
+            self._api_client = load_client(kube)
         return self._api_client
 
     def _objects(self) -> client.CustomObjectsApi:
@@ -262,28 +262,14 @@ class KServeDeployer:
         return f"{self.target.namespace}/{self.target.name}"
 
     def _error(self, exc: ApiException | HTTPError, verb: str) -> DeployError:
-        if not isinstance(exc, ApiException):
-            return DeployError(
-                f"the Kubernetes API cannot be reached ({verb} {self._where()}): {exc}"
-            )
-        detail = _server_message(exc)
-        if exc.status == 403:
-            return DeployError(
-                f"RBAC: the bot may not {verb} inferenceservices.serving.kserve.io "
-                f"{self.target.name!r} in namespace {self.target.namespace!r} (403: {detail}); "
-                f"grant '{verb}' on inferenceservices in the bot's Role"
-            )
-        if exc.status == 404 and verb != "get":
-            return DeployError(
-                f"inferenceservice {self._where()}: not found, or KServe's "
-                f"CRD is not installed (404: {detail})"
-            )
-        if exc.status in (409, 422):
-            return DeployError(
-                f"inferenceservice {self._where()} changed while it was being "
-                f"patched ({exc.status}: {detail}); try again"
-            )
-        return DeployError(f"Kubernetes API error {exc.status} on {verb} {self._where()}: {detail}")
+        return api_error(
+            exc,
+            verb,
+            resource="inferenceservices.serving.kserve.io",
+            namespace=self.target.namespace,
+            name=self.target.name,
+            not_found="not found, or KServe's CRD is not installed",
+        )
 
 
 def _ops(isvc: Obj, predictor: Obj, annotations: dict[str, str], test: bool = True) -> list[Obj]:
