@@ -24,6 +24,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from ganops.pipeline.deploy.kserve_canary import CANARY_ANNOTATIONS, KServeCanary
 from ganops.pipeline.deploy.kserve_spec import (
     ANN_MODEL,
     ANN_PREVIOUS,
@@ -39,13 +40,10 @@ from ganops.pipeline.deploy.kserve_spec import (
 )
 from ganops.pipeline.deploy.kube_api import api_error, load_client
 from ganops.pipeline.deploy.target import KServeTarget, KubeTarget
-from ganops.pipeline.ports import DeployError, DeployResult, Served
+from ganops.pipeline.ports import CanaryServed, DeployError, DeployResult, Served
 
 log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-_OUR_ENV = frozenset(
-    {"GANOPS_MODEL_URI", "GANOPS_MODEL_VERSION", "STORAGE_URI", "MLFLOW_TRACKING_URI"}
-)
 
 Locate = Callable[[str], str | None]  # models:/ URI -> the version's artifact location
 
@@ -67,6 +65,7 @@ class KServeDeployer:
         self._locate = locate
         self.clock = clock
         self.sleep = sleep
+        self._canary = KServeCanary(self)
 
     # --- the Deployer protocol ------------------------------------------------------------
 
@@ -85,6 +84,8 @@ class KServeDeployer:
             return None
         predictor = isvc.get("spec", {}).get("predictor") or {}
         version = (predictor.get("annotations") or {}).get(ANN_VERSION)
+        if CANARY_ANNOTATIONS & _annotations(isvc).keys():
+            version = None  # the predictor is the canary's; the stable is the annotated one
         version = version or _annotations(isvc).get(ANN_VERSION)
         if version is None:
             return None
@@ -122,7 +123,22 @@ class KServeDeployer:
         back = (old_predictor, old_annotations)
         return self._outcome(rollout, version, previous, model_uri, started, rollback=back)
 
+    def set_canary(self, model: str, version: str, model_uri: str, percent: int) -> DeployResult:
+        """Serverless: `canaryTrafficPercent`; see `kserve_canary`."""
+        return self._canary.set(model, version, model_uri, percent)
+
+    def abort_canary(self, model: str) -> DeployResult:
+        return self._canary.abort(model)
+
+    def canary(self, model: str) -> CanaryServed | None:
+        return self._canary.read(model)
+
     # --- steps ----------------------------------------------------------------------------
+
+    def _predictor_for(self, before: Obj, model: str, version: str, model_uri: str) -> Obj:
+        """`before`'s predictor with our container set to serve `version`."""
+        wanted = self._wanted(model, version, model_uri, _annotations(before))
+        return merge_predictor(before["spec"]["predictor"], wanted["spec"]["predictor"])
 
     def _wanted(self, model: str, version: str, model_uri: str, annotations: dict[str, str]) -> Obj:
         storage = None
@@ -141,7 +157,11 @@ class KServeDeployer:
             version=version,
             model_uri=model_uri,
             storage_uri=storage,
-            annotations={k: v for k, v in annotations.items() if k != ANN_PREVIOUS},
+            annotations={
+                k: v
+                for k, v in annotations.items()
+                if k != ANN_PREVIOUS and k not in CANARY_ANNOTATIONS  # a deploy ends a canary
+            },
         )
         body: Obj = KServeApiClient().sanitize_for_serialization(isvc)
         return body
