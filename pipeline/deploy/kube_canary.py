@@ -98,10 +98,7 @@ class KubeCanary:
         }
         template = self.stable.template_for(stable["spec"]["template"], version, model_uri)
         body = canary_deployment(stable, self.name, template, annotations, pods)
-        if existing is None:
-            written = self.deployments.create(body)
-        else:  # a new step or a new version: the selector stays (it is immutable)
-            written = self.deployments.patch(self.name, _ops(existing, body))
+        written = self._write(body, existing)
         generation = int(written["metadata"].get("generation") or 1)
         rollout = self.stable.wait(self.name, generation, started)
         stable_version = _annotations(stable).get(ANN_VERSION)
@@ -183,6 +180,20 @@ class KubeCanary:
             f"{TRACK}: stable, so it would adopt a canary's pods too; its selector is immutable: "
             f"re-create it from manifests/serving (docs/operations.md, 'The serving selector')"
         )
+
+    def _write(self, body: Obj, existing: Obj | None) -> Obj:
+        """Create the canary, or patch the one there (a new step or a new version; its
+        selector stays: it is immutable). A conflict (its status moved) is read again."""
+        for attempt in range(CONFLICT_RETRIES):
+            if existing is None:
+                return self.deployments.create(body)
+            try:
+                return self.deployments.patch(self.name, _ops(existing, body))
+            except DeployConflict:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+                existing = self.deployments.read_or_none(self.name)
+        raise AssertionError("unreachable")
 
     def _remove_failed(
         self, stable: Obj, version: str, replicas: int, why: str, started: float

@@ -94,7 +94,10 @@ class KubernetesDeployer:
         return Served(model, str(version), self.uri_in(template), settled=settled)
 
     def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
-        return self.rollout(model, version, model_uri)
+        """Roll the stable Deployment to `version`; a canary running beside it is removed
+        once the rollout ends (and its replicas given back), as on the KServe target, where
+        a deploy replaces the canary's predictor: the endpoint serves one version after."""
+        return self._canary.promote(model, version, model_uri)
 
     def set_canary(self, model: str, version: str, model_uri: str, percent: int) -> DeployResult:
         return self._canary.set(model, version, model_uri, percent)
@@ -112,22 +115,12 @@ class KubernetesDeployer:
     ) -> DeployResult:
         """`deploy`; `replicas` also sets the replica count (a promoted canary's)."""
         started = self.clock()
-        before = self._read()
+        before, patched, new_template = self._apply(model, version, model_uri, replicas)
         old_template = copy.deepcopy(before["spec"]["template"])
         old_annotations = _annotations(before)
         previous = old_annotations.get(ANN_VERSION)
         if old_annotations.get(ANN_MODEL) not in (None, model):
             previous = None
-        annotations = {
-            **old_annotations,
-            ANN_MODEL: model,
-            ANN_VERSION: version,
-            ANN_URI: model_uri,
-        }
-        if previous is not None:
-            annotations[ANN_PREVIOUS] = previous
-        new_template = self.template_for(old_template, version, model_uri)
-        patched = self._patch(_ops(before, new_template, annotations, replicas=replicas))
         rollout = self._wait(patched["metadata"].get("generation") or 0, started)
         seconds = self.clock() - started
         if rollout.done:
@@ -145,6 +138,31 @@ class KubernetesDeployer:
         return self._roll_back(
             _Attempt(version, previous, ours, started), old_template, old_annotations, why
         )
+
+    def _apply(
+        self, model: str, version: str, model_uri: str, replicas: int | None
+    ) -> tuple[Obj, Obj, Obj]:
+        """Patch the Deployment to `version`: (as read before, as patched, the new template).
+        A conflict because only the status moved (the controller, after a scale) is read
+        again; one because the spec changed is someone else's rollout, and raised."""
+        first: Obj | None = None
+        for attempt in range(CONFLICT_RETRIES):
+            before = self._read()
+            first = first if first is not None else before["spec"]
+            if before["spec"] != first:
+                raise DeployConflict(f"deployment {self._where()} was changed meanwhile; try again")
+            old = _annotations(before)
+            annotations = {**old, ANN_MODEL: model, ANN_VERSION: version, ANN_URI: model_uri}
+            if old.get(ANN_MODEL) in (None, model) and old.get(ANN_VERSION) is not None:
+                annotations[ANN_PREVIOUS] = old[ANN_VERSION]
+            template = self.template_for(before["spec"]["template"], version, model_uri)
+            try:
+                ops = _ops(before, template, annotations, replicas=replicas)
+                return before, self._patch(ops), template
+            except DeployConflict:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def template_for(self, template: Obj, version: str, model_uri: str) -> Obj:
         """The pod template with the model URI and version env vars (and image) of `version`

@@ -140,3 +140,17 @@ def test_no_canary_without_a_stable_version_and_percent_checked(kserve: FakeKSer
     for bad in (0, 101):
         with pytest.raises(DeployError, match=r"1\.\.100 percent"):
             d.set_canary("cut", "7", URI_V7, bad)
+
+
+def test_a_deploy_during_a_canary_ends_it(kserve: FakeKServe) -> None:
+    stable_v6(kserve)
+    assert deployer(kserve).set_canary("cut", "7", URI_V7, 10).ok
+    result = deployer(kserve).deploy("cut", "5", "models:/ganops-cut/5")
+    assert result.ok, result.message
+    assert result.previous_version == "6"
+    isvc = as_model(kserve.obj())
+    assert isvc.spec.predictor.canary_traffic_percent is None
+    assert env_of(isvc)["GANOPS_MODEL_VERSION"] == "5"
+    assert "ganops.io/canary-version" not in isvc.metadata.annotations
+    assert deployer(kserve).canary("cut") is None
+    assert list(kserve.traffic().values()) == [100]

@@ -233,3 +233,15 @@ def test_the_percent_is_checked(cluster: FakeCluster) -> None:
     for bad in (0, 101, -5):
         with pytest.raises(DeployError, match=r"1\.\.100 percent"):
             deployer(cluster).set_canary("cut", "7", URI_V7, bad)
+
+
+def test_a_deploy_during_a_canary_ends_it(cluster: FakeCluster) -> None:
+    """A rollback (or the start-up reconciliation) deploys outright: one version after it."""
+    assert deployer(cluster).set_canary("cut", "7", URI_V7, 50).ok
+    result = deployer(cluster).deploy("cut", "5", "models:/ganops-cut/5")
+    assert result.ok, result.message
+    assert cluster.obj(CANARY) is None
+    stable = cluster.obj()
+    assert stable["spec"]["replicas"] == 4
+    assert env(stable)["GANOPS_MODEL_VERSION"] == "5"
+    assert deployer(cluster).canary("cut") is None
