@@ -178,7 +178,7 @@ class KubeCanary:
         raise DeployError(
             f"deployment {t.namespace}/{t.deployment} selects its pods without "
             f"{TRACK}: stable, so it would adopt a canary's pods too; its selector is immutable: "
-            f"re-create it from manifests/serving (docs/operations.md, 'The serving selector')"
+            f"re-create it from manifests/serving (docs/serving.md, 'The serving selector')"
         )
 
     def _write(self, body: Obj, existing: Obj | None) -> Obj:
