@@ -98,6 +98,8 @@ class KubeCanary:
         }
         template = self.stable.template_for(stable["spec"]["template"], version, model_uri)
         body = canary_deployment(stable, self.name, template, annotations, pods)
+        if rest > int(stable["spec"].get("replicas") or 1):
+            self._scale_stable(rest)  # a smaller canary: the stable grows first, no dip
         written = self._write(body, existing)
         generation = int(written["metadata"].get("generation") or 1)
         rollout = self.stable.wait(self.name, generation, started)
@@ -106,7 +108,7 @@ class KubeCanary:
             deadline = self.stable.target.progress_deadline_s
             why = rollout.failure or f"not ready within {deadline:.0f} s"
             return self._remove_failed(stable, version, replicas, why, started)
-        self._scale_stable(rest)  # only now: the stable keeps its pods until the canary serves
+        self._scale_stable(rest)  # a larger canary: only once it serves does the stable shrink
         return DeployResult(
             ok=True,
             model_uri=model_uri,

@@ -156,6 +156,15 @@ def test_a_canary_goes_10_then_50_then_is_promoted(cluster: FakeCluster) -> None
     assert creates(cluster) == 1  # the same canary Deployment, patched
     assert deployer(cluster).canary("cut") == CanaryServed("cut", "7", URI_V7, 50, "6")
 
+    # Back down to 10 (an approver's choice): the stable grows again before the canary shrinks.
+    assert deployer(cluster).set_canary("cut", "7", URI_V7, 10).ok
+    assert (cluster.obj()["spec"]["replicas"], cluster.obj(CANARY)["spec"]["replicas"]) == (3, 1)
+    writes = [(r.name, r.data) for r in cluster.handler[kmock.action.UPDATE]]
+    to = [{"op": "replace", "path": "/spec/replicas", "value": n} for n in (0, 1, 2, 3)]
+    stable_grew = max(i for i, (n, ops) in enumerate(writes) if n == NAME and ops[-1] == to[3])
+    canary_shrank = min(i for i, (n, ops) in enumerate(writes) if n == CANARY and to[1] in ops)
+    assert stable_grew < canary_shrank
+
     result = deployer(cluster).set_canary("cut", "7", URI_V7, 100)
     assert result.ok, result.message
     assert (result.version, result.previous_version) == ("7", "6")
