@@ -78,7 +78,8 @@ class KServeCanary:
             )
         notes = _annotations(before)
         predictor = before["spec"]["predictor"]
-        if notes.get(ANN_CANARY_VERSION) == version:  # the next step: the percent only
+        serving = (predictor.get("annotations") or {}).get(ANN_VERSION)
+        if notes.get(ANN_CANARY_VERSION) == version == serving:  # the next step: the percent
             ops = [_test(before), _op("replace", f"/spec/predictor/{PERCENT}", percent)]
         else:  # a new canary, or another version's replaced: the stable stays what it was
             stable = notes.get(ANN_STABLE_PREDICTOR) or json.dumps(predictor, sort_keys=True)

@@ -154,3 +154,30 @@ def test_a_deploy_during_a_canary_ends_it(kserve: FakeKServe) -> None:
     assert "ganops.io/canary-version" not in isvc.metadata.annotations
     assert deployer(kserve).canary("cut") is None
     assert list(kserve.traffic().values()) == [100]
+
+
+def test_an_abort_cut_short_is_finished_by_the_next_abort(kserve: FakeKServe) -> None:
+    """The bot killed between the pin and its lifting: the canary is still recorded, at 0%;
+    a new canary step then starts it afresh, and an abort finishes the job."""
+    good = stable_v6(kserve)
+    assert deployer(kserve).set_canary("cut", "7", URI_V7, 10).ok
+
+    class Killed(BaseException):
+        pass
+
+    class Doomed(KServeDeployer):
+        def _patch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+            if any(op["op"] == "remove" for op in ops):
+                raise Killed  # before the pin is lifted
+            return super()._patch(ops)
+
+    with pytest.raises(Killed):
+        Doomed(deployer(kserve).target, deployer(kserve)._client()).abort_canary("cut")
+    assert deployer(kserve).canary("cut") == CanaryServed("cut", "7", URI_V7, 0, "6")
+    assert env_of(as_model(kserve.obj()))["GANOPS_MODEL_VERSION"] == "6"  # the stable's back
+    result = deployer(kserve).set_canary("cut", "7", URI_V7, 10)  # the predictor is v7 again
+    assert result.ok, result.message
+    assert env_of(as_model(kserve.obj()))["GANOPS_MODEL_VERSION"] == "7"
+    assert deployer(kserve).abort_canary("cut").ok
+    assert kserve.obj()["spec"]["predictor"] == good["spec"]["predictor"]
+    assert kserve.obj()["metadata"]["annotations"] == good["metadata"]["annotations"]

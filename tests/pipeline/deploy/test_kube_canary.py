@@ -254,3 +254,28 @@ def test_a_deploy_during_a_canary_ends_it(cluster: FakeCluster) -> None:
     assert stable["spec"]["replicas"] == 4
     assert env(stable)["GANOPS_MODEL_VERSION"] == "5"
     assert deployer(cluster).canary("cut") is None
+
+
+def test_an_abort_cut_short_is_finished_by_the_next_abort(cluster: FakeCluster) -> None:
+    """The bot killed after scaling the stable back, before deleting the canary: the canary
+    (and the replica count to restore) is still there for the next abort."""
+    assert deployer(cluster).set_canary("cut", "7", URI_V7, 50).ok
+
+    class Killed(BaseException):
+        pass
+
+    doomed = deployer(cluster)
+
+    def killed(name: str) -> bool:
+        raise Killed
+
+    doomed.deployments.delete = killed  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        doomed.abort_canary("cut")
+    assert deployer(cluster).canary("cut") == CanaryServed("cut", "7", URI_V7, 50, "6")
+    assert cluster.obj()["spec"]["replicas"] == 4
+    result = deployer(cluster).abort_canary("cut")
+    assert result.ok, result.message
+    assert result.message == "canary v7 removed; v6 takes all traffic on 4 replicas"
+    assert cluster.obj(CANARY) is None
+    assert cluster.obj()["spec"]["replicas"] == 4
