@@ -7,7 +7,8 @@ a JSON patch whose first op tests the resourceVersion, so a concurrent change is
 overwritten; when the new revision does not become ready the previous predictor is put back.
 The first deploy creates the InferenceService (`kserve_spec.inference_service`); later ones
 change only our container's image, arguments and model env in the predictor found there, so
-what the manifest set (resources, probes, scaling) stays.
+what the manifest set (resources, probes, scaling) stays. A canary is KServe's own
+`canaryTrafficPercent` (`kserve_canary`, Serverless mode); a deploy ends one that runs.
 """
 
 from __future__ import annotations

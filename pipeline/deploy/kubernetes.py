@@ -9,7 +9,8 @@ server. Each carries the resourceVersion it was computed from (optimistic concur
 API server answers 409 Conflict when the Deployment changed since it was read). The rollback
 after a failed rollout re-reads on a conflict: if the template is still the one this deploy
 applied (only the status moved), it tries again; if someone else rolled out meanwhile, it
-leaves their rollout alone and says so.
+leaves their rollout alone and says so. A canary is a second Deployment beside this one
+(`kube_canary`); a deploy ends one that runs.
 """
 
 from __future__ import annotations
