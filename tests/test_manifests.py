@@ -77,25 +77,51 @@ def test_service_and_servicemonitor_reach_the_serving_pods(docs: list[dict[str, 
     assert {e["path"] for e in monitor["spec"]["endpoints"]} == {"/metrics"}
 
 
-def test_rbac_allows_only_the_serving_deployment(docs: list[dict[str, Any]]) -> None:
+def test_rbac_allows_only_the_serving_deployment_and_its_canary(
+    docs: list[dict[str, Any]],
+) -> None:
+    from ganops.pipeline.deploy.kube_canary import KubeCanary
+
     bot = one(docs, "Deployment", "ganops-bot")
     config = one(docs, "ConfigMap", "ganops-bot-config")["data"]
     role = one(docs, "Role", "ganops-bot-deployer")
     binding = one(docs, "RoleBinding", "ganops-bot-deployer")
     serving_name = config["GANOPS_SERVING_DEPLOYMENT"]
     one(docs, "Deployment", serving_name)  # the deployment the bot is told to roll exists
-    deployments = [r for r in role["rules"] if "deployments" in r["resources"]]
-    assert len(deployments) == 1
-    assert deployments[0]["resourceNames"] == [serving_name]
-    assert sorted(deployments[0]["verbs"]) == ["get", "patch", "watch"]
+    # The canary's name as the deployer derives it from the setting.
+    canary_name = KubeCanary.name_for(serving_name)
+    verbs: dict[str | None, set[str]] = {}
+    for rule in role["rules"]:
+        if "deployments" in rule["resources"]:
+            for name in rule.get("resourceNames") or [None]:
+                verbs.setdefault(name, set()).update(rule["verbs"])
+    assert verbs == {
+        serving_name: {"get", "patch", "watch"},
+        canary_name: {"get", "patch", "delete"},  # set_canary, abort_canary, canary()
+        None: {"create"},  # RBAC cannot name what create makes; nothing else is unnamed
+    }
     replicasets = [r for r in role["rules"] if "replicasets" in r["resources"]]
     assert sorted(replicasets[0]["verbs"]) == ["get", "list"]
-    assert all(v in ("get", "list", "patch", "watch") for r in role["rules"] for v in r["verbs"])
+    allowed = ("get", "list", "patch", "watch", "create", "delete")
+    assert all(v in allowed for r in role["rules"] for v in r["verbs"])
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     [subject] = binding["subjects"]
     assert subject["name"] == bot["spec"]["template"]["spec"]["serviceAccountName"]
     assert subject["namespace"] == role["metadata"]["namespace"]
     assert config["GANOPS_SERVING_NAMESPACE"] == role["metadata"]["namespace"]
+
+
+def test_the_serving_selector_leaves_room_for_a_canary(docs: list[dict[str, Any]]) -> None:
+    """The stable Deployment selects one track; the Service selects the pods of both."""
+    serving = one(docs, "Deployment", "ganops-serving")
+    service = one(docs, "Service", "ganops-serving")
+    selector = serving["spec"]["selector"]["matchLabels"]
+    assert selector.get("ganops.io/track") == "stable"
+    assert "ganops.io/track" not in service["spec"]["selector"]
+    canary_labels = {**serving["spec"]["template"]["metadata"]["labels"],
+                     "ganops.io/track": "canary"}  # fmt: skip
+    assert service["spec"]["selector"].items() <= canary_labels.items()
+    assert not selector.items() <= canary_labels.items()
 
 
 def test_bot_secrets_come_by_reference(docs: list[dict[str, Any]]) -> None:

@@ -9,6 +9,10 @@ Three implementations of `pipeline.ports.Deployer` behind one factory:
 - `LocalDeployer` (`pipeline.deploy.local`) runs `ganops serve` as a local process on
   loopback and switches to a new one only once it is ready.
 
+Both cluster targets run a canary beside the stable version (`set_canary`): KServe through
+`canaryTrafficPercent` (`kserve_canary`), a plain Deployment through a second Deployment
+with the replicas in proportion (`kube_canary`).
+
 The implementations are imported lazily, so the bot can import this module without the
 kubernetes client when no cluster is configured.
 """

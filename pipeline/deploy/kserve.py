@@ -7,7 +7,8 @@ a JSON patch whose first op tests the resourceVersion, so a concurrent change is
 overwritten; when the new revision does not become ready the previous predictor is put back.
 The first deploy creates the InferenceService (`kserve_spec.inference_service`); later ones
 change only our container's image, arguments and model env in the predictor found there, so
-what the manifest set (resources, probes, scaling) stays.
+what the manifest set (resources, probes, scaling) stays. A canary is KServe's own
+`canaryTrafficPercent` (`kserve_canary`, Serverless mode); a deploy ends one that runs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from ganops.pipeline.deploy.kserve_canary import CANARY_ANNOTATIONS, KServeCanary
 from ganops.pipeline.deploy.kserve_spec import (
     ANN_MODEL,
     ANN_PREVIOUS,
@@ -37,15 +39,12 @@ from ganops.pipeline.deploy.kserve_spec import (
     rollout_state,
     storage_uri_for,
 )
-from ganops.pipeline.deploy.kubernetes import _load_client, _server_message
+from ganops.pipeline.deploy.kube_api import api_error, load_client
 from ganops.pipeline.deploy.target import KServeTarget, KubeTarget
-from ganops.pipeline.ports import DeployError, DeployResult, Served
+from ganops.pipeline.ports import CanaryServed, DeployError, DeployResult, Served
 
 log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-_OUR_ENV = frozenset(
-    {"GANOPS_MODEL_URI", "GANOPS_MODEL_VERSION", "STORAGE_URI", "MLFLOW_TRACKING_URI"}
-)
 
 Locate = Callable[[str], str | None]  # models:/ URI -> the version's artifact location
 
@@ -67,6 +66,7 @@ class KServeDeployer:
         self._locate = locate
         self.clock = clock
         self.sleep = sleep
+        self._canary = KServeCanary(self)
 
     # --- the Deployer protocol ------------------------------------------------------------
 
@@ -85,6 +85,8 @@ class KServeDeployer:
             return None
         predictor = isvc.get("spec", {}).get("predictor") or {}
         version = (predictor.get("annotations") or {}).get(ANN_VERSION)
+        if CANARY_ANNOTATIONS & _annotations(isvc).keys():
+            version = None  # the predictor is the canary's; the stable is the annotated one
         version = version or _annotations(isvc).get(ANN_VERSION)
         if version is None:
             return None
@@ -122,7 +124,22 @@ class KServeDeployer:
         back = (old_predictor, old_annotations)
         return self._outcome(rollout, version, previous, model_uri, started, rollback=back)
 
+    def set_canary(self, model: str, version: str, model_uri: str, percent: int) -> DeployResult:
+        """Serverless: `canaryTrafficPercent`; see `kserve_canary`."""
+        return self._canary.set(model, version, model_uri, percent)
+
+    def abort_canary(self, model: str) -> DeployResult:
+        return self._canary.abort(model)
+
+    def canary(self, model: str) -> CanaryServed | None:
+        return self._canary.read(model)
+
     # --- steps ----------------------------------------------------------------------------
+
+    def _predictor_for(self, before: Obj, model: str, version: str, model_uri: str) -> Obj:
+        """`before`'s predictor with our container set to serve `version`."""
+        wanted = self._wanted(model, version, model_uri, _annotations(before))
+        return merge_predictor(before["spec"]["predictor"], wanted["spec"]["predictor"])
 
     def _wanted(self, model: str, version: str, model_uri: str, annotations: dict[str, str]) -> Obj:
         storage = None
@@ -141,7 +158,11 @@ class KServeDeployer:
             version=version,
             model_uri=model_uri,
             storage_uri=storage,
-            annotations={k: v for k, v in annotations.items() if k != ANN_PREVIOUS},
+            annotations={
+                k: v
+                for k, v in annotations.items()
+                if k != ANN_PREVIOUS and k not in CANARY_ANNOTATIONS  # a deploy ends a canary
+            },
         )
         body: Obj = KServeApiClient().sanitize_for_serialization(isvc)
         return body
@@ -209,7 +230,7 @@ class KServeDeployer:
             kube = KubeTarget(
                 t.namespace, t.name, CONTAINER, kubeconfig=t.kubeconfig, in_cluster=t.in_cluster
             )
-            self._api_client = _load_client(kube)
+            self._api_client = load_client(kube)
         return self._api_client
 
     def _objects(self) -> client.CustomObjectsApi:
@@ -262,28 +283,14 @@ class KServeDeployer:
         return f"{self.target.namespace}/{self.target.name}"
 
     def _error(self, exc: ApiException | HTTPError, verb: str) -> DeployError:
-        if not isinstance(exc, ApiException):
-            return DeployError(
-                f"the Kubernetes API cannot be reached ({verb} {self._where()}): {exc}"
-            )
-        detail = _server_message(exc)
-        if exc.status == 403:
-            return DeployError(
-                f"RBAC: the bot may not {verb} inferenceservices.serving.kserve.io "
-                f"{self.target.name!r} in namespace {self.target.namespace!r} (403: {detail}); "
-                f"grant '{verb}' on inferenceservices in the bot's Role"
-            )
-        if exc.status == 404 and verb != "get":
-            return DeployError(
-                f"inferenceservice {self._where()}: not found, or KServe's "
-                f"CRD is not installed (404: {detail})"
-            )
-        if exc.status in (409, 422):
-            return DeployError(
-                f"inferenceservice {self._where()} changed while it was being "
-                f"patched ({exc.status}: {detail}); try again"
-            )
-        return DeployError(f"Kubernetes API error {exc.status} on {verb} {self._where()}: {detail}")
+        return api_error(
+            exc,
+            verb,
+            resource="inferenceservices.serving.kserve.io",
+            namespace=self.target.namespace,
+            name=self.target.name,
+            not_found="not found, or KServe's CRD is not installed",
+        )
 
 
 def _ops(isvc: Obj, predictor: Obj, annotations: dict[str, str], test: bool = True) -> list[Obj]:

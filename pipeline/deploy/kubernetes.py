@@ -9,45 +9,48 @@ server. Each carries the resourceVersion it was computed from (optimistic concur
 API server answers 409 Conflict when the Deployment changed since it was read). The rollback
 after a failed rollout re-reads on a conflict: if the template is still the one this deploy
 applied (only the status moved), it tries again; if someone else rolled out meanwhile, it
-leaves their rollout alone and says so.
+leaves their rollout alone and says so. A canary is a second Deployment beside this one
+(`kube_canary`); a deploy ends one that runs.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+from kubernetes import client
 
+from ganops.pipeline.deploy.kube_api import (
+    ANN_MODEL,
+    ANN_PREVIOUS,
+    ANN_URI,
+    ANN_VERSION,
+    VERSION_ENV,
+    DeployConflict,
+    Deployments,
+    Obj,
+    Rollout,
+    rollout_state,
+    wait_rollout,
+)
+from ganops.pipeline.deploy.kube_canary import KubeCanary
 from ganops.pipeline.deploy.target import KubeTarget
-from ganops.pipeline.ports import DeployError, DeployResult, Served
+from ganops.pipeline.ports import CanaryServed, DeployError, DeployResult, Served
 
-ANN_MODEL = "ganops.io/model"
-ANN_VERSION = "ganops.io/model-version"
-ANN_PREVIOUS = "ganops.io/previous-version"
-ANN_URI = "ganops.io/model-uri"
-
-Obj = dict[str, Any]
-
+__all__ = [
+    "ANN_MODEL",
+    "ANN_PREVIOUS",
+    "ANN_URI",
+    "ANN_VERSION",
+    "DeployConflict",
+    "KubernetesDeployer",
+    "Rollout",
+    "rollout_state",
+]
 
 CONFLICT_RETRIES = 3  # re-reads after a 409 before the rollback gives up
-
-
-class DeployConflict(DeployError):
-    """The Deployment changed between our read and our patch (409 Conflict)."""
-
-
-@dataclass(frozen=True)
-class Rollout:
-    done: bool
-    failure: str | None  # why it can no longer succeed (ProgressDeadlineExceeded)
-    summary: str  # "2/3 updated, 1/3 available"
 
 
 class KubernetesDeployer:
@@ -62,10 +65,10 @@ class KubernetesDeployer:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.target = target
-        self._api_client = api_client
-        self._apps: client.AppsV1Api | None = None
+        self.deployments = Deployments(target, api_client)
         self.clock = clock
         self.sleep = sleep
+        self._canary = KubeCanary(self)
 
     # --- the Deployer protocol ------------------------------------------------------------
 
@@ -89,26 +92,36 @@ class KubernetesDeployer:
             return None
         generation = int(dep.get("metadata", {}).get("generation") or 0)
         settled = rollout_state(dep, generation).done
-        return Served(model, str(version), self._uri_in(template), settled=settled)
+        return Served(model, str(version), self.uri_in(template), settled=settled)
 
     def deploy(self, model: str, version: str, model_uri: str) -> DeployResult:
+        """Roll the stable Deployment to `version`; a canary running beside it is removed
+        once the rollout ends (and its replicas given back), as on the KServe target, where
+        a deploy replaces the canary's predictor: the endpoint serves one version after."""
+        return self._canary.promote(model, version, model_uri)
+
+    def set_canary(self, model: str, version: str, model_uri: str, percent: int) -> DeployResult:
+        return self._canary.set(model, version, model_uri, percent)
+
+    def abort_canary(self, model: str) -> DeployResult:
+        return self._canary.abort(model)
+
+    def canary(self, model: str) -> CanaryServed | None:
+        return self._canary.read(model)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def rollout(
+        self, model: str, version: str, model_uri: str, *, replicas: int | None = None
+    ) -> DeployResult:
+        """`deploy`; `replicas` also sets the replica count (a promoted canary's)."""
         started = self.clock()
-        before = self._read()
+        before, patched, new_template = self._apply(model, version, model_uri, replicas)
         old_template = copy.deepcopy(before["spec"]["template"])
         old_annotations = _annotations(before)
         previous = old_annotations.get(ANN_VERSION)
         if old_annotations.get(ANN_MODEL) not in (None, model):
             previous = None
-        annotations = {
-            **old_annotations,
-            ANN_MODEL: model,
-            ANN_VERSION: version,
-            ANN_URI: model_uri,
-        }
-        if previous is not None:
-            annotations[ANN_PREVIOUS] = previous
-        new_template = self._template_for(old_template, version, model_uri)
-        patched = self._patch(_ops(before, new_template, annotations))
         rollout = self._wait(patched["metadata"].get("generation") or 0, started)
         seconds = self.clock() - started
         if rollout.done:
@@ -127,10 +140,35 @@ class KubernetesDeployer:
             _Attempt(version, previous, ours, started), old_template, old_annotations, why
         )
 
-    # --- steps ----------------------------------------------------------------------------
+    def _apply(
+        self, model: str, version: str, model_uri: str, replicas: int | None
+    ) -> tuple[Obj, Obj, Obj]:
+        """Patch the Deployment to `version`: (as read before, as patched, the new template).
+        A conflict because only the status moved (the controller, after a scale) is read
+        again; one because the spec changed is someone else's rollout, and raised."""
+        first: Obj | None = None
+        for attempt in range(CONFLICT_RETRIES):
+            before = self._read()
+            first = first if first is not None else before["spec"]
+            if before["spec"] != first:
+                raise DeployConflict(f"deployment {self._where()} was changed meanwhile; try again")
+            old = _annotations(before)
+            annotations = {**old, ANN_MODEL: model, ANN_VERSION: version, ANN_URI: model_uri}
+            if old.get(ANN_MODEL) in (None, model) and old.get(ANN_VERSION) is not None:
+                annotations[ANN_PREVIOUS] = old[ANN_VERSION]
+            template = self.template_for(before["spec"]["template"], version, model_uri)
+            try:
+                ops = _ops(before, template, annotations, replicas=replicas)
+                return before, self._patch(ops), template
+            except DeployConflict:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
-    def _template_for(self, template: Obj, version: str, model_uri: str) -> Obj:
-        """The pod template with the model URI env var (and image) of `version` set."""
+    def template_for(self, template: Obj, version: str, model_uri: str) -> Obj:
+        """The pod template with the model URI and version env vars (and image) of `version`
+        set: the server labels its metrics with the version, which is how a canary's are told
+        from the stable's."""
         new = copy.deepcopy(template)
         containers = new.get("spec", {}).get("containers", [])
         matches = [c for c in containers if c.get("name") == self.target.container]
@@ -141,8 +179,13 @@ class KubernetesDeployer:
                 f"(containers: {names})"
             )
         container = matches[0]
-        env = [e for e in container.get("env", []) if e.get("name") != self.target.model_uri_env]
-        container["env"] = [*env, {"name": self.target.model_uri_env, "value": model_uri}]
+        ours = (self.target.model_uri_env, VERSION_ENV)
+        env = [e for e in container.get("env", []) if e.get("name") not in ours]
+        container["env"] = [
+            *env,
+            {"name": self.target.model_uri_env, "value": model_uri},
+            {"name": VERSION_ENV, "value": version},
+        ]
         if self.target.image:
             container["image"] = self.target.image.format(version=version)
         meta = new.setdefault("metadata", {})
@@ -150,16 +193,18 @@ class KubernetesDeployer:
         return new
 
     def _wait(self, generation: int, started: float) -> Rollout:
-        deadline = started + self.target.progress_deadline_s
-        rollout = Rollout(False, None, "not observed yet")
-        while True:
-            try:
-                rollout = rollout_state(self._read(), generation)
-            except DeployError as exc:  # a blip while reading: keep trying until the deadline
-                rollout = Rollout(False, None, str(exc))
-            if rollout.done or rollout.failure or self.clock() >= deadline:
-                return rollout
-            self.sleep(self.target.poll_s)
+        return self.wait(self.target.deployment, generation, started)
+
+    def wait(self, name: str, generation: int, started: float) -> Rollout:
+        """Deployment `name`'s rollout of `generation`, awaited until the progress deadline."""
+        return wait_rollout(
+            lambda: self.deployments.read(name),
+            generation,
+            started + self.target.progress_deadline_s,
+            poll_s=self.target.poll_s,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
 
     def _roll_back(
         self, attempt: _Attempt, old_template: Obj, old_annotations: dict[str, str], why: str
@@ -184,7 +229,7 @@ class KubernetesDeployer:
             )
         state = "ready" if restored.done else f"not ready yet: {restored.summary}"
         message = f"{failed}; rolled back to {back_to} ({state})"
-        return self._result(version, previous, self._uri_in(old_template), started, message)
+        return self._result(version, previous, self.uri_in(old_template), started, message)
 
     def _patch_if_ours(
         self, attempt: _Attempt, template: Obj, annotations: dict[str, str]
@@ -203,7 +248,7 @@ class KubernetesDeployer:
                 continue
         raise DeployError(f"the Deployment kept changing ({CONFLICT_RETRIES} conflicts in a row)")
 
-    def _uri_in(self, template: Obj) -> str:
+    def uri_in(self, template: Obj) -> str:
         """The model URI a pod template serves (its env var on our container), or ""."""
         for container in template.get("spec", {}).get("containers", []):
             if container.get("name") == self.target.container:
@@ -229,82 +274,14 @@ class KubernetesDeployer:
 
     # --- the API ------------------------------------------------------------------------
 
-    def _api(self) -> client.AppsV1Api:
-        if self._apps is None:
-            self._apps = client.AppsV1Api(self._api_client or _load_client(self.target))
-        return self._apps
-
     def _read(self) -> Obj:
-        t = self.target
-        try:
-            resp = self._api().read_namespaced_deployment(
-                t.deployment, t.namespace, _preload_content=False
-            )
-        except (ApiException, HTTPError) as exc:
-            raise self._error(exc, "get") from None
-        obj: Obj = json.loads(resp.data)
-        return obj
+        return self.deployments.read(self.target.deployment)
 
     def _patch(self, ops: list[Obj]) -> Obj:
-        t = self.target
-        try:
-            resp = self._api().patch_namespaced_deployment(
-                t.deployment, t.namespace, ops, _preload_content=False
-            )
-        except (ApiException, HTTPError) as exc:
-            raise self._error(exc, "patch") from None
-        obj: Obj = json.loads(resp.data)
-        return obj
+        return self.deployments.patch(self.target.deployment, ops)
 
     def _where(self) -> str:
         return f"{self.target.namespace}/{self.target.deployment}"
-
-    def _error(self, exc: ApiException | HTTPError, verb: str) -> DeployError:
-        t = self.target
-        if not isinstance(exc, ApiException):
-            return DeployError(
-                f"the Kubernetes API cannot be reached ({verb} {self._where()}): {exc}"
-            )
-        detail = _server_message(exc)
-        if exc.status == 403:
-            return DeployError(
-                f"RBAC: the bot may not {verb} deployments.apps {t.deployment!r} in namespace "
-                f"{t.namespace!r} (403 Forbidden: {detail}); grant '{verb}' on deployments "
-                "in the bot's Role"
-            )
-        if exc.status == 401:
-            return DeployError(f"the Kubernetes API rejected the bot's credentials (401): {detail}")
-        if exc.status == 404:
-            return DeployError(f"deployment {self._where()} not found (404): {detail}")
-        if exc.status in (409, 422):
-            return DeployConflict(
-                f"deployment {self._where()} changed while it was being patched "
-                f"({exc.status}: {detail}); try again"
-            )
-        return DeployError(f"Kubernetes API error {exc.status} on {verb} {self._where()}: {detail}")
-
-
-def rollout_state(dep: Obj, generation: int) -> Rollout:
-    """Where a Deployment's rollout stands, read the way `kubectl rollout status` reads it."""
-    want = dep.get("spec", {}).get("replicas")
-    want = 1 if want is None else int(want)
-    status = dep.get("status") or {}
-    if int(status.get("observedGeneration") or 0) < generation:
-        return Rollout(False, None, f"waiting for the controller to see generation {generation}")
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-            return Rollout(
-                False, f"ProgressDeadlineExceeded: {cond.get('message', '')}".strip(), ""
-            )
-    updated = int(status.get("updatedReplicas") or 0)
-    total = int(status.get("replicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
-    ready = int(status.get("readyReplicas") or 0)
-    summary = f"{updated}/{want} updated, {available}/{want} available, {ready}/{want} ready"
-    if total > updated:
-        summary += f", {total - updated} old pending termination"
-    done = updated >= want and total <= updated and available >= want and ready >= want
-    return Rollout(done, None, f"{want}/{want} replicas" if done else summary)
 
 
 @dataclass(frozen=True)
@@ -317,7 +294,9 @@ class _Attempt:
     started: float
 
 
-def _ops(dep: Obj, template: Obj, annotations: dict[str, str]) -> list[Obj]:
+def _ops(
+    dep: Obj, template: Obj, annotations: dict[str, str], *, replicas: int | None = None
+) -> list[Obj]:
     """The patch, with the resourceVersion `dep` was read at: the API server applies it only
     if the Deployment still has that version (else 409 Conflict)."""
     ops: list[Obj] = []
@@ -326,6 +305,8 @@ def _ops(dep: Obj, template: Obj, annotations: dict[str, str]) -> list[Obj]:
         ops.append({"op": "replace", "path": "/metadata/resourceVersion", "value": version})
     ops.append({"op": "replace", "path": "/spec/template", "value": template})
     ops.append({"op": "add", "path": "/metadata/annotations", "value": annotations})
+    if replicas is not None:
+        ops.append({"op": "replace", "path": "/spec/replicas", "value": replicas})
     return ops
 
 
@@ -337,23 +318,3 @@ def _template_version(dep: Obj) -> str | None:
 
 def _annotations(dep: Obj) -> dict[str, str]:
     return dict(dep.get("metadata", {}).get("annotations") or {})
-
-
-def _server_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except (ValueError, AttributeError):
-        return str(exc.reason)
-
-
-def _load_client(target: KubeTarget) -> client.ApiClient:
-    try:
-        if target.in_cluster:
-            cfg = client.Configuration()
-            config.load_incluster_config(client_configuration=cfg)
-            return client.ApiClient(cfg)
-        api_client: client.ApiClient = config.new_client_from_config(config_file=target.kubeconfig)
-        return api_client
-    except (config.ConfigException, OSError) as exc:
-        where = "in-cluster service account" if target.in_cluster else "kubeconfig"
-        raise DeployError(f"cannot load the Kubernetes {where}: {exc}") from None

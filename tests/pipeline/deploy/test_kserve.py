@@ -44,6 +44,8 @@ class FakeKServe:
     server: Any = None
     url: str = ""
     _good: str | None = None  # the last revision that became ready
+    rolled_out: str | None = None  # the last revision that took 100% of the traffic
+    revisions: list[tuple[str, Any]] = field(default_factory=list)  # (name, pod spec)
 
     def call(self, fn: Callable[[], T]) -> T:
         async def run() -> T:
@@ -96,31 +98,56 @@ class FakeKServe:
     async def _control(self) -> None:
         while True:
             await asyncio.sleep(0.02)
-            if KEY not in self.handler.objects:
-                continue
-            obj = self.handler.objects[KEY]
-            gen = int(obj.raw["metadata"].get("generation") or 0)
-            env = obj.raw["spec"]["predictor"]["containers"][0].get("env") or []
-            broken = any("broken" in str(e.get("value")) for e in env)
-            revision = f"{NAME}-predictor-{gen:05d}"
-            if not broken:
-                self._good = revision
-            status = {
-                "observedGeneration": gen,
-                "components": {
-                    "predictor": {
-                        "latestCreatedRevision": revision,
-                        "latestReadyRevision": self._good,
-                    }
-                },
-                "conditions": [
-                    {"type": "LatestDeploymentReady", "status": "False" if broken else "True",
-                     **({"reason": "RevisionFailed", "message": "probe failed"} if broken else {})},
-                    {"type": "Ready", "status": "True" if self._good else "False"},
-                ],
-            }  # fmt: skip
-            if obj.raw.get("status") != status:
-                obj["status"] = status
+            if KEY in self.handler.objects and not self.handler.objects[KEY].deleted:
+                self._reconcile(self.handler.objects[KEY])
+
+    def _reconcile(self, obj: Any) -> None:
+        """KServe over Knative: a new revision when the predictor's pods would change (not
+        on a canaryTrafficPercent change); with canaryTrafficPercent, the newest ready
+        revision takes that share and the last one rolled out at 100% the rest."""
+        gen = int(obj.raw["metadata"].get("generation") or 0)
+        predictor = obj.raw["spec"]["predictor"]
+        pods = {k: v for k, v in predictor.items() if k != "canaryTrafficPercent"}
+        if not self.revisions or self.revisions[-1][1] != pods:
+            self.revisions.append((f"{NAME}-predictor-{len(self.revisions) + 1:05d}", pods))
+        created = self.revisions[-1][0]
+        env = predictor["containers"][0].get("env") or []
+        broken = any("broken" in str(e.get("value")) for e in env)
+        if not broken:
+            self._good = created
+        percent = predictor.get("canaryTrafficPercent")
+        if percent is None or self.rolled_out in (None, self._good):
+            self.rolled_out = self._good
+            traffic = [{"revisionName": self._good, "percent": 100, "latestRevision": True}]
+        else:
+            traffic = [
+                {"revisionName": self._good, "percent": percent, "latestRevision": True},
+                {"revisionName": self.rolled_out, "percent": 100 - percent,
+                 "latestRevision": False},
+            ]  # fmt: skip
+        status = {
+            "observedGeneration": gen,
+            "components": {
+                "predictor": {
+                    "latestCreatedRevision": created,
+                    "latestReadyRevision": self._good,
+                    "latestRolledoutRevision": self.rolled_out,
+                    "traffic": traffic,
+                }
+            },
+            "conditions": [
+                {"type": "LatestDeploymentReady", "status": "False" if broken else "True",
+                 **({"reason": "RevisionFailed", "message": "probe failed"} if broken else {})},
+                {"type": "Ready", "status": "True" if self._good else "False"},
+            ],
+        }  # fmt: skip
+        if obj.raw.get("status") != status:
+            obj["status"] = status
+
+    def traffic(self) -> dict[str, int]:
+        """Revision -> percent, as the controller last routed it."""
+        routes = self.obj()["status"]["components"]["predictor"]["traffic"]
+        return {t["revisionName"]: t["percent"] for t in routes}
 
 
 @pytest.fixture

@@ -107,6 +107,7 @@ class FakeCluster:
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
     forbidden: set[str] = field(default_factory=set)  # verbs answered with 403
     deadline_exceeded: bool = True  # stuck rollouts report ProgressDeadlineExceeded
+    seed: Callable[[], dict[str, Any]] = field(default=lambda: seed_deployment())
     handler: Any = None
     server: Any = None
     url: str = ""
@@ -117,8 +118,16 @@ class FakeCluster:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=10)
 
-    def obj(self) -> Any:
-        return self.call(lambda: copy.deepcopy(self.handler.objects[KEY].raw))
+    def obj(self, name: str = NAME) -> Any:
+        """Deployment `name` as the API server holds it; None when there is none."""
+
+        def read() -> Any:
+            key = (DEPLOYMENTS, NS, name)
+            if key not in self.handler.objects or self.handler.objects[key].deleted:
+                return None
+            return copy.deepcopy(self.handler.objects[key].raw)
+
+        return self.call(read)
 
     def history(self) -> list[Any]:
         return self.call(
@@ -127,9 +136,10 @@ class FakeCluster:
 
     async def start(self) -> None:
         self.handler, self.server, self.url = await open_emulator()
-        self.handler.objects[KEY] = seed_deployment()
+        self.handler.objects[KEY] = self.seed()
         self.handler[kmock.action.FETCH, DEPLOYMENTS, kmock.name(NAME)] << self._on_fetch
-        self.handler[kmock.action.UPDATE, DEPLOYMENTS, kmock.name(NAME)] << self._on_patch
+        self.handler[kmock.action.UPDATE, DEPLOYMENTS] << self._on_patch
+        self.handler[kmock.action.CREATE, DEPLOYMENTS] << self._on_create
         self._controller = asyncio.get_running_loop().create_task(self._control())
 
     async def stop(self) -> None:
@@ -150,8 +160,17 @@ class FakeCluster:
             self._deny("get")
         return dict(self.handler.objects[KEY].raw)
 
+    def _on_create(self, request: Any) -> dict[str, Any]:
+        """The API server's defaults on a new object: generation 1, a resourceVersion."""
+        obj = self.handler.objects[(DEPLOYMENTS, NS, request.data["metadata"]["name"])]
+        if "create" in self.forbidden:
+            obj.delete()
+            self._deny("create")
+        obj["metadata"] = {**obj.raw["metadata"], "generation": 1, "resourceVersion": "1"}
+        return dict(obj.raw)
+
     def _on_patch(self, request: Any) -> dict[str, Any]:
-        obj = self.handler.objects[KEY]
+        obj = self.handler.objects[(DEPLOYMENTS, NS, request.name)]
         if "patch" in self.forbidden:
             del obj.history[-1]  # kmock applied it before asking us; a real 403 changes nothing
             self._deny("patch")
@@ -171,27 +190,30 @@ class FakeCluster:
         obj["metadata"] = meta
         return dict(obj.raw)
 
-    def write_status(self, status: dict[str, Any]) -> None:
+    def write_status(self, status: dict[str, Any], name: str = NAME) -> None:
         """What the controller's status update does: a write, so a new resourceVersion."""
-        obj = self.handler.objects[KEY]
+        obj = self.handler.objects[(DEPLOYMENTS, NS, name)]
         version = str(int(obj.raw["metadata"]["resourceVersion"]) + 1)
         obj.patch({"status": status, "metadata": {"resourceVersion": version}})
 
     async def _control(self) -> None:
         while True:
             await asyncio.sleep(0.02)
-            obj = self.handler.objects[KEY]
-            dep = obj.raw
-            gen = int(dep["metadata"].get("generation") or 0)
-            want = int(dep["spec"]["replicas"])
-            server = dep["spec"]["template"]["spec"]["containers"][0]
-            uri = next(e["value"] for e in server["env"] if e["name"] == "GANOPS_MODEL_URI")
-            if "broken" in uri:
-                status = stuck_status(want, gen, self.deadline_exceeded)
-            else:
-                status = healthy_status(want, gen)
-            if dep.get("status") != status:
-                self.write_status(status)
+            for (_, _, name), obj in list(self.handler.objects.items()):
+                if not obj.deleted:
+                    self._reconcile(name, obj.raw)
+
+    def _reconcile(self, name: str, dep: dict[str, Any]) -> None:
+        gen = int(dep["metadata"].get("generation") or 0)
+        want = int(dep["spec"]["replicas"])
+        server = dep["spec"]["template"]["spec"]["containers"][0]
+        uri = next(e["value"] for e in server["env"] if e["name"] == "GANOPS_MODEL_URI")
+        if "broken" in uri:
+            status = stuck_status(want, gen, self.deadline_exceeded)
+        else:
+            status = healthy_status(want, gen)
+        if dep.get("status") != status:
+            self.write_status(status, name)
 
 
 @pytest.fixture
@@ -231,6 +253,7 @@ def test_the_patch_lands_and_the_rollout_is_awaited(cluster: FakeCluster) -> Non
     assert server["env"] == [
         {"name": "LOG_LEVEL", "value": "info"},
         {"name": "GANOPS_MODEL_URI", "value": "models:/ganops-cut/7"},
+        {"name": "GANOPS_MODEL_VERSION", "value": "7"},  # the server's metrics label
     ]
     assert server["image"] == "ganops-trainer:7"
     assert dep["spec"]["template"]["spec"]["containers"][1] == {
