@@ -217,7 +217,7 @@ def test_sigterm_waits_for_the_rollout_in_flight(rig: Rig) -> None:
     assert result is not None
     assert result.ok
     assert (champion(rig), rig.deployer.current("cut")) == ("2", "2")
-    assert "waiting up to 600 s for 1 rollout(s) in flight" in bot.log.read_text()
+    assert "waiting up to 1260 s for 1 rollout(s) in flight" in bot.log.read_text()
 
 
 def test_sigterm_past_its_grace_exits_and_leaves_the_rollout_in_flight(rig: Rig) -> None:
