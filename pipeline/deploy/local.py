@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ganops.pipeline import procs
-from ganops.pipeline.deploy import split
 from ganops.pipeline.deploy.local_files import (
     ServerRecord,
     env_for,
@@ -36,18 +35,16 @@ from ganops.pipeline.deploy.local_files import (
     get_ok,
     last_line,
     load_record,
-    port_is_free,
     read_json,
     write_json,
-    write_json_if_changed,
 )
+from ganops.pipeline.deploy.local_front import ROUTES, TARGETS, Front, publish
 from ganops.pipeline.ports import CanaryServed, DeployError, DeployResult, Served
 
 __all__ = ["STARTING", "LocalDeployer", "ServerRecord", "default_server_cmd"]
 
 STARTING = "starting.json"  # the server a change is waiting for, until it is ready or dropped
-CURRENT, CANARY, FRONT = "current.json", "canary.json", "front.json"
-ROUTES, TARGETS, RETIRING = "routes.json", "targets.json", "retiring.json"
+CURRENT, CANARY, RETIRING = "current.json", "canary.json", "retiring.json"
 
 
 def default_server_cmd() -> list[str]:
@@ -82,8 +79,14 @@ class LocalDeployer:
         self.host = host
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
-        self.front_timeout_s = front_timeout_s
         self.clock = clock
+        self.front = Front(
+            self.dir,
+            host,
+            start_timeout_s=front_timeout_s,
+            stop_timeout_s=stop_timeout_s,
+            clock=clock,
+        )
         self._lock = threading.Lock()
 
     # --- the Deployer protocol ------------------------------------------------------------
@@ -126,7 +129,7 @@ class LocalDeployer:
                 if canary is None:  # nothing to promote: a plain deploy leaves the same state
                     return self._deploy(model, version, model_uri, started)
                 return self._promote(stable, canary, started)
-            why = self._ensure_front()  # started or restarted on its port if it died
+            why = self.front.ensure()  # started or restarted on its port if it died
             if why is not None:
                 raise DeployError(f"no canary without the split in front: {why}")
             if canary is None:
@@ -189,7 +192,7 @@ class LocalDeployer:
     def endpoint(self) -> str | None:
         """The address clients should call: the split, or the stable server where the split
         is not running; None when nothing serves."""
-        front = self._front_url()
+        front = self.front.url()
         if front is not None:
             return front
         record = self.serving()
@@ -199,11 +202,12 @@ class LocalDeployer:
         """Stop the split and every server and forget them (the demo's clean shutdown)."""
         with self._lock, self._file_lock():
             self._stop_orphan()
-            for name in (FRONT, CANARY, CURRENT):
+            self.front.stop()
+            for name in (CANARY, CURRENT):
                 record = self._record(name)
                 if record is not None:
                     procs.stop_group(record.pid, self.stop_timeout_s)
-            for name in (CURRENT, CANARY, TARGETS, ROUTES, FRONT, RETIRING):
+            for name in (CURRENT, CANARY, TARGETS, ROUTES, RETIRING):
                 (self.dir / name).unlink(missing_ok=True)
 
     # --- changes --------------------------------------------------------------------------
@@ -214,7 +218,7 @@ class LocalDeployer:
         if record is None:
             return self._kept_old(version, old, why, log_path, started)
         self._switch(record, None, 0, retire=[self._record(CURRENT), self._record(CANARY)])
-        front_failed = self._ensure_front()
+        front_failed = self.front.ensure()
         seconds = self.clock() - started
         message = f"ready on {record.url} (pid {record.pid}) after {seconds:.1f} s"
         if front_failed is not None:
@@ -234,7 +238,7 @@ class LocalDeployer:
     ) -> DeployResult:
         """The canary's server becomes the stable one as it runs: no restart, no gap."""
         self._switch(canary, None, 0, retire=[stable])
-        self._ensure_front()  # if it fails, clients still reach the server itself
+        self.front.ensure()  # if it fails, clients still reach the server itself
         old = f", v{stable.version} stopped" if stable is not None else ""
         return DeployResult(
             ok=True,
@@ -268,32 +272,11 @@ class LocalDeployer:
         else:
             (self.dir / CANARY).unlink(missing_ok=True)
         (self.dir / STARTING).unlink(missing_ok=True)
-        self._publish(stable, canary, percent)
+        publish(self.dir, stable, canary, percent)
         for record in doomed:
             if record.alive:
                 procs.stop_group(record.pid, self.stop_timeout_s)
         (self.dir / RETIRING).unlink(missing_ok=True)
-
-    def _publish(
-        self, stable: ServerRecord | None, canary: ServerRecord | None, percent: int
-    ) -> None:
-        """The split's routes and Prometheus' targets, from the records."""
-        routes = split.Routes(
-            stable.url if stable is not None else None,
-            canary.url if canary is not None else None,
-            percent if canary is not None else 0,
-        )
-        if split.read_routes(self.dir / ROUTES) != routes:
-            split.write_routes(self.dir / ROUTES, routes)
-        targets = [
-            {
-                "targets": [f"{r.host}:{r.port}"],
-                "labels": {"job": "ganops-serve", "track": track},
-            }
-            for track, r in (("stable", stable), ("canary", canary))
-            if r is not None
-        ]
-        write_json_if_changed(self.dir / TARGETS, targets)
 
     def _repair(self) -> None:
         """Finish what a deployer killed midway left (the lock is ours, so nobody else is
@@ -312,7 +295,7 @@ class LocalDeployer:
         (self.dir / RETIRING).unlink(missing_ok=True)
         if canary is None:
             (self.dir / CANARY).unlink(missing_ok=True)
-        self._publish(stable, canary, self._percent() if canary is not None else 0)
+        publish(self.dir, stable, canary, self._percent() if canary is not None else 0)
 
     # --- processes ------------------------------------------------------------------------
 
@@ -364,41 +347,6 @@ class LocalDeployer:
                 return None
             time.sleep(0.2)
         return f"/readyz not ready within {self.ready_timeout_s:.0f} s"
-
-    def _front_url(self) -> str | None:
-        front = self._record(FRONT)
-        return front.url if front is not None and get_ok(front.url + "/healthz") else None
-
-    def _ensure_front(self) -> str | None:
-        """Start the split unless it runs; None once it answers, else why it did not start.
-        It keeps its recorded port where it can, so clients keep their address."""
-        if self._front_url() is not None:
-            return None
-        front = self._record(FRONT)
-        if front is not None:  # alive but not answering: replace it
-            procs.stop_group(front.pid, self.stop_timeout_s)
-        port = front.port if front is not None else 0
-        data = read_json(self.dir / FRONT)
-        if front is None and isinstance(data, dict) and isinstance(data.get("port"), int):
-            port = data["port"]
-        if not port or not port_is_free(self.host, port):
-            port = free_port(self.host)
-        log_path = self.dir / "front.log"
-        # -I: stdlib only, whatever PYTHONPATH or the cwd hold.
-        cmd = [sys.executable, "-I", split.__file__, "--host", self.host, "--port", str(port)]
-        pid = procs.spawn([*cmd, "--routes", str(self.dir / ROUTES)], log_path, self.dir, {})
-        record = ServerRecord(
-            "split", "", "", pid, port, self.host, str(log_path), time.time(), procs.start_time(pid)
-        )
-        write_json(self.dir / FRONT, record.as_json())  # adopted by the next call if we die
-        deadline = self.clock() + self.front_timeout_s
-        while self.clock() < deadline and procs.alive(pid, None):
-            if get_ok(record.url + "/healthz"):
-                return None
-            time.sleep(0.1)
-        procs.stop_group(pid, self.stop_timeout_s)
-        (self.dir / FRONT).unlink(missing_ok=True)
-        return f"the split did not start on port {port}: {last_line(log_path) or 'no answer'}"
 
     def _kept_old(
         self, version: str, old: ServerRecord | None, why: str, log_path: Path, started: float
