@@ -185,7 +185,12 @@ class SplitHandler(http.server.BaseHTTPRequestHandler):
         self._forward()
 
     def _forward(self) -> None:
-        body = self._read_body()
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.close_connection = True  # where the next request starts is unknown
+            self._reply(400, "ganops split: bad Content-Length or chunked framing\n")
+            return
         route = self.server.table.current().pick(self.server.draw.random() * 100)
         if route is None:
             self._reply(503, "ganops split: no model server is routed yet\n")

@@ -217,6 +217,30 @@ def test_a_canary_that_never_gets_ready_is_removed(deployer: LocalDeployer, gate
     assert served_by(keepalive(endpoint), 20) == Counter({V1: 20})
 
 
+def test_a_canary_with_nothing_stable_takes_all_the_traffic(deployer: LocalDeployer) -> None:
+    result = deployer.set_canary("cut", "2", V2, 10)
+    assert result.ok, result.message
+    assert deployer.canary("cut") == CanaryServed("cut", "2", V2, 10, None)
+    assert deployer.current("cut") is None
+    endpoint = deployer.endpoint()
+    assert endpoint is not None
+    assert served_by(keepalive(endpoint), 20) == Counter({V2: 20})
+    assert deployer.set_canary("cut", "2", V2, 100).ok
+    assert deployer.current("cut") == "2"
+
+
+def test_a_bad_request_framing_is_a_400(canary10: LocalDeployer) -> None:
+    endpoint = canary10.endpoint()
+    assert endpoint is not None
+    conn = keepalive(endpoint)
+    conn.putrequest("POST", "/echo")
+    conn.putheader("Content-Length", "lots")
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 400
+    assert b"Content-Length" in resp.read()
+
+
 def test_another_versions_canary_is_replaced(canary10: LocalDeployer) -> None:
     old_pid = json.loads((canary10.dir / "canary.json").read_text())["pid"]
     assert canary10.set_canary("cut", "3", V3, 20).ok
