@@ -95,7 +95,11 @@ def _check_loopback(url: object) -> None:
     if parts is None or parts.scheme != "http" or not parts.hostname or not parts.port:
         raise ValueError(f"a backend must be http://HOST:PORT, not {url!r}")
     host = parts.hostname
-    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another name: never resolved, so never sent to
+        loopback = False
+    if not loopback:
         raise ValueError(f"a backend must be on loopback, not {host}")
 
 
