@@ -351,38 +351,16 @@ class LocalDeployer:
     def _kept_old(
         self, version: str, old: ServerRecord | None, why: str, log_path: Path, started: float
     ) -> DeployResult:
-        tail = last_line(log_path)
         kept = f"v{old.version} keeps serving on {old.url}" if old else "nothing was serving"
         message = f"v{version} failed its health check ({why}); {kept}"
-        if tail:
-            message += f". Its log ends: {tail}"
-        return DeployResult(
-            ok=False,
-            model_uri=old.model_uri if old is not None else "",
-            version=version,
-            previous_version=old.version if old is not None else None,
-            rolled_back=old is not None,
-            seconds=self.clock() - started,
-            message=message,
-        )
+        return not_ready(version, old, message, log_path, self.clock() - started, old is not None)
 
     def _canary_failed(
         self, version: str, stable: ServerRecord | None, why: str, log_path: Path, started: float
     ) -> DeployResult:
-        tail = last_line(log_path)
         kept = f"v{stable.version} keeps all the traffic" if stable else "nothing else serves"
         message = f"canary v{version} failed its health check ({why}) and was removed; {kept}"
-        if tail:
-            message += f". Its log ends: {tail}"
-        return DeployResult(
-            ok=False,
-            model_uri=stable.model_uri if stable is not None else "",
-            version=version,
-            previous_version=stable.version if stable is not None else None,
-            rolled_back=True,
-            seconds=self.clock() - started,
-            message=message,
-        )
+        return not_ready(version, stable, message, log_path, self.clock() - started, True)
 
     # --- state on disk --------------------------------------------------------------------
 
@@ -406,3 +384,25 @@ class LocalDeployer:
         """The record in `name` if its process is alive (a reused pid is not ours)."""
         loaded = load_record(self.dir / name)
         return loaded[0] if loaded is not None and loaded[0].alive else None
+
+
+def not_ready(
+    version: str,
+    kept: ServerRecord | None,
+    message: str,
+    log_path: Path,
+    seconds: float,
+    rolled_back: bool,
+) -> DeployResult:
+    """The result of a server that did not get ready: `kept` serves on; the failed server's
+    last log line says why, in the server's own words."""
+    tail = last_line(log_path)
+    return DeployResult(
+        ok=False,
+        model_uri=kept.model_uri if kept is not None else "",
+        version=version,
+        previous_version=kept.version if kept is not None else None,
+        rolled_back=rolled_back,
+        seconds=seconds,
+        message=f"{message}. Its log ends: {tail}" if tail else message,
+    )
