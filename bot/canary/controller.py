@@ -155,28 +155,26 @@ class CanaryController:
 
     def promote_now(self, canary_id: str, user: str) -> str:
         """An approver's *Promote now*. Returns the line to tell them."""
-        with self.rollout.model_lock(self._model_of(canary_id)):
-            c = self.get(canary_id)
-            if c is None:
-                return "That canary is not known here."
-            if c.state != "running":
-                return f"That canary has ended already ({c.state.replace('_', ' ')})."
-            self._promote(c, by=user, judgement=c.judgement or {})
-            c = self.get(canary_id)
-        assert c is not None
-        return f"Canary {c.model} v{c.version}: {c.state.replace('_', ' ')}."
+        return self._clicked(
+            canary_id, lambda c: self._promote(c, by=user, judgement=c.judgement or {})
+        )
 
     def roll_back(self, canary_id: str, user: str) -> str:
         """An approver's *Roll back*. Returns the line to tell them."""
+        return self._clicked(canary_id, lambda c: self._roll_back(
+            c, by=user, reason=f"rolled back by <@{user}>", judgement=c.judgement or {}))  # fmt: skip
+
+    def _clicked(self, canary_id: str, act: Callable[[Canary], bool]) -> str:
+        """`act` on a running canary under its model's lock; what happened, in a line."""
         with self.rollout.model_lock(self._model_of(canary_id)):
             c = self.get(canary_id)
             if c is None:
                 return "That canary is not known here."
             if c.state != "running":
                 return f"That canary has ended already ({c.state.replace('_', ' ')})."
-            self._roll_back(c, by=user, reason=f"rolled back by <@{user}>",
-                            judgement=c.judgement or {})  # fmt: skip
-        return f"Canary {c.model} v{c.version} rolled back."
+            act(c)
+            ended = self.get(canary_id) or c
+        return f"Canary {ended.model} v{ended.version}: {ended.state.replace('_', ' ')}."
 
     # --- the ends ---------------------------------------------------------------------------
 
