@@ -23,7 +23,7 @@ class CanaryThresholds:
     # The canary's own input drift score (gan_input_drift_score; 1 is its alarm threshold).
     max_drift: float = 1.0
     # Largest relative difference of an output feature mean, canary against stable ...
-    max_output_shift: float = 0.25
+    max_output_shift: float = 2.0
     # ... relative to max(|stable mean|, this): features near 0 (noise) would blow up a ratio.
     output_floor: float = 0.05
     # Fewer canary requests than this in the window: inconclusive, nothing is judged.

@@ -82,7 +82,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_every_stage_ran_and_was_timed(demo: tuple[Path, str]) -> None:
     _, out = demo
-    stages = ("1/6 set-up", "2/6 bootstrap", "3/6 retrain", "4/6 approvals", "5/6 the closed")
+    stages = ("1/7 set-up", "2/7 bootstrap", "3/7 retrain", "4/7 approvals", "5/7 a broken",
+              "6/7 the closed")  # fmt: skip
     for stage in stages:
         assert f"══ {stage}" in out
     assert "timings:" in out
@@ -101,11 +102,12 @@ def test_the_drift_loop_closed_on_the_captured_inputs(demo: tuple[Path, str]) ->
     result = loop_result(out)
     assert result["outcome"] == "resolved", result
     assert result["score_before"] > 1.0 > result["score_after"]
-    assert (result["version_before"], result["version_after"]) == ("2", "3")
+    # v3 is the broken challenger, rolled back by its canary
+    assert (result["version_before"], result["version_after"]) == ("2", "4")
     db = state / "ganops.db"
     [alarm] = rows(db, "SELECT * FROM alarms LEFT JOIN alarm_outcomes USING (episode_id)")
     assert alarm["state"] == "resolved"
-    assert alarm["outcome"].startswith("Resolved: v3 deployed at ")
+    assert alarm["outcome"].startswith("Resolved: v4 deployed at ")
     assert f"after retrain on {alarm['captured']} captured inputs; score " in alarm["outcome"]
     assert alarm["captured"] >= 36  # 48 captured at least, a quarter held out
     [run] = rows(db, "SELECT * FROM runs WHERE run_id=?", alarm["retrain_run_id"])
@@ -113,7 +115,7 @@ def test_the_drift_loop_closed_on_the_captured_inputs(demo: tuple[Path, str]) ->
     assert (spec["model"], spec["version"]) == ("cut", "2")
     assert list((state / "captured" / "cut" / "2").glob("*.png"))
     resolved = rows(db, "SELECT * FROM audit WHERE action='drift_alarm' AND outcome='resolved'")
-    assert json.loads(resolved[0]["detail"])["deployed_version"] == "3"
+    assert json.loads(resolved[0]["detail"])["deployed_version"] == "4"
 
 
 def test_bob_was_refused_and_carol_deployed(demo: tuple[Path, str]) -> None:
@@ -123,13 +125,26 @@ def test_bob_was_refused_and_carol_deployed(demo: tuple[Path, str]) -> None:
         for r in rows(state / "ganops.db", "SELECT * FROM audit ORDER BY id")
     ]
     assert ("U_BOB", "decide", "refused") in audit
-    # bootstrap, alice's retrain, the drift retrain
-    assert audit.count(("U_CAROL", "decide", "approved")) == 3
-    assert audit.count(("ganops", "deploy", "ok")) == 3
+    # bootstrap, alice's retrain, the broken challenger, the drift retrain
+    assert audit.count(("U_CAROL", "decide", "approved")) == 4
+    # the bootstrap's plain deploy; each canary's start, and its promotion or rollback
+    assert audit.count(("ganops", "deploy", "ok")) == 6
+    assert audit.count(("ganops", "deploy", "rolled_back")) == 1
     assert ("U_ALICE", "retrain", "started") in audit
     approvals = rows(state / "ganops.db", "SELECT * FROM approvals ORDER BY created_at")
-    assert [a["state"] for a in approvals[:3]] == ["approved", "approved", "approved"]
+    assert [a["state"] for a in approvals[:4]] == ["approved"] * 4
     assert approvals[1]["decided_by"] == "U_CAROL"
+
+
+def test_one_canary_promoted_the_broken_one_rolled_back_by_itself(demo: tuple[Path, str]) -> None:
+    state, out = demo
+    canaries = rows(state / "ganops.db", "SELECT * FROM canaries ORDER BY started_at")
+    assert [(c["version"], c["state"]) for c in canaries] == [
+        ("2", "promoted"), ("3", "rolled_back"), ("4", "promoted")]  # fmt: skip
+    broken = canaries[1]
+    assert broken["ended_by"] == "ganops"  # the analysis, not a click
+    assert "error rate 100.0%" in broken["reason"]
+    assert "canary rolled back" in out
 
 
 def test_the_champion_moved_in_mlflow(demo: tuple[Path, str]) -> None:
@@ -139,7 +154,7 @@ def test_the_champion_moved_in_mlflow(demo: tuple[Path, str]) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{state / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("ganops-cut", "champion")
     previous = client.get_model_version_by_alias("ganops-cut", "previous_champion")
-    assert (str(champion.version), str(previous.version)) == ("3", "2")
+    assert (str(champion.version), str(previous.version)) == ("4", "2")
     assert champion.tags["approved_by"] == "U_CAROL"
     assert champion.tags["data_digest"].startswith("sha256:")
     serving = state / "serving"

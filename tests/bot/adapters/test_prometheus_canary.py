@@ -2,7 +2,7 @@
 
 - scraping three processes that expose the model server's real metrics with traffic of a
   known shape: two replicas of v1 (no errors, 30 ms) and one of v2 (every 4th request 500,
-  300 ms, drifting, brighter outputs). The numbers must come out per version although the
+  300 ms, drifting, blacked-out outputs). The numbers must come out per version although the
   request counter and the latency histogram carry no version label;
 - scraping two real `ganops serve` processes, a healthy v1 and a v2 whose weights are NaN (the
   demo's broken challenger): v2's every request is a 500, and only v1 has output statistics.
@@ -39,12 +39,12 @@ def exporter(version: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
 @pytest.fixture
 def targets() -> Iterator[list[int]]:
     outputs = json.dumps({"brightness": 0.4, "noise": 0.01})
-    brighter = json.dumps({"brightness": 0.6, "noise": 0.01})
+    blacked = json.dumps({"brightness": 0.02, "noise": 0.01})  # collapsed outputs
     started = [
         exporter("1", "--latency", "0.03", "--drift", "0.2", "--outputs", outputs),
         exporter("1", "--latency", "0.03", "--drift", "0.4", "--outputs", outputs),
         exporter("2", "--latency", "0.3", "--error-every", "4", "--drift", "1.7",
-                 "--outputs", brighter),
+                 "--outputs", blacked),
     ]  # fmt: skip
     yield [port for _, port in started]
     for process, _ in started:
@@ -78,7 +78,7 @@ def test_versions_are_told_apart_by_the_model_info_join(
     assert v2.p95_latency_s == pytest.approx(0.25 + 0.95 * 0.25)
     assert (v1.drift_score, v2.drift_score) == (0.4, 1.7)  # the replicas' max
     assert v1.output_means == {"brightness": 0.4, "noise": 0.01}
-    assert v2.output_means == {"brightness": 0.6, "noise": 0.01}
+    assert v2.output_means == {"brightness": 0.02, "noise": 0.01}
     # A version nobody serves: no traffic, nothing measured, not an error.
     assert (v3.requests, v3.error_rate, v3.p95_latency_s, v3.drift_score) == (0, None, None, None)
     assert v3.output_means == {}

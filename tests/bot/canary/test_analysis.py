@@ -86,23 +86,32 @@ def test_drift_at_the_limit_passes_and_past_it_fails() -> None:
 
 
 def test_output_shift_at_the_limit_passes_and_past_it_fails() -> None:
-    at = replace(CANARY, output_means={**OUTPUTS, "brightness": 0.625})  # 25 % of 0.5
+    at = replace(CANARY, output_means={**OUTPUTS, "brightness": 1.5})  # 1.0 over the smaller 0.5
     assert rows(at)["output shift"] is True
-    past = replace(CANARY, output_means={**OUTPUTS, "brightness": 0.3})  # 40 %
+    past = replace(CANARY, output_means={**OUTPUTS, "brightness": 0.15})  # 0.35 over 0.15
     verdict = judge(canary=past, stable=STABLE, thresholds=T)
     assert verdict.outcome == "fail"
     assert verdict.reasons == (
-        "output brightness mean 0.300 vs 0.500 on v3, a 40% shift "
-        "(GANOPS_CANARY_MAX_OUTPUT_SHIFT=0.25)",
+        "output brightness mean 0.150 vs 0.500 on v3, a 233% shift "
+        "(GANOPS_CANARY_MAX_OUTPUT_SHIFT=2)",
     )
     assert verdict.rows[3].metric == "output shift (brightness)"
+
+
+def test_a_retrained_style_passes_and_a_collapse_fails() -> None:
+    # A better model's outputs differ (the demo's sharpness 0.055 -> 0.095): not a failure.
+    sharper = replace(CANARY, output_means={**OUTPUTS, "saturation": 0.52})
+    assert rows(sharper)["output shift"] is True
+    # Black, flat outputs: a feature falls towards 0, many times its own size.
+    black = replace(CANARY, output_means={**OUTPUTS, "brightness": 0.0})
+    assert rows(black)["output shift"] is False
 
 
 def test_a_feature_near_zero_is_measured_against_the_floor() -> None:
     # noise 0.01 -> 0.02 doubles it, but is 0.01 / 0.05 = 20 % against the floor.
     doubled = replace(CANARY, output_means={**OUTPUTS, "noise": 0.02})
     assert rows(doubled)["output shift"] is True
-    assert rows(replace(CANARY, output_means={**OUTPUTS, "noise": 0.03}))["output shift"] is False
+    assert rows(replace(CANARY, output_means={**OUTPUTS, "noise": 0.12}))["output shift"] is False
 
 
 def test_every_failure_is_a_reason() -> None:

@@ -14,7 +14,7 @@ def test_defaults() -> None:
     t = load_settings({}).canary_thresholds
     assert t == CanaryThresholds()
     assert (t.max_error_rate_pp, t.max_latency_ratio, t.max_drift) == (1.0, 1.5, 1.0)
-    assert (t.max_output_shift, t.min_requests) == (0.25, 20)
+    assert (t.max_output_shift, t.min_requests) == (2.0, 20)
 
 
 def test_values_are_read_from_the_environment() -> None:
