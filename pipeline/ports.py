@@ -193,6 +193,10 @@ class DeployResult:
     rolled_back: bool
     seconds: float
     message: str  # one human line: "rolled out 3/3 replicas in 12.4 s", or why it failed
+    # Set while the result is a canary's first step (its share of the traffic): the deploy
+    # is under way and the aliases have not moved. None for a full rollout, and for a
+    # canary's end (promoted or rolled back), which is recorded over it.
+    canary_percent: int | None = None
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,9 @@ class Rollout:
             return result
         steps = " → ".join(f"{p}%" for p in self.canary_steps)
         return dataclasses.replace(
-            result, message=f"canary at {percent}% of the traffic ({steps}): {result.message}"
+            result,
+            message=f"canary at {percent}% of the traffic ({steps}): {result.message}",
+            canary_percent=percent,
         )
 
     def deploy_version(self, model: str, version: str, model_uri: str) -> DeployResult:

@@ -88,6 +88,8 @@ def decision_text(a: Approval, result: DeployResult | None = None) -> str:
 
 def deploy_summary(result: DeployResult) -> str:
     """A few words for the card; the thread reply has the whole story."""
+    if result.ok and result.canary_percent is not None:
+        return f"v{escape(result.version)} canary at {result.canary_percent}% (steps in the thread)"
     if result.ok:
         return f"v{escape(result.version)} live in {result.seconds:.1f} s"
     if result.rolled_back:
@@ -140,6 +142,13 @@ def deploy_result_text(a: Approval, result: DeployResult) -> str:
         message=escape(result.message),
         previous_version=result.previous_version and escape(result.previous_version),
     )
+    if result.ok and result.canary_percent is not None:
+        beside = f" beside v{result.previous_version}" if result.previous_version else ""
+        return (
+            f":hatching_chick: {a.model} v{a.version} is live as a canary{beside}: "
+            f"{result.message}. Each step is judged in this thread; `champion` moves to "
+            f"v{a.version} only when it reaches 100%."
+        )
     if result.ok:
         prev = f" (was v{result.previous_version})" if result.previous_version else ""
         return (

@@ -62,3 +62,20 @@ def test_a_held_step_says_why_and_keeps_the_buttons() -> None:
     posted = json.dumps(blocks_to_dicts(canary_blocks(view(moment="held"))))
     assert "Not enough traffic" in posted
     assert "canary_rollback" in posted
+
+
+def test_a_canary_start_does_not_say_the_champion_moved() -> None:
+    from ganops.bot.blocks.approvals import decision_text, deploy_result_text
+    from ganops.bot.ports import Approval, DeployResult
+
+    a = Approval("A1", None, "cut", "3", "models:/ganops-cut/3", "deploy", "U_A", "approved",
+                 0.0, 1.0, approvers=("U_C",), decided_by="U_C", decided_at=0.0)  # fmt: skip
+    started = DeployResult(True, "models:/ganops-cut/3", "3", "2", False, 4.0,
+                           "canary at 10% of the traffic", canary_percent=10)  # fmt: skip
+    text = deploy_result_text(a, started)
+    assert "live as a canary beside v2" in text
+    assert "only when it reaches 100%" in text
+    assert "now points at" not in text
+    assert "canary at 10%" in decision_text(a, started)
+    done = DeployResult(True, "models:/ganops-cut/3", "3", "2", False, 60.0, "promoted")
+    assert "`champion` now points at v3" in deploy_result_text(a, done)
