@@ -13,7 +13,10 @@ alarm the demo raised. Without `--from-state` the snapshot is read back, so the 
 be re-rendered after a builder changes without training again.
 
 Writes run-progress.png, results-card.png (the card, every metric and the pictures in its
-thread), drift-alarm.png, retrain-modal.png and app-home.png, and `blocks.sha256.json`: a hash
+thread), drift-alarm.png, canary-thread.png (the deliberately broken challenger's canary:
+its first step, then the rollback the analysis decided, with the comparison and its plot, as
+the demo's canaries table recorded them), retrain-modal.png and app-home.png, and
+`blocks.sha256.json`: a hash
 of each picture's Block Kit payload. `tests/scripts/test_render_cards.py` recomputes those
 hashes from today's builders, so a builder change without a re-render fails the tests.
 """
@@ -21,6 +24,7 @@ hashes from today's builders, so a builder change without a re-render fails the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -45,8 +49,11 @@ from blockpng.surfaces import render_home, render_modal
 
 from ganops.bot.blocks import blocks_to_dicts
 from ganops.bot.blocks.alarms import AlarmView, alarm_card, alarm_text
+from ganops.bot.blocks.approvals import decided_card, deploy_result_blocks, deploy_result_text
+from ganops.bot.blocks.canary import CanaryView, canary_blocks, canary_text
 from ganops.bot.blocks.home import HomeView, ModelStanding, home_view
 from ganops.bot.blocks.modal import ModalOrigin, retrain_modal
+from ganops.bot.blocks.ops import deploy_request_card
 from ganops.bot.blocks.results import metrics_reply_text
 from ganops.bot.blocks.runs import (
     CardView,
@@ -56,8 +63,11 @@ from ganops.bot.blocks.runs import (
     run_blocks,
     run_text,
 )
+from ganops.bot.canary.live import threshold_lines
+from ganops.bot.canary.plot import comparison_png
+from ganops.bot.canary.thresholds import CanaryThresholds
 from ganops.bot.drift.plots import drift_score_plot
-from ganops.bot.ports import Approval, ModelVersionInfo
+from ganops.bot.ports import Approval, DeployResult, ModelVersionInfo
 from ganops.bot.runs.record import RunRow
 from ganops.bot.runs.results import ARTIFACTS, FILES_NOTE
 from ganops.bot.runs.start import view_of
@@ -69,8 +79,9 @@ IMG = ROOT / "docs" / "img"
 SNAPSHOT = IMG / "source"
 DIGESTS = "blocks.sha256.json"
 PICTURES = frozenset(
-    {"run-progress.png", "results-card.png", "drift-alarm.png", "retrain-modal.png", "app-home.png"}
-)
+    {"run-progress.png", "results-card.png", "drift-alarm.png", "canary-thread.png",
+     "retrain-modal.png", "app-home.png"}
+)  # fmt: skip
 USERS = {"U_ALICE": "alice", "U_CAROL": "carol"}
 APPROVAL_ID = "Zq3v9rT1bX0kLm2P"  # opaque, as the bot makes them
 
@@ -87,6 +98,7 @@ class Snapshot:
     result: dict[str, Any]  # the RunResult fields the card shows
     progress: dict[str, Any]  # the run's progress at ~75% of training
     alarm: dict[str, Any] | None  # the demo's drift alarm, if it raised one
+    canary: dict[str, Any] | None  # the demo's rolled-back canary and its approval, if any
     grid: Image.Image = field(compare=False)  # the run's sample grid, as the pipeline drew it
     loss: Image.Image = field(compare=False)  # its loss curve
 
@@ -137,6 +149,7 @@ def snapshot_from_state(state_dir: Path) -> Snapshot:
         },
         progress=_progress_at(events, 0.75),
         alarm=_last_alarm(state_dir),
+        canary=_rolled_back_canary(state_dir),
         grid=Image.open(result.artifacts["sample_grid"]).copy(),
         loss=Image.open(result.artifacts["loss_curve"]).copy(),
     )
@@ -181,9 +194,28 @@ def _last_alarm(state_dir: Path) -> dict[str, Any] | None:
     return alarm
 
 
+def _rolled_back_canary(state_dir: Path) -> dict[str, Any] | None:
+    """The newest canary the analysis rolled back, with its approval's decision."""
+    with sqlite3.connect(state_dir / "ganops.db") as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute(
+            "SELECT c.*, a.decided_by, a.decided_at, a.requested_by FROM canaries c"
+            " JOIN approvals a ON a.approval_id = c.canary_id"
+            " WHERE c.state = 'rolled_back' AND c.ended_by = 'ganops'"
+            " ORDER BY c.started_at DESC LIMIT 1"
+        ).fetchone()
+    if row is None:
+        return None
+    canary = dict(row)
+    for key in ("steps", "judgement"):
+        canary[key] = json.loads(canary[key]) if canary.get(key) else None
+    return canary
+
+
 def save_snapshot(snap: Snapshot, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    doc = {"run": snap.run, "result": snap.result, "progress": snap.progress, "alarm": snap.alarm}
+    doc = {"run": snap.run, "result": snap.result, "progress": snap.progress, "alarm": snap.alarm,
+           "canary": snap.canary}  # fmt: skip
     (folder / "run.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     save(snap.grid, folder / "sample_grid.png")
     save(snap.loss, folder / "loss_curve.png")
@@ -198,7 +230,8 @@ def load_snapshot(folder: Path) -> Snapshot:
         raise NoRealRun(
             f"no snapshot of a real run in {folder} ({Path(str(e.filename)).name})"
         ) from e
-    return Snapshot(doc["run"], doc["result"], doc["progress"], doc.get("alarm"), grid, loss)
+    return Snapshot(doc["run"], doc["result"], doc["progress"], doc.get("alarm"),
+                    doc.get("canary"), grid, loss)  # fmt: skip
 
 
 # --- the messages, from the real builders --------------------------------------------------
@@ -298,6 +331,39 @@ def alarm_message(snap: Snapshot) -> Message | None:
     return Message(blocks_to_dicts(alarm_card(view)), alarm_text(view), view.opened_at)
 
 
+def canary_messages(snap: Snapshot) -> tuple[Message, list[Message]] | None:
+    """The broken challenger's deploy card (decided) and its thread: the deploy result that
+    started the canary, the first step's post, the rollback with the stored analysis."""
+    c = snap.canary
+    if not c:
+        return None
+    steps = tuple(int(p) for p in c["steps"])
+    a = Approval(c["canary_id"], None, c["model"], c["version"], c["model_uri"], "deploy",
+                 c["requested_by"], "approved", c["started_at"], c["started_at"] + 86400,
+                 approvers=(c["decided_by"],), decided_by=c["decided_by"],
+                 decided_at=c["decided_at"])  # fmt: skip
+    card = deploy_request_card(c["model"], c["version"], c["stable_version"], c["requested_by"],
+                               c["canary_id"], note="It loads and answers /readyz like any model.")  # fmt: skip
+    started = DeployResult(True, c["model_uri"], c["version"], c["stable_version"], False, 0.0,
+                           f"canary at {steps[0]}% of the traffic", canary_percent=steps[0])  # fmt: skip
+    card_blocks = decided_card(blocks_to_dicts(card), a, started)
+    view = CanaryView(canary_id=c["canary_id"], model=c["model"], version=c["version"],
+                      stable_version=c["stable_version"], steps=steps, step=0, moment="step",
+                      next_at=c["started_at"] + 12, thresholds=threshold_lines(CanaryThresholds()))  # fmt: skip
+    ended = dataclasses.replace(view, moment="rolled_back", judgement=c["judgement"],
+                         reason=c["reason"], next_at=None)  # fmt: skip
+    thread = [
+        Message(
+            blocks_to_dicts(deploy_result_blocks(a, started)),
+            deploy_result_text(a, started),
+            c["started_at"],
+        ),
+        Message(blocks_to_dicts(canary_blocks(view)), canary_text(view), c["started_at"]),
+        Message(blocks_to_dicts(canary_blocks(ended)), canary_text(ended), c["ended_at"]),
+    ]
+    return Message(card_blocks, f"Deploy {c['model']} v{c['version']}?", c["started_at"]), thread
+
+
 def modal_payload() -> dict[str, Any]:
     view = retrain_modal(ModalOrigin(channel="C_OPS", trigger_id="t"))
     return dict(view.to_dict())
@@ -336,6 +402,11 @@ def payloads(snap: Snapshot) -> dict[str, Any]:
         if msg is not None:
             out[name] = {"blocks": msg.blocks, "text": msg.text}
     out["results-card.png"]["thread"] = metrics_reply(snap)
+    canary = canary_messages(snap)
+    if canary is not None:
+        card, thread = canary
+        out["canary-thread.png"] = {"blocks": card.blocks, "text": card.text,
+                                    "thread": [{"blocks": m.blocks, "text": m.text} for m in thread]}  # fmt: skip
     out["retrain-modal.png"] = modal_payload()
     out["app-home.png"] = home_payload(snap)
     return out
@@ -385,6 +456,20 @@ def render(snap: Snapshot) -> dict[str, Image.Image]:
         )
         pictures["drift-alarm.png"] = render_message(
             alarm.blocks, alarm.text, replies=[reply], time_label=clock(alarm.time)
+        )
+    canary = canary_messages(snap)
+    if canary is not None and snap.canary is not None:
+        card, thread = canary
+        judged = snap.canary["judgement"] or {}
+        chart = comparison_png(judged, f"{snap.canary['model']} v{snap.canary['version']} vs "
+                                      f"v{snap.canary['stable_version']}")  # fmt: skip
+        replies = [Reply(blocks=m.blocks, text=m.text, time_label=clock(m.time)) for m in thread]
+        if chart is not None:
+            replies.append(Reply(images={"Canary vs stable": Image.open(io.BytesIO(chart))},
+                                 time_label=clock(thread[-1].time)))  # fmt: skip
+        users = {**USERS, str(snap.canary["requested_by"]): "ops"}
+        pictures["canary-thread.png"] = render_message(
+            card.blocks, card.text, users=users, replies=replies, time_label=clock(card.time)
         )
     pictures["retrain-modal.png"] = render_modal(modal_payload())
     pictures["app-home.png"] = render_home(home_payload(snap), users=USERS)
