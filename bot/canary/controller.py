@@ -4,9 +4,10 @@
 `GANOPS_CANARY_STEPS` has more than one step, and records its row here. From then on this
 controller moves it, on the leader's `canary` job and on approvers' clicks:
 - every tick, the analysis compares the canary with the stable version over the step so far;
-  a failure rolls back at once (the stable version takes all the traffic, the `champion`
-  alias stays where it was, the channel is told why);
-- at the end of a step, a pass moves to the next share; the last share (100) is the
+  an error rate over its limit rolls back at once (the stable version takes all the
+  traffic, the `champion` alias stays where it was, the channel is told why);
+- at the end of a step, the whole step is judged: any failure (latency, drift, outputs too)
+  rolls back the same way, a pass moves to the next share; the last share (100) is the
   promotion, and only then does the `champion` alias move;
 - a step that ends without enough traffic for a verdict is held (told once) and judged again
   at the end of each further step, until the traffic comes or an approver decides;
@@ -107,10 +108,11 @@ class CanaryController:
             judgement = dict(self.analyse(c, max(now - c.step_started_at, 1.0)))
             with self.store.connect() as conn:
                 table.save_judgement(conn, c.canary_id, judgement)
-            if judgement.get("outcome") == "fail":
+            ended = now - c.step_started_at >= self.step_s
+            if judgement.get("outcome") == "fail" and (ended or _fails_hard(judgement)):
                 reason = "; ".join(judgement.get("reasons") or []) or "the analysis failed"
                 return self._roll_back(c, by=None, reason=reason, judgement=judgement)
-            if now - c.step_started_at < self.step_s:
+            if not ended:
                 return False
             if judgement.get("outcome") == "pass":
                 return self._advance(c, judgement, now)
@@ -313,6 +315,17 @@ class CanaryController:
 
     def running_for(self, model: str) -> bool:
         return bool(self.running(model))
+
+
+# Failing these rolls back at the tick that sees it: errors are users' requests failing now.
+# The other checks (latency, drift, outputs) are judged on the whole step: a p95 or a mean
+# over the first seconds of a cold canary is noise, not a verdict.
+HARD_CHECKS = frozenset({"GANOPS_CANARY_MAX_ERROR_RATE"})
+
+
+def _fails_hard(judgement: Mapping[str, Any]) -> bool:
+    rows = judgement.get("rows") or []
+    return any(r.get("ok") is False and r.get("setting") in HARD_CHECKS for r in rows)
 
 
 def start_row(a: Approval, *, steps: tuple[int, ...], stable: str | None, now: float) -> Canary:

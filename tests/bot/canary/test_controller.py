@@ -40,13 +40,15 @@ class Scripted:
 
     def __init__(self) -> None:
         self.outcome = "pass"
+        self.failing = "GANOPS_CANARY_MAX_ERROR_RATE"  # the check the failing row is for
         self.windows: list[float] = []
 
     def __call__(self, canary: Canary, window_s: float) -> Mapping[str, Any]:
         self.windows.append(window_s)
         reasons = ["error rate 12.0% vs 0.0% (GANOPS_CANARY_MAX_ERROR_RATE=1)"]
         rows = [{"metric": "error rate", "canary": "12.0%", "stable": "0.0%", "limit": "+1 pp",
-                 "ok": self.outcome != "fail", "canary_value": 0.12, "stable_value": 0.0}]  # fmt: skip
+                 "ok": self.outcome != "fail", "canary_value": 0.12, "stable_value": 0.0,
+                 "setting": self.failing}]  # fmt: skip
         return {"outcome": self.outcome, "reasons": reasons if self.outcome != "pass" else [],
                 "rows": rows}  # fmt: skip
 
@@ -159,6 +161,20 @@ def test_a_failed_analysis_rolls_back_at_once_keeps_the_alias_and_tells_the_chan
         (r.actor, r.action, r.outcome) for r in w.store.list_audit(limit=20, obj=a.approval_id)
     ]
     assert ("ganops", "canary", "rolled_back") in audit
+
+
+def test_a_slow_canary_is_judged_on_the_whole_step_then_rolled_back(w: World) -> None:
+    a = w.approve()
+    w.analysis.outcome, w.analysis.failing = "fail", "GANOPS_CANARY_MAX_LATENCY_RATIO"
+    w.later(30)
+    assert w.canaries.tick() == 0  # a cold canary's first seconds of p95 are not a verdict
+    c = w.canaries.get(a.approval_id)
+    assert c is not None
+    assert c.state == "running"
+    w.later(STEP_S)
+    assert w.canaries.tick() == 1
+    assert w.deployer.canary("cut") is None
+    assert w.champion() == "1"
 
 
 def test_a_step_without_traffic_is_held_told_once_then_moves_when_traffic_comes(w: World) -> None:
