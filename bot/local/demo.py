@@ -329,8 +329,14 @@ class DemoStages:
                 if time.monotonic() > deadline:
                     raise DemoError(f"the canary {approval_id} did not end in time")
                 time.sleep(0.5)
-        self.shell.wait_idle(30.0)
         assert c is not None
+        # The row ends first and the post follows it: wait for the post before narrating.
+        told = f"Canary {c.model} v{c.version} {c.state.replace('_', ' ')}"
+        until = time.monotonic() + 30.0
+        while time.monotonic() < until and not any(
+            str(m.get("text", "")).startswith(told) for m in self.shell.slack.messages()
+        ):
+            time.sleep(0.2)
         self.say(f"canary {c.state.replace('_', ' ')} after {pump.sent} requests "
                  f"({pump.failed} failed)")  # fmt: skip
         if c.state != expect:
