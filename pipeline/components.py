@@ -114,7 +114,8 @@ def train(
     loss_curve: Output[Artifact],
     node_pods: str = "",
 ) -> str:
-    """Train the GAN (under torchrun with gpus > 1); resume from the artifact's checkpoints."""
+    """Train the GAN (under torchrun with gpus > 1); resume from the durable checkpoints. The
+    Model artifact holds the bundle only."""
     from ganops.pipeline.params import params_from_arguments
     from ganops.pipeline.steps import train as train_step
     from ganops.pipeline.steps.fastexit import exit_fast_when_done
