@@ -61,6 +61,7 @@ bench: setup prometheus
 images:
 	docker build --target bot -t $(REGISTRY)/ganops-bot:$(TAG) .
 	docker build --target trainer -t $(REGISTRY)/ganops-trainer:$(TAG) .
+	docker build --target steps -t $(REGISTRY)/ganops-steps:$(TAG) .
 	@echo "overlay images: newTag: $(TAG)"
 
 # The pins the images install with, from this venv (all extras).

@@ -28,6 +28,9 @@ class ClusterSettings:
     # pipeline pod, so a path URI works on Kubeflow too.
     artifact_pvc: str | None = None
     checkpoint_minutes: float = 10.0
+    # GANOPS_STEPS_IMAGE: the Dockerfile's `steps` target (no torch) for the steps that load no
+    # network; None: every step pulls the trainer image.
+    steps_image: str | None = None
     # Delete a request's durable folder once nothing in it changed for this many days
     # (GANOPS_CHECKPOINT_KEEP_DAYS; None: keep everything, e.g. left to a bucket lifecycle).
     checkpoint_keep_days: float | None = None
@@ -52,6 +55,7 @@ def load_cluster_settings(env: Mapping[str, str]) -> ClusterSettings:
     return ClusterSettings(
         artifact_uri=_uri(env, "GANOPS_ARTIFACT_URI"),
         artifact_pvc=_k8s_name(env, "GANOPS_ARTIFACT_PVC"),
+        steps_image=_image_ref(env, "GANOPS_STEPS_IMAGE"),
         checkpoint_minutes=_minutes(env, "GANOPS_CHECKPOINT_MINUTES", 10.0),
         checkpoint_keep_days=_days(env, "GANOPS_CHECKPOINT_KEEP_DAYS"),
         data_secret=_k8s_name(env, "GANOPS_DATA_SECRET"),
@@ -88,6 +92,13 @@ def _uri(env: Mapping[str, str], name: str) -> str | None:
             f"{name}={value!r} must be a URL (s3://bucket/prefix) or an absolute path"
         )
     return value.rstrip("/")
+
+
+def _image_ref(env: Mapping[str, str], name: str) -> str | None:
+    value = _get(env, name)
+    if value is not None and (any(c.isspace() for c in value) or "://" in value):
+        raise ConfigError(f"{name}={value!r} is not an image reference (repo/name:tag)")
+    return value
 
 
 def _minutes(env: Mapping[str, str], name: str, default: float) -> float:

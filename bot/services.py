@@ -213,6 +213,7 @@ def cluster_placement(settings: Settings) -> Placement:
         data_secret=cluster.data_secret,
         # check_artifact_uri made the URI an absolute path whenever a claim is set.
         artifact_pvc=(pvc, cluster.artifact_uri or "") if pvc else None,
+        steps_image=cluster.steps_image,
     )
 
 

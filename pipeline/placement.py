@@ -63,6 +63,9 @@ class Placement:
     data_secret: str | None = None  # GANOPS_DATA_SECRET: env of every task
     # (claim, mount path): GANOPS_ARTIFACT_PVC mounted at GANOPS_ARTIFACT_URI in every task.
     artifact_pvc: tuple[str, str] | None = None
+    # GANOPS_STEPS_IMAGE: the slim image (no torch) of the steps that load no network
+    # (components.SLIM_STEPS); None: every step on the trainer image.
+    steps_image: str | None = None
 
 
 DEFAULT_PLACEMENT = Placement()

@@ -54,6 +54,7 @@ def images(docs: list[dict[str, Any]]) -> dict[str, str]:
         d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ganops-bot-config"
     ]
     found["GANOPS_IMAGE"] = config["data"]["GANOPS_IMAGE"]
+    found["GANOPS_STEPS_IMAGE"] = config["data"]["GANOPS_STEPS_IMAGE"]
     return found
 
 
@@ -73,6 +74,7 @@ def test_the_pipeline_serves_and_bots_one_build(overlay: str) -> None:
     assert found["GANOPS_IMAGE"] == served
     tag = served.rsplit(":", 1)[1]
     assert found["Deployment/ganops-bot/bot"] == f"ghcr.io/example/ganops-bot:{tag}"
+    assert found["GANOPS_STEPS_IMAGE"] == f"ghcr.io/example/ganops-steps:{tag}"
     # Nothing else runs a ganops image under another tag.
     assert {v.rsplit(":", 1)[1] for v in found.values()} == {tag}
 
@@ -96,6 +98,7 @@ def test_changing_the_one_tag_changes_every_image(tmp_path: Path, overlay: str) 
     found = images(render(root, overlay))
     assert found["GANOPS_IMAGE"] == "ghcr.io/example/ganops-trainer:9.9.9-abc1234"
     assert found["Deployment/ganops-bot/bot"] == "ghcr.io/example/ganops-bot:9.9.9-abc1234"
+    assert found["GANOPS_STEPS_IMAGE"] == "ghcr.io/example/ganops-steps:9.9.9-abc1234"
     assert {v.rsplit(":", 1)[1] for v in found.values()} == {"9.9.9-abc1234"}
 
 
@@ -151,5 +154,8 @@ def test_make_images_tags_with_the_version_and_the_commit() -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    tags = set(re.findall(r"-t \S+/ganops-(?:bot|trainer):(\S+)", out))
-    assert tags == {f"{version}-{commit}"}
+    built = re.findall(r"--target (\S+) -t \S+/ganops-(\S+):(\S+)", out)
+    assert {(target, name) for target, name, _ in built} == {
+        ("bot", "bot"), ("trainer", "trainer"), ("steps", "steps")
+    }  # fmt: skip
+    assert {tag for *_, tag in built} == {f"{version}-{commit}"}

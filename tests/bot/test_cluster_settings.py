@@ -118,3 +118,14 @@ def test_a_claim_is_a_kubernetes_name(tmp_path: Path) -> None:
            "GANOPS_ARTIFACT_PVC": "Not_A_Name"}  # fmt: skip
     with pytest.raises(ConfigError, match="GANOPS_ARTIFACT_PVC='Not_A_Name' is not a Kubernetes"):
         load_settings(env)
+
+
+def test_a_steps_image_reaches_the_placement(tmp_path: Path) -> None:
+    env = {"GANOPS_STATE_DIR": str(tmp_path), "GANOPS_STEPS_IMAGE": "reg/ganops-steps:1",
+           "KFP_HOST": "http://ml-pipeline.kubeflow:8888"}  # fmt: skip
+    placement = _launcher_options(load_settings(env))["placement"]
+    assert isinstance(placement, Placement)
+    assert placement.steps_image == "reg/ganops-steps:1"
+    assert load_settings({"GANOPS_STATE_DIR": str(tmp_path)}).cluster.steps_image is None
+    with pytest.raises(ConfigError, match="GANOPS_STEPS_IMAGE='reg/a b' is not an image"):
+        load_settings({**env, "GANOPS_STEPS_IMAGE": "reg/a b"})
