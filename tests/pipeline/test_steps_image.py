@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
-from ganops.pipeline import components
+from ganops.pipeline import captured, components
 from ganops.pipeline.ct_pipeline import compile_pipeline
 from ganops.pipeline.placement import Placement
+from ganops.pipeline.steps import data as steps_data
 
 IMAGE, STEPS = "reg/ganops-trainer:1", "reg/ganops-steps:1"
 EXECUTOR = {
@@ -46,7 +47,7 @@ def test_without_a_steps_image_every_step_runs_the_trainer_image(tmp_path: Path)
 
 
 def _body_imports(func: Any) -> list[str]:
-    """The modules a component's body imports (KFP runs the body alone, so all are there)."""
+    """The modules a component's body (or a module, with its functions') imports."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
     found = []
     for node in ast.walk(tree):
@@ -60,7 +61,8 @@ def _body_imports(func: Any) -> list[str]:
 # Run with torch unimportable: the slim steps' imports, then ingest and validate for real.
 NO_TORCH = """
 import importlib, json, sys
-sys.modules["torch"] = None  # any `import torch` now raises ImportError
+for absent in ("torch", "torchvision", "scipy"):  # the [trainer] extra, not in the slim image
+    sys.modules[absent] = None  # an import of it now raises ImportError
 modules, out = json.loads(sys.argv[1]), sys.argv[2]
 for name in modules:
     try:
@@ -78,9 +80,10 @@ print(digest, "torch" in sys.modules and sys.modules["torch"] is not None)
 
 
 def test_the_slim_steps_import_and_run_without_torch(tmp_path: Path) -> None:
-    modules = sorted(
-        {m for name in components.SLIM_STEPS for m in _body_imports(getattr(components, name))}
-    )
+    bodies = [getattr(components, name) for name in components.SLIM_STEPS]
+    # ...and what ingest imports when it runs: the data step's and a drift retrain's helpers.
+    bodies += [steps_data, captured]
+    modules = sorted({m for body in bodies for m in _body_imports(body)})
     assert "ganops.pipeline.steps.data" in modules
     assert "ganops.pipeline.steps.finish" in modules
     done = subprocess.run([sys.executable, "-c", NO_TORCH, json.dumps(modules), str(tmp_path)],
