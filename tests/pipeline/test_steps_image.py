@@ -101,3 +101,18 @@ def test_the_check_catches_a_step_that_needs_torch(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode != 0
     assert "torch" in done.stderr
+
+
+def test_the_steps_target_installs_no_torch() -> None:
+    import tomllib
+
+    from tests.test_dockerfile import DOCKERFILE, stage
+
+    root = DOCKERFILE.parent
+    runs = [rest for word, rest in stage(DOCKERFILE.read_text(), "steps") if word == "RUN"]
+    [install] = [run for run in runs if "pip install" in run]
+    assert "[steps]" in install
+    assert "[trainer]" not in install
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["steps"]
+    assert not [r for r in wanted if r.split("[")[0].startswith(("torch", "scipy"))]
