@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
 # Two images from one file:
 #   docker build --target bot     -t REGISTRY/ganops-bot:TAG .      (Slack bot: no torch)
-#   docker build --target trainer -t REGISTRY/ganops-trainer:TAG .  (pipeline steps, serving)
+#   docker build --target trainer -t REGISTRY/ganops-trainer:TAG .  (training steps, serving)
+#   docker build --target steps   -t REGISTRY/ganops-steps:TAG .    (the other steps: no torch)
 # Base images are pinned by tag and digest-free on purpose only where noted; bump them together.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
@@ -33,6 +34,20 @@ WORKDIR /home/ganops
 EXPOSE 3000 8081
 ENTRYPOINT ["ganops", "bot"]
 CMD ["--health-port", "8081"]
+
+# ---- steps: the pipeline steps that load no network; no torch -------------------------
+# ingest, validate, the gate and finalize (pipeline/components.py SLIM_STEPS), set with
+# GANOPS_STEPS_IMAGE: a small pull instead of the multi-GB CUDA wheels. The [steps] extra adds
+# the object-store filesystems ingest reads data with. KFP gives the command; no entrypoint.
+FROM ${PYTHON_IMAGE} AS steps
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN useradd --create-home --uid 10001 ganops
+COPY constraints.txt /tmp/constraints.txt
+COPY --from=wheels /wheels /wheels
+RUN pip install -c /tmp/constraints.txt "$(ls /wheels/*.whl)[steps]" \
+    && rm -rf /wheels /tmp/constraints.txt
+USER 10001
+WORKDIR /home/ganops
 
 # ---- trainer: torch + CUDA; runs the pipeline steps and the model server --------------
 # A slim Python base: PyPI's torch wheels bring their own CUDA and cuDNN (the nvidia-* wheels),

@@ -12,7 +12,9 @@ TEST_WORKERS ?= 2
 .PHONY: setup prometheus postgresql demo test test-all test-fast lint bench clean images constraints
 
 REGISTRY ?= ghcr.io/example
-TAG ?= $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
+VERSION := $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
+# <version>-<commit>: a tag names one build, so what is deployed can be traced to its source.
+TAG ?= $(VERSION)-$(shell git rev-parse --short HEAD)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,11 +55,14 @@ lint: setup
 bench: setup prometheus
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# Both images from the one Dockerfile, tagged for REGISTRY (push them yourself; set the same
-# tag in GANOPS_IMAGE and the overlay's images:).
+# Both images from the one Dockerfile, tagged <version>-<commit> for REGISTRY (push them
+# yourself). Put the tag in the overlay's one images: entry; its replacements carry it to the
+# bot's image and GANOPS_IMAGE (docs/cluster.md).
 images:
 	docker build --target bot -t $(REGISTRY)/ganops-bot:$(TAG) .
 	docker build --target trainer -t $(REGISTRY)/ganops-trainer:$(TAG) .
+	docker build --target steps -t $(REGISTRY)/ganops-steps:$(TAG) .
+	@echo "overlay images: newTag: $(TAG)"
 
 # The pins the images install with, from this venv (all extras).
 constraints: setup

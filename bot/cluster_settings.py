@@ -24,7 +24,13 @@ _SCHEME_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 class ClusterSettings:
     # Durable checkpoints and MLflow run ids, keyed by request: s3://…, gs://…, a PVC path.
     artifact_uri: str | None = None
+    # GANOPS_ARTIFACT_PVC: a claim mounted at GANOPS_ARTIFACT_URI (then a path) in every
+    # pipeline pod, so a path URI works on Kubeflow too.
+    artifact_pvc: str | None = None
     checkpoint_minutes: float = 10.0
+    # GANOPS_STEPS_IMAGE: the Dockerfile's `steps` target (no torch) for the steps that load no
+    # network; None: every step pulls the trainer image.
+    steps_image: str | None = None
     # Delete a request's durable folder once nothing in it changed for this many days
     # (GANOPS_CHECKPOINT_KEEP_DAYS; None: keep everything, e.g. left to a bucket lifecycle).
     checkpoint_keep_days: float | None = None
@@ -48,6 +54,8 @@ def load_cluster_settings(env: Mapping[str, str]) -> ClusterSettings:
     token = _get(env, "KF_PIPELINES_SA_TOKEN_PATH")
     return ClusterSettings(
         artifact_uri=_uri(env, "GANOPS_ARTIFACT_URI"),
+        artifact_pvc=_k8s_name(env, "GANOPS_ARTIFACT_PVC"),
+        steps_image=_image_ref(env, "GANOPS_STEPS_IMAGE"),
         checkpoint_minutes=_minutes(env, "GANOPS_CHECKPOINT_MINUTES", 10.0),
         checkpoint_keep_days=_days(env, "GANOPS_CHECKPOINT_KEEP_DAYS"),
         data_secret=_k8s_name(env, "GANOPS_DATA_SECRET"),
@@ -86,6 +94,13 @@ def _uri(env: Mapping[str, str], name: str) -> str | None:
     return value.rstrip("/")
 
 
+def _image_ref(env: Mapping[str, str], name: str) -> str | None:
+    value = _get(env, name)
+    if value is not None and (any(c.isspace() for c in value) or "://" in value):
+        raise ConfigError(f"{name}={value!r} is not an image reference (repo/name:tag)")
+    return value
+
+
 def _minutes(env: Mapping[str, str], name: str, default: float) -> float:
     raw = _get(env, name)
     if raw is None:
@@ -114,13 +129,19 @@ def _days(env: Mapping[str, str], name: str) -> float | None:
 
 def check_artifact_uri(cluster: ClusterSettings, *, kfp_host: str | None) -> None:
     """On Kubeflow, a path artifact URI would be each pod's own disk: checkpoints would die
-    with the pod they were meant to outlive. Raises ConfigError there."""
-    uri = cluster.artifact_uri
-    if kfp_host and uri and (uri.startswith("/") or uri.startswith("file://")):
+    with the pod they were meant to outlive. It is accepted with GANOPS_ARTIFACT_PVC, the
+    claim mounted there. Raises ConfigError otherwise, naming the setting to change."""
+    uri, pvc = cluster.artifact_uri, cluster.artifact_pvc
+    if pvc and not (uri and uri.startswith("/")):
+        raise ConfigError(
+            f"GANOPS_ARTIFACT_PVC={pvc!r} needs GANOPS_ARTIFACT_URI to be the absolute path "
+            f"to mount it at (e.g. /mnt/ganops), not {uri or 'unset'}"
+        )
+    if kfp_host and uri and not pvc and (uri.startswith("/") or uri.startswith("file://")):
         raise ConfigError(
             f"GANOPS_ARTIFACT_URI={uri!r} is a path, but with KFP_HOST the pipeline's pods "
-            "do not share this disk (and mount no volume there): use object storage "
-            "(s3://bucket/prefix, gs://bucket/prefix)"
+            "do not share this disk: set GANOPS_ARTIFACT_PVC to a claim to mount there, or use "
+            "object storage (s3://bucket/prefix, gs://bucket/prefix)"
         )
 
 

@@ -207,7 +207,14 @@ def cluster_placement(settings: Settings) -> Placement:
     """Where the pipeline's tasks run, from the cluster settings (`ganops pipeline compile`
     bakes the same into the YAML for the UI)."""
     cluster = settings.cluster
-    return Placement(gpu_node_selector=cluster.gpu_node_selector, data_secret=cluster.data_secret)
+    pvc = cluster.artifact_pvc
+    return Placement(
+        gpu_node_selector=cluster.gpu_node_selector,
+        data_secret=cluster.data_secret,
+        # check_artifact_uri made the URI an absolute path whenever a claim is set.
+        artifact_pvc=(pvc, cluster.artifact_uri or "") if pvc else None,
+        steps_image=cluster.steps_image,
+    )
 
 
 def kube_target(settings: Settings) -> KubeTarget | KServeTarget | None:

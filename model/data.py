@@ -8,7 +8,6 @@ Images are tensors in [-1, 1], CHW. The synthetic generator and the validator li
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ganops.model.digest import dataset_digest
 from ganops.model.synthetic import DriftKnobs, apply_knobs, make_synthetic
 from ganops.model.validation import IMAGE_EXTENSIONS, ValidationReport, validate_dataset
 
@@ -149,20 +149,3 @@ class UnpairedImageDataset(Dataset[dict[str, Any]]):
             "A_path": str(path_a),
             "B_path": str(path_b),
         }
-
-
-def dataset_digest(path: str | Path) -> str:
-    """ "sha256:<hex>" over every non-hidden file's relative name and bytes, in sorted order."""
-    root = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
-    for file in files:
-        name = file.relative_to(root).as_posix().encode()
-        data = file.read_bytes()
-        digest.update(len(name).to_bytes(8, "big") + name + len(data).to_bytes(8, "big"))
-        digest.update(data)
-    return "sha256:" + digest.hexdigest()

@@ -34,6 +34,7 @@ import numpy as np
 
 from ganops.model.drift_stats import DriftScore, KernelReference, calibrate
 from ganops.model.features import FEATURE_NAMES, image_features
+from ganops.model.serving.capture import CAPTURED_DIR
 
 __all__ = [
     "CAPTURED_DIR",
@@ -45,9 +46,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-# A drift retrain's snapshot keeps the captured inputs it trains on (also in trainA/) here too:
-# the reference is fitted on them, since they are what the new version will serve.
-CAPTURED_DIR = "capturedA"
 
 
 @dataclass(frozen=True)

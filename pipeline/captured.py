@@ -72,8 +72,7 @@ def add_captured(out: Path, specs: list[CapturedSpec], *, seed: int) -> dict[str
     """
     import numpy as np
 
-    from ganops.model.drift import CAPTURED_DIR
-    from ganops.model.serving.capture import list_captured
+    from ganops.model.serving.capture import CAPTURED_DIR, list_captured
 
     found = [
         [(s, c) for c in list_captured(s.uri, model=s.model, version=s.version)] for s in specs

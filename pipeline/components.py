@@ -114,7 +114,8 @@ def train(
     loss_curve: Output[Artifact],
     node_pods: str = "",
 ) -> str:
-    """Train the GAN (under torchrun with gpus > 1); resume from the artifact's checkpoints."""
+    """Train the GAN (under torchrun with gpus > 1); resume from the durable checkpoints. The
+    Model artifact holds the bundle only."""
     from ganops.pipeline.params import params_from_arguments
     from ganops.pipeline.steps import train as train_step
     from ganops.pipeline.steps.fastexit import exit_fast_when_done
@@ -318,20 +319,28 @@ class Components:
     finalize: PythonComponent
 
 
-def make_components(image: str) -> Components:
-    """Every step as a component on `image`, which must have ganops (and kfp) installed."""
+# The steps that never load a network: they run on the slim `steps` image (no torch) when
+# one is given. train, evaluate and register load or log the generator, so they need torch.
+SLIM_STEPS = ("ingest", "validate", "gate_pass", "gate_reject", "finalize")
 
-    def wrap(func: object) -> PythonComponent:
+
+def make_components(image: str, steps_image: str | None = None) -> Components:
+    """Every step as a component on `image` (the trainer image), but SLIM_STEPS on
+    `steps_image` when set; both must have ganops (and kfp) installed."""
+
+    def wrap(func: object, name: str) -> PythonComponent:
+        base = steps_image if steps_image and name in SLIM_STEPS else image
         # kfp itself comes with ganops in the image: no pip install at task start.
-        return dsl.component(func=func, base_image=image, install_kfp_package=False)
+        return dsl.component(func=func, base_image=base, install_kfp_package=False)
 
-    return Components(
-        ingest=wrap(ingest),
-        validate=wrap(validate),
-        train=wrap(train),
-        evaluate=wrap(evaluate),
-        register=wrap(register),
-        gate_pass=wrap(gate_pass),
-        gate_reject=wrap(gate_reject),
-        finalize=wrap(finalize),
-    )
+    steps = {
+        "ingest": ingest,
+        "validate": validate,
+        "train": train,
+        "evaluate": evaluate,
+        "register": register,
+        "gate_pass": gate_pass,
+        "gate_reject": gate_reject,
+        "finalize": finalize,
+    }
+    return Components(**{name: wrap(func, name) for name, func in steps.items()})

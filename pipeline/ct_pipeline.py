@@ -40,8 +40,9 @@ _D = RunParams()
 
 
 def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> GraphComponent:
-    """The CT pipeline with every step running on `image` (the trainer image)."""
-    c = make_components(image)
+    """The CT pipeline on `image` (the trainer image); the steps that load no network on
+    `placement.steps_image` when set."""
+    c = make_components(image, placement.steps_image)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Continuous training of the ganops GAN")
     def ct_pipeline(

@@ -225,7 +225,7 @@ class RunStorage:
     """What a run gets from settings: where it keeps what must outlive its pods (keyed by the
     request), and where its data may come from."""
 
-    artifact_uri: str = ""  # GANOPS_ARTIFACT_URI ("": checkpoints stay on the task's output)
+    artifact_uri: str = ""  # GANOPS_ARTIFACT_URI ("": checkpoints stay in the task's own folder)
     request_id: str = ""
     checkpoint_minutes: float = 10.0  # GANOPS_CHECKPOINT_MINUTES
     data_allow: tuple[str, ...] = ()  # GANOPS_DATA_ALLOW, checked again by the ingest step

@@ -61,6 +61,11 @@ class Placement:
     shm_size: str | None = "16Gi"
     gpu_node_selector: tuple[str, str] | None = None  # GANOPS_GPU_NODE_SELECTOR
     data_secret: str | None = None  # GANOPS_DATA_SECRET: env of every task
+    # (claim, mount path): GANOPS_ARTIFACT_PVC mounted at GANOPS_ARTIFACT_URI in every task.
+    artifact_pvc: tuple[str, str] | None = None
+    # GANOPS_STEPS_IMAGE: the slim image (no torch) of the steps that load no network
+    # (components.SLIM_STEPS); None: every step on the trainer image.
+    steps_image: str | None = None
 
 
 DEFAULT_PLACEMENT = Placement()
@@ -111,11 +116,14 @@ def place_light(task: PipelineTask, placement: Placement = DEFAULT_PLACEMENT) ->
 def _credentials(task: PipelineTask, placement: Placement) -> None:
     # Every task: ingest reads the data, train writes checkpoints, and the MLflow steps may
     # write artifacts to the same store. The values never pass through the bot.
-    if placement.data_secret:
-        from kfp import kubernetes
+    from kfp import kubernetes
 
+    if placement.data_secret:
         keys = {key: key for key in DATA_SECRET_KEYS}
         kubernetes.use_secret_as_env(task, placement.data_secret, keys, optional=True)
+    if placement.artifact_pvc:
+        claim, path = placement.artifact_pvc
+        kubernetes.mount_pvc(task, pvc_name=claim, mount_path=path)
 
 
 def node_pods(placement: Placement) -> str:

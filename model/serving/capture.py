@@ -29,6 +29,10 @@ import numpy as np
 log = logging.getLogger("ganops.capture")
 
 PRUNE_EVERY_S = 3600.0
+# A drift retrain's snapshot keeps the captured inputs it trains on (also in trainA/) here too:
+# the drift reference is fitted on them, since they are what the new version will serve. Here,
+# not in model.drift (scipy), so the ingest step needs neither scipy nor torch.
+CAPTURED_DIR = "capturedA"
 _NAME = re.compile(r"^(\d{13})-[0-9a-f]{8}\.png$")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -207,6 +211,7 @@ def make_sink(config: CaptureConfig, *, model: str, version: str) -> CaptureSink
 
 
 __all__ = [
+    "CAPTURED_DIR",
     "CaptureConfig",
     "CaptureSink",
     "Captured",

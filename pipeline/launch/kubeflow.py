@@ -22,6 +22,7 @@ from ganops.pipeline.launch.runstore import RunRow, RunStore, claim_request, row
 from ganops.pipeline.params import validate_params
 from ganops.pipeline.placement import DEFAULT_PLACEMENT, Placement
 from ganops.pipeline.ports import (
+    InvalidParamsError,
     LaunchResult,
     RunParams,
     RunState,
@@ -149,6 +150,12 @@ class KubeflowLauncher:
 
     def launch(self, params: RunParams, request_id: str) -> LaunchResult:
         params = validate_params(params)
+        if params.nodes > 1 and self.artifact_uri.startswith(("/", "file://")):
+            # GANOPS_ARTIFACT_PVC is mounted in the pipeline's pods, not the TrainJob's nodes.
+            raise InvalidParamsError(
+                f"nodes={params.nodes} needs GANOPS_ARTIFACT_URI in object storage (s3://, "
+                "gs://): the TrainJob's nodes do not mount GANOPS_ARTIFACT_PVC"
+            )
         self._refresh_active(params.model)
         row, created = claim_request(
             self.store,

@@ -61,7 +61,7 @@ def ingest(
     `resolver`: host -> addresses (tests inject one; the system's by default).
     """
     with step_scope(events_dir, "ingest") as facts:
-        from ganops.model.data import dataset_digest
+        from ganops.model.digest import dataset_digest
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

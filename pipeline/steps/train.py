@@ -1,10 +1,13 @@
 """The train step: `model.train.train` on the ingested data, with progress for the launcher.
 
 With gpus > 1 the step re-runs itself under torchrun (`python -m ganops.pipeline.steps.train --job
-FILE`), one process per GPU; rank 0 reports. Checkpoints go to the step's Model artifact and,
-when the run has an artifact URI, to `<artifact_uri>/<request id>/` with the MLflow run id:
-on Kubeflow a retried pod starts with empty output folders (and a killed pod uploads
-nothing), so the durable copy is what lets it resume at the step reached, in the same run.
+FILE`), one process per GPU; rank 0 reports. The trainer works in a folder beside the Model
+artifact (`training_dir`), and checkpoints are kept, when the run has an artifact URI, at
+`<artifact_uri>/<request id>/` with the MLflow run id: on Kubeflow a retried pod starts with
+empty output folders (and a killed pod uploads nothing), so the durable copy is what lets it
+resume at the step reached, in the same run. The Model artifact gets only the bundle
+(generator, bundle.json, drift reference): a checkpoint there would be a third copy, uploaded
+to the pipeline root with every run.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ def run_train_step(
     Durable state is keyed by `request_id` (the KFP run id for runs started elsewhere).
     """
     with step_scope(events_dir, "train") as facts:
+        work = training_dir(model_dir)
         tags = {
             "data_digest": data_digest,
             "image": image,
@@ -96,7 +100,7 @@ def run_train_step(
         job = TrainJob(
             params.as_dict(),
             data_dir,
-            model_dir,
+            str(work),
             loss_curve_path,
             mlflow_uri,
             events_dir,
@@ -113,8 +117,31 @@ def run_train_step(
             )
         else:
             result = _torchrun(job, params.gpus) if params.gpus > 1 else train_job(job)
+        publish_bundle(work, Path(model_dir), durable=bool(job.durable_dir))
         facts.update(result)
         return str(result.get("mlflow_run_id") or "")
+
+
+def training_dir(model_dir: str) -> Path:
+    """The trainer's folder (checkpoints/, mlflow_run.json, bundle/), beside the Model
+    artifact's folder so that KFP never uploads it. It is the same for every torchrun rank, and
+    a retry in the same folders (a local run) finds its checkpoint there."""
+    model = Path(model_dir)
+    return model.with_name(f"{model.name}.training")
+
+
+def publish_bundle(work: Path, model_dir: Path, *, durable: bool) -> None:
+    """Copy the bundle, and only the bundle, into the Model artifact. With a durable store the
+    trainer's folder is dropped: the store's checkpoints are the ones a retry resumes from."""
+    import shutil
+
+    target = model_dir / "bundle"
+    if target.exists():
+        shutil.rmtree(target)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(work / "bundle", target)
+    if durable:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:

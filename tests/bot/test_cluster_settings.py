@@ -81,5 +81,51 @@ def test_checkpoint_retention_is_days_and_off_by_default(tmp_path: Path) -> None
 def test_a_path_artifact_uri_is_refused_on_kubeflow_only(uri: str, tmp_path: Path) -> None:
     env = {"GANOPS_STATE_DIR": str(tmp_path), "GANOPS_ARTIFACT_URI": uri}
     assert load_settings(env).cluster.artifact_uri == uri  # local runs: this machine's disk
-    with pytest.raises(ConfigError, match="is a path, but with KFP_HOST the pipeline's pods"):
+    with pytest.raises(ConfigError, match="is a path, but with KFP_HOST the pipeline's pods") as e:
         load_settings({**env, "KFP_HOST": "http://ml-pipeline.kubeflow:8888"})
+    assert "set GANOPS_ARTIFACT_PVC" in str(e.value)  # the way to keep the path
+
+
+def test_a_path_artifact_uri_with_a_claim_is_mounted_on_kubeflow(tmp_path: Path) -> None:
+    env = {
+        "GANOPS_STATE_DIR": str(tmp_path),
+        "KFP_HOST": "http://ml-pipeline.kubeflow:8888",
+        "GANOPS_ARTIFACT_URI": "/mnt/ganops/",
+        "GANOPS_ARTIFACT_PVC": "ganops-ckpt",
+    }
+    settings = load_settings(env)
+    assert (settings.cluster.artifact_uri, settings.cluster.artifact_pvc) == (
+        "/mnt/ganops",
+        "ganops-ckpt",
+    )
+    placement = _launcher_options(settings)["placement"]
+    assert isinstance(placement, Placement)
+    assert placement.artifact_pvc == ("ganops-ckpt", "/mnt/ganops")
+
+
+@pytest.mark.parametrize("uri", ["s3://ganops/ckpt", "file:///mnt/ganops", ""])
+def test_a_claim_needs_a_path_to_mount_at(uri: str, tmp_path: Path) -> None:
+    env = {"GANOPS_STATE_DIR": str(tmp_path), "GANOPS_ARTIFACT_URI": uri,
+           "GANOPS_ARTIFACT_PVC": "ganops-ckpt"}  # fmt: skip
+    with pytest.raises(
+        ConfigError, match="GANOPS_ARTIFACT_PVC='ganops-ckpt' needs GANOPS_ARTIFACT_URI"
+    ):
+        load_settings(env)
+
+
+def test_a_claim_is_a_kubernetes_name(tmp_path: Path) -> None:
+    env = {"GANOPS_STATE_DIR": str(tmp_path), "GANOPS_ARTIFACT_URI": "/mnt/g",
+           "GANOPS_ARTIFACT_PVC": "Not_A_Name"}  # fmt: skip
+    with pytest.raises(ConfigError, match="GANOPS_ARTIFACT_PVC='Not_A_Name' is not a Kubernetes"):
+        load_settings(env)
+
+
+def test_a_steps_image_reaches_the_placement(tmp_path: Path) -> None:
+    env = {"GANOPS_STATE_DIR": str(tmp_path), "GANOPS_STEPS_IMAGE": "reg/ganops-steps:1",
+           "KFP_HOST": "http://ml-pipeline.kubeflow:8888"}  # fmt: skip
+    placement = _launcher_options(load_settings(env))["placement"]
+    assert isinstance(placement, Placement)
+    assert placement.steps_image == "reg/ganops-steps:1"
+    assert load_settings({"GANOPS_STATE_DIR": str(tmp_path)}).cluster.steps_image is None
+    with pytest.raises(ConfigError, match="GANOPS_STEPS_IMAGE='reg/a b' is not an image"):
+        load_settings({**env, "GANOPS_STEPS_IMAGE": "reg/a b"})
