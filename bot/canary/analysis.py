@@ -121,6 +121,12 @@ def _latency(c: VersionStats, s: VersionStats | None, t: CanaryThresholds) -> _C
         row = CanaryRow("p95 latency", _ms(c.p95_latency_s), shown, limit, None, setting)
         whose = f"v{c.version}" if c.p95_latency_s is None else "the stable version"
         return _Check(row, f"no p95 latency for {whose}: latency not compared")
+    fewest = min(c.requests, s.requests if s is not None else 0.0)
+    if fewest < t.latency_min_requests:
+        limit = f"≤ {t.max_latency_ratio:g}× stable"
+        row = CanaryRow("p95 latency", _ms(c.p95_latency_s), shown, limit, None, setting)
+        return _Check(row, f"{fewest:.0f} requests are too few for a p95 (at least "
+                           f"{t.latency_min_requests}): latency not compared yet")  # fmt: skip
     limit_s = max(t.max_latency_ratio * stable_p95, stable_p95 + t.latency_slack_s)
     ok = c.p95_latency_s <= limit_s + EPS
     row = CanaryRow("p95 latency", _ms(c.p95_latency_s), shown, f"≤ {_ms(limit_s)}", ok, setting)

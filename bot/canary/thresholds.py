@@ -28,6 +28,10 @@ class CanaryThresholds:
     output_floor: float = 0.05
     # Fewer canary requests than this in the window: inconclusive, nothing is judged.
     min_requests: int = 20
+    # A p95 needs this many requests on each side to be one: from fewer it is the slowest
+    # request or two, i.e. a new process's cold start (seen in the demo: 148 ms vs 22 ms over
+    # a first step of ~30 requests, 1.0x at the next step). Fewer: latency is a note.
+    latency_min_requests: int = 50
 
 
 def load_canary_thresholds(env: Mapping[str, str]) -> CanaryThresholds:

@@ -20,7 +20,7 @@ STABLE = VersionStats(
     drift_score=0.3,
     output_means=OUTPUTS,
 )
-CANARY = replace(STABLE, version="3", requests=40, errors=0.8)
+CANARY = replace(STABLE, version="3", requests=60, errors=1.2)
 
 
 def rows(canary: VersionStats, stable: VersionStats | None = STABLE) -> dict[str, bool | None]:
@@ -165,3 +165,13 @@ def test_without_stable_traffic_absolute_limits_apply_and_are_said(
     )
     drifting = judge(canary=replace(CANARY, drift_score=1.5), stable=stable, thresholds=T)
     assert drifting.outcome == "fail"
+
+
+def test_a_p95_from_too_few_requests_is_a_note_not_a_verdict() -> None:
+    # A new process's first requests are its slowest: 30 of them make a p95 of its cold start.
+    cold = replace(CANARY, requests=30, errors=0.6, p95_latency_s=1.0)
+    verdict = judge(canary=cold, stable=STABLE, thresholds=T)
+    assert rows(cold)["p95 latency"] is None
+    assert verdict.outcome == "pass"
+    assert any("too few for a p95" in n for n in verdict.notes)
+    assert rows(replace(cold, requests=50, errors=1.0))["p95 latency"] is False
