@@ -195,14 +195,15 @@ def _last_alarm(state_dir: Path) -> dict[str, Any] | None:
 
 
 def _rolled_back_canary(state_dir: Path) -> dict[str, Any] | None:
-    """The newest canary the analysis rolled back, with its approval's decision."""
+    """The first canary the analysis rolled back (the demo's broken challenger), with its
+    approval's decision."""
     with sqlite3.connect(state_dir / "ganops.db") as db:
         db.row_factory = sqlite3.Row
         row = db.execute(
             "SELECT c.*, a.decided_by, a.decided_at, a.requested_by FROM canaries c"
             " JOIN approvals a ON a.approval_id = c.canary_id"
             " WHERE c.state = 'rolled_back' AND c.ended_by = 'ganops'"
-            " ORDER BY c.started_at DESC LIMIT 1"
+            " ORDER BY c.started_at LIMIT 1"
         ).fetchone()
     if row is None:
         return None
@@ -331,6 +332,12 @@ def alarm_message(snap: Snapshot) -> Message | None:
     return Message(blocks_to_dicts(alarm_card(view)), alarm_text(view), view.opened_at)
 
 
+def _limits(c: Mapping[str, Any]) -> tuple[str, ...]:
+    """The limits the canary was judged with (stored with its analysis), else the defaults."""
+    stored = (c.get("judgement") or {}).get("limits")
+    return tuple(stored) if stored else threshold_lines(CanaryThresholds())
+
+
 def canary_messages(snap: Snapshot) -> tuple[Message, list[Message]] | None:
     """The broken challenger's deploy card (decided) and its thread: the deploy result that
     started the canary, the first step's post, the rollback with the stored analysis."""
@@ -349,7 +356,7 @@ def canary_messages(snap: Snapshot) -> tuple[Message, list[Message]] | None:
     card_blocks = decided_card(blocks_to_dicts(card), a, started)
     view = CanaryView(canary_id=c["canary_id"], model=c["model"], version=c["version"],
                       stable_version=c["stable_version"], steps=steps, step=0, moment="step",
-                      next_at=c["started_at"] + 12, thresholds=threshold_lines(CanaryThresholds()))  # fmt: skip
+                      next_at=c["started_at"] + 12, thresholds=_limits(c))  # fmt: skip
     ended = dataclasses.replace(view, moment="rolled_back", judgement=c["judgement"],
                          reason=c["reason"], next_at=None)  # fmt: skip
     thread = [

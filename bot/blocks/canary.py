@@ -69,7 +69,7 @@ def canary_blocks(view: CanaryView) -> list[Block]:
     if table:
         blocks.append(section(table))
     reasons = [escape(r) for r in (view.judgement or {}).get("reasons") or []]
-    if reasons and view.moment != "promoted":
+    if reasons and view.moment not in ("promoted", "rolled_back"):  # a rollback says why above
         blocks.append(section("\n".join(f"• {r}" for r in reasons[:8])))
     if view.moment in ("step", "held"):
         blocks.append(canary_buttons(view))
@@ -148,12 +148,12 @@ def _table(judgement: Mapping[str, Any] | None) -> str:
     rows = (judgement or {}).get("rows") or []
     if not rows:
         return ""
-    lines = [f"{'':2}{'metric':<16}{'canary':>12}{'stable':>12}{'limit':>12}"]
+    lines = [f"{'':3}{'metric':<20}{'canary':>11}{'stable':>11}{'limit':>12}"]
     for r in rows:
         mark = "ok" if r.get("ok") else ("--" if r.get("ok") is None else "XX")
         lines.append(
-            f"{mark:<2}{_cell(r.get('metric'), 16, left=True)}{_cell(r.get('canary'))}"
-            f"{_cell(r.get('stable'))}{_cell(r.get('limit'))}"
+            f"{mark:<2}{_cell(r.get('metric'), 21, left=True)}{_cell(r.get('canary'), 11)}"
+            f"{_cell(r.get('stable'), 11)}{_cell(r.get('limit'))}"
         )
     return "```" + "\n".join(lines) + "```"
 

@@ -24,7 +24,8 @@ def live_analysis(metrics: MetricsSource, thresholds: CanaryThresholds) -> Analy
             stats = metrics.compare_versions(model=canary.model, versions=versions,
                                              window_s=window_s)  # fmt: skip
         except UpstreamError as exc:  # no verdict without data: held, never promoted blind
-            return {"outcome": "inconclusive", "reasons": [f"no analysis: {exc}"], "rows": []}
+            return {"outcome": "inconclusive", "reasons": [f"no analysis: {exc}"], "rows": [],
+                    "limits": list(threshold_lines(thresholds))}  # fmt: skip
         mine = stats.get(canary.version) or VersionStats(canary.version, 0.0)
         stable = stats.get(canary.stable_version) if canary.stable_version else None
         verdict = judge(canary=mine, stable=stable, thresholds=thresholds)
@@ -39,6 +40,7 @@ def live_analysis(metrics: MetricsSource, thresholds: CanaryThresholds) -> Analy
                 "stable": round(stable.requests) if stable else 0,
             },
             "window_s": round(window_s, 1),
+            "limits": list(threshold_lines(thresholds)),  # as judged, for the thread's note
         }
 
     return analyse

@@ -20,6 +20,9 @@ _EMOJI = {
     ":zzz:": "💤",
     ":no_bell:": "🔕",
     ":rewind:": "⏪",
+    ":fast_forward:": "⏩",
+    ":hatching_chick:": "🐣",
+    ":package:": "📦",
     ":grey_question:": "❔",
 }
 _LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")

@@ -152,4 +152,9 @@ EMOJI: dict[str, Painter] = {
     "no_bell": _glyph((255, 204, 77), "⊘", (221, 46, 68), circle=True),
     "grey_question": _glyph(None, "?", (153, 170, 181)),
     "chart_with_upwards_trend": _glyph((255, 255, 255), "↗", (221, 46, 68)),
+    "rewind": _glyph((59, 136, 195), "«", (255, 255, 255)),
+    "fast_forward": _glyph((59, 136, 195), "»", (255, 255, 255)),
+    "hatching_chick": _glyph((255, 204, 77), "◔", (244, 144, 12), circle=True),
+    "package": _glyph((193, 105, 79), "▣", (255, 231, 186)),
+    "hourglass": _hourglass,
 }
