@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -132,6 +133,19 @@ def open_cache(folder: Path, size: int, cache_dir: Path) -> np.memmap:
     return np.memmap(path, dtype=np.uint8, mode="r", shape=(images, 3, size, size))
 
 
+def wait_for_cache(
+    folder: Path, size: int, cache_dir: Path, *, poll_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:  # fmt: skip
+    """Until another rank has renamed `folder`'s complete cache into place. A file, not a
+    barrier: decoding 100k images can outlast the process group's collective timeout, and a
+    writer that fails ends the job (torchrun stops the other ranks)."""
+    images = len(list_images(folder))
+    path = cache_path(folder, size, cache_dir)
+    while not _complete(path, images, size):
+        sleep(poll_s)
+
+
 def load_domains(
     data: Path,
     size: int,
@@ -140,12 +154,12 @@ def load_domains(
     budget_gb: float,
     cache_dir: Path,
     writer: bool,
-    barrier: Callable[[], None] | None = None,
+    poll_s: float = 2.0,
 ) -> tuple[torch.Tensor | np.memmap, torch.Tensor | np.memmap, DataPlan]:
     """trainA and trainB on the device, or as cache memmaps when over the budget.
 
-    `writer` (the node's first rank) decodes into the cache; every rank then calls `barrier`
-    (a callable, when there are several processes) before opening it.
+    `writer` (the node's first rank) decodes into the cache; the other ranks wait for its
+    files (`wait_for_cache`) before opening them.
     """
     folders = (data / "trainA", data / "trainB")
     counts = (len(list_images(folders[0])), len(list_images(folders[1])))
@@ -153,9 +167,9 @@ def load_domains(
     if not chosen.stream:
         held = [load_domain(f, size).to(device) for f in folders]
         return held[0], held[1], chosen
-    if writer:
-        for f in folders:
+    for f in folders:
+        if writer:
             write_cache(f, size, cache_dir)
-    if barrier is not None:
-        barrier()
+        else:
+            wait_for_cache(f, size, cache_dir, poll_s=poll_s)
     return open_cache(folders[0], size, cache_dir), open_cache(folders[1], size, cache_dir), chosen

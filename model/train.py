@@ -166,11 +166,10 @@ class TrainSession:
         self._ckpt = self._read_checkpoint() if resume else None
         size = load_size(cfg.net.image_size, cfg.load_scale)
         # Above the budget the images stay in a decoded cache on this node's disk, written
-        # by the node's first rank while the others wait at the barrier.
+        # by the node's first rank while the others wait for its files.
         a, b, plan = load_domains(
             self.data, size, device=device, budget_gb=device_data_gb,
             cache_dir=self.out_dir / DATA_CACHE_DIR, writer=self.dist.local_rank == 0,
-            barrier=distributed.barrier if self.dist.distributed else None,
         )  # fmt: skip
         if self.dist.is_main:
             print(f"train: data: {plan.message}", flush=True, file=sys.stderr)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +172,26 @@ def test_a_streamed_run_killed_and_resumed_ends_like_an_in_memory_run(tmp_path: 
     assert a["step"] == b["step"] == 8
     for key in ("generator", "nets", "optims", "rng"):
         _assert_same_state(a[key], b[key], key)
+
+
+def test_a_second_rank_waits_for_the_writers_whole_files(data: Path, tmp_path: Path) -> None:
+    """The node's other ranks do not decode: they wait until the writer has renamed both
+    files into place (a half file under the name does not end the wait), then read them."""
+    size = 20
+    path_a = cache_path(data / "trainA", size, tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    path_a.write_bytes(b"\0" * 10)  # a killed writer's short file: keep waiting
+
+    def reader() -> tuple[object, ...]:
+        return load_domains(data, size, device=CPU, budget_gb=0, cache_dir=tmp_path,
+                            writer=False, poll_s=0.01)  # fmt: skip
+
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(reader)
+        time.sleep(0.2)
+        assert not waiting.done()
+        load_domains(data, size, device=CPU, budget_gb=0, cache_dir=tmp_path, writer=True)
+        a, b, chosen = waiting.result(timeout=30)
+    assert chosen.stream  # type: ignore[attr-defined]
+    assert torch.equal(torch.from_numpy(np.array(a)), load_domain(data / "trainA", size))
+    assert torch.equal(torch.from_numpy(np.array(b)), load_domain(data / "trainB", size))
