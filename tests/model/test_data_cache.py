@@ -195,3 +195,40 @@ def test_a_second_rank_waits_for_the_writers_whole_files(data: Path, tmp_path: P
     assert chosen.stream  # type: ignore[attr-defined]
     assert torch.equal(torch.from_numpy(np.array(a)), load_domain(data / "trainA", size))
     assert torch.equal(torch.from_numpy(np.array(b)), load_domain(data / "trainB", size))
+
+
+def _ddp_worker(rank: int, data: Path, out: Path, init_file: Path) -> None:
+    from ganops.model import distributed
+    from ganops.model.tracking import NullTracker
+    from ganops.model.train import TrainSession
+    from tests.model.test_ddp import WORLD, _config
+
+    info = distributed.DistInfo(rank=rank, world_size=WORLD, local_rank=rank)
+    distributed.setup(info, CPU, init_method=f"file://{init_file}")
+    try:
+        cfg = dataclasses.replace(_config("cut"), load_scale=1.25, flip=True)
+        for name, budget in (("held", 1e3), ("streamed", 0.0)):
+            session = TrainSession(cfg, data, CPU, NullTracker(), out / name, device_data_gb=budget)
+            assert isinstance(session.batches.a, np.memmap) == (name == "streamed")
+            session.run(resume=False)
+            torch.save(session.trainer.state_dict(), out / f"{name}-rank{rank}.pt")
+    finally:
+        distributed.teardown()
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_streaming_train_as_two_holding_the_data(tmp_path: Path) -> None:
+    """A real 2-process gloo run: each rank streams its own shard (both write the cache on
+    CPU, where every rank is the node's first: the atomic rename keeps one whole file)."""
+    import torch.multiprocessing as mp
+
+    from tests.model.test_train import _assert_same_state
+
+    data = make_synthetic(tmp_path / "data", n_train=16, n_test=2, image_size=32)
+    mp.spawn(_ddp_worker, args=(data, tmp_path, tmp_path / "init"), nprocs=2, join=True)
+    for rank in range(2):
+        held = torch.load(tmp_path / f"held-rank{rank}.pt", weights_only=True)
+        streamed = torch.load(tmp_path / f"streamed-rank{rank}.pt", weights_only=True)
+        _assert_same_state(held["nets"], streamed["nets"], f"rank {rank}")
+    assert len(list((tmp_path / "streamed" / "data_cache").glob("*.u8"))) == 2
+    assert not list((tmp_path / "streamed" / "data_cache").glob("*.tmp-*"))
