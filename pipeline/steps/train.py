@@ -154,7 +154,10 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
 
     info = info or distributed.DistInfo()
     # The pod's GANOPS_DEVICE_DATA_GB: above it, the images stream from a cache on disk.
-    budget = device_data_gb(os.environ)
+    try:
+        budget = device_data_gb(os.environ)
+    except ValueError as exc:
+        raise TrainStepError(str(exc)) from None
     params = RunParams(**job.params)
     device = distributed.pick_device(info)
     distributed.setup(info, device)
