@@ -117,6 +117,11 @@ def write_cache(folder: Path, size: int, cache_dir: Path, workers: int | None = 
         tmp.unlink(missing_ok=True)
         raise TrainError(f"cannot read {folder}: {exc} (run `ganops validate`)") from None
     os.replace(tmp, path)
+    # An older cache of this folder (other files, another size) is never read again: at
+    # tens of GB each, they would fill the disk run after run.
+    for old in cache_dir.glob(f"{folder.name}-*{CACHE_SUFFIX}"):
+        if old != path:
+            old.unlink(missing_ok=True)
     return path
 
 

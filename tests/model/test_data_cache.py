@@ -112,6 +112,7 @@ def test_the_cache_holds_load_domain_and_is_reused_only_for_the_same_folder_and_
     try:
         assert cache_path(folder, 20, tmp_path) != path
         assert len(open_cache(folder, 20, write_cache(folder, 20, tmp_path).parent)) == 21
+        assert not path.exists()  # the stale cache is gone, not left to fill the disk
     finally:
         extra.unlink()
 
