@@ -4,7 +4,9 @@ Both domains are decoded once into uint8 tensors on the training device (4x smal
 float, converted per batch), so a step never waits for a loader. The order and the
 augmentation (random crop from `load_scale` times the size, random flip, as in the papers,
 with torchvision's v2 functional ops on the device) are pure functions of the step and rank,
-which makes a resumed run read exactly what an uninterrupted one would.
+which makes a resumed run read exactly what an uninterrupted one would. Above the device
+budget the images are read per batch from a decoded cache on disk instead
+(model/data_cache.py), with the same indices and draws, so the batches are the same.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class Batches:
     ):
         self.a, self.b, self.cfg, self.rank, self.world = a, b, cfg, rank, world
         self.device = device or (a.device if isinstance(a, torch.Tensor) else torch.device("cpu"))
-        # The sampler only needs len(); the images stay in one tensor on the device.
+        # The sampler only needs len(); the images stay where they are (device or cache).
         self.sampler: DistributedSampler[int] = DistributedSampler(
             range(len(a)),  # type: ignore[arg-type]
             num_replicas=world,
