@@ -1,6 +1,7 @@
 """Data loading: images/s decoded (`model.batches.load_domain`, one thread against the default
 pool) and images/s fed to the step (`Batches.get`: the index, the crop and the flip, on the
-device the images live on), at 1k and 20k images.
+device the images live on; and streamed from the decoded cache on disk, as above
+GANOPS_DEVICE_DATA_GB), at 1k and 20k images.
 
 The images are written once as JPEG at `--source` px (photos, not the synthetic set's flat
 shapes, decode at a realistic cost) and decoded to `--size` with `load_scale` 1.12 as the
@@ -26,8 +27,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ganops.model.batches import Batches, load_domain, load_size
+from ganops.model.batches import Batches, Images, load_domain, load_size
 from ganops.model.config import TrainConfig, preset
+from ganops.model.data_cache import open_cache, write_cache
 
 
 def write_images(folder: Path, count: int, source: int, seed: int) -> None:
@@ -46,14 +48,14 @@ def decode_rate(folder: Path, size: int, workers: int | None) -> tuple[float, to
     return len(images) / (time.perf_counter() - began), images
 
 
-def feed_rate(a: torch.Tensor, b: torch.Tensor, size: int, steps: int) -> float:
+def feed_rate(a: Images, b: Images, size: int, steps: int, device: torch.device) -> float:
     cfg = TrainConfig(net=preset("full", "cut", image_size=size), batch_size=8, steps=steps)
-    batches = Batches(a, b, cfg, rank=0, world=1)
+    batches = Batches(a, b, cfg, rank=0, world=1, device=device)
     batches.get(0)  # the first epoch's order
     began = time.perf_counter()
     for step in range(1, steps + 1):
         batches.get(step)
-    if a.device.type == "cuda":
+    if device.type == "cuda":
         torch.cuda.synchronize()
     return steps * cfg.batch_size / (time.perf_counter() - began)
 
@@ -70,7 +72,11 @@ def measure(
     pooled, images = decode_rate(folder, stored, workers=None)
     assert torch.equal(one, images), "threads changed the decoded tensor"
     on_device = images.to(device)
-    fed = feed_rate(on_device, on_device, args.size, args.steps)
+    fed = feed_rate(on_device, on_device, args.size, args.steps, device)
+    # The streamed path: the same images from the decoded cache on disk, a batch at a time.
+    write_cache(folder, stored, root / "cache")
+    cache = open_cache(folder, stored, root / "cache")
+    streamed = feed_rate(cache, cache, args.size, args.steps, device)
     return {
         "images": count,
         "write_s": round(written, 1),
@@ -78,6 +84,7 @@ def measure(
         "decoded_per_s_pool": round(pooled, 1),
         "decode_speedup": round(pooled / serial, 2),
         "fed_per_s": round(fed, 1),
+        "fed_per_s_streamed": round(streamed, 1),
         "bytes_on_device": int(images.numel()),
     }
 

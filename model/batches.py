@@ -4,7 +4,9 @@ Both domains are decoded once into uint8 tensors on the training device (4x smal
 float, converted per batch), so a step never waits for a loader. The order and the
 augmentation (random crop from `load_scale` times the size, random flip, as in the papers,
 with torchvision's v2 functional ops on the device) are pure functions of the step and rank,
-which makes a resumed run read exactly what an uninterrupted one would.
+which makes a resumed run read exactly what an uninterrupted one would. Above the device
+budget the images are read per batch from a decoded cache on disk instead
+(model/data_cache.py), with the same indices and draws, so the batches are the same.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 from torchvision.transforms.v2 import functional as tvf
@@ -93,14 +96,41 @@ def _on(device: torch.device, index: torch.Tensor) -> torch.Tensor:
     return index.pin_memory().to(device, non_blocking=True)
 
 
+# A domain's images: a uint8 tensor on the device, or a uint8 memmap of the decoded cache on
+# disk (model/data_cache.py) read one batch at a time.
+Images = torch.Tensor | np.ndarray
+
+
+def _take(images: Images, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`images[index]` on `device`. From a memmap only those rows are read (in `index`'s
+    order, so the batch is the in-memory path's), then copied pinned and non-blocking."""
+    if isinstance(images, torch.Tensor):
+        return images[_on(images.device, index)]
+    batch = torch.from_numpy(np.ascontiguousarray(images[index.numpy()]))
+    if device.type != "cuda":
+        return batch
+    return batch.pin_memory().to(device, non_blocking=True)
+
+
 class Batches:
     """The batch order: A through DistributedSampler (reshuffled per epoch, sharded per rank),
     B drawn at random from a generator seeded by (seed, step, rank). Both depend only on the
-    step, so a resumed run sees exactly the batches an uninterrupted run would."""
+    step, so a resumed run sees exactly the batches an uninterrupted run would, whether the
+    images are held on the device or streamed from the decoded cache (`device` says where a
+    streamed batch goes; a tensor's batches stay where the tensor is)."""
 
-    def __init__(self, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig, rank: int, world: int):
+    def __init__(
+        self,
+        a: Images,
+        b: Images,
+        cfg: TrainConfig,
+        rank: int,
+        world: int,
+        device: torch.device | None = None,
+    ):
         self.a, self.b, self.cfg, self.rank, self.world = a, b, cfg, rank, world
-        # The sampler only needs len(); the images stay in one tensor on the device.
+        self.device = device or (a.device if isinstance(a, torch.Tensor) else torch.device("cpu"))
+        # The sampler only needs len(); the images stay where they are (device or cache).
         self.sampler: DistributedSampler[int] = DistributedSampler(
             range(len(a)),  # type: ignore[arg-type]
             num_replicas=world,
@@ -115,7 +145,7 @@ class Batches:
                 f"per process ({world} processes); lower --batch-size"
             )
         self._epoch, self._order = -1, list[int]()
-        self._index = torch.empty(0, dtype=torch.long)
+        self._index = torch.empty(0, dtype=torch.long)  # this epoch's order, on the CPU
 
     def total_steps(self) -> int:
         return self.cfg.steps if self.cfg.steps is not None else self.cfg.epochs * self.per_epoch
@@ -125,12 +155,13 @@ class Batches:
         if epoch != self._epoch:
             self.sampler.set_epoch(epoch)
             self._epoch, self._order = epoch, list(self.sampler)
-            self._index = _on(self.a.device, torch.tensor(self._order))
+            self._index = torch.tensor(self._order)
         bs, cfg = self.cfg.batch_size, self.cfg
         idx_a = self._index[pos * bs : (pos + 1) * bs]
         rng = torch.Generator().manual_seed((cfg.seed << 32) + step * self.world + self.rank)
-        idx_b = _on(self.b.device, torch.randint(len(self.b), (bs,), generator=rng))
-        size, a, b = cfg.net.image_size, self.a[idx_a], self.b[idx_b]
+        idx_b = torch.randint(len(self.b), (bs,), generator=rng)
+        size = cfg.net.image_size
+        a, b = _take(self.a, idx_a, self.device), _take(self.b, idx_b, self.device)
         if not cfg.crop_during_decay and step >= cfg.lr_decay_start * self.total_steps():
             # Upstream CUT's decay epochs: the whole image at the training size, flips only
             # (the same boundary as `GanTrainer.set_lr_for_step`).

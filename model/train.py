@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ganops.model import batch_fit, distributed, norm_stats
-from ganops.model.batches import Batches, TrainError, load_domain, load_size
+from ganops.model.batches import Batches, TrainError, load_size
 from ganops.model.bundle import save_bundle
 from ganops.model.checkpoint import (
     CheckpointError,
@@ -37,12 +37,16 @@ from ganops.model.checkpoint_writer import CheckpointWriter, cpu_copy
 from ganops.model.compile_check import runnable_options
 from ganops.model.config import TrainConfig
 from ganops.model.data import dataset_digest
+from ganops.model.data_cache import DEFAULT_DEVICE_DATA_GB, load_domains
 from ganops.model.distributed import pick_device
 from ganops.model.registry import TRAIN_NOTE_TAG
 from ganops.model.resume import fetch as fetch_checkpoint
 from ganops.model.resume import recipe_differs, restore_recipe
 from ganops.model.tracking import NullTracker, Tracker
 from ganops.model.trainers import GanTrainer, StepOptions, make_trainer
+
+# Beside checkpoints/ and bundle/; only bundle/ is uploaded, so the cache stays local.
+DATA_CACHE_DIR = "data_cache"
 
 __all__ = ["ProgressEvent", "TrainError", "TrainResult", "pick_device", "train"]
 
@@ -147,6 +151,7 @@ class TrainSession:
         durable_url: str | None = None,
         *,
         resume: bool = False,
+        device_data_gb: float = DEFAULT_DEVICE_DATA_GB,
     ) -> None:
         self.cfg, self.data, self.device, self.out_dir = cfg, Path(data), device, Path(out_dir)
         self.durable_url, self.resume_requested = durable_url, resume
@@ -160,10 +165,16 @@ class TrainSession:
         # Read before anything is sized: a resumed run keeps the recipe it started with.
         self._ckpt = self._read_checkpoint() if resume else None
         size = load_size(cfg.net.image_size, cfg.load_scale)
-        a = load_domain(self.data / "trainA", size).to(device)
-        b = load_domain(self.data / "trainB", size).to(device)
+        # Above the budget the images stay in a decoded cache on this node's disk, written
+        # by the node's first rank while the others wait for its files.
+        a, b, plan = load_domains(
+            self.data, size, device=device, budget_gb=device_data_gb,
+            cache_dir=self.out_dir / DATA_CACHE_DIR, writer=self.dist.local_rank == 0,
+        )  # fmt: skip
+        if self.dist.is_main:
+            print(f"train: data: {plan.message}", flush=True, file=sys.stderr)
         cfg = self.cfg = self._recipe(cfg, images=len(a) // self.dist.world_size)
-        self.batches = Batches(a, b, cfg, self.dist.rank, self.dist.world_size)
+        self.batches = Batches(a, b, cfg, self.dist.rank, self.dist.world_size, device)
         self.digest = dataset_digest(self.data) if self.dist.is_main else ""
         _seed_everything(cfg.seed)
         opts = dataclasses.replace(step_options(cfg, device), rank=self.dist.rank)
@@ -369,6 +380,7 @@ def train(
     progress: Callable[[ProgressEvent], None] | None = None,
     *,
     durable_url: str | None = None,
+    device_data_gb: float = DEFAULT_DEVICE_DATA_GB,
 ) -> TrainResult:
     """Train `cfg.net.model` on the CycleGAN-layout folder `data`; write a bundle.
 
@@ -384,6 +396,9 @@ def train(
         progress: called on rank 0 every `cfg.log_every` steps and at the end.
         durable_url: where each checkpoint is also written (any fsspec URL), and where a
             resume with no local checkpoint reads it from.
+        device_data_gb: above this many GB of decoded images (both domains), they are read
+            per batch from a decoded cache in out_dir/data_cache instead of held on the
+            device (the entry points read it from GANOPS_DEVICE_DATA_GB).
 
     Returns:
         TrainResult; `bundle_dir` holds the generator, its config and the data digest.
@@ -393,6 +408,7 @@ def train(
         ValueError: a network config the factories reject.
     """
     session = TrainSession(
-        cfg, data, device, tracker, out_dir, progress, durable_url, resume=resume
-    )
+        cfg, data, device, tracker, out_dir, progress, durable_url, resume=resume,
+        device_data_gb=device_data_gb,
+    )  # fmt: skip
     return session.run()

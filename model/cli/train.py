@@ -88,6 +88,13 @@ def _train_parser() -> Parser:
     )
     add("--no-amp", action="store_true", help="train in fp32 even where bf16 is fast")
     add("--threads", type=positive(int), help="CPU threads, > 0 (default: all cores)")
+    add(
+        "--device-data-gb",
+        type=float,
+        metavar="GB",
+        help="above this many GB of decoded images, stream them from a cache on disk instead "
+        "of holding them on the device (default: $GANOPS_DEVICE_DATA_GB or 8)",
+    )
     add("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, or none)")
     add("--experiment", default="ganops", help="MLflow experiment name (default: %(default)s)")
     add(

@@ -24,6 +24,7 @@ from ganops.model.cli.args import UsageError, fail, tracking_uri_from
 from ganops.model.config import EvalConfig, TrainConfig
 from ganops.model.config import train_config as config_for
 from ganops.model.data import make_synthetic, validate_dataset
+from ganops.model.data_cache import ENV, device_data_gb
 from ganops.model.drift import attach_reference
 from ganops.model.networks import check_net_config
 from ganops.model.tracking import NullTracker, Tracker, TrackingError, make_tracker
@@ -54,6 +55,17 @@ def train_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return cfg
+
+
+def data_budget(flag: float | None, env: Mapping[str, str]) -> float:
+    """--device-data-gb, else GANOPS_DEVICE_DATA_GB, else the default; GB >= 0."""
+    try:
+        if flag is None:
+            return device_data_gb(env)
+        return device_data_gb({ENV: str(flag)})
+    except ValueError as exc:
+        message = str(exc) if flag is None else f"--device-data-gb must be >= 0, got {flag:g}"
+        raise UsageError(message) from None
 
 
 def prepare_data(args: argparse.Namespace, cfg: TrainConfig, info: distributed.DistInfo) -> Path:
@@ -203,6 +215,7 @@ def run_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise UsageError(str(exc)) from None
     device = distributed.pick_device(info)
     cfg = train_config(args, device)
+    budget = data_budget(args.device_data_gb, env)
     tracking = tracking_uri_from(args.tracking_uri, env)
     if args.register and not tracking:
         raise UsageError("--register needs --tracking-uri (or MLFLOW_TRACKING_URI)")
@@ -213,7 +226,9 @@ def run_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         # With --json, stdout holds the one JSON document; progress goes to stderr.
         progress = None if args.quiet else ProgressPrinter(out=sys.stderr if args.json else None)
         with tracker.start_run(run_name=f"{cfg.net.model}-train") as run:
-            result = train(cfg, data, device, run, args.out, args.resume, progress)
+            result = train(
+                cfg, data, device, run, args.out, args.resume, progress, device_data_gb=budget
+            )
             lines = _summary(cfg, device, result)
             facts = _facts(cfg, device, result)
             if info.is_main:

@@ -148,10 +148,16 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
     """Run the trainer in this process (one rank of several under torchrun)."""
     from ganops.model import distributed
     from ganops.model.checkpoint import CHECKPOINT_NAME
+    from ganops.model.data_cache import device_data_gb
     from ganops.model.tracking import make_tracker
     from ganops.model.train import train
 
     info = info or distributed.DistInfo()
+    # The pod's GANOPS_DEVICE_DATA_GB: above it, the images stream from a cache on disk.
+    try:
+        budget = device_data_gb(os.environ)
+    except ValueError as exc:
+        raise TrainStepError(str(exc)) from None
     params = RunParams(**job.params)
     device = distributed.pick_device(info)
     distributed.setup(info, device)
@@ -178,6 +184,7 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
                 resume=True,  # from out/ or the durable copy, when either has a checkpoint
                 progress=report,
                 durable_url=f"{durable_url}/checkpoints/{CHECKPOINT_NAME}" if durable_url else None,
+                device_data_gb=budget,
             )
             if info.is_main:
                 for note in result.notes:

@@ -49,3 +49,20 @@ def test_torchrun_training_then_a_retry_resumes(tmp_path: Path) -> None:
     again = train_once()  # a retried task: same artifact folder
     assert again == first
     assert fold(read_events(events)).facts["train"]["resumed"] is True
+
+
+def test_a_bad_device_data_budget_fails_the_step_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod's GANOPS_DEVICE_DATA_GB is read before anything trains or is created."""
+    from ganops.pipeline.steps.job import TrainJob
+    from ganops.pipeline.steps.train import TrainStepError, train_job
+
+    monkeypatch.setenv("GANOPS_DEVICE_DATA_GB", "-3")
+    job = TrainJob(RunParams().as_dict(), str(tmp_path / "data"), str(tmp_path / "out"),
+                   str(tmp_path / "loss.png"), "", str(tmp_path / "events"), {})  # fmt: skip
+    with pytest.raises(
+        TrainStepError, match=r"^GANOPS_DEVICE_DATA_GB must be a number of GB >= 0, got '-3'$"
+    ):
+        train_job(job)
+    assert not (tmp_path / "out").exists()
