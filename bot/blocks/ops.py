@@ -108,8 +108,23 @@ def _version_line(label: str, info: ModelVersionInfo | None) -> str:
     return f"{label}: v{escape(info.version)} (score {score})"
 
 
+@dataclass(frozen=True)
+class CanaryLine:
+    """A running canary as `/ganops status` lists it."""
+
+    model: str
+    version: str
+    stable_version: str | None
+    steps: tuple[int, ...]
+    step: int
+    held: bool
+
+
 def status_blocks(
-    models: Sequence[ModelStatus], active: Sequence[RunLine], pending: Sequence[Approval]
+    models: Sequence[ModelStatus],
+    active: Sequence[RunLine],
+    pending: Sequence[Approval],
+    canaries: Sequence[CanaryLine] = (),
 ) -> list[Block]:
     lines = []
     for m in models:
@@ -126,9 +141,16 @@ def status_blocks(
         f"by {at(a.requested_by)}"
         for a in pending
     ] or ["• none"]
+    judged = [
+        f"• {literal(c.model)} v{escape(c.version)} at *{c.steps[c.step]}%* beside "
+        f"v{escape(c.stable_version or '?')}, step {c.step + 1} of {len(c.steps)}"
+        + (" (held: not enough traffic)" if c.held else "")
+        for c in canaries
+    ] or ["• none"]
     return [
         section("\n".join(lines) or "No models registered yet."),
         section("*Runs going*\n" + "\n".join(runs)),
+        section("*Canaries being judged*\n" + "\n".join(judged)),
         section("*Pending approvals*\n" + "\n".join(approvals)),
     ]
 

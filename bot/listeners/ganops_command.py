@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import Block
 from ganops.bot.approvals.jobs import show_decision
 from ganops.bot.approvals.rollback import request_rollback
 from ganops.bot.blocks.ops import (
+    CanaryLine,
     ModelStatus,
     RunLine,
     approvers_blocks,
@@ -165,7 +166,11 @@ def _status(services: Services) -> list[Block]:
         models.append(ModelStatus(model, champion, challenger, served))
     active = [_line(r) for r in services.runbook.recent(50) if r.state not in FINAL_STATES]
     pending = services.approvals.pending() if services.approvals else []
-    return status_blocks(models, active, pending)
+    canaries = [
+        CanaryLine(c.model, c.version, c.stable_version, c.steps, c.step, c.held)
+        for c in (services.canaries.running() if services.canaries else [])
+    ]
+    return status_blocks(models, active, pending, canaries)
 
 
 def _decide(cmd: GanopsCommand, services: Services, user: str, client: WebClient) -> list[Block]:

@@ -6,6 +6,7 @@ promotes or rolls back, once."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,14 @@ def test_an_approver_rolls_back_and_the_channel_is_told(bot: Bot, registry: Memo
                                     if "rolled back" in str(m.get("text"))), None))  # fmt: skip
     assert "v2" in told["text"]
     assert registry.aliases[("cut", "champion")] == "1"
+
+
+def test_ganops_status_lists_the_running_canary(bot: Bot) -> None:
+    approve(bot, "2")
+    step_post(bot, "2")
+    bot.slash("/ganops", "status", user=ALICE)
+    said = eventually(lambda: [m for m in bot.slack.messages() if "Canaries being judged" in
+                               json.dumps(m.get("blocks"))] or [e for e in bot.slack.ephemerals(ALICE)
+                               if "Canaries being judged" in json.dumps(e.get("blocks"))])  # fmt: skip
+    shown = json.dumps(said[-1].get("blocks"))
+    assert "v2 at *10%* beside v1, step 1 of 3" in shown
