@@ -23,6 +23,7 @@ import numpy as np
 
 from ganops.bot.drift.alarms import AlarmBook
 from ganops.bot.local.shell import Shell
+from ganops.bot.local.traffic import canary_told
 from ganops.model.registry import CHAMPION
 
 MODEL = "cut"
@@ -180,6 +181,8 @@ class DriftLoop:
         self._shift_until(ended, self.timeouts.resolve_s)
         c = canaries.get(canary_id)
         if c is not None:
+            ended_c = c
+            self._shift_until(lambda: canary_told(self.shell.slack, ended_c), 30.0)
             self.say(
                 f"canary {c.state.replace('_', ' ')}"
                 + (f": {c.reason}" if c.reason and c.state != "promoted" else "")

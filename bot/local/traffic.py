@@ -16,6 +16,9 @@ from types import TracebackType
 
 import numpy as np
 
+from ganops.bot.canary.table import Canary
+from ganops.bot.local.slack import LocalSlack
+
 
 class TrafficPump:
     """Synthetic domain-A images POSTed one after another to `url()` (read again for each
@@ -58,6 +61,13 @@ class TrafficPump:
             except (urllib.error.URLError, OSError):
                 self.failed += 1
             self._stop.wait(self.pause_s)
+
+
+def canary_told(slack: LocalSlack, canary: Canary) -> bool:
+    """Whether the post of `canary`'s end is in the channel: its row ends first, then the
+    alias moves (a promotion) and the post follows, so a narrator waits for the post."""
+    told = f"Canary {canary.model} v{canary.version} {canary.state.replace('_', ' ')}"
+    return any(str(m.get("text", "")).startswith(told) for m in slack.messages())
 
 
 def register_broken(mlflow_uri: str, model: str) -> str:
