@@ -32,7 +32,7 @@ from ganops.bot.errors import ConfigError
 from ganops.bot.local.drift_loop import DriftLoop, LoopError, LoopTimeouts
 from ganops.bot.local.embedded import start_local_prometheus, start_mlflow_server
 from ganops.bot.local.shell import Shell, user_id
-from ganops.bot.local.traffic import TrafficPump, register_broken
+from ganops.bot.local.traffic import TrafficPump, canary_told, register_broken
 from ganops.bot.ports import Approval, ModelVersionInfo
 from ganops.bot.settings import load_settings
 from ganops.model.registry import CHAMPION, model_uri
@@ -330,12 +330,8 @@ class DemoStages:
                     raise DemoError(f"the canary {approval_id} did not end in time")
                 time.sleep(0.5)
         assert c is not None
-        # The row ends first and the post follows it: wait for the post before narrating.
-        told = f"Canary {c.model} v{c.version} {c.state.replace('_', ' ')}"
         until = time.monotonic() + 30.0
-        while time.monotonic() < until and not any(
-            str(m.get("text", "")).startswith(told) for m in self.shell.slack.messages()
-        ):
+        while time.monotonic() < until and not canary_told(self.shell.slack, c):
             time.sleep(0.2)
         self.say(f"canary {c.state.replace('_', ' ')} after {pump.sent} requests "
                  f"({pump.failed} failed)")  # fmt: skip
