@@ -28,6 +28,10 @@ class ClusterSettings:
     # pipeline pod, so a path URI works on Kubeflow too.
     artifact_pvc: str | None = None
     checkpoint_minutes: float = 10.0
+    # GANOPS_DEVICE_DATA_GB for the train step: above this many GB of decoded images the
+    # trainer streams them from a cache on disk. None: the train pod's own environment decides
+    # (else the trainer's default, 8), as it does for `ganops train`.
+    device_data_gb: float | None = None
     # GANOPS_STEPS_IMAGE: the Dockerfile's `steps` target (no torch) for the steps that load no
     # network; None: every step pulls the trainer image.
     steps_image: str | None = None
@@ -58,6 +62,7 @@ def load_cluster_settings(env: Mapping[str, str]) -> ClusterSettings:
         steps_image=_image_ref(env, "GANOPS_STEPS_IMAGE"),
         checkpoint_minutes=_minutes(env, "GANOPS_CHECKPOINT_MINUTES", 10.0),
         checkpoint_keep_days=_days(env, "GANOPS_CHECKPOINT_KEEP_DAYS"),
+        device_data_gb=_gb(env, "GANOPS_DEVICE_DATA_GB"),
         data_secret=_k8s_name(env, "GANOPS_DATA_SECRET"),
         gpu_node_selector=_label(env, "GANOPS_GPU_NODE_SELECTOR"),
         kfp_namespace=_k8s_name(env, "GANOPS_KFP_NAMESPACE"),
@@ -111,6 +116,19 @@ def _minutes(env: Mapping[str, str], name: str, default: float) -> float:
         value = -1.0
     if not 0 <= value < 10_000:
         raise ConfigError(f"{name}={raw!r} must be minutes (0 or more; 0: by steps only)")
+    return value
+
+
+def _gb(env: Mapping[str, str], name: str) -> float | None:
+    raw = _get(env, name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e6:  # also refuses nan and inf
+        raise ConfigError(f"{name}={raw!r} must be a number of GB >= 0 (0: always stream)")
     return value
 
 

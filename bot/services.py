@@ -259,6 +259,8 @@ def _launcher_options(settings: Settings) -> dict[str, object]:
     }
     if cluster.artifact_uri:
         options["artifact_uri"] = cluster.artifact_uri
+    if cluster.device_data_gb is not None:  # unset: the train pod's environment decides
+        options["device_data_gb"] = cluster.device_data_gb
     if cluster.mlflow_ui_url:
         options["mlflow_ui_url"] = cluster.mlflow_ui_url
     if settings.kfp_host:

@@ -113,6 +113,7 @@ def train(
     model: Output[Model],
     loss_curve: Output[Artifact],
     node_pods: str = "",
+    device_data_gb: float = -1.0,
 ) -> str:
     """Train the GAN (under torchrun with gpus > 1); resume from the durable checkpoints. The
     Model artifact holds the bundle only."""
@@ -152,6 +153,7 @@ def train(
         artifact_uri=artifact_uri,
         request_id=request_id,
         checkpoint_minutes=checkpoint_minutes,
+        device_data_gb=device_data_gb,
         node_pods=node_pods,
     )
 

@@ -69,6 +69,7 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
         checkpoint_minutes: float = 10.0,  # GANOPS_CHECKPOINT_MINUTES
         data_allow: str = "[]",  # GANOPS_DATA_ALLOW as a JSON list: checked again at fetch time
         data_anywhere: bool = False,  # an approver's run: data need not lie under data_allow
+        device_data_gb: float = -1.0,  # GANOPS_DEVICE_DATA_GB (< 0: the train pod's env)
     ) -> None:
         job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         size: dict[str, Any] = {"image_size": image_size, "preset": preset, "gpus": gpus}
@@ -117,6 +118,7 @@ def build_pipeline(image: str, placement: Placement = DEFAULT_PLACEMENT) -> Grap
                 artifact_uri=artifact_uri,
                 request_id=request_id,
                 checkpoint_minutes=checkpoint_minutes,
+                device_data_gb=device_data_gb,
                 node_pods=node_pods(placement),
                 **size,
             ).after(val)

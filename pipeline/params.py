@@ -229,6 +229,7 @@ class RunStorage:
     request_id: str = ""
     checkpoint_minutes: float = 10.0  # GANOPS_CHECKPOINT_MINUTES
     data_allow: tuple[str, ...] = ()  # GANOPS_DATA_ALLOW, checked again by the ingest step
+    device_data_gb: float | None = None  # GANOPS_DEVICE_DATA_GB (None: the train pod's env)
 
 
 def pipeline_arguments(
@@ -265,6 +266,8 @@ def pipeline_arguments(
         "checkpoint_minutes": float(storage.checkpoint_minutes),
         "data_allow": json.dumps(list(storage.data_allow)),
         "data_anywhere": params.data_anywhere,
+        # KFP has no optional float and 0 GB means "always stream": unset travels as -1.
+        "device_data_gb": -1.0 if storage.device_data_gb is None else storage.device_data_gb,
     }
 
 

@@ -67,6 +67,7 @@ class KubeflowLauncher:
         pipeline_mlflow_uri: str | None = None,
         artifact_uri: str | None = None,
         checkpoint_minutes: float = 10.0,
+        device_data_gb: float | None = None,
         placement: Placement = DEFAULT_PLACEMENT,
         access: KfpAccess | None = None,
         mlflow_ui_url: str | None = None,
@@ -91,6 +92,7 @@ class KubeflowLauncher:
         self.store = RunStore(self.state_dir, database_url)
         self.artifact_uri = artifact_uri or ""
         self.checkpoint_minutes = checkpoint_minutes
+        self.device_data_gb = device_data_gb  # GANOPS_DEVICE_DATA_GB; None: the pod's env
         self.placement = placement
         self.access = access or KfpAccess()
         self.mlflow_ui_url = mlflow_ui_url
@@ -242,7 +244,11 @@ class KubeflowLauncher:
         from ganops.pipeline.params import RunStorage, pipeline_arguments
 
         storage = RunStorage(
-            self.artifact_uri, request_id, self.checkpoint_minutes, self.data_allow
+            self.artifact_uri,
+            request_id,
+            self.checkpoint_minutes,
+            self.data_allow,
+            device_data_gb=self.device_data_gb,
         )
 
         try:

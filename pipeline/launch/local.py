@@ -50,6 +50,7 @@ class LocalLauncher:
         spawn_grace_s: float = 60.0,
         artifact_uri: str | None = None,
         checkpoint_minutes: float = 10.0,
+        device_data_gb: float | None = None,
         mlflow_ui_url: str | None = None,
         data_allow: tuple[str, ...] = (),
     ) -> None:
@@ -65,6 +66,7 @@ class LocalLauncher:
         self.store = RunStore(self.state_dir)
         self.artifact_uri = artifact_uri or str(self.state_dir / "artifacts")
         self.checkpoint_minutes = checkpoint_minutes
+        self.device_data_gb = device_data_gb  # GANOPS_DEVICE_DATA_GB; None: the env's
         self.mlflow_ui_url = mlflow_ui_url
         self.data_allow = tuple(data_allow)
 
@@ -153,6 +155,8 @@ class LocalLauncher:
             "--data-allow",
             json.dumps(list(self.data_allow)),
         ]
+        if self.device_data_gb is not None:
+            argv += ["--device-data-gb", str(self.device_data_gb)]
         try:
             pid = procs.spawn(argv, self.run_dir(run_id) / WORKER_LOG, self.state_dir, _env())
         except OSError as exc:

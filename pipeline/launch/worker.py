@@ -146,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--artifact-uri", default="")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
     parser.add_argument("--data-allow", default="[]", help="GANOPS_DATA_ALLOW, a JSON list")
+    parser.add_argument(
+        "--device-data-gb", type=float, default=None, help="GANOPS_DEVICE_DATA_GB (unset: env)"
+    )
     args = parser.parse_args(argv)
     store = RunStore(args.state_dir)
     row = store.get(args.run_id)
@@ -166,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             row.request_id,
             args.checkpoint_minutes,
             tuple(json.loads(args.data_allow)),
+            device_data_gb=args.device_data_gb,
         )
         task = run_pipeline(
             params, run_dir, args.mlflow_uri, args.image, args.run_id, storage=storage

@@ -20,6 +20,8 @@ class TrainJob:
     tags: dict[str, str]
     durable_dir: str = ""  # see `durable_dir`
     checkpoint_minutes: float | None = None
+    # GANOPS_DEVICE_DATA_GB from the bot's settings; None: each process reads its own env.
+    device_data_gb: float | None = None
     # On a TrainJob's nodes: rank 0 leaves the bundle, curve and result under durable_dir.
     upload_outputs: bool = False
 

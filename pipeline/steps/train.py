@@ -83,11 +83,14 @@ def run_train_step(
     artifact_uri: str = "",
     request_id: str = "",
     checkpoint_minutes: float | None = None,
+    device_data_gb: float | None = None,
     node_pods: str = "",
 ) -> str:
     """Train; return the MLflow run id ("" without tracking).
 
     Durable state is keyed by `request_id` (the KFP run id for runs started elsewhere).
+    `device_data_gb` (the bot's GANOPS_DEVICE_DATA_GB) wins over the pod's environment;
+    None, negative (the pipeline parameter's "unset") or NaN: the pod's environment decides.
     """
     with step_scope(events_dir, "train") as facts:
         work = training_dir(model_dir)
@@ -107,6 +110,7 @@ def run_train_step(
             tags,
             durable.durable_dir(artifact_uri=artifact_uri, request_id=request_id or kfp_run_id),
             checkpoint_minutes,
+            device_data_gb=_set_budget(device_data_gb),
         )
         if params.nodes > 1:
             from ganops.pipeline.steps.trainjob import NodePods, train_on_nodes
@@ -120,6 +124,11 @@ def run_train_step(
         publish_bundle(work, Path(model_dir), durable=bool(job.durable_dir))
         facts.update(result)
         return str(result.get("mlflow_run_id") or "")
+
+
+def _set_budget(gb: float | None) -> float | None:
+    """The pipeline parameter's budget, or None where it is unset (negative) or not a number."""
+    return float(gb) if gb is not None and gb >= 0 else None
 
 
 def training_dir(model_dir: str) -> Path:
@@ -153,11 +162,14 @@ def train_job(job: TrainJob, info: DistInfo | None = None) -> dict[str, Any]:
     from ganops.model.train import train
 
     info = info or distributed.DistInfo()
-    # The pod's GANOPS_DEVICE_DATA_GB: above it, the images stream from a cache on disk.
-    try:
-        budget = device_data_gb(os.environ)
-    except ValueError as exc:
-        raise TrainStepError(str(exc)) from None
+    # Above this budget the images stream from a cache on disk: the bot's setting, carried
+    # by the job, else the pod's own GANOPS_DEVICE_DATA_GB (a run started elsewhere).
+    budget = job.device_data_gb
+    if budget is None:
+        try:
+            budget = device_data_gb(os.environ)
+        except ValueError as exc:
+            raise TrainStepError(str(exc)) from None
     params = RunParams(**job.params)
     device = distributed.pick_device(info)
     distributed.setup(info, device)

@@ -17,6 +17,7 @@ CLUSTER = {
     "GANOPS_ARTIFACT_URI": "s3://ganops/ckpt/",
     "GANOPS_CHECKPOINT_MINUTES": "5",
     "GANOPS_DATA_SECRET": "ganops-data",
+    "GANOPS_DEVICE_DATA_GB": "0.5",
     "GANOPS_GPU_NODE_SELECTOR": "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
     "GANOPS_KFP_NAMESPACE": "team-a",
     "KF_PIPELINES_SA_TOKEN_PATH": "/var/run/secrets/kubeflow/pipelines/token",
@@ -31,6 +32,7 @@ def test_every_cluster_setting_is_read_and_reaches_the_launcher(tmp_path: Path) 
         artifact_uri="s3://ganops/ckpt",
         checkpoint_minutes=5.0,
         data_secret="ganops-data",
+        device_data_gb=0.5,
         gpu_node_selector=("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
         kfp_namespace="team-a",
         kfp_token_path=Path("/var/run/secrets/kubeflow/pipelines/token"),
@@ -40,6 +42,7 @@ def test_every_cluster_setting_is_read_and_reaches_the_launcher(tmp_path: Path) 
     options = _launcher_options(settings)
     assert options["artifact_uri"] == "s3://ganops/ckpt"
     assert options["checkpoint_minutes"] == 5.0
+    assert options["device_data_gb"] == 0.5
     placement = options["placement"]
     assert isinstance(placement, Placement)
     assert placement.data_secret == "ganops-data"
@@ -50,6 +53,10 @@ def test_defaults_keep_checkpoints_every_ten_minutes(tmp_path: Path) -> None:
     cluster = load_settings({"GANOPS_STATE_DIR": str(tmp_path)}).cluster
     assert cluster == ClusterSettings()
     assert cluster.checkpoint_minutes == 10.0
+    # Unset, the train pod's own GANOPS_DEVICE_DATA_GB decides: the launcher gets nothing.
+    assert cluster.device_data_gb is None
+    options = _launcher_options(load_settings({"GANOPS_STATE_DIR": str(tmp_path)}))
+    assert "device_data_gb" not in options
 
 
 @pytest.mark.parametrize(
@@ -64,11 +71,31 @@ def test_defaults_keep_checkpoints_every_ten_minutes(tmp_path: Path) -> None:
         ("GANOPS_KFP_UI_URL", "kubeflow.example.com"),
         ("GANOPS_CHECKPOINT_KEEP_DAYS", "0"),
         ("GANOPS_CHECKPOINT_KEEP_DAYS", "a month"),
+        ("GANOPS_DEVICE_DATA_GB", "lots"),
+        ("GANOPS_DEVICE_DATA_GB", "-1"),
+        ("GANOPS_DEVICE_DATA_GB", "nan"),
+        ("GANOPS_DEVICE_DATA_GB", "inf"),
     ],
 )
 def test_a_bad_value_is_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})
+
+
+def test_a_bad_device_data_budget_is_one_line_naming_it() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings({"GANOPS_DEVICE_DATA_GB": "8GB"})
+    assert (
+        str(e.value) == "GANOPS_DEVICE_DATA_GB='8GB' must be a number of GB >= 0 (0: always stream)"
+    )
+
+
+@pytest.mark.parametrize(("raw", "gb"), [("0", 0.0), (" 12.5 ", 12.5), ("", None)])
+def test_a_device_data_budget_is_gb_and_zero_always_streams(
+    raw: str, gb: float | None, tmp_path: Path
+) -> None:
+    env = {"GANOPS_STATE_DIR": str(tmp_path), "GANOPS_DEVICE_DATA_GB": raw}
+    assert load_settings(env).cluster.device_data_gb == gb
 
 
 def test_checkpoint_retention_is_days_and_off_by_default(tmp_path: Path) -> None:

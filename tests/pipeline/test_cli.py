@@ -154,6 +154,7 @@ def test_ganops_pipeline_reads_the_cluster_settings_the_bot_reads(
         "GANOPS_DATA_SECRET": "s3-credentials",
         "GANOPS_GPU_NODE_SELECTOR": "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
         "GANOPS_IMAGE": "registry.example/ganops-trainer:2.0.1",
+        "GANOPS_DEVICE_DATA_GB": "0.25",
     }
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
@@ -167,6 +168,12 @@ def test_ganops_pipeline_reads_the_cluster_settings_the_bot_reads(
     assert set(fake.namespaces) == {"team-a"}
     assert run["runtime_config"]["parameters"]["artifact_uri"] == "s3://ganops-bucket/ckpt"
     spec, platform = run["pipeline_spec"]["pipeline_spec"], run["pipeline_spec"]["platform_spec"]
+    # The budget is a run argument, bound to the train task's input of the same name.
+    assert run["runtime_config"]["parameters"]["device_data_gb"] == 0.25
+    train_inputs = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]["train"]["inputs"]
+    assert train_inputs["parameters"]["device_data_gb"] == {
+        "componentInputParameter": "pipelinechannel--device_data_gb"
+    }
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {settings["GANOPS_IMAGE"]}
     train = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]

@@ -231,3 +231,21 @@ def test_retries_cover_preemption_in_the_ir_and_the_argo_defaults(
     assert strategy["retryPolicy"] == "Always"
     assert int(strategy["limit"]) >= 1  # without a limit Argo retries forever
     assert strategy["backoff"]["duration"] == "30s"
+
+
+def test_the_device_data_budget_reaches_the_train_task_and_unset_travels_as_negative(
+    compiled: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """GANOPS_DEVICE_DATA_GB: the launcher's storage -> the run's arguments -> the train task."""
+    from ganops.pipeline.params import RunStorage, pipeline_arguments
+    from ganops.pipeline.ports import RunParams
+
+    spec, _ = compiled
+    binding = _all_tasks(spec)["train"]["inputs"]["parameters"]["device_data_gb"]
+    parameter = binding["componentInputParameter"].removeprefix("pipelinechannel--")
+    assert parameter == "device_data_gb"
+    # A run from the KFP UI that leaves it alone: negative, so the pod's env decides.
+    assert spec["root"]["inputDefinitions"]["parameters"][parameter]["defaultValue"] < 0
+    for gb, sent in [(0.0, 0.0), (12.5, 12.5), (None, -1.0)]:
+        args = pipeline_arguments(RunParams(), "", storage=RunStorage(device_data_gb=gb))
+        assert args[parameter] == sent

@@ -153,13 +153,14 @@ def test_train_on_nodes_hands_over_the_data_and_job_and_brings_the_bundle_back(
     durable = str(tmp_path / "bucket" / "req-9")
     job = TrainJob(RunParams(nodes=2, gpus=8).as_dict(), str(data), str(tmp_path / "model"),
                    str(tmp_path / "curve" / "loss_curve.png"), "", "events", {},
-                   durable_dir=durable)  # fmt: skip
+                   durable_dir=durable, checkpoint_minutes=5.0, device_data_gb=0.5)  # fmt: skip
     seen: dict[str, Any] = {}
 
     def rank0(obj: dict[str, Any]) -> None:  # what torchrun's rank 0 does on a node
         seen["spec"] = obj["spec"]
         node = trainjob.node_job(obj["spec"]["trainer"]["command"][-1], 0)
         seen["data"] = (Path(node.data_dir) / "trainA" / "a.png").read_bytes()
+        seen["settings"] = (node.checkpoint_minutes, node.device_data_gb)  # the bot's, not env
         bundle = Path(node.out_dir) / "bundle"
         bundle.mkdir(parents=True)
         (bundle / "generator.pt").write_bytes(b"weights")
@@ -171,6 +172,7 @@ def test_train_on_nodes_hands_over_the_data_and_job_and_brings_the_bundle_back(
                                      owner={}, poll_s=0.05)  # fmt: skip
     assert result == {"mlflow_run_id": "run-7", "steps": 40}
     assert seen["data"] == b"an image"
+    assert seen["settings"] == (5.0, 0.5)
     command = seen["spec"]["trainer"]["command"]
     assert command[:3] == ["torchrun", "-m", "ganops.pipeline.steps.train"]
     assert seen["spec"]["trainer"]["numNodes"] == 2
