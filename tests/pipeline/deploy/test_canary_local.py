@@ -22,6 +22,7 @@ import requests
 from ganops.pipeline.deploy.local import STARTING, LocalDeployer
 from ganops.pipeline.ports import CanaryServed, DeployError, Served
 from tests.fakes.bot_process import stub_cmd
+from tests.fakes.processes import running_with_arg
 from tests.fakes.slack import eventually
 
 pytestmark = pytest.mark.slow  # starts real server processes
@@ -211,7 +212,7 @@ def test_a_canary_that_never_gets_ready_is_removed(deployer: LocalDeployer, gate
     assert deployer.canary("cut") is None
     assert routes(deployer)["canary"] is None
     assert not (deployer.dir / STARTING).exists()
-    assert _running_with_arg(V2) == []
+    assert running_with_arg(V2) == []
     endpoint = deployer.endpoint()
     assert endpoint is not None
     assert served_by(keepalive(endpoint), 20) == Counter({V1: 20})
@@ -330,13 +331,13 @@ def test_a_canary_left_starting_by_a_killed_deployer_is_stopped_by_the_next_call
     doomed = subprocess.Popen([sys.executable, "-c", script, state, *stub_cmd(gates)])
     try:
         starting = eventually(lambda: _read_json(canary10.dir / STARTING), timeout=30)
-        assert _running_with_arg(V3) == [starting["pid"]]
+        assert running_with_arg(V3) == [starting["pid"]]
     finally:
         doomed.kill()  # the bot dies while its canary is still loading
         doomed.wait()
     assert canary10.abort_canary("cut").ok
-    assert _running_with_arg(V3) == []
-    assert _running_with_arg(V2) == []
+    assert running_with_arg(V3) == []
+    assert running_with_arg(V2) == []
     assert canary10.current("cut") == "1"
 
 
@@ -375,19 +376,3 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _running_with_arg(arg: str) -> list[int]:
-    """Live (non-zombie) processes with `arg` as one of their argv items."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if arg.encode() in argv and state != "Z":
-            found.append(int(proc.name))
-    return found

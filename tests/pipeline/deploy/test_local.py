@@ -22,6 +22,7 @@ import pytest
 from ganops.pipeline.deploy import make_deployer
 from ganops.pipeline.deploy.local import STARTING, LocalDeployer, default_server_cmd
 from ganops.pipeline.ports import Served
+from tests.fakes.processes import running_with_arg
 from tests.fakes.slack import eventually
 
 pytestmark = pytest.mark.slow  # starts real server processes
@@ -129,7 +130,7 @@ def test_a_broken_version_is_rolled_back(deployer: LocalDeployer, uri: str, why:
     assert deployer.serving() == before
     assert served_model(before.port).startswith("models:/ganops-cut/1")
     assert deployer.current("cut") == "1"
-    assert _running_with_arg(f"models:/ganops-cut/2-{uri}") == []  # the failed one was killed
+    assert running_with_arg(f"models:/ganops-cut/2-{uri}") == []  # the failed one was killed
 
 
 def test_a_first_deploy_that_fails_serves_nothing(deployer: LocalDeployer) -> None:
@@ -184,22 +185,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _running_with_arg(arg: str) -> list[int]:
-    """Live (non-zombie) processes with `arg` as one of their argv items."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if arg.encode() in argv and state != "Z":
-            found.append(int(proc.name))
-    return found
-
-
 def test_a_server_left_starting_by_a_killed_deployer_is_stopped_by_the_next_deploy(
     tmp_path: Path, stub_cmd: list[str], deployer: LocalDeployer
 ) -> None:
@@ -212,14 +197,14 @@ def test_a_server_left_starting_by_a_killed_deployer_is_stopped_by_the_next_depl
     doomed = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "state"), *stub_cmd])
     try:
         starting = eventually(lambda: _read_json(deployer.dir / STARTING), timeout=30)
-        assert _running_with_arg("models:/ganops-cut/2-broken") == [starting["pid"]]
+        assert running_with_arg("models:/ganops-cut/2-broken") == [starting["pid"]]
     finally:
         doomed.kill()  # the bot dies while its new server is still loading
         doomed.wait()
     assert deployer.current("cut") == "1"  # the old one kept serving
     result = deployer.deploy("cut", "3", "models:/ganops-cut/3")
     assert result.ok, result.message
-    assert _running_with_arg("models:/ganops-cut/2-broken") == []
+    assert running_with_arg("models:/ganops-cut/2-broken") == []
     assert not (deployer.dir / STARTING).exists()
 
 
