@@ -249,6 +249,7 @@ def test_the_mlflow_run_holds_params_metrics_grid_and_a_registered_model(
     assert "sample_grid.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+@pytest.mark.slow  # a real training run
 def test_a_cli_trained_bundle_carries_a_drift_reference_of_its_inputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
