@@ -34,10 +34,15 @@ postgresql:
 demo: setup prometheus
 	$(VENV)/bin/ganops demo $(DEMO_ARGS)
 
+# How the tests are spread over the workers: a whole module at a time, so a module-scoped
+# fixture (a pipeline run, a server) is built once, not once on each worker; in
+# tests/conftest.py's order (the heaviest modules first), not xdist's (the most tests first).
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 # Lint, then every test but the end-to-end demo, on both cores (pytest-xdist; each test's
 # servers and folders are its own). The ten slowest are listed at the end.
 test: setup prometheus postgresql lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not e2e" --durations=10 $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) -m "not e2e" --durations=10 $(PYTEST_ARGS)
 
 # `make test`, then what truly needs minutes: the shortened demo end to end. CI runs this.
 test-all: test
@@ -45,7 +50,7 @@ test-all: test
 
 # Unit and contract tests only: no training runs, pipelines or external processes.
 test-fast: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) -m "not slow and not e2e" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

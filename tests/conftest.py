@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,68 @@ import pytest
 
 from tests.fakes.postgres import PostgresServer, pg_bindir, set_backend_url, start_postgres
 from tests.fakes.prometheus import PrometheusServer, prometheus_binary, start_prometheus
+
+# The modules that take the longest (`--durations`, worker-seconds on 2 cores), longest first.
+# They are started first so that the two workers end together instead of one of them starting
+# a minutes-long pipeline run when the other has nothing left to do. `make test` hands out
+# whole modules (`--dist loadfile --no-loadscope-reorder`), so each module-scoped fixture (a
+# pipeline run, a server, a data set) is built once, not once on each worker, in this order.
+HEAVY_FIRST = (
+    "tests/pipeline/launch/test_kill_resume.py",
+    "tests/bot/test_replicas.py",
+    "tests/pipeline/launch/test_s3_pipeline.py",
+    "tests/model/test_cli.py",
+    "tests/pipeline/launch/test_local_pipeline.py",
+    "tests/bot/adapters/test_prometheus_canary.py",
+    "tests/pipeline/test_train_step.py",
+    "tests/model/test_multinode.py",
+    "tests/model/test_ddp_compile.py",
+    "tests/bot/adapters/test_prometheus.py",
+    "tests/model/serving/test_prometheus_integration.py",
+    "tests/bot/drift/test_integration.py",
+    "tests/pipeline/deploy/test_serve.py",
+    "tests/model/serving/test_oip.py",
+    "tests/model/test_train.py",
+    "tests/model/test_ddp.py",
+    "tests/model/test_gate.py",
+)
+
+
+def _module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heavy modules first (a stable sort: the rest keep their order)."""
+    rank = {path: i for i, path in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(_module_of(item), len(rank)))
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One empty MLflow sqlite store with its schema made, once per test process: MLflow's
+    schema migrations take about 5 s a store, and most tests only need an empty one."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(path.parent)  # the Default experiment's ./mlruns: here, never the repo
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
+    return path
+
+
+@pytest.fixture
+def fresh_mlflow(mlflow_template: Path) -> Callable[[Path], str]:
+    """`fresh_mlflow(path)` puts an empty, migrated MLflow store (a copy of the template, the
+    test's own) at `path` and returns its `sqlite:///` URI."""
+
+    def make(path: Path) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(mlflow_template, path)
+        return f"sqlite:///{path}"
+
+    return make
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, bundle
 
 
+@pytest.mark.slow  # a full evaluation and its bootstrap: ~10 s
 def test_a_model_that_cannot_beat_itself_by_the_margin_is_rejected_with_exit_3(
     files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

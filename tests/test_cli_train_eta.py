@@ -30,6 +30,7 @@ def test_the_training_line_has_an_eta_once_there_is_a_rate() -> None:
     assert "ETA" not in out.getvalue().splitlines()[-1]
 
 
+@pytest.mark.slow  # a real training run
 def test_train_json_is_one_document_and_progress_goes_to_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

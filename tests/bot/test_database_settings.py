@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,7 @@ def test_the_cli_lists_decides_and_audits_in_the_replicas_database(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    fresh_mlflow: Callable[[Path], str],
 ) -> None:
     from ganops.bot.approvals.admin import approvals_main, os_user
     from ganops.bot.approvals.book import ApprovalBook
@@ -73,7 +75,7 @@ def test_the_cli_lists_decides_and_audits_in_the_replicas_database(
     monkeypatch.setenv("GANOPS_STATE_DIR", str(tmp_path / "cli-state"))  # empty: not read
     monkeypatch.setenv("GANOPS_APPROVERS", "U_BOB")
     monkeypatch.setenv("GANOPS_CLI_USERS", f"{os_user()}=U_BOB")  # the CLI votes as its caller
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow(tmp_path / "mlflow.db"))
     for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "KFP_HOST", "GANOPS_DEPLOYER"):
         monkeypatch.delenv(name, raising=False)
     replica = Store(tmp_path / "replica-state", database_url)

@@ -236,7 +236,8 @@ def serve_fake_kfp() -> Iterator[tuple[str, FakeKfp]]:
     fake = FakeKfp()
     handler = type("Handler", (_Handler,), {"fake": fake})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Polls for shutdown every 50 ms, not 0.5 s: each test's teardown waits one poll.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", fake

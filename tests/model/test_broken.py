@@ -3,6 +3,7 @@ that loads like any other model and makes only NaN images."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,12 @@ NET = preset("tiny", ngf=8, n_blocks=1)
 
 
 def test_the_broken_copy_registers_a_new_version_whose_outputs_are_nan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fresh_mlflow: Callable[[Path], str],
 ) -> None:
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = fresh_mlflow(tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     tracker = MlflowTracker(store)
     generator = build_generator(NET, generator=torch.Generator().manual_seed(0))
@@ -43,7 +47,8 @@ def test_the_broken_copy_registers_a_new_version_whose_outputs_are_nan(
 
 
 def test_without_a_champion_it_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+                                       capsys: pytest.CaptureFixture[str],
+                                       fresh_mlflow: Callable[[Path], str]) -> None:  # fmt: skip
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow(tmp_path / "mlflow.db"))
     assert broken.main(["--model", "cut"]) == 2
     assert "cannot load the champion of ganops-cut" in capsys.readouterr().err

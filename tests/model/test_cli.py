@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -225,11 +226,14 @@ def test_a_killed_training_process_resumes_at_the_checkpointed_step(
 
 @pytest.mark.slow
 def test_the_mlflow_run_holds_params_metrics_grid_and_a_registered_model(
-    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fresh_mlflow: Callable[[Path], str],
 ) -> None:
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_mlflow(tmp_path / "mlflow.db")
     argv = [str(data), "--steps", "4", "--batch-size", "2", "--out", str(tmp_path / "run"),
             "--tracking-uri", uri, "--register", "ganops-cut", "--quiet"]  # fmt: skip
     assert train_main(argv) == 0
@@ -245,6 +249,7 @@ def test_the_mlflow_run_holds_params_metrics_grid_and_a_registered_model(
     assert "sample_grid.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+@pytest.mark.slow  # a real training run
 def test_a_cli_trained_bundle_carries_a_drift_reference_of_its_inputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

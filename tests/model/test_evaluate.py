@@ -127,6 +127,7 @@ def test_champion_comparison_grid_and_report(data: EvalData, tmp_path: Path) -> 
     assert paths["sample_grid.png"].stat().st_size > 1000
 
 
+@pytest.mark.slow  # two full evaluations: ~8 s
 def test_evaluation_is_repeatable(root: Path) -> None:
     generator = nn.Conv2d(3, 3, 3, padding=1)
     torch.nn.init.normal_(generator.weight, 0.0, 0.1, generator=torch.Generator().manual_seed(1))
@@ -139,6 +140,7 @@ def test_evaluation_is_repeatable(root: Path) -> None:
     assert reseeded != first  # another seed, other inputs
 
 
+@pytest.mark.slow  # a full evaluation: seconds
 def test_without_ground_truth_the_score_uses_distribution_metrics(
     root: Path, tmp_path: Path
 ) -> None:

@@ -12,6 +12,9 @@ from ganops.model.data import make_synthetic
 from ganops.model.evaluate import EvalData, load_eval_data, output_metrics
 from ganops.model.gate import compare
 
+# Each test scores 96 images and bootstraps the comparison: 3-6 s each on 2 shared cores.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> EvalData:

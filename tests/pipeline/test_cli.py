@@ -6,6 +6,7 @@ import dataclasses
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,12 @@ from ganops.pipeline.ports import LaunchResult, RunParams, RunState, RunStatus
 
 
 @pytest.fixture(autouse=True)
-def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_mlflow: Callable[[Path], str]
+) -> None:
     monkeypatch.setenv("GANOPS_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("KFP_HOST", raising=False)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow(tmp_path / "mlflow.db"))
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ the verdict tags, auto_deploy's alias moves, and the Kubeflow-side result read b
 from __future__ import annotations
 
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,19 +21,10 @@ pytestmark = pytest.mark.slow
 NAME = "ganops-cut"
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow sqlite file with its schema made once (the migrations take seconds)."""
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    client_for(f"sqlite:///{path}").search_registered_models()
-    return path
-
-
 @pytest.fixture
-def registry(tmp_path: Path, empty_store: Path) -> str:
+def registry(tmp_path: Path, fresh_mlflow: Callable[[Path], str]) -> str:
     """A registry with version 1 as champion and version 2 as the new challenger."""
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_mlflow(tmp_path / "mlflow.db")  # the session's migrated store, copied
     client = client_for(uri)
     client.create_registered_model(NAME)
     for _ in range(2):

@@ -3,6 +3,7 @@ a retried task from the checkpoints on its artifact, in the same MLflow run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,14 +16,16 @@ from ganops.pipeline.steps.train import run_train_step
 pytestmark = pytest.mark.slow
 
 
-def test_torchrun_training_then_a_retry_resumes(tmp_path: Path) -> None:
+def test_torchrun_training_then_a_retry_resumes(
+    tmp_path: Path, fresh_mlflow: Callable[[Path], str]
+) -> None:
     from mlflow import MlflowClient
 
     from ganops.model.data import make_synthetic
 
     data = make_synthetic(tmp_path / "data", n_train=8, n_test=2, image_size=32)
     params = RunParams(steps=4, batch_size=2, gpus=2, preset="tiny", image_size=32)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_mlflow(tmp_path / "mlflow.db")
     model_dir, events = tmp_path / "model", tmp_path / "events"
     curve = tmp_path / "curve" / "loss_curve.png"
 

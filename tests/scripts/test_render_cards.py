@@ -98,6 +98,7 @@ def test_no_real_run_means_no_pictures(tmp_path: Path, capsys: pytest.CaptureFix
     assert not (tmp_path / "img").exists()
 
 
+@pytest.mark.slow  # draws every picture: seconds
 def test_the_generator_draws_every_picture(tmp_path: Path) -> None:
     out = tmp_path / "img"
     cmd = [sys.executable, "scripts/render_cards.py", "--out", str(out)]

@@ -4,6 +4,7 @@ votes only as its caller (`GANOPS_CLI_USERS`, by the process's real uid)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,13 @@ from tests.fakes.approvals import MemoryRegistry, RecordingDeployer
 
 
 @pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_mlflow: Callable[[Path], str]
+) -> Path:
     state_dir = tmp_path / "state"
     monkeypatch.setenv("GANOPS_STATE_DIR", str(state_dir))
     monkeypatch.setenv("GANOPS_APPROVERS", "U_BOB,U_CAROL")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow(tmp_path / "mlflow.db"))
     for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "KFP_HOST", "GANOPS_DEPLOYER"):
         monkeypatch.delenv(name, raising=False)
     return state_dir

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import shutil
 import threading
 import time
 import urllib.error
@@ -43,8 +44,10 @@ _models = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> str:
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    shutil.copyfile(mlflow_template, path)  # the session's migrated store
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture

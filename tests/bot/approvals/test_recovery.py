@@ -31,12 +31,13 @@ MODEL = "cut"
 
 
 @pytest.fixture(scope="module")
-def seeded_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry with ganops-cut versions 1..3, champion -> 1 (made once: MLflow's schema
-    migrations take seconds)."""
+def seeded_mlflow(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Path:
+    """A registry with ganops-cut versions 1..3, champion -> 1 (made once, on a copy of the
+    session's migrated store: MLflow's schema migrations take seconds)."""
     from mlflow import MlflowClient
 
     path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    shutil.copyfile(mlflow_template, path)
     uri = f"sqlite:///{path}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model(f"ganops-{MODEL}")

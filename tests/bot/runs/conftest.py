@@ -3,7 +3,7 @@ whose runs the test moves by hand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,3 +22,11 @@ def bot(tmp_path: Path, launcher: ScriptedLauncher) -> Iterator[Bot]:
     bot = start_bot(tmp_path, launcher)
     yield bot
     bot.stop()
+
+
+@pytest.fixture
+def bot_mlflow(bot: Bot, fresh_mlflow: Callable[[Path], str]) -> str:
+    """The bot's own MLflow store (its settings' URI), put there empty and migrated from the
+    session's template, so registering a challenger does not wait on MLflow's migrations."""
+    assert bot.settings.mlflow_uri.startswith("sqlite:///")
+    return fresh_mlflow(Path(bot.settings.mlflow_uri.removeprefix("sqlite:///")))

@@ -41,13 +41,13 @@ def settled(bot: Bot, run_id: str) -> bool:
 
 
 def test_pictures_come_from_mlflow_never_from_a_local_path_in_a_tag(
-    bot: Bot, launcher: ScriptedLauncher, tmp_path: Path
+    bot: Bot, launcher: ScriptedLauncher, tmp_path: Path, bot_mlflow: str
 ) -> None:
     secret = tmp_path / "environ"
     secret.write_bytes(b"SLACK_BOT_TOKEN=xoxb-very-secret")
     grid = png((200, 10, 10))
     version, mlflow_run = register_challenger(
-        bot.settings.mlflow_uri,
+        bot_mlflow,
         tmp_path / "mlflow",
         "cut",
         {"sample_grid.png": grid, "loss_curve.png": b"SLACK_BOT_TOKEN=xoxb-in-mlflow"},
@@ -166,10 +166,10 @@ def test_a_run_deleted_in_kfp_fails_with_a_reason_and_is_not_polled_again(
 
 
 def test_an_upload_slack_refuses_does_not_keep_the_run_open(
-    bot: Bot, launcher: ScriptedLauncher, tmp_path: Path
+    bot: Bot, launcher: ScriptedLauncher, tmp_path: Path, bot_mlflow: str
 ) -> None:
     version, mlflow_run = register_challenger(
-        bot.settings.mlflow_uri, tmp_path / "mlflow", "cut", {"sample_grid.png": png((1, 2, 3))}
+        bot_mlflow, tmp_path / "mlflow", "cut", {"sample_grid.png": png((1, 2, 3))}
     )
     run_id, _ = start_run(bot)
     status = finished(version, {"sample_grid": f"runs:/{mlflow_run}/sample_grid.png"})

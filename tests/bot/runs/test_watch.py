@@ -110,14 +110,14 @@ def test_a_gated_run_says_why(bot: Bot, launcher: ScriptedLauncher) -> None:
 
 
 def test_the_results_card_has_metrics_images_and_opaque_buttons(
-    bot: Bot, launcher: ScriptedLauncher, tmp_path: Path
+    bot: Bot, launcher: ScriptedLauncher, tmp_path: Path, bot_mlflow: str
 ) -> None:
     run_id, _ = start_run(bot)
     grid = png(tmp_path / "grid.png", (200, 10, 10))
     curve = png(tmp_path / "curve.png", (10, 10, 200))
     # the pictures live in the MLflow artifact store, on the version's run
     version, mlflow_run = register_challenger(
-        bot.settings.mlflow_uri,
+        bot_mlflow,
         tmp_path / "mlflow",
         "cut",
         {"sample_grid.png": grid.read_bytes(), "loss_curve.png": curve.read_bytes()},

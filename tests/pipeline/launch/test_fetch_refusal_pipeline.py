@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,9 @@ def _card(st: RunStatus) -> str:
     return json.dumps(blocks_to_dicts(failure_blocks(view)))
 
 
-def test_refusals_reach_the_run_through_kfp_local(tmp_path: Path) -> None:
+def test_refusals_reach_the_run_through_kfp_local(
+    tmp_path: Path, fresh_mlflow: Callable[[Path], str]
+) -> None:
     from ganops.model.synthetic import make_synthetic
 
     allowed, secret = tmp_path / "allowed", tmp_path / "secret"
@@ -53,9 +56,8 @@ def test_refusals_reach_the_run_through_kfp_local(tmp_path: Path) -> None:
     (secret / "id_rsa.png").write_bytes(b"not for the trainer")
     (data / "trainB" / "leak.png").symlink_to(secret / "id_rsa.png")
     state = tmp_path / "state"
-    launcher = LocalLauncher(
-        state, f"sqlite:///{state / 'mlflow.db'}", IMAGE, data_allow=(f"{allowed}/",)
-    )
+    uri = fresh_mlflow(state / "mlflow.db")
+    launcher = LocalLauncher(state, uri, IMAGE, data_allow=(f"{allowed}/",))
     # A channel member's run, inside the allowlist as text, and an approver's (any data).
     member = launcher.launch(RunParams(data=str(data)), "member")
     approver = launcher.launch(

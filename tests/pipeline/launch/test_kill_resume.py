@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,9 +54,11 @@ def _kill_during_training(launcher: LocalLauncher, run_id: str, ckpt: Path) -> N
         time.sleep(0.1)
 
 
-def test_a_retry_with_fresh_folders_resumes_at_the_step_reached(tmp_path: Path) -> None:
+def test_a_retry_with_fresh_folders_resumes_at_the_step_reached(
+    tmp_path: Path, fresh_mlflow: Callable[[Path], str]
+) -> None:
     artifacts = tmp_path / "bucket" / "ganops"
-    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow_uri = fresh_mlflow(tmp_path / "mlflow.db")
     options = {"artifact_uri": str(artifacts), "checkpoint_minutes": 0.005}  # every 0.3 s
     first = LocalLauncher(tmp_path / "pod-1", mlflow_uri, IMAGE, **options)  # type: ignore[arg-type]
     run = first.launch(PARAMS, REQUEST)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,23 @@ from ganops.pipeline.ports import (
 from tests.fakes.kfp import FakeKfp, serve_fake_kfp
 
 IMAGE = "registry.example/ganops-trainer:1.2.3"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pipeline, compiled once for this module's image by the launcher's own cache
+    (`KubeflowLauncher.package`): a compile takes seconds, and every test launches the same."""
+    state = tmp_path_factory.mktemp("compiled")
+    launcher = make_launcher(state, "http://127.0.0.1:9", "", IMAGE)  # nothing is sent
+    assert isinstance(launcher, KubeflowLauncher)
+    launcher.package(0)
+    return state / "kfp"
+
+
+@pytest.fixture(autouse=True)
+def _compiled_once(tmp_path: Path, compiled: Path) -> None:
+    """Each test's launcher finds the module's compile in its cache (its state dir)."""
+    shutil.copytree(compiled, tmp_path / "state" / "kfp")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,8 +53,10 @@ def _wait(launcher: LocalLauncher, run_ids: list[str]) -> dict[str, RunStatus]:
 
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("state")
+def state(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Path:
+    state = tmp_path_factory.mktemp("state")
+    shutil.copyfile(mlflow_template, state / "mlflow.db")  # empty, already migrated
+    return state
 
 
 @pytest.fixture(scope="module")

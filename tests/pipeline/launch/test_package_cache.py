@@ -10,6 +10,7 @@ import ganops
 from ganops.pipeline.launch.kubeflow import KubeflowLauncher
 
 
+@pytest.mark.slow  # two pipeline compiles: ~8 s
 def test_an_upgraded_ganops_compiles_its_own_pipeline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,7 @@ a cluster: the AWS SDKs' own `AWS_ENDPOINT_URL` and key variables in the environ
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -64,8 +65,11 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def runs(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def runs(
+    s3: Any, tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path
+) -> dict[str, Any]:
     state = tmp_path_factory.mktemp("state")
+    shutil.copyfile(mlflow_template, state / "mlflow.db")  # empty, already migrated
     uri = f"sqlite:///{state / 'mlflow.db'}"
     # The bucket is allowed (GANOPS_DATA_ALLOW): the ingest step checks it again and reads it.
     launcher = LocalLauncher(
