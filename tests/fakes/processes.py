@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def running_with_arg(arg: str) -> list[int]:
-    """Live (non-zombie) processes with `arg` as one of their argv items."""
+def running_with_arg(arg: str, *also: str) -> list[int]:
+    """Live (non-zombie) processes with `arg`, and each of `also`, among their argv items.
+    Tests run beside each other: pass something of this test's own (its gates folder), or
+    another test's server with the same model URI counts as this one's."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -16,6 +18,6 @@ def running_with_arg(arg: str) -> list[int]:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if arg.encode() in argv and state != "Z":
+        if all(a.encode() in argv for a in (arg, *also)) and state != "Z":
             found.append(int(proc.name))
     return found

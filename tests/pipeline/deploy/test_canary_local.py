@@ -212,7 +212,7 @@ def test_a_canary_that_never_gets_ready_is_removed(deployer: LocalDeployer, gate
     assert deployer.canary("cut") is None
     assert routes(deployer)["canary"] is None
     assert not (deployer.dir / STARTING).exists()
-    assert running_with_arg(V2) == []
+    assert running_with_arg(V2, str(gates)) == []
     endpoint = deployer.endpoint()
     assert endpoint is not None
     assert served_by(keepalive(endpoint), 20) == Counter({V1: 20})
@@ -331,13 +331,13 @@ def test_a_canary_left_starting_by_a_killed_deployer_is_stopped_by_the_next_call
     doomed = subprocess.Popen([sys.executable, "-c", script, state, *stub_cmd(gates)])
     try:
         starting = eventually(lambda: _read_json(canary10.dir / STARTING), timeout=30)
-        assert running_with_arg(V3) == [starting["pid"]]
+        assert running_with_arg(V3, str(gates)) == [starting["pid"]]
     finally:
         doomed.kill()  # the bot dies while its canary is still loading
         doomed.wait()
     assert canary10.abort_canary("cut").ok
-    assert running_with_arg(V3) == []
-    assert running_with_arg(V2) == []
+    assert running_with_arg(V3, str(gates)) == []
+    assert running_with_arg(V2, str(gates)) == []
     assert canary10.current("cut") == "1"
 
 
