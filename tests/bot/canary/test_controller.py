@@ -163,9 +163,19 @@ def test_a_failed_analysis_rolls_back_at_once_keeps_the_alias_and_tells_the_chan
     assert ("ganops", "canary", "rolled_back") in audit
 
 
-def test_a_slow_canary_is_judged_on_the_whole_step_then_rolled_back(w: World) -> None:
+@pytest.mark.parametrize(
+    "failing",
+    [
+        "GANOPS_CANARY_MAX_LATENCY_RATIO",
+        "GANOPS_CANARY_MAX_DRIFT",
+        "GANOPS_CANARY_MAX_OUTPUT_SHIFT",
+    ],
+)
+def test_a_slow_drifting_or_odd_canary_is_judged_on_the_whole_step_then_rolled_back(
+    w: World, failing: str
+) -> None:
     a = w.approve()
-    w.analysis.outcome, w.analysis.failing = "fail", "GANOPS_CANARY_MAX_LATENCY_RATIO"
+    w.analysis.outcome, w.analysis.failing = "fail", failing
     w.later(30)
     assert w.canaries.tick() == 0  # a cold canary's first seconds of p95 are not a verdict
     c = w.canaries.get(a.approval_id)
@@ -175,6 +185,7 @@ def test_a_slow_canary_is_judged_on_the_whole_step_then_rolled_back(w: World) ->
     assert w.canaries.tick() == 1
     assert w.deployer.canary("cut") is None
     assert w.champion() == "1"
+    assert w.told.posts[-1] == ("rolled_back", 10, True)  # the channel is told
 
 
 def test_a_step_without_traffic_is_held_told_once_then_moves_when_traffic_comes(w: World) -> None:
