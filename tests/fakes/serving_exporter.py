@@ -3,7 +3,7 @@ version, with traffic of a known shape: `--rate` requests a second, every `--err
 answered 500, each taking `--latency` seconds. Cheaper than a `ganops serve` with a model
 (no torch), and unlike it, its error rate and latency are exactly what the test says.
 
-    python -m tests.fakes.serving_exporter --port P --version 2 --error-every 4 --latency 0.3
+    python -m tests.fakes.serving_exporter --port 0 --version 2 --error-every 4 --latency 0.3
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ganops.model.serving.metrics import ServingMetrics
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     parser.add_argument("--model", default="cut")
     parser.add_argument("--version", required=True)
     parser.add_argument("--rate", type=float, default=20.0)
@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server, thread = start_http_server(args.port, addr="127.0.0.1", registry=metrics.registry)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("serving", flush=True)
+    # The bound port, for the test to read: a port it picked itself could be taken meanwhile.
+    print(f"serving {server.server_port}", flush=True)
     sent = 0
     while not stop.wait(1.0 / args.rate):
         sent += 1

@@ -30,10 +30,15 @@ WINDOW_S = 6.0
 
 
 def exporter(version: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "tests.fakes.serving_exporter", "--port", str(port)]
+    """An exporter on a port it binds itself (0) and prints: one picked here could be taken
+    by a test beside this one before the exporter binds it."""
+    cmd = [sys.executable, "-m", "tests.fakes.serving_exporter", "--port", "0"]
     cmd += ["--version", version, "--rate", str(RATE), *extra]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL), port
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode().split()
+    assert line[:1] == ["serving"], line
+    return proc, int(line[1])
 
 
 @pytest.fixture
