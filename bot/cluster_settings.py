@@ -6,6 +6,7 @@ knobs read as one group. Same rules: one line naming the variable on a bad value
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,41 +108,39 @@ def _image_ref(env: Mapping[str, str], name: str) -> str | None:
 
 
 def _minutes(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 10_000:
-        raise ConfigError(f"{name}={raw!r} must be minutes (0 or more; 0: by steps only)")
-    return value
+    value = _in_range(env, name, 0, 10_000, "minutes (0 or more; 0: by steps only)")
+    return default if value is None else value
 
 
 def _gb(env: Mapping[str, str], name: str) -> float | None:
-    raw = _get(env, name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1e6:  # also refuses nan and inf
-        raise ConfigError(f"{name}={raw!r} must be a number of GB >= 0 (0: always stream)")
-    return value
+    return _in_range(env, name, 0, 1e6, "a number of GB >= 0 (0: always stream)")
 
 
 def _days(env: Mapping[str, str], name: str) -> float | None:
+    return _in_range(env, name, 0, 100_000, "a number of days above 0 (unset: keep all)",
+                     above_low=True)  # fmt: skip
+
+
+def _in_range(
+    env: Mapping[str, str],
+    name: str,
+    low: float,
+    high: float,
+    what: str,
+    *,
+    above_low: bool = False,
+) -> float | None:
+    """`name` as a number in [low, high) ((low, high) with `above_low`); None when unset.
+    Text, nan and inf are refused like a value out of range, with `what` it must be."""
     raw = _get(env, name)
     if raw is None:
         return None
     try:
         value = float(raw)
     except ValueError:
-        value = 0.0
-    if not 0 < value < 100_000:
-        raise ConfigError(f"{name}={raw!r} must be a number of days above 0 (unset: keep all)")
+        value = math.nan  # fails every comparison below
+    if not ((low < value if above_low else low <= value) and value < high):
+        raise ConfigError(f"{name}={raw!r} must be {what}")
     return value
 
 
