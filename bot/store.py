@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ganops.pipeline.db import Conn, Db, Statements, open_db
+from ganops.pipeline.database import open_db
+from ganops.pipeline.db import Conn, Db, Statements
 
 __all__ = ["AuditRow", "Store"]
 

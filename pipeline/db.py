@@ -6,8 +6,9 @@ serialises with every other `tx()`, SQLite's `BEGIN IMMEDIATE`), `migrate(owner,
 statements)` and `dialect`. The SQL is written once, in SQLite's spelling; `PostgresDb` turns
 the few differences into PostgreSQL's (`translate`, `translate_ddl`) so that no module forks.
 
-`open_db(state_dir, database_url)` picks one: PostgreSQL when a `postgresql://` URL is given,
-else the SQLite file under the state dir.
+`ganops.pipeline.database.open_db(state_dir, database_url)` picks one: PostgreSQL when a
+`postgresql://` URL is given, else the SQLite file under the state dir. (It lives there, not
+here, because both implementations import this module.)
 """
 
 from __future__ import annotations
@@ -67,19 +68,6 @@ class Db(Protocol):
 
 def is_postgres_url(url: str | None) -> bool:
     return bool(url) and str(url).split("://", 1)[0] in {"postgresql", "postgres"}
-
-
-def open_db(state_dir: Path, database_url: str | None = None) -> Db:
-    """PostgreSQL when `database_url` is a postgresql:// URL, else `<state_dir>/ganops.db`."""
-    if database_url:
-        if not is_postgres_url(database_url):
-            raise ValueError("GANOPS_DATABASE_URL must start with postgresql:// or postgres://")
-        from ganops.pipeline.postgres import PostgresDb
-
-        return PostgresDb(database_url)
-    from ganops.pipeline.sqlite import SqliteDb
-
-    return SqliteDb(state_dir)
 
 
 def statements_for(dialect: str, statements: Statements) -> list[str]:

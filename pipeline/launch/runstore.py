@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from ganops.pipeline.db import Conn, Row, integrity_errors, open_db
+from ganops.pipeline.database import open_db
+from ganops.pipeline.db import Conn, Row, integrity_errors
 from ganops.pipeline.ports import (
     FINAL_STATES,
     PIPELINE_STEPS,
