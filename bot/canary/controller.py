@@ -93,14 +93,14 @@ class CanaryController:
         moved = 0
         for c in self.running():
             try:
-                moved += self._tick_one(c.canary_id)
+                moved += self._tick_one(c.canary_id, c.model)
             except Exception:  # one canary's trouble must not stop the others being judged
                 log.exception("canary %s: tick failed", c.canary_id)
         return moved
 
-    def _tick_one(self, canary_id: str) -> bool:
-        with self.rollout.model_lock(self._model_of(canary_id)):
-            c = self.get(canary_id)
+    def _tick_one(self, canary_id: str, model: str) -> bool:
+        with self.rollout.model_lock(model):
+            c = self.get(canary_id)  # again, under the lock: a click may have ended it
             if c is None or c.state != "running":
                 return False
             now = self.clock()
