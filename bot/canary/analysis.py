@@ -6,7 +6,8 @@ of a comparison card.
 - p95 latency: at most `max_latency_ratio` times the stable's (or within `latency_slack_s`);
 - drift score: the canary's own, at most `max_drift` (an absolute limit: its alarm scale);
 - output statistics: no output feature mean more than `max_output_shift` (relative) away from
-  the stable's on the same traffic.
+  the stable's on the same traffic, unless the stable is past its own drift limit (then its
+  outputs are no baseline and the row is a note).
 
 Missing data is not a failure: a version with no drift series yet, or no output statistics,
 leaves that row unjudged (`ok=None`) with a note. Without stable traffic the error rate is held
@@ -158,6 +159,15 @@ def _outputs(c: VersionStats, s: VersionStats | None, t: CanaryThresholds) -> _C
         row = CanaryRow("output shift", NONE, NONE, limit, None, setting)
         whose = f"v{c.version}" if not c.output_means else "the stable version"
         return _Check(row, f"no output statistics for {whose}: outputs not compared")
+    if s.drift_score is not None and s.drift_score > t.max_drift + EPS:
+        # The stable is itself past its drift alarm: on inputs it was not trained for, its
+        # outputs are no baseline, and a model retrained on those inputs is meant to answer
+        # differently (the demo's drift retrain moved contrast 0.059 -> 0.164 and passed the
+        # gate by +106 %). The canary's own drift and its error rate are still judged.
+        row = CanaryRow("output shift", NONE, NONE, limit, None, setting)
+        return _Check(row, f"v{s.version} is drifting (score {s.drift_score:.2f} > "
+                           f"GANOPS_CANARY_MAX_DRIFT={t.max_drift:g}): its outputs are no "
+                           "baseline, outputs not compared")  # fmt: skip
     # Relative to the smaller side (and a floor): a feature collapsing towards 0 (black,
     # flat, blank outputs) is a many-fold shift however it is read, while a retrained model's
     # legitimately different style (sharper, more saturated: the offline gate judged that)

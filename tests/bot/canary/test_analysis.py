@@ -107,6 +107,19 @@ def test_a_retrained_style_passes_and_a_collapse_fails() -> None:
     assert rows(black)["output shift"] is False
 
 
+def test_outputs_are_not_compared_with_a_drifting_stable() -> None:
+    # After a drift retrain the stable sees inputs it was not trained for: the new model is
+    # meant to answer differently, so the shift is a note, and the canary's drift still counts.
+    tripled = replace(CANARY, output_means={**OUTPUTS, "brightness": 1.5 * 2})
+    drifting = replace(STABLE, drift_score=32.0)
+    verdict = judge(canary=tripled, stable=drifting, thresholds=T)
+    assert verdict.outcome == "pass"
+    assert "v2 is drifting (score 32.00 > GANOPS_CANARY_MAX_DRIFT=1)" in verdict.notes[0]
+    assert rows(tripled, drifting)["output shift"] is None
+    assert rows(tripled, replace(STABLE, drift_score=1.0))["output shift"] is False
+    assert rows(replace(tripled, drift_score=1.5), drifting)["input drift score"] is False
+
+
 def test_a_feature_near_zero_is_measured_against_the_floor() -> None:
     # noise 0.01 -> 0.02 doubles it, but is 0.01 / 0.05 = 20 % against the floor.
     doubled = replace(CANARY, output_means={**OUTPUTS, "noise": 0.02})
