@@ -3,7 +3,7 @@
 Both domains are decoded once into uint8 tensors on the training device (4x smaller than
 float, converted per batch), so a step never waits for a loader. The order and the
 augmentation (random crop from `load_scale` times the size, random flip, as in the papers,
-with torchvision's v2 functional ops on the device) are pure functions of the step and rank,
+on the device) are pure functions of the step and rank,
 which makes a resumed run read exactly what an uninterrupted one would. Above the device
 budget the images are read per batch from a decoded cache on disk instead
 (model/data_cache.py), with the same indices and draws, so the batches are the same.
@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
-from torchvision.transforms.v2 import functional as tvf
 
 from ganops.model.config import TrainConfig
 from ganops.model.data import list_images, load_image
@@ -83,8 +82,8 @@ def augment(
     flips = (torch.rand(n, generator=generator) < 0.5).tolist() if flip else [False] * n
     out = []
     for image, top, left, mirror in zip(batch, tops, lefts, flips, strict=True):
-        image = tvf.crop(image, top, left, size, size)
-        out.append(tvf.horizontal_flip(image) if mirror else image)
+        image = image[..., top : top + size, left : left + size]  # torchvision's crop
+        out.append(image.flip(-1) if mirror else image)  # and its horizontal_flip
     return torch.stack(out)
 
 
@@ -175,5 +174,9 @@ def _resize(batch: torch.Tensor, size: int) -> torch.Tensor:
     """`batch` scaled to `size` (bicubic with antialiasing, as upstream's PIL resize)."""
     if batch.shape[-1] == size:
         return batch
+    # Here, not at the top: torchvision's import pulls in torch._dynamo (1.6 s), which every
+    # process that reads batches would pay for this one call (the decay phase's resize).
+    from torchvision.transforms.v2 import functional as tvf
+
     return tvf.resize(batch, [size, size], interpolation=tvf.InterpolationMode.BICUBIC,
                       antialias=True)  # fmt: skip

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,23 +45,38 @@ def _module_of(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the marks added here count
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The heavy modules first (a stable sort: the rest keep their order)."""
+    """A test that needs the PostgreSQL server is `slow` (an external process: `make test`
+    runs it, `make test-fast` does not). The heavy modules first (a stable sort: the rest
+    keep their order)."""
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
     rank = {path: i for i, path in enumerate(HEAVY_FIRST)}
     items.sort(key=lambda item: rank.get(_module_of(item), len(rank)))
 
 
 @pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One empty MLflow sqlite store with its schema made, once per test process: MLflow's
-    schema migrations take about 5 s a store, and most tests only need an empty one."""
-    from mlflow import MlflowClient
+def mlflow_template() -> Path:
+    """One empty MLflow sqlite store with its schema made: MLflow's schema migrations take
+    about 4 s a store, and most tests only need an empty one. Built once per MLflow version
+    and machine user, under a lock, and kept between runs: xdist's workers and the next
+    `make test-fast` copy it instead of each migrating its own."""
+    import mlflow
 
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(path.parent)  # the Default experiment's ./mlruns: here, never the repo
-        MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
+    folder = Path(tempfile.gettempdir()) / f"ganops-tests-{os.getuid()}" / "mlflow-template"
+    path = folder / f"mlflow-{mlflow.__version__}.db"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            building = folder / f"building-{os.getpid()}.db"
+            uri = f"sqlite:///{building}"
+            with pytest.MonkeyPatch.context() as mp:
+                mp.chdir(folder)  # the Default experiment's ./mlruns: here, never the repo
+                mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
+            building.rename(path)  # whole or absent: a run killed mid-build leaves no template
     return path
 
 
@@ -118,7 +135,7 @@ def database_url(postgres_server: PostgresServer) -> str:
     return postgres_server.create_database()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def both_backends(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run the test once on SQLite and once on PostgreSQL: `backend_store(path)` opens the
     store of the backend in use."""

@@ -48,6 +48,7 @@ def test_a_model_that_cannot_beat_itself_by_the_margin_is_rejected_with_exit_3(
     assert document["gate"]["margin"] == 0.01
 
 
+@pytest.mark.slow
 def test_gate_without_a_champion_is_a_usage_error(
     files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

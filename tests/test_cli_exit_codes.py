@@ -16,6 +16,8 @@ from ganops.pipeline import cli as pipeline_cli
 from ganops.pipeline.exit_codes import EXIT_FAILED, EXIT_GATED, EXIT_OK, EXIT_USAGE
 from ganops.pipeline.ports import LaunchResult, RunParams, RunResult, RunState, RunStatus
 
+pytestmark = pytest.mark.slow  # runs the CLIs as processes
+
 
 def test_no_command_prints_help_to_stderr_and_exits_2() -> None:
     proc = subprocess.run(

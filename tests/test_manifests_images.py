@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # renders with kubectl kustomize, runs make
+
 REPO = Path(__file__).resolve().parents[1]
 OVERLAYS = ("dev", "production", "kserve")
 

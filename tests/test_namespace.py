@@ -16,6 +16,7 @@ import ganops
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # fresh processes
 def test_the_three_packages_import_under_ganops() -> None:
     code = "import ganops.bot, ganops.pipeline, ganops.model; print('ok')"
     # From a folder outside the checkout, so the source tree is not on the path by accident.
@@ -25,6 +26,7 @@ def test_the_three_packages_import_under_ganops() -> None:
     assert out.stdout.strip() == "ok"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bot", "pipeline", "model"])
 def test_no_top_level_bot_pipeline_or_model_is_installed(name: str) -> None:
     code = f"import importlib.util; print(importlib.util.find_spec({name!r}))"
@@ -34,6 +36,7 @@ def test_no_top_level_bot_pipeline_or_model_is_installed(name: str) -> None:
     assert out.stdout.strip() == "None"
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_ganops_alone(tmp_path: Path) -> None:
     # The wheel is what an image or a user's environment installs.
     subprocess.run(

@@ -178,8 +178,7 @@ def test_commands_outside_the_channel_get_a_pointer_and_do_nothing(
     body = typed_elsewhere(bot, command, text)
     assert body["response_type"] == "ephemeral"
     assert f"`{command}` works in <#{CHANNEL}>" in body["text"]
-    eventually(lambda: bot.executor.busy == 0)
-    time.sleep(0.3)  # a (wrong) lazy listener would have started by now
+    bot.settle()  # a (wrong) lazy listener would have run by now
     assert launcher.launches == 0
     assert bot.slack.calls("views.open") == []
     assert bot.slack.ephemerals() == []

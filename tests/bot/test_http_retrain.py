@@ -58,7 +58,7 @@ def test_bad_arguments_get_an_ephemeral_usage_and_launch_nothing(
     assert body["response_type"] == "ephemeral"
     assert problem in body["text"]
     assert "/retrain [epochs=N]" in str(body["blocks"])  # the usage comes with it
-    time.sleep(0.5)  # give a (wrong) lazy launch the chance to happen
+    bot.settle()  # a (wrong) lazy launch has run by now
     assert launcher.launches == 0
     assert bot.slack.messages() == []
 
@@ -79,7 +79,7 @@ def test_unverified_requests_get_401_and_launch_nothing(
     body = "command=%2Fretrain&text=epochs%3D2&user_id=U_ALICE&channel_id=C_TEST&trigger_id=t"
     resp = bot.send(body, "application/x-www-form-urlencoded", headers(body), signed=False)
     assert resp.status_code == 401
-    time.sleep(0.3)
+    bot.settle()
     assert launcher.launches == 0
     assert bot.slack.calls() == []
 
@@ -95,7 +95,7 @@ def test_slack_retries_start_one_run_and_post_one_message(
     assert first.status_code == 200
     assert all(r.status_code == 200 for r in retries)
     bot.slack.wait_for(lambda s: s.messages(CHANNEL))
-    time.sleep(0.5)  # the retries' lazy listeners have run by now
+    bot.settle()  # the retries' lazy listeners have run by now
     assert launcher.launches == 1
     assert len(channel_posts(bot)) == 1
 
@@ -112,7 +112,7 @@ def test_concurrent_duplicates_race_to_one_run(bot: Bot, launcher: ScriptedLaunc
     for t in threads:
         t.join()
     bot.slack.wait_for(lambda s: s.messages(CHANNEL))
-    time.sleep(0.5)
+    bot.settle()
     assert launcher.launches == 1
     assert len(channel_posts(bot)) == 1
 

@@ -140,7 +140,7 @@ def test_a_bad_value_comes_back_as_an_error_on_its_field_and_starts_nothing(
     assert answer["response_action"] == "errors"
     assert list(answer["errors"]) == [field]
     assert problem in answer["errors"][field]
-    time.sleep(0.5)  # give a (wrong) lazy launch the chance to happen
+    bot.settle()  # a (wrong) lazy launch has run by now
     assert launcher.launches == 0
     assert bot.slack.messages() == []
 
@@ -170,7 +170,7 @@ def test_a_good_submission_starts_one_run_with_its_params_in_the_commands_channe
     assert run.params["steps"] is None  # an empty field keeps the preset's value
     # Slack retrying the submission (same modal, same command) starts nothing new
     assert bot.interact(payload).status_code == 200
-    time.sleep(0.5)
+    bot.settle()
     assert launcher.launches == 1
     row = eventually(lambda: bot.services.runbook.get(run.run_id))
     assert row.source == "modal"
@@ -217,7 +217,7 @@ def test_past_a_bound_the_form_says_so_on_its_field_audits_it_and_starts_nothing
     assert named in answer["errors"][field]
     assert "an approver must run it" in answer["errors"][field]
     bound = named.split(" is over ")[-1].split("=")[0] if " is over " in named else None
-    time.sleep(0.5)  # give a (wrong) lazy launch the chance to happen
+    bot.settle()  # a (wrong) lazy launch has run by now
     assert launcher.launches == 0
     assert bot.slack.messages() == []
     [(action, outcome, path, audited)] = refusals(bot, ALICE)
@@ -240,7 +240,7 @@ def test_a_forged_auto_deploy_from_a_non_approver_is_refused_on_the_form(
     answer = bot.interact(payload).json()
     assert answer["response_action"] == "errors"
     assert "`auto_deploy=true` is for approvers only" in answer["errors"]["model"]
-    time.sleep(0.5)
+    bot.settle()
     assert launcher.launches == 0
     assert refusals(bot, ALICE) == [("auto_deploy", "refused", "modal", "auto_deploy")]
 

@@ -27,6 +27,7 @@ def slack() -> Iterator[LocalSlack]:
     slack.stop()
 
 
+@pytest.mark.slow
 def test_a_429_is_retried_after_its_retry_after(slack: LocalSlack, tmp_path: Path) -> None:
     client = slack_client(make_settings(tmp_path, slack))
     slack.rate_limit(every=3, retry_after_s=1)
@@ -38,6 +39,7 @@ def test_a_429_is_retried_after_its_retry_after(slack: LocalSlack, tmp_path: Pat
     assert time.monotonic() - started >= 1.0  # it waited as long as Slack asked
 
 
+@pytest.mark.slow
 def test_server_errors_are_retried_and_slack_errors_are_not(
     slack: LocalSlack, tmp_path: Path
 ) -> None:

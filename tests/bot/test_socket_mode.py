@@ -113,6 +113,7 @@ def envelope(envelope_id: str, text: str) -> dict[str, Any]:
             "accepts_response_payload": True}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_slash_commands_over_socket_mode(
     wired: tuple[SocketSlack, LocalSlack, ScriptedLauncher],
 ) -> None:

@@ -189,8 +189,14 @@ class Bot:
         }
         return self.interact(payload)
 
+    def settle(self) -> None:
+        """Wait until every lazy listener started so far has finished. The app acks with
+        `process_before_response`, so Bolt hands a request's lazy listeners to the executor
+        before its response leaves: after a response, a (wrong) launch has already run."""
+        eventually(lambda: self.executor.busy == 0)
+
     def stop(self) -> None:
-        eventually(lambda: self.executor.busy == 0)  # let lazy listeners finish their posts
+        self.settle()  # let lazy listeners finish their posts
         self.executor.shutdown(wait=True)
         self.http.stop()
         self.slack.stop()
@@ -221,12 +227,15 @@ def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def eventually(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll `predicate` until it is truthy (lazy listeners finish after the ack)."""
+    """Poll `predicate` until it is truthy (lazy listeners finish after the ack): often at
+    first, as most conditions hold within milliseconds, then every 50 ms."""
     deadline = time.monotonic() + timeout
+    pause = 0.002
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
             raise TimeoutError("the condition never held")
-        time.sleep(0.05)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)

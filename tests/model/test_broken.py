@@ -18,6 +18,7 @@ from ganops.model.tracking import MlflowTracker
 NET = preset("tiny", ngf=8, n_blocks=1)
 
 
+@pytest.mark.slow
 def test_the_broken_copy_registers_a_new_version_whose_outputs_are_nan(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -92,6 +92,7 @@ def test_validate_reports_ok_and_bad_data(
     assert "missing folder" in _one_line_error(capsys, "validate")
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_bundle_against_a_champion(
     data: Path, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -151,6 +151,7 @@ def test_the_budget_decides_and_a_bad_value_is_one_clear_line(
     assert err == [f"ganops train: error: {ENV} must be a number of GB >= 0, got 'lots'"]
 
 
+@pytest.mark.slow
 def test_a_streamed_run_killed_and_resumed_ends_like_an_in_memory_run(tmp_path: Path) -> None:
     """The whole loop: the same seed held on the device (the default budget) and streamed
     (budget 0), the streamed one killed after step 5 and resumed, end bit-identical."""

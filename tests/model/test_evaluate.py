@@ -82,6 +82,7 @@ def test_diversity_and_histograms() -> None:
     assert histogram_distance(images, -torch.ones_like(images)) > 0.9
 
 
+@pytest.mark.slow
 def test_identity_scores_zero_and_the_oracle_near_one(data: EvalData) -> None:
     assert data.gt is not None
     identity = evaluate(nn.Identity(), data, CFG, "cpu")
@@ -94,6 +95,7 @@ def test_identity_scores_zero_and_the_oracle_near_one(data: EvalData) -> None:
     assert oracle.metrics["hist_dist"] < identity.metrics["hist_dist"]
 
 
+@pytest.mark.slow  # a full evaluation
 def test_a_collapsed_generator_is_caught(data: EvalData) -> None:
     assert data.gt is not None
     collapsed = evaluate(Constant(data.gt[0]), data, CFG, "cpu")
@@ -101,12 +103,14 @@ def test_a_collapsed_generator_is_caught(data: EvalData) -> None:
     assert collapsed.deploy_score == 0.0
 
 
+@pytest.mark.slow  # a full evaluation
 def test_untrained_generator_scores_low(data: EvalData) -> None:
     report = untrained_baseline(preset("tiny"), data, CFG, "cpu")
     assert report.deploy_score < 0.2
     assert report.metrics["ssim"] < 0.3
 
 
+@pytest.mark.slow  # a full evaluation
 def test_champion_comparison_grid_and_report(data: EvalData, tmp_path: Path) -> None:
     assert data.gt is not None
     oracle = Oracle(data.a, data.gt)

@@ -213,6 +213,7 @@ def _copy_weights(source: nn.Module, target: nn.Module) -> None:
             b.copy_(a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["cut", "cyclegan"])
 def test_with_the_references_weights_ours_computes_the_same(model: str) -> None:
     build = _cut_reference if model == "cut" else _cyclegan_reference
@@ -344,6 +345,7 @@ def test_the_cut_step_draws_nce_y_patches_apart_when_asked(separate: bool) -> No
     assert all(torch.equal(k, q) for k, q in zip(key_ids, query_ids, strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("coin", [0.2, 0.8])
 def test_fastcut_flips_the_input_and_keeps_the_keys_unflipped(
     monkeypatch: pytest.MonkeyPatch, coin: float

@@ -102,6 +102,7 @@ def _gap(gen: nn.Module, x: torch.Tensor) -> float:
     return float((train_out - eval_out).abs().mean())
 
 
+@pytest.mark.slow
 def test_the_weight_average_gets_statistics_of_its_own_weights() -> None:
     torch.manual_seed(0)
     trainer = make_trainer(TrainConfig(net=_net("cut"), batch_size=4, amp=False), CPU)

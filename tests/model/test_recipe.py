@@ -51,6 +51,24 @@ def test_a_zero_pool_passes_fakes_through() -> None:
         ImagePool(-1, seed=0)
 
 
+def test_augment_draws_what_torchvisions_crop_and_flip_would() -> None:
+    # augment slices instead of importing torchvision; a run resumed across that change must
+    # read the same batches, so the result is torchvision's for the same draws.
+    from torchvision.transforms.v2 import functional as tvf
+
+    batch = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
+    ours = augment(batch, size=32, flip=True, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    tops = torch.randint(9, (6,), generator=g).tolist()
+    lefts = torch.randint(9, (6,), generator=g).tolist()
+    flips = (torch.rand(6, generator=g) < 0.5).tolist()
+    crops = [tvf.crop(im, t, le, 32, 32) for im, t, le in zip(batch, tops, lefts, strict=True)]
+    theirs = torch.stack(
+        [tvf.horizontal_flip(c) if f else c for c, f in zip(crops, flips, strict=True)]
+    )
+    assert torch.equal(ours, theirs)
+
+
 def test_augment_crops_and_flips_deterministically() -> None:
     batch = torch.arange(2 * 3 * 36 * 36, dtype=torch.float32).reshape(2, 3, 36, 36)
     one = augment(batch, size=32, flip=True, generator=torch.Generator().manual_seed(5))
@@ -125,6 +143,7 @@ def test_antialiased_generator_keeps_the_nce_layer_indices() -> None:
     build_feature_head(smooth, g_smooth)  # the head fits the same channels
 
 
+@pytest.mark.slow
 def test_fastcut_runs_g_on_a_alone_and_cut_on_both() -> None:
     seen: dict[str, list[int]] = {}
     for model in ("cut", "fastcut"):
@@ -143,6 +162,7 @@ def test_fastcut_runs_g_on_a_alone_and_cut_on_both() -> None:
     assert seen["fastcut"][0] == 2
 
 
+@pytest.mark.slow
 def test_cyclegan_discriminators_see_pooled_fakes() -> None:
     net = preset("tiny", "cyclegan", ngf=4, ndf=4, n_blocks=1, n_layers_d=2)
     trainer = make_trainer(TrainConfig(net=net, batch_size=2, amp=False, pool_size=3), CPU)

@@ -57,6 +57,7 @@ def _fake_fit(batch: int, calls: list[int]):  # type: ignore[no-untyped-def]
     return fill
 
 
+@pytest.mark.slow
 def test_a_resume_keeps_the_batch_lr_and_length_it_started_with(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -76,6 +76,7 @@ def _assert_same_state(a: object, b: object, where: str = "") -> None:
         assert a == b, where
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["cut", "fastcut", "cyclegan"])
 def test_a_killed_run_resumes_at_its_checkpoint_and_ends_like_an_uninterrupted_one(
     model: str, synthetic: Path, tmp_path: Path

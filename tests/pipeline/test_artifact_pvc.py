@@ -13,6 +13,8 @@ import yaml
 from ganops.pipeline.ct_pipeline import compile_pipeline
 from ganops.pipeline.placement import Placement
 
+pytestmark = pytest.mark.slow  # compiles the pipeline
+
 IMAGE = "reg/ganops-trainer:1"
 
 

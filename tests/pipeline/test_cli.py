@@ -141,6 +141,7 @@ def test_the_launchers_import_neither_torch_nor_mlflow() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_ganops_pipeline_reads_the_cluster_settings_the_bot_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,8 @@ from ganops.pipeline.ct_pipeline import compile_pipeline
 from ganops.pipeline.placement import Placement
 from ganops.pipeline.ports import PIPELINE_STEPS
 
+pytestmark = pytest.mark.slow  # compiles the pipeline
+
 IMAGE = "registry.example/ganops-trainer:9.9"
 
 

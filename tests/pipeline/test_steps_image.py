@@ -13,12 +13,15 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from ganops.pipeline import captured, components
 from ganops.pipeline.ct_pipeline import compile_pipeline
 from ganops.pipeline.placement import Placement
 from ganops.pipeline.steps import data as steps_data
+
+pytestmark = pytest.mark.slow  # compiles the pipeline
 
 IMAGE, STEPS = "reg/ganops-trainer:1", "reg/ganops-steps:1"
 EXECUTOR = {

@@ -101,6 +101,7 @@ def _manifest(image: str) -> dict[str, Any]:
     )
 
 
+@pytest.mark.slow
 def test_a_trainjob_is_created_followed_to_success_and_its_result_read(
     trainer: Trainer, tmp_path: Path
 ) -> None:
@@ -317,6 +318,7 @@ def test_a_stopped_step_deletes_its_trainjob(trainer: Trainer) -> None:
     assert gone.value.status == 404
 
 
+@pytest.mark.slow
 def test_cancel_deletes_the_runs_trainjob_and_the_waiting_pod_asks_no_gpu(
     trainer: Trainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ from tests.fakes.slack import eventually
 __all__ = ["mlflow_uri", "seeded_mlflow", "slack"]  # fixtures, shared with test_recovery
 
 
+@pytest.mark.slow
 def test_a_cli_decision_deploys_in_the_bot_under_the_model_lock(
     tmp_path: Path,
     slack: LocalSlack,

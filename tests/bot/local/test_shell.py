@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from ganops.bot.local.shell import Shell, user_id
@@ -22,6 +23,7 @@ from tests.fakes.slack import make_services
 REPO = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.slow
 def test_ganops_bot_with_piped_stdin_is_a_scriptable_chat(tmp_path: Path) -> None:
     script = "\n".join(
         [
@@ -85,6 +87,7 @@ class SelfRunningLauncher(ScriptedLauncher):
         return self.move(run_id, **finished("3", {"sample_grid": "runs:/r3/sample_grid.png"}))
 
 
+@pytest.mark.slow
 def test_the_whole_story_in_the_shell(tmp_path: Path) -> None:
     grid = tmp_path / "grid.png"
     Image.new("RGB", (32, 96), (0, 128, 0)).save(grid)

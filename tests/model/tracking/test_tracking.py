@@ -59,6 +59,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return default_tracking_uri(tmp_path / "state")
 
 
+@pytest.mark.slow
 def test_mlflow_run_holds_everything_and_the_registered_model_loads(
     store: str, tmp_path: Path
 ) -> None:
@@ -111,6 +112,7 @@ def test_mlflow_run_holds_everything_and_the_registered_model_loads(
         load_bundle("models:/ganops-test@champion", tracking_uri=store)
 
 
+@pytest.mark.slow
 def test_mlflow_failures_resume_and_misuse(store: str) -> None:
     from mlflow import MlflowClient
 

@@ -54,6 +54,7 @@ def _launcher(tmp_path: Path, host: str) -> KubeflowLauncher:
     return launcher
 
 
+@pytest.mark.slow
 def test_launch_submits_the_compiled_pipeline_with_parameters(
     tmp_path: Path, kfp: tuple[str, FakeKfp]
 ) -> None:
