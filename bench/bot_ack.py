@@ -142,7 +142,11 @@ def serve_slack(conn: Connection) -> None:
 
 
 def serve_bot(
-    conn: Connection, slack_url: str, database_url: str | None, use_outbox: bool = True
+    conn: Connection,
+    slack_url: str,
+    database_url: str | None,
+    use_outbox: bool = True,
+    threads: int = 8,
 ) -> None:
     """The bot process: the real app behind the real HTTP transport, acks into the outbox."""
     state = Path(tempfile.mkdtemp(prefix="ganops-bench-"))
@@ -155,7 +159,7 @@ def serve_bot(
                         registry=MlflowRegistry(settings.mlflow_uri), slack=slack_client(settings),
                         outbox=outbox)  # fmt: skip
     app = create_app(settings, services)
-    worker = install_outbox(app, outbox) if use_outbox else None
+    worker = install_outbox(app, outbox, threads=threads) if use_outbox else None
     http = HttpTransport(app, 0, host="127.0.0.1").start()
     conn.send(http.port)
     conn.recv()  # "stop"
@@ -180,6 +184,7 @@ def main() -> None:
     parser.add_argument(
         "--no-outbox", action="store_true", help="Bolt's thread runner (before issue 22)"
     )
+    parser.add_argument("--worker-threads", type=int, default=8, help="the outbox worker's")
     args = parser.parse_args()
     ctx = multiprocessing.get_context("spawn")
     slack_end, slack_child = ctx.Pipe()
@@ -189,7 +194,7 @@ def main() -> None:
     slack_url = slack_end.recv()
     bot_proc = ctx.Process(
         target=serve_bot,
-        args=(bot_child, slack_url, args.database_url, not args.no_outbox),
+        args=(bot_child, slack_url, args.database_url, not args.no_outbox, args.worker_threads),
         daemon=True,
     )
     bot_proc.start()

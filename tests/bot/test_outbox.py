@@ -17,6 +17,7 @@ from ganops.bot.outbox_worker import OutboxWorker, outbox_key
 from ganops.bot.runs.record import RunBook, RunRow
 from ganops.bot.store import Store
 from tests.fakes.postgres import backend_store
+from tests.fakes.slack import eventually
 
 
 class Clock:
@@ -84,6 +85,40 @@ def test_an_expired_claim_is_taken_over_and_the_old_worker_cannot_finish_it(
     assert not outbox.finish(first.id, "dead")  # the dead worker's late finish is ignored
     assert outbox.finish(second.id, "alive")
     assert outbox.counts() == {"done": 1}
+
+
+def test_while_acks_come_in_the_worker_starts_one_row_at_a_time(tmp_path: Path) -> None:
+    outbox = Outbox(Store(tmp_path))
+    release = threading.Event()
+    running: list[int] = []
+    most = [0]
+    guard = threading.Lock()
+
+    def run(row: OutboxRow) -> None:
+        with guard:
+            running.append(row.id)
+            most[0] = max(most[0], len(running))
+        release.wait(10)
+        with guard:
+            running.remove(row.id)
+
+    worker = OutboxWorker(outbox, run, threads=4, poll_s=0.05, quiet_s=0.2)
+    worker.wake()  # an ack, as each enqueue below would be followed by
+    worker.start()
+    try:
+        for i in range(3):
+            outbox.enqueue("k", f"key-{i}", {"i": i})
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # acks keep arriving for a second
+            worker.wake()
+            time.sleep(0.02)
+        assert most[0] == 1  # the first row started; the others waited for the acks to stop
+        eventually(lambda: most[0] == 3)  # then the rest started together
+        release.set()
+        eventually(lambda: outbox.counts() == {"done": 3})
+    finally:
+        release.set()
+        worker.stop()
 
 
 @pytest.mark.usefixtures("both_backends")
