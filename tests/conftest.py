@@ -31,6 +31,7 @@ HEAVY_FIRST = (
     "tests/model/test_multinode.py",
     "tests/model/test_ddp_compile.py",
     "tests/bot/adapters/test_prometheus.py",
+    "tests/model/test_gate_validity.py",
     "tests/model/serving/test_prometheus_integration.py",
     "tests/bot/drift/test_integration.py",
     "tests/pipeline/deploy/test_serve.py",
