@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,21 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fakes.kustomize import kustomize
+
 REPO = Path(__file__).resolve().parents[1]
 OVERLAYS = ("dev", "production")
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed (it ships kustomize)")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(REPO / "manifests" / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return kustomize(REPO / "manifests" / "overlays" / overlay)
 
 
 def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fakes.kustomize import kustomize
+
 pytestmark = pytest.mark.slow  # renders with kubectl kustomize, runs make
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,16 +28,7 @@ OVERLAYS = ("dev", "production", "kserve")
 
 
 def render(root: Path, overlay: str) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed (it ships kustomize)")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(root / "manifests" / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return kustomize(root / "manifests" / "overlays" / overlay)
 
 
 def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,33 +4,24 @@ and the bot's settings from its ConfigMap point the KServe deployer at that obje
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ganops.bot.services import kube_target
 from ganops.bot.settings import load_settings
 from ganops.pipeline.deploy import KServeTarget
 from ganops.pipeline.deploy.kserve_spec import CONTAINER, merge_predictor, predictor_spec
 from tests.fakes.kserve_models import strict
+from tests.fakes.kustomize import kustomize
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def docs() -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed (it ships kustomize)")
-    overlay = REPO / "manifests" / "overlays" / "kserve"
-    out = subprocess.run(
-        [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=True
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return kustomize(REPO / "manifests" / "overlays" / "kserve")
 
 
 def only(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -5,15 +5,13 @@ KFP API URL the ConfigMap and the docs agree on."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ganops.pipeline.launch.kfp_client import DEFAULT_TOKEN_PATH
+from tests.fakes.kustomize import kustomize
 from tests.test_manifests import one, render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,14 +19,7 @@ KFP_API = "http://ml-pipeline.kubeflow:8888"
 
 
 def render_profile() -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed (it ships kustomize)")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(REPO / "manifests" / "kubeflow" / "profile")],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return kustomize(REPO / "manifests" / "kubeflow" / "profile")
 
 
 @pytest.mark.parametrize("overlay", ["dev", "production"])
