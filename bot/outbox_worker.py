@@ -88,12 +88,9 @@ class OutboxWorker:
         self._last_ack = time.monotonic()
         self._wake.set()
 
-    def _room(self) -> int:
-        """How many more rows may start now."""
-        busy = self.busy()
-        if time.monotonic() - self._last_ack < self.quiet_s:
-            return max(0, 1 - busy)  # acks are coming in: one row at a time
-        return self.threads - busy
+    def _acking(self) -> bool:
+        """An ack in the last `quiet_s`: rows start one at a time."""
+        return time.monotonic() - self._last_ack < self.quiet_s
 
     def start(self) -> OutboxWorker:
         for target, label in ((self._claim_loop, "claim"), (self._heartbeat, "heartbeat")):
@@ -118,7 +115,8 @@ class OutboxWorker:
     def _claim_loop(self) -> None:
         while not self._stop.is_set():
             claimed = False
-            free = self._room()
+            acking = self._acking()
+            free = (1 if acking else self.threads) - self.busy()
             if free > 0:
                 try:
                     claimed = self._claim(free)
@@ -126,8 +124,7 @@ class OutboxWorker:
                     log.warning("outbox: cannot claim: %s", exc)
             if not claimed:
                 # Held back by acks: look again once they may be over, not at the next poll.
-                held = free < self.threads - self.busy()
-                self._wake.wait(self.quiet_s if held else self.poll_s)
+                self._wake.wait(self.quiet_s if acking else self.poll_s)
                 self._wake.clear()
 
     def _claim(self, free: int) -> bool:
