@@ -37,6 +37,7 @@ from ganops.bot.settings import Secret, Settings
 from ganops.bot.store import Store
 from ganops.bot.transports import HttpTransport
 from tests.fakes.approvals import RecordingDeployer
+from tests.fakes.slack import eventually
 
 SECRET, TOKEN, CHANNEL = "test-signing-secret", "xoxb-test", "C_OPS"
 ALICE, BOB, CAROL, MALLORY = "U_ALICE", "U_BOB", "U_CAROL", "U_MALLORY"
@@ -97,10 +98,7 @@ class Bot:
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every lazy listener started so far has finished."""
-        deadline = time.monotonic() + timeout
-        while self.executor.busy and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert self.executor.busy == 0, "lazy listeners still running"
+        eventually(lambda: self.executor.busy == 0, timeout)
 
     def stop(self) -> None:
         self.settle()
