@@ -130,6 +130,16 @@ def run(
     }
 
 
+def seed_list(text: str) -> list[int]:
+    """`--seeds 0,1`: whole numbers, comma-separated (an argparse type: a bad one is a usage
+    line, not a traceback)."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds are whole numbers, e.g. 0,1") from None
+    return seeds
+
+
 def make_data(root: Path) -> None:
     """The training scenes and both held-out splits under `root` (see DATA_SEEDS)."""
     make_synthetic(root / "data", n_train=SYNTHETIC_TRAIN, n_test=0, seed=DATA_SEEDS["train"])
@@ -144,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--model", choices=("cut", "cyclegan", "both"), default="both")
-    parser.add_argument("--seeds", default="0,1", help="training seeds (init, data order)")
+    parser.add_argument("--seeds", type=seed_list, default=[0, 1],
+                        help="training seeds (init, data order)")  # fmt: skip
     parser.add_argument("--split", choices=("test", "validation"), default="test")
     parser.add_argument("--lr", type=float, default=None, help="instead of the preset's")
     parser.add_argument("--threads", type=int, default=1,
@@ -152,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = torch.device("cpu")
     models = ("cut", "cyclegan") if args.model == "both" else (args.model,)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds: list[int] = args.seeds
     with tempfile.TemporaryDirectory(prefix="ganops-learning-") as tmp:
         root = Path(tmp)
         make_data(root)

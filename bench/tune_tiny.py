@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learning import make_data, run  # a sibling script, not a package
+from learning import make_data, run, seed_list  # a sibling script, not a package
 
 from ganops.model.config import train_config
 
@@ -46,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--model", choices=("cut", "cyclegan", "both"), default="both")
-    parser.add_argument("--seeds", default="0,1", help="training seeds")
+    parser.add_argument("--seeds", type=seed_list, default=[0, 1], help="training seeds")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     models = ("cut", "cyclegan") if args.model == "both" else (args.model,)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds: list[int] = args.seeds
     picks: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="ganops-tune-") as tmp:
         root = Path(tmp)
